@@ -1,0 +1,189 @@
+"""Catalog entries (agent providers, MCP providers) and workflows.
+
+Field names follow DESIGN §2: users of CrewAI-based orchestration tools already write them.
+A :class:`WorkflowDefinition` is what a YAML file says (agent providers inline or by id);
+a :class:`WorkflowConfig` is resolved and self-contained (every provider embedded), so a run
+can be replayed without the catalog it came from.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from agentic.contracts.base import Frozen
+from agentic.ids import SafeId
+
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class ScriptedToolCall(Frozen):
+    """One ReAct tool call a scripted agent makes before its next reply."""
+
+    tool: str = Field(description="Tool name as the agent sees it.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Tool arguments.")
+
+
+class ScriptedFailure(Frozen):
+    """Fail the first ``times`` attempts of every step this provider runs, then succeed."""
+
+    times: int = Field(0, ge=0, description="Attempts that fail (attempt numbers 1..times).")
+    mode: Literal["error", "fatal", "crash", "hang"] = Field(
+        "error",
+        description="error: retryable error; fatal: non-retryable error; crash: the process exits "
+        "with status 3; hang: sleep until killed.",
+    )
+    message: str = Field("scripted failure", description="Error message.")
+
+
+class ScriptedScript(Frozen):
+    """What a ``type: scripted`` provider replies: an offline, deterministic LLM."""
+
+    replies: list[str | ScriptedToolCall] = Field(
+        default_factory=list,
+        description="Replayed in order per step: a string is a final answer (may use {topic}, "
+        "{step_id}, {task}, {tool_result} and input names); a mapping is a tool call.",
+    )
+    delay_s: float = Field(0.0, ge=0, description="Sleep before each reply.")
+    fail: ScriptedFailure | None = Field(None, description="Failure mode for retry and crash tests.")
+
+
+class AgentProvider(Frozen):
+    """An agent and the LLM behind it (``config/agent_providers/<id>.yaml``)."""
+
+    id: SafeId
+    type: str = Field(description="openai, anthropic, ollama, vllm, huggingface, litellm, scripted, …")
+    role: str
+    goal: str
+    backstory: str
+    model: str | None = Field(None, description="Model name, e.g. gpt-4o-mini or llama3.2.")
+    planner_hint: str | None = None
+    min_vram_gb: float | None = None
+    verbose: bool = False
+    allow_delegation: bool = False
+    temperature: float | None = None
+    max_tokens: int | None = None
+    openai_base_url: str | None = None
+    anthropic_base_url: str | None = None
+    ollama_host: str | None = None
+    base_url: str | None = Field(None, description="Base URL for vllm, litellm proxies, huggingface endpoints.")
+    api_key_env: EnvName | None = Field(None, description="Env var holding the API key (never the key).")
+    required_env: list[EnvName] = Field(default_factory=list)
+    pool: str | None = Field(None, description="Worker pool hint (GPU pools, …).")
+    resources: dict[str, Any] | None = Field(None, description="Kubernetes requests/limits hint.")
+    node_selector: dict[str, str] | None = None
+    tolerations: list[dict[str, Any]] | None = None
+    script: ScriptedScript | None = Field(None, description="Replies of a `scripted` provider.")
+
+    @model_validator(mode="after")
+    def _scripted_needs_script(self) -> AgentProvider:
+        if self.type == "scripted" and self.script is None:
+            raise ValueError("a provider of type 'scripted' needs a 'script'")
+        return self
+
+
+class StdioTransport(Frozen):
+    command: str
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict, description="May hold ${VAR} placeholders.")
+
+
+class StreamableHttpTransport(Frozen):
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict, description="May hold ${VAR} placeholders.")
+
+
+class MCPProvider(Frozen):
+    """An MCP server (``config/mcp_providers/<id>.yaml``): exactly one transport."""
+
+    id: SafeId
+    description: str = ""
+    planner_hint: str | None = None
+    required_env: list[EnvName] = Field(default_factory=list)
+    required_env_any: list[EnvName] = Field(default_factory=list)
+    stdio: StdioTransport | None = None
+    streamable_http: StreamableHttpTransport | None = None
+    tools: list[str] | None = Field(None, description="Only these tools (all when unset).")
+
+    @model_validator(mode="after")
+    def _exactly_one_transport(self) -> MCPProvider:
+        if (self.stdio is None) == (self.streamable_http is None):
+            raise ValueError("exactly one of 'stdio' or 'streamable_http' is required")
+        return self
+
+    @property
+    def transport(self) -> Literal["stdio", "streamable_http"]:
+        return "stdio" if self.stdio is not None else "streamable_http"
+
+
+class TaskConfig(Frozen):
+    """One task of a workflow: becomes one step of every run."""
+
+    id: SafeId
+    agent_provider_id: SafeId
+    description: str
+    expected_output: str
+    mcp_providers: list[SafeId] | None = Field(
+        None, description="MCP providers of this task; unset: all of the workflow's."
+    )
+    depends_on: list[SafeId] | None = None
+    timeout_s: float | None = Field(None, gt=0)
+    retries: int | None = Field(None, ge=0)
+    pool: str | None = None
+
+
+class WorkflowBody(Frozen):
+    """The ``workflow:`` mapping of a workflow YAML file, before catalog resolution."""
+
+    name: SafeId
+    topic: str = ""
+    description: str = ""
+    agent_providers: list[AgentProvider | SafeId] = Field(default_factory=list)
+    mcp_providers: list[MCPProvider | SafeId] = Field(default_factory=list)
+    tasks: list[TaskConfig] = Field(min_length=1)
+    task_sequence: list[SafeId] | None = None
+
+
+class WorkflowDefinition(Frozen):
+    """A workflow YAML file."""
+
+    workflow: WorkflowBody
+
+
+class WorkflowConfig(Frozen):
+    """A resolved workflow: self-contained, with every provider embedded.
+
+    ``task_sequence`` is always set (defaults to the order of ``tasks``). The DAG is checked:
+    unknown ids and cycles are errors (see :func:`agentic.catalog.dag.check_workflow`).
+    """
+
+    name: SafeId
+    topic: str = ""
+    description: str = ""
+    agent_providers: list[AgentProvider]
+    mcp_providers: list[MCPProvider] = Field(default_factory=list)
+    tasks: list[TaskConfig] = Field(min_length=1)
+    task_sequence: list[SafeId]
+
+    def task(self, task_id: str) -> TaskConfig:
+        for t in self.tasks:
+            if t.id == task_id:
+                return t
+        raise KeyError(task_id)
+
+    def provider(self, provider_id: str) -> AgentProvider:
+        for p in self.agent_providers:
+            if p.id == provider_id:
+                return p
+        raise KeyError(provider_id)
+
+    def mcp_provider(self, provider_id: str) -> MCPProvider:
+        for p in self.mcp_providers:
+            if p.id == provider_id:
+                return p
+        raise KeyError(provider_id)
+
+    @property
+    def uses_depends_on(self) -> bool:
+        return any(t.depends_on is not None for t in self.tasks)

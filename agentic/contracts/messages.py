@@ -1,0 +1,219 @@
+"""Runtime contracts that cross process and machine boundaries (DESIGN §3).
+
+Frozen, ``extra="forbid"``, each with ``schema_version``. JSON Schemas exported from these
+models live in ``agentic/schemas/`` and a test fails when they drift.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from agentic.contracts.base import SCHEMA_VERSION, Frozen
+from agentic.contracts.catalog import WorkflowConfig, WorkflowDefinition
+from agentic.ids import SafeId
+
+EventType = Literal[
+    "requested",
+    "planned",
+    "step_ready",
+    "step_started",
+    "step_progress",
+    "step_succeeded",
+    "step_failed",
+    "step_retrying",
+    "succeeded",
+    "failed",
+    "cancelled",
+]
+TERMINAL_EVENTS: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class TaskText(Frozen):
+    description: str
+    expected_output: str
+
+
+class ResolvedMCP(Frozen):
+    id: SafeId
+    resolved: dict[str, Any] = Field(description="The MCP provider entry, ${VAR} placeholders kept.")
+
+
+class StepSpec(Frozen):
+    """Everything a worker needs to run one attempt of one step; never a secret value."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: SafeId
+    step_id: SafeId
+    step_index: int = Field(ge=0)
+    attempt: int = Field(ge=1)
+    workflow_name: SafeId
+    topic: str
+    inputs: dict[str, str] = Field(default_factory=dict)
+    task: TaskText
+    agent_provider: dict[str, Any] = Field(description="The resolved agent provider entry.")
+    mcp_providers: list[ResolvedMCP] = Field(default_factory=list)
+    depends_on: list[SafeId] = Field(default_factory=list)
+    prior_outputs: dict[str, str] = Field(
+        default_factory=dict, description="Outputs of dependencies, already merged into task.description."
+    )
+    timeout_s: float | None = None
+    pool: str = "default"
+    store_url: str
+
+
+class StepError(Frozen):
+    type: str
+    message: str
+    retryable: bool = False
+
+
+class Artifact(Frozen):
+    path: str = Field(description="Path relative to the run's artifacts/<step_id>/ folder.")
+    mime: str = "application/octet-stream"
+    size: int = Field(ge=0)
+
+
+class Usage(Frozen):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Timing(Frozen):
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class WorkerInfo(Frozen):
+    host: str
+    pid: int
+    pod: str | None = None
+
+
+class StepResult(Frozen):
+    """The outcome of one attempt of one step."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: SafeId
+    step_id: SafeId
+    attempt: int = Field(ge=1)
+    status: Literal["succeeded", "failed"]
+    output: str = ""
+    error: StepError | None = None
+    artifacts: list[Artifact] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    timing: Timing = Field(default_factory=Timing)
+    worker: WorkerInfo | None = None
+    reused_from: SafeId | None = Field(
+        None, description="Run id whose committed result a replay reused (no LLM call)."
+    )
+
+    @model_validator(mode="after")
+    def _failed_has_error(self) -> StepResult:
+        if self.status == "failed" and self.error is None:
+            raise ValueError("a failed StepResult needs an 'error'")
+        return self
+
+
+class ReplaySource(Frozen):
+    """What a replay reuses: the committed results of ``run_id`` before ``from_step``."""
+
+    run_id: SafeId
+    from_step: SafeId | None = None
+
+
+class PlannerOptions(Frozen):
+    iterative: bool = False
+    max_rounds: int = Field(5, ge=1)
+    session: SafeId | None = None
+
+
+class RunRequest(Frozen):
+    """Asks for one run. Submitting the same ``run_id`` twice starts one run."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: SafeId | None = None
+    workflow: WorkflowDefinition | WorkflowConfig | None = None
+    workflow_ref: SafeId | None = None
+    goal: str | None = None
+    inputs: dict[str, str] = Field(default_factory=dict)
+    backend: Literal["inprocess", "subprocess", "kubernetes", "nats"] | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    replay_of: ReplaySource | None = None
+    planner: PlannerOptions | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> RunRequest:
+        given = [n for n in ("workflow", "workflow_ref", "goal") if getattr(self, n) is not None]
+        if self.replay_of is None and len(given) != 1:
+            raise ValueError("exactly one of 'workflow', 'workflow_ref' or 'goal' is required")
+        if len(given) > 1:
+            raise ValueError("at most one of 'workflow', 'workflow_ref' or 'goal' may be given")
+        return self
+
+
+class RunEvent(Frozen):
+    """One thing that happened to a run; published on ``agentic.events.<run_id>.<type>``."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: SafeId
+    seq: int = Field(ge=0)
+    type: EventType
+    ts: datetime = Field(default_factory=utcnow)
+    step_id: SafeId | None = None
+    attempt: int | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepState(Frozen):
+    """A step's state as the run record shows it."""
+
+    step_id: SafeId
+    status: Literal["pending", "ready", "running", "retrying", "succeeded", "failed", "cancelled", "skipped"] = "pending"
+    attempt: int = 0
+
+
+class RunRecord(Frozen):
+    """What ``run.json`` holds."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: SafeId
+    status: RunStatus = "pending"
+    request: RunRequest
+    workflow: WorkflowConfig | None = None
+    inputs: dict[str, str] = Field(default_factory=dict)
+    backend: str
+    replay_of: SafeId | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    steps: list[StepState] = Field(default_factory=list)
+    output: str | None = None
+    error: str | None = None
+    plan: dict[str, Any] | None = Field(None, description="The planner's plan and raw output, for goals.")
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES

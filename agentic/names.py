@@ -1,0 +1,122 @@
+"""Every NATS subject, stream, consumer, header and run-store path, built in one place.
+
+No other module formats a subject or a store path. Ids are validated here before they
+become part of either.
+"""
+
+from __future__ import annotations
+
+from agentic.ids import check_id
+
+# --- NATS ----------------------------------------------------------------------------------
+SUBMIT_SUBJECT = "agentic.runs.submit"
+CANCEL_SUBJECT = "agentic.control.cancel"
+
+EVENTS_STREAM = "AGENTIC_EVENTS"
+EVENTS_SUBJECTS = "agentic.events.>"
+STEPS_STREAM = "AGENTIC_STEPS"
+STEPS_SUBJECTS = "agentic.steps.>"
+DLQ_STREAM = "AGENTIC_DLQ"
+DLQ_SUBJECTS = "agentic.dlq.>"
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+COORDINATOR_EVENTS_CONSUMER = "coordinator"
+
+
+def events_subject(run_id: str, event_type: str) -> str:
+    """``agentic.events.<run_id>.<type>``."""
+    return f"agentic.events.{check_id(run_id, 'run id')}.{event_type}"
+
+
+def run_events_filter(run_id: str) -> str:
+    """``agentic.events.<run_id>.>``: every event of one run."""
+    return f"agentic.events.{check_id(run_id, 'run id')}.>"
+
+
+def run_id_from_events_subject(subject: str) -> str:
+    """The run id inside ``agentic.events.<run_id>.<type>``."""
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[:2] != ["agentic", "events"]:
+        raise ValueError(f"not an events subject: {subject!r}")
+    return check_id(parts[2], "run id")
+
+
+def steps_subject(pool: str) -> str:
+    """``agentic.steps.<pool>``: the work queue of one pool."""
+    return f"agentic.steps.{check_id(pool, 'pool')}"
+
+
+def workers_consumer(pool: str) -> str:
+    """``workers-<pool>``: the durable pull consumer of a pool."""
+    return f"workers-{check_id(pool, 'pool')}"
+
+
+def dlq_subject(pool: str) -> str:
+    """``agentic.dlq.<pool>``."""
+    return f"agentic.dlq.{check_id(pool, 'pool')}"
+
+
+def step_msg_id(run_id: str, step_id: str, attempt: int) -> str:
+    """``<run_id>.<step_id>.<attempt>``: the ``Nats-Msg-Id`` of a step_ready message."""
+    return f"{check_id(run_id, 'run id')}.{check_id(step_id, 'step id')}.{int(attempt)}"
+
+
+def max_deliveries_advisory(stream: str = STEPS_STREAM, consumer: str = "*") -> str:
+    """The advisory JetStream publishes when a message exhausts ``max_deliver``."""
+    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"
+
+
+# --- run store -----------------------------------------------------------------------------
+RUNS_DIR = "runs"
+
+
+def run_dir(run_id: str) -> str:
+    return f"{RUNS_DIR}/{check_id(run_id, 'run id')}"
+
+
+def run_json(run_id: str) -> str:
+    return f"{run_dir(run_id)}/run.json"
+
+
+def step_dir(run_id: str, step_id: str) -> str:
+    return f"{run_dir(run_id)}/steps/{check_id(step_id, 'step id')}"
+
+
+def spec_json(run_id: str, step_id: str) -> str:
+    return f"{step_dir(run_id, step_id)}/spec.json"
+
+
+def attempts_dir(run_id: str, step_id: str) -> str:
+    return f"{step_dir(run_id, step_id)}/attempts"
+
+
+def attempt_json(run_id: str, step_id: str, attempt: int) -> str:
+    if int(attempt) < 1:
+        raise ValueError(f"attempt must be >= 1, got {attempt}")
+    return f"{attempts_dir(run_id, step_id)}/{int(attempt)}.json"
+
+
+def result_json(run_id: str, step_id: str) -> str:
+    return f"{step_dir(run_id, step_id)}/result.json"
+
+
+def artifacts_dir(run_id: str, step_id: str) -> str:
+    return f"{run_dir(run_id)}/artifacts/{check_id(step_id, 'step id')}"
+
+
+def artifact_path(run_id: str, step_id: str, relpath: str) -> str:
+    """Path of one artifact; ``relpath`` segments are each checked as safe ids."""
+    parts = [p for p in relpath.replace("\\", "/").split("/") if p]
+    if not parts:
+        raise ValueError("empty artifact path")
+    for part in parts:
+        check_id(part, "artifact path segment")
+    return f"{artifacts_dir(run_id, step_id)}/{'/'.join(parts)}"
+
+
+def sessions_dir() -> str:
+    return "sessions"
+
+
+def session_json(session: str) -> str:
+    return f"sessions/{check_id(session, 'session')}.json"
