@@ -1,0 +1,25 @@
+"""The `agentic` command line: the composition root. Each command group lives in its own
+module and registers itself on :data:`app`; commands are thin calls into the library."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="agentic",
+    help="Durable, replayable CrewAI agent workflows.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    # Each module adds its commands to `app` on import. Keep one import per command group.
+    from agentic.cli import commands_validate  # noqa: F401
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register()
+    app()

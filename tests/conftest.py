@@ -1,0 +1,10 @@
+"""Shared test configuration. Fixtures live in tests/fixtures/<area>.py, one module per area."""
+
+import os
+
+os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+
+pytest_plugins = [
+    "tests.fixtures.servers",
+]
