@@ -29,9 +29,12 @@ class Settings(BaseSettings):
     )
     run_store_url: str = Field(
         ".agentic/store",
-        description="fsspec URL or path of the run store (`file://`, `memory://`, `s3://`, a PVC path).",
+        description="fsspec URL or path of the run store: `file://`, `memory://`, `s3://`, a path.",
     )
-    config_dir: str = Field("config", description="Catalog root with `agent_providers/`, `mcp_providers/`, `workflows/`.")
+    config_dir: str = Field(
+        "config",
+        description="Catalog root with `agent_providers/`, `mcp_providers/`, `workflows/`.",
+    )
     extra_config_dirs: list[str] = Field(
         default_factory=list,
         description="More catalog roots, as a JSON list; later roots override earlier ids.",
@@ -40,58 +43,92 @@ class Settings(BaseSettings):
     log_level: str = Field("WARNING", description="Python log level of the CLI and services.")
     crewai_telemetry: bool = Field(
         False,
-        description="Let CrewAI send telemetry. Off by default: without network it adds ~10 s per kickoff.",
+        description="Let CrewAI send telemetry. Off by default: offline it adds ~10 s per kickoff.",
     )
 
     # --- steps and retries -------------------------------------------------------------
-    default_step_timeout_s: float = Field(600.0, description="Timeout of a step that sets no `timeout_s`.")
-    default_retries: int = Field(2, description="Retries of a step that sets no `retries` (retryable errors only).")
+    default_step_timeout_s: float = Field(
+        600.0, description="Timeout of a step that sets no `timeout_s`."
+    )
+    default_retries: int = Field(
+        2, description="Retries of a step that sets no `retries` (retryable errors only)."
+    )
     retry_backoff_base_s: float = Field(1.0, description="First retry delay; doubles per attempt.")
     retry_backoff_max_s: float = Field(60.0, description="Upper bound of one retry delay.")
-    retry_jitter: float = Field(0.2, description="Random fraction added to or removed from each retry delay.")
+    retry_jitter: float = Field(
+        0.2, description="Random fraction added to or removed from each retry delay."
+    )
     prior_output_max_chars: int = Field(
         4000,
-        description="Characters of each dependency's output injected into a step's description (the store keeps all).",
+        description="Characters of each dependency's output put into a step's description "
+        "(the store keeps all).",
     )
-    subprocess_max_parallel: int = Field(4, description="Step processes the `subprocess` backend runs at once.")
-    max_message_bytes: int = Field(1_048_576, description="Largest RunRequest, StepSpec or event accepted.")
+    subprocess_max_parallel: int = Field(
+        4, description="Step processes the `subprocess` backend runs at once."
+    )
+    max_message_bytes: int = Field(
+        1_048_576, description="Largest RunRequest, StepSpec or event accepted."
+    )
 
     # --- NATS ----------------------------------------------------------------------------
     nats_url: str | None = Field(
-        None, description="Comma-separated NATS URLs. Unset: the `nats` backend starts an embedded server."
+        None,
+        description="Comma-separated NATS URLs. Unset: `nats` backend starts an embedded server.",
     )
     nats_user: str | None = Field(None, description="NATS user name.")
     nats_password: str | None = Field(None, description="NATS password.")
     nats_token: str | None = Field(None, description="NATS token.")
     nats_nkey_seed_file: str | None = Field(None, description="Path of an nkey seed file.")
     nats_creds_file: str | None = Field(None, description="Path of a NATS credentials (JWT) file.")
-    nats_tls_ca_file: str | None = Field(None, description="CA bundle that verifies the NATS server.")
+    nats_tls_ca_file: str | None = Field(
+        None, description="CA bundle that verifies the NATS server."
+    )
     nats_tls_cert_file: str | None = Field(None, description="Client certificate for mutual TLS.")
     nats_tls_key_file: str | None = Field(None, description="Client key for mutual TLS.")
     nats_data_dir: str | None = Field(
-        None, description="JetStream directory of the embedded server; unset: a temporary one per run."
+        None,
+        description="JetStream directory of the embedded server; unset: a temporary one per run.",
     )
-    events_max_age_s: float = Field(7 * 24 * 3600.0, description="How long AGENTIC_EVENTS keeps run events.")
+    events_max_age_s: float = Field(
+        7 * 24 * 3600.0, description="How long AGENTIC_EVENTS keeps run events."
+    )
     step_ack_wait_s: float = Field(
-        30.0, description="JetStream ack wait of step work; workers send in-progress acks well within it."
+        30.0,
+        description="JetStream ack wait of step work; workers send in-progress acks within it.",
     )
-    step_max_deliver: int = Field(5, description="Deliveries of one step message before it goes to the DLQ.")
-    step_max_ack_pending: int = Field(1000, description="Unacked step messages per pool before delivery pauses.")
+    step_max_deliver: int = Field(
+        5, description="Deliveries of one step message before it goes to the DLQ."
+    )
+    step_max_ack_pending: int = Field(
+        1000, description="Unacked step messages per pool before delivery pauses."
+    )
 
     # --- Kubernetes ------------------------------------------------------------------------
     k8s_namespace: str = Field("agentic", description="Namespace of step Jobs and worker Jobs.")
     k8s_image: str = Field("agentic-worker:0.1.0", description="Image of step and worker Jobs.")
-    k8s_service_account: str = Field("agentic", description="ServiceAccount of step and worker Jobs.")
+    k8s_service_account: str = Field(
+        "agentic", description="ServiceAccount of step and worker Jobs."
+    )
     k8s_secret_name: str | None = Field(None, description="Secret exposed to Jobs with `envFrom`.")
-    k8s_store_pvc: str | None = Field(None, description="PVC holding a file run store, mounted by Jobs.")
-    k8s_store_mount_path: str = Field("/var/lib/agentic", description="Where Jobs mount the run-store PVC.")
+    k8s_store_pvc: str | None = Field(
+        None, description="PVC holding a file run store, mounted by Jobs."
+    )
+    k8s_store_mount_path: str = Field(
+        "/var/lib/agentic", description="Where Jobs mount the run-store PVC."
+    )
     k8s_job_ttl_s: int = Field(3600, description="`ttlSecondsAfterFinished` of Jobs.")
-    k8s_reconcile_interval_s: float = Field(10.0, description="Period of the reconcile that backs the Job watch.")
-    scaler_poll_interval_s: float = Field(5.0, description="How often `agentic scaler` reads the consumer.")
+    k8s_reconcile_interval_s: float = Field(
+        10.0, description="Period of the reconcile that backs the Job watch."
+    )
+    scaler_poll_interval_s: float = Field(
+        5.0, description="How often `agentic scaler` reads the consumer."
+    )
     scaler_max_jobs: int = Field(10, description="Most worker Jobs `agentic scaler` runs per pool.")
 
     # --- planner -------------------------------------------------------------------------
-    planner_agent_provider: str = Field("planner", description="Catalog id of the provider that plans goals.")
+    planner_agent_provider: str = Field(
+        "planner", description="Catalog id of the provider that plans goals."
+    )
     planner_max_steps: int = Field(8, description="Most steps one plan may have.")
 
 

@@ -35,7 +35,9 @@ def decode(cls: type[M], raw: bytes | str, *, max_bytes: int | None = None) -> M
     try:
         return cls.model_validate_json(data)
     except ValidationError as exc:
-        raise DecodeError(f"invalid {cls.__name__}: {first_error(exc)}", raw=data, cause=exc) from exc
+        raise DecodeError(
+            f"invalid {cls.__name__}: {first_error(exc)}", raw=data, cause=exc
+        ) from exc
 
 
 def first_error(exc: ValidationError) -> str:

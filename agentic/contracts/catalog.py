@@ -46,14 +46,18 @@ class ScriptedScript(Frozen):
         "{step_id}, {task}, {tool_result} and input names); a mapping is a tool call.",
     )
     delay_s: float = Field(0.0, ge=0, description="Sleep before each reply.")
-    fail: ScriptedFailure | None = Field(None, description="Failure mode for retry and crash tests.")
+    fail: ScriptedFailure | None = Field(
+        None, description="Failure mode for retry and crash tests."
+    )
 
 
 class AgentProvider(Frozen):
     """An agent and the LLM behind it (``config/agent_providers/<id>.yaml``)."""
 
     id: SafeId
-    type: str = Field(description="openai, anthropic, ollama, vllm, huggingface, litellm, scripted, …")
+    type: str = Field(
+        description="openai, anthropic, ollama, vllm, huggingface, litellm, scripted, …"
+    )
     role: str
     goal: str
     backstory: str
@@ -67,8 +71,12 @@ class AgentProvider(Frozen):
     openai_base_url: str | None = None
     anthropic_base_url: str | None = None
     ollama_host: str | None = None
-    base_url: str | None = Field(None, description="Base URL for vllm, litellm proxies, huggingface endpoints.")
-    api_key_env: EnvName | None = Field(None, description="Env var holding the API key (never the key).")
+    base_url: str | None = Field(
+        None, description="Base URL for vllm, litellm proxies, huggingface endpoints."
+    )
+    api_key_env: EnvName | None = Field(
+        None, description="Env var holding the API key (never the key)."
+    )
     required_env: list[EnvName] = Field(default_factory=list)
     pool: str | None = Field(None, description="Worker pool hint (GPU pools, …).")
     resources: dict[str, Any] | None = Field(None, description="Kubernetes requests/limits hint.")
@@ -91,7 +99,9 @@ class StdioTransport(Frozen):
 
 class StreamableHttpTransport(Frozen):
     url: str
-    headers: dict[str, str] = Field(default_factory=dict, description="May hold ${VAR} placeholders.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="May hold ${VAR} placeholders."
+    )
 
 
 class MCPProvider(Frozen):

@@ -45,7 +45,9 @@ class TaskText(Frozen):
 
 class ResolvedMCP(Frozen):
     id: SafeId
-    resolved: dict[str, Any] = Field(description="The MCP provider entry, ${VAR} placeholders kept.")
+    resolved: dict[str, Any] = Field(
+        description="The MCP provider entry, ${VAR} placeholders kept."
+    )
 
 
 class StepSpec(Frozen):
@@ -64,7 +66,8 @@ class StepSpec(Frozen):
     mcp_providers: list[ResolvedMCP] = Field(default_factory=list)
     depends_on: list[SafeId] = Field(default_factory=list)
     prior_outputs: dict[str, str] = Field(
-        default_factory=dict, description="Outputs of dependencies, already merged into task.description."
+        default_factory=dict,
+        description="Outputs of dependencies, already merged into task.description.",
     )
     timeout_s: float | None = None
     pool: str = "default"
@@ -190,7 +193,9 @@ class StepState(Frozen):
     """A step's state as the run record shows it."""
 
     step_id: SafeId
-    status: Literal["pending", "ready", "running", "retrying", "succeeded", "failed", "cancelled", "skipped"] = "pending"
+    status: Literal[
+        "pending", "ready", "running", "retrying", "succeeded", "failed", "cancelled", "skipped"
+    ] = "pending"
     attempt: int = 0
 
 
@@ -212,7 +217,9 @@ class RunRecord(Frozen):
     steps: list[StepState] = Field(default_factory=list)
     output: str | None = None
     error: str | None = None
-    plan: dict[str, Any] | None = Field(None, description="The planner's plan and raw output, for goals.")
+    plan: dict[str, Any] | None = Field(
+        None, description="The planner's plan and raw output, for goals."
+    )
 
     @property
     def is_terminal(self) -> bool:
