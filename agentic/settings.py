@@ -10,12 +10,24 @@ fails when it drifts.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Backend = Literal["inprocess", "subprocess", "kubernetes", "nats"]
+
+
+class K8sPool(BaseModel):
+    """Scheduling of one worker pool's Jobs (an entry of ``AGENTIC_K8S_POOLS``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    resources: dict[str, Any] | None = Field(
+        None, description="Requests/limits: `{requests, limits}` or one flat mapping for both."
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):
@@ -117,6 +129,11 @@ class Settings(BaseSettings):
         "/var/lib/agentic", description="Where Jobs mount the run-store PVC."
     )
     k8s_job_ttl_s: int = Field(3600, description="`ttlSecondsAfterFinished` of Jobs.")
+    k8s_pools: dict[str, K8sPool] = Field(
+        default_factory=dict,
+        description="Per-pool Job scheduling as JSON: `{pool: {resources, node_selector, "
+        "tolerations}}`; a provider's own hints win.",
+    )
     k8s_reconcile_interval_s: float = Field(
         10.0, description="Period of the reconcile that backs the Job watch."
     )
