@@ -1,0 +1,46 @@
+"""The coordinator core: a pure state machine that advances runs (events in, commands out).
+
+It never performs I/O and never imports CrewAI, NATS, Kubernetes, fsspec or the store: the
+drivers (backends, the coordinator service) feed it events and carry out its commands.
+"""
+
+from agentic.coordinator.commands import (
+    Command,
+    Dispatch,
+    Emit,
+    FinishRun,
+    FinishStatus,
+    ScheduleRetry,
+    Terminate,
+)
+from agentic.coordinator.graph import check_graph, context, dependencies, dependents, final_step
+from agentic.coordinator.policy import Backoff, StepPolicy, step_policies, step_policy
+from agentic.coordinator.state import (
+    TIMEOUT_ERROR_TYPE,
+    CommittedResult,
+    RunState,
+    StepStatus,
+)
+
+__all__ = [
+    "TIMEOUT_ERROR_TYPE",
+    "Backoff",
+    "Command",
+    "CommittedResult",
+    "Dispatch",
+    "Emit",
+    "FinishRun",
+    "FinishStatus",
+    "RunState",
+    "ScheduleRetry",
+    "StepPolicy",
+    "StepStatus",
+    "Terminate",
+    "check_graph",
+    "context",
+    "dependencies",
+    "dependents",
+    "final_step",
+    "step_policies",
+    "step_policy",
+]

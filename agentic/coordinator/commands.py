@@ -1,0 +1,86 @@
+"""What the coordinator asks its driver to do: the commands out of :class:`RunState`.
+
+A driver (a backend, the coordinator service) executes the commands of each transition in
+the order given: every :class:`Emit` of a transition comes before the :class:`Dispatch`,
+:class:`Terminate` or :class:`FinishRun` it announces, so recorded events stay in causal
+order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agentic.contracts import EventType
+
+FinishStatus = Literal["succeeded", "failed", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Run ``attempt`` of ``step_id`` now.
+
+    Attributes:
+        step_id: The step to run.
+        attempt: 1 for the first attempt; never repeated for a step within one machine.
+        prior_outputs: Full outputs of the step's context steps, by step id, in context order.
+            ``agentic.materialize.with_prior_outputs`` caps and merges them.
+        timeout_s: How long the driver lets the attempt run before reporting a timeout.
+    """
+
+    step_id: str
+    attempt: int
+    prior_outputs: dict[str, str]
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class ScheduleRetry:
+    """Call :meth:`RunState.on_retry_due` for ``step_id`` after ``delay_s`` seconds."""
+
+    step_id: str
+    next_attempt: int
+    delay_s: float
+
+
+@dataclass(frozen=True)
+class Terminate:
+    """Stop ``attempt`` of ``step_id`` (kill the process, delete the Job); its result is moot."""
+
+    step_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class FinishRun:
+    """The run is over; the machine ignores every later event."""
+
+    status: FinishStatus
+    output: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Emit:
+    """Publish or record one run event (DESIGN §3 ``RunEvent``; the driver adds seq and ts).
+
+    Attributes:
+        type: The event type.
+        step_id: The step it is about, if any.
+        attempt: The attempt it is about, if any.
+        data: Event payload (errors, delays, outputs of finished runs).
+        from_worker: True when the event restates what the worker running the attempt
+            reported (``step_started``, ``step_succeeded``, ``step_failed`` of a worker's own
+            failure). Drivers whose workers publish their own events (``nats``) skip these;
+            drivers whose steps cannot publish (``subprocess``, ``kubernetes``) record all.
+    """
+
+    type: EventType
+    step_id: str | None = None
+    attempt: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    from_worker: bool = False
+
+
+Command = Dispatch | ScheduleRetry | Terminate | FinishRun | Emit
+"""Any command :class:`RunState` returns."""

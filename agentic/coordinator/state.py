@@ -1,0 +1,362 @@
+"""The coordinator's pure state machine: events in, commands out.
+
+:class:`RunState` holds one run. Each ``on_*`` method takes one event and returns the
+:mod:`~agentic.coordinator.commands` the driver must carry out. The machine does no I/O,
+never reads a clock (the driver owns time: it reports timeouts and due retries) and draws
+jitter only from an injected ``random.Random`` (seeded from the run id by default).
+
+Rules:
+
+* **Readiness.** A step is dispatched once every step it depends on has succeeded (see
+  :mod:`~agentic.coordinator.graph`); all steps that become ready together are dispatched in
+  the same transition, so independent steps run in parallel.
+* **Retries.** A retryable failure or a timeout of attempt ``n`` schedules attempt ``n + 1``
+  after a backoff, while the step's policy allows it (:mod:`~agentic.coordinator.policy`).
+* **Fail fast.** A fatal error or exhausted retries fails the run at once: dispatched siblings
+  get :class:`Terminate` and become ``cancelled`` (no tokens are spent on a run that already
+  failed), steps that never started become ``skipped``. Whatever a terminated attempt managed
+  to commit stays in the store, where a replay can reuse it.
+* **Idempotence.** NATS delivers at least once, so events for another attempt than the step's
+  current one, for a step already finished, or for a finished run are ignored (the method
+  returns no commands). No step is dispatched twice with the same attempt number.
+* **Output.** A succeeded run's output is the output of its last sink in ``task_sequence``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from agentic.contracts import RunStatus, StepError, StepState, WorkflowConfig
+from agentic.coordinator import graph
+from agentic.coordinator.commands import (
+    Command,
+    Dispatch,
+    Emit,
+    FinishRun,
+    FinishStatus,
+    ScheduleRetry,
+    Terminate,
+)
+from agentic.coordinator.policy import Backoff, step_policies
+from agentic.errors import ConfigError
+from agentic.settings import Settings
+
+StepStatus = Literal[
+    "pending", "ready", "running", "retrying", "succeeded", "failed", "cancelled", "skipped"
+]
+DISPATCHED: tuple[StepStatus, ...] = ("ready", "running")
+TIMEOUT_ERROR_TYPE = "StepTimeout"
+
+
+class CommittedResult(Protocol):
+    """What the machine reads from a committed result (a ``StepResult`` fits)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def output(self) -> str: ...
+    @property
+    def error(self) -> StepError | None: ...
+
+
+@dataclass
+class _Step:
+    step_id: str
+    status: StepStatus = "pending"
+    attempt: int = 0  # the attempt last dispatched (or recorded, after a restore)
+    output: str | None = None
+    error: StepError | None = None
+
+
+class RunState:
+    """One run's progress. Build it with :meth:`start` or :meth:`restore`."""
+
+    def __init__(
+        self,
+        wf: WorkflowConfig,
+        run_id: str,
+        settings: Settings,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.workflow = wf
+        self.run_id = run_id
+        self._deps = graph.dependencies(wf)
+        self._context = graph.context(wf)
+        self._final_step = graph.final_step(wf)
+        self._policies = step_policies(wf, settings)
+        self._backoff = Backoff.from_settings(settings)
+        # A string seed is hashed deterministically, so replays of a run jitter alike.
+        self._rng = rng if rng is not None else random.Random(run_id)
+        self._steps = {step: _Step(step) for step in wf.task_sequence}
+        self.status: RunStatus = "running"
+        self.output: str | None = None
+        self.error: str | None = None
+
+    # --- construction ------------------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls,
+        wf: WorkflowConfig,
+        run_id: str,
+        settings: Settings,
+        *,
+        rng: random.Random | None = None,
+        reused: Mapping[str, CommittedResult] | None = None,
+    ) -> tuple[RunState, list[Command]]:
+        """Start a run: dispatch its first steps.
+
+        Args:
+            wf: The resolved workflow.
+            run_id: The run's id.
+            settings: Retry, backoff and timeout defaults.
+            rng: Source of retry jitter.
+            reused: Succeeded results a replay takes over from an earlier run, by step id;
+                those steps count as succeeded (a ``step_succeeded`` event marked
+                ``reused`` is emitted for each) and are never dispatched.
+
+        Raises:
+            ConfigError: a reused result did not succeed or names no step of ``wf``.
+        """
+        state = cls(wf, run_id, settings, rng=rng)
+        commands: list[Command] = []
+        for step_id, result in (reused or {}).items():
+            step = state._steps.get(step_id)
+            if step is None or result.status != "succeeded":
+                raise ConfigError(
+                    f"cannot reuse step {step_id!r}: only succeeded results of steps in "
+                    f"workflow {wf.name!r} can be reused"
+                )
+            step.status, step.attempt, step.output = "succeeded", result.attempt, result.output
+            data = {"reused": True}
+            commands.append(Emit("step_succeeded", step_id, result.attempt, data))
+        return state, commands + state._advance()
+
+    @classmethod
+    def restore(
+        cls,
+        wf: WorkflowConfig,
+        run_id: str,
+        settings: Settings,
+        committed: Mapping[str, CommittedResult],
+        attempts_seen: Mapping[str, int],
+        *,
+        rng: random.Random | None = None,
+    ) -> tuple[RunState, list[Command]]:
+        """Rebuild a run from the store after a coordinator restart, and continue it.
+
+        Args:
+            wf: The run's workflow (from ``run.json``).
+            run_id: The run's id.
+            settings: Retry, backoff and timeout defaults.
+            committed: Each step's committed result. A committed failure is final.
+            attempts_seen: For steps without a committed result, the highest attempt number
+                that already ended (its attempt file exists). The next dispatch uses the
+                number after it; a step whose attempts are used up fails the run.
+            rng: Source of retry jitter.
+
+        Returns:
+            The state, and the commands that continue the run: dispatches of the ready steps
+            that have no committed result, or the run's end when nothing is left to do.
+        """
+        state = cls(wf, run_id, settings, rng=rng)
+        for step_id, result in committed.items():
+            if step_id in state._steps:
+                state._steps[step_id] = _restored(step_id, result)
+        for step_id, seen in attempts_seen.items():
+            step = state._steps.get(step_id)
+            if step is not None and step.status == "pending":
+                state._restore_attempts(step, seen)
+        failed = next((s for s in state._steps.values() if s.status == "failed"), None)
+        if failed is not None:
+            return state, state._fail_run(failed, _error_of(failed))
+        return state, state._advance()
+
+    # --- reading ----------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        """True once the run succeeded, failed or was cancelled."""
+        return self.status != "running"
+
+    def snapshot(self) -> list[StepState]:
+        """Every step's status and attempt, in ``task_sequence`` order, for ``run.json``."""
+        return [
+            StepState(step_id=s.step_id, status=s.status, attempt=s.attempt)
+            for s in self._steps.values()
+        ]
+
+    def outputs(self) -> dict[str, str]:
+        """Outputs of the steps that succeeded so far."""
+        return {s.step_id: s.output or "" for s in self._steps.values() if s.status == "succeeded"}
+
+    # --- events -----------------------------------------------------------------------
+
+    def on_step_started(self, step_id: str, attempt: int) -> list[Command]:
+        """A worker began ``attempt`` of ``step_id``."""
+        step = self._current(step_id, attempt, ("ready",))
+        if step is None:
+            return []
+        step.status = "running"
+        return [Emit("step_started", step_id, attempt, from_worker=True)]
+
+    def on_step_succeeded(self, step_id: str, attempt: int, output: str) -> list[Command]:
+        """``attempt`` of ``step_id`` succeeded with ``output`` (the committed output).
+
+        ``attempt`` is the attempt the event is about. A success of the current attempt is
+        accepted even after that attempt was reported failed or timed out (the step then
+        waits for its retry): the store's committed result is the truth.
+        """
+        step = self._current(step_id, attempt, (*DISPATCHED, "retrying"))
+        if step is None:
+            return []
+        step.status, step.output, step.error = "succeeded", output, None
+        data = {"output_chars": len(output)}
+        emit = Emit("step_succeeded", step_id, attempt, data, from_worker=True)
+        return [emit, *self._advance()]
+
+    def on_step_failed(self, step_id: str, attempt: int, error: StepError) -> list[Command]:
+        """``attempt`` of ``step_id`` failed; ``error.retryable`` decides whether to retry."""
+        step = self._current(step_id, attempt, DISPATCHED)
+        if step is None:
+            return []
+        return self._after_failure(step, error, from_worker=True)
+
+    def on_timeout(self, step_id: str, attempt: int) -> list[Command]:
+        """``attempt`` of ``step_id`` ran past its timeout: terminate it and maybe retry."""
+        step = self._current(step_id, attempt, DISPATCHED)
+        if step is None:
+            return []
+        timeout = self._policies[step_id].timeout_s
+        error = StepError(
+            type=TIMEOUT_ERROR_TYPE,
+            message=f"attempt {attempt} exceeded its timeout of {timeout:g} s",
+            retryable=True,
+        )
+        return [Terminate(step_id, attempt), *self._after_failure(step, error, from_worker=False)]
+
+    def on_retry_due(self, step_id: str) -> list[Command]:
+        """The delay of a :class:`ScheduleRetry` for ``step_id`` has passed."""
+        step = self._steps.get(step_id)
+        if self.finished or step is None or step.status != "retrying":
+            return []
+        return self._dispatch(step)
+
+    def on_cancel(self, reason: str = "cancelled by request") -> list[Command]:
+        """Cancel the run: terminate every dispatched step and finish as ``cancelled``."""
+        if self.finished:
+            return []
+        commands = self._stop_all()
+        return commands + self._finish("cancelled", error=reason)
+
+    # --- transitions ------------------------------------------------------------------
+
+    def _current(
+        self, step_id: str, attempt: int, statuses: tuple[StepStatus, ...]
+    ) -> _Step | None:
+        """The step if the event is about its current attempt in one of ``statuses``."""
+        step = self._steps.get(step_id)
+        if self.finished or step is None:
+            return None
+        if step.attempt != attempt or step.status not in statuses:
+            return None
+        return step
+
+    def _advance(self) -> list[Command]:
+        """Dispatch every step whose dependencies succeeded; finish when all succeeded."""
+        if self.finished:
+            return []
+        commands: list[Command] = []
+        for step in self._steps.values():
+            if step.status == "pending" and self._deps_done(step.step_id):
+                commands += self._dispatch(step)
+        if all(s.status == "succeeded" for s in self._steps.values()):
+            output = self._steps[self._final_step].output or ""
+            commands += self._finish("succeeded", output=output)
+        return commands
+
+    def _deps_done(self, step_id: str) -> bool:
+        return all(self._steps[d].status == "succeeded" for d in self._deps[step_id])
+
+    def _dispatch(self, step: _Step) -> list[Command]:
+        step.attempt += 1
+        step.status = "ready"
+        prior = {c: self._steps[c].output or "" for c in self._context[step.step_id]}
+        timeout = self._policies[step.step_id].timeout_s
+        return [
+            Emit("step_ready", step.step_id, step.attempt, {"prior_steps": list(prior)}),
+            Dispatch(step.step_id, step.attempt, prior, timeout),
+        ]
+
+    def _after_failure(self, step: _Step, error: StepError, *, from_worker: bool) -> list[Command]:
+        step.error = error
+        retry = error.retryable and step.attempt < self._policies[step.step_id].max_attempts
+        data = {"error": error.model_dump(mode="json"), "will_retry": retry}
+        failed = Emit("step_failed", step.step_id, step.attempt, data, from_worker=from_worker)
+        if not retry:
+            step.status = "failed"
+            return [failed, *self._fail_run(step, error)]
+        step.status = "retrying"
+        delay = self._backoff.delay(step.attempt, self._rng)
+        next_attempt = step.attempt + 1
+        retrying = Emit("step_retrying", step.step_id, next_attempt, {"delay_s": delay})
+        return [failed, retrying, ScheduleRetry(step.step_id, next_attempt, delay)]
+
+    def _fail_run(self, step: _Step, error: StepError) -> list[Command]:
+        reason = "retries exhausted" if error.retryable else "error not retryable"
+        plural = "" if step.attempt == 1 else "s"
+        message = (
+            f"step {step.step_id!r} failed after {step.attempt} attempt{plural} ({reason}); "
+            f"last error: {error.type}: {error.message}"
+        )
+        return self._stop_all() + self._finish("failed", error=message, step_id=step.step_id)
+
+    def _stop_all(self) -> list[Command]:
+        """Terminate dispatched steps; mark unfinished steps cancelled or skipped."""
+        commands: list[Command] = []
+        for step in self._steps.values():
+            if step.status in DISPATCHED:
+                commands.append(Terminate(step.step_id, step.attempt))
+            if step.status in (*DISPATCHED, "retrying"):
+                step.status = "cancelled"
+            elif step.status == "pending":
+                step.status = "skipped"
+        return commands
+
+    def _finish(
+        self,
+        status: FinishStatus,
+        *,
+        output: str | None = None,
+        error: str | None = None,
+        step_id: str | None = None,
+    ) -> list[Command]:
+        self.status, self.output, self.error = status, output, error
+        data = {k: v for k, v in (("output", output), ("error", error)) if v is not None}
+        return [Emit(status, step_id, None, data), FinishRun(status, output, error)]
+
+    def _restore_attempts(self, step: _Step, seen: int) -> None:
+        step.attempt = max(step.attempt, seen)
+        if step.attempt >= self._policies[step.step_id].max_attempts:
+            step.status = "failed"
+            step.error = StepError(
+                type="AttemptsExhausted",
+                message=f"{step.attempt} attempts had ended before the coordinator restarted",
+                retryable=True,
+            )
+
+
+def _restored(step_id: str, result: CommittedResult) -> _Step:
+    if result.status == "succeeded":
+        return _Step(step_id, "succeeded", result.attempt, result.output)
+    return _Step(step_id, "failed", result.attempt, error=result.error)
+
+
+def _error_of(step: _Step) -> StepError:
+    return step.error or StepError(type="StepFailed", message="no error recorded")
