@@ -11,6 +11,7 @@ Every error the library raises on purpose derives from :class:`AgenticError`::
     ├── DecodeError            bytes that are not a valid message (carries the raw bytes)
     ├── StoreError             the run store failed (I/O, permissions, backend)
     ├── BusError               NATS / JetStream failed
+    │   └── MessageTooLargeError   a message over the size limit was not published
     ├── StepError              one step attempt failed
     │   ├── RetryableStepError     worth another attempt (rate limit, timeout, crash)
     │   └── FatalStepError         will fail again (bad config, tool refused)
@@ -95,6 +96,26 @@ class StoreError(AgenticError):
 
 class BusError(AgenticError):
     """NATS or JetStream failed."""
+
+
+class MessageTooLargeError(BusError):
+    """A message over a size limit: publishing it again fails again.
+
+    ``limit`` is ``max_message_bytes``, or None when the server refused the message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        size: int,
+        limit: int | None = None,
+        run_id: str | None = None,
+        step_id: str | None = None,
+    ) -> None:
+        super().__init__(message, run_id=run_id, step_id=step_id)
+        self.size = size
+        self.limit = limit
 
 
 class StepError(AgenticError):

@@ -22,6 +22,12 @@ DLQ_SUBJECTS = "agentic.dlq.>"
 MSG_ID_HEADER = "Nats-Msg-Id"
 COORDINATOR_EVENTS_CONSUMER = "coordinator"
 
+# Headers of a dead letter: where the step message was and why it was moved.
+DLQ_SUBJECT_HEADER = "Agentic-Dlq-Subject"
+DLQ_STREAM_SEQ_HEADER = "Agentic-Dlq-Stream-Seq"
+DLQ_DELIVERIES_HEADER = "Agentic-Dlq-Deliveries"
+DLQ_REASON_HEADER = "Agentic-Dlq-Reason"
+
 
 def events_subject(run_id: str, event_type: str) -> str:
     """``agentic.events.<run_id>.<type>``."""
@@ -51,9 +57,22 @@ def workers_consumer(pool: str) -> str:
     return f"workers-{check_id(pool, 'pool')}"
 
 
+def pool_from_steps_subject(subject: str) -> str:
+    """The pool inside ``agentic.steps.<pool>``."""
+    parts = subject.split(".")
+    if len(parts) < 3 or parts[:2] != ["agentic", "steps"]:
+        raise ValueError(f"not a steps subject: {subject!r}")
+    return check_id(".".join(parts[2:]), "pool")
+
+
 def dlq_subject(pool: str) -> str:
     """``agentic.dlq.<pool>``."""
     return f"agentic.dlq.{check_id(pool, 'pool')}"
+
+
+def dlq_msg_id(stream: str, stream_seq: int) -> str:
+    """``dlq.<stream>.<seq>``: moving the same message twice stores one dead letter."""
+    return f"dlq.{stream}.{int(stream_seq)}"
 
 
 def step_msg_id(run_id: str, step_id: str, attempt: int) -> str:

@@ -7,4 +7,5 @@ os.environ.setdefault("OTEL_SDK_DISABLED", "true")
 
 pytest_plugins = [
     "tests.fixtures.servers",
+    "tests.fixtures.nats",
 ]

@@ -1,0 +1,117 @@
+"""Dead letters: step messages that exhausted ``max_deliver``.
+
+After the last delivery JetStream leaves the message in ``AGENTIC_STEPS`` and only publishes
+an advisory on ``$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>`` (DESIGN §10).
+The coordinator subscribes to it and calls :func:`dead_letter`, which copies the message to
+``agentic.dlq.<pool>`` and then deletes it from the work stream. Publishing before deleting
+makes the move safe to repeat after a crash: the copy carries ``Nats-Msg-Id =
+dlq.<stream>.<seq>``, so a second move within the duplicate window stores nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.errors import APIError, NotFoundError
+
+from agentic import names
+from agentic.errors import BusError, DecodeError
+
+MAX_DELIVERIES_TYPE = "io.nats.jetstream.advisory.v1.max_deliver"
+
+
+@dataclass(frozen=True)
+class MaxDeliveries:
+    """A max-deliveries advisory: which message ran out of deliveries."""
+
+    stream: str
+    consumer: str
+    stream_seq: int
+    deliveries: int
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A step message moved to ``AGENTIC_DLQ``."""
+
+    subject: str
+    pool: str
+    stream_seq: int
+    data: bytes
+    dlq_seq: int
+
+
+def parse_max_deliveries(raw: bytes) -> MaxDeliveries:
+    """Decode a max-deliveries advisory.
+
+    Raises:
+        DecodeError: not a max-deliveries advisory (carries the bytes).
+    """
+    try:
+        doc = json.loads(raw)
+        if doc.get("type") != MAX_DELIVERIES_TYPE:
+            raise ValueError(f"type is {doc.get('type')!r}, not {MAX_DELIVERIES_TYPE!r}")
+        return MaxDeliveries(
+            stream=str(doc["stream"]),
+            consumer=str(doc["consumer"]),
+            stream_seq=int(doc["stream_seq"]),
+            deliveries=int(doc["deliveries"]),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DecodeError(f"invalid max-deliveries advisory: {exc}", raw=raw, cause=exc) from exc
+
+
+async def dead_letter(
+    js: JetStreamContext,
+    stream_seq: int,
+    *,
+    reason: str,
+    deliveries: int | None = None,
+    stream: str = names.STEPS_STREAM,
+) -> DeadLetter | None:
+    """Move message ``stream_seq`` of the work stream to ``agentic.dlq.<pool>``.
+
+    Args:
+        js: a JetStream context.
+        stream_seq: the message's sequence in ``stream`` (from the advisory).
+        reason: why, stored in the dead letter's headers for operators.
+        deliveries: how often it was delivered (from the advisory), stored likewise.
+        stream: the work stream.
+
+    Returns:
+        The dead letter, or None when the message is no longer in the stream (already moved,
+        or acked after all).
+
+    Raises:
+        BusError: JetStream failed; calling again later is safe.
+    """
+    try:
+        original = await js.get_msg(stream, stream_seq)
+    except NotFoundError:
+        return None
+    except (APIError, nats.errors.Error) as exc:
+        raise BusError(f"reading {stream} message {stream_seq} failed: {exc}", cause=exc) from exc
+    subject = original.subject or ""
+    pool = names.pool_from_steps_subject(subject)
+    data = original.data or b""
+    headers = {
+        names.MSG_ID_HEADER: names.dlq_msg_id(stream, stream_seq),
+        names.DLQ_SUBJECT_HEADER: subject,
+        names.DLQ_STREAM_SEQ_HEADER: str(stream_seq),
+        names.DLQ_REASON_HEADER: reason,
+    }
+    if deliveries is not None:
+        headers[names.DLQ_DELIVERIES_HEADER] = str(deliveries)
+    try:
+        ack = await js.publish(names.dlq_subject(pool), data, headers=headers)
+        await js.delete_msg(stream, stream_seq)
+    except NotFoundError:
+        return None  # another coordinator deleted it between our read and delete
+    except (APIError, nats.errors.Error) as exc:
+        raise BusError(
+            f"moving {stream} message {stream_seq} to the DLQ failed: {exc}", cause=exc
+        ) from exc
+    return DeadLetter(subject=subject, pool=pool, stream_seq=stream_seq, data=data, dlq_seq=ack.seq)

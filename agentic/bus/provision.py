@@ -1,0 +1,182 @@
+"""Idempotent provisioning of agentic's JetStream streams and consumers.
+
+Every process that needs the bus may call :func:`provision` on start: running it twice, or from
+several processes at once, converges on the same configuration. A stream whose configuration
+differs from the settings is updated in place; a change JetStream cannot apply in place (for
+example a different retention) fails with a :class:`~agentic.errors.BusError` naming the stream.
+
+Choices (see DESIGN §10, the JetStream field notes):
+
+* ``AGENTIC_STEPS`` is a work queue: an acked message is gone, and each pool has exactly one
+  durable pull consumer ``workers-<pool>`` filtered on ``agentic.steps.<pool>`` (work-queue
+  consumers must not overlap).
+* ``ack_wait`` is ``step_ack_wait_s``; workers send in-progress acks well within it while an
+  agent runs, so an LLM step may take far longer than the ack wait while a crashed worker's
+  step comes back after one ack wait.
+* ``max_deliver`` bounds redeliveries; past it JetStream only publishes an advisory and the
+  coordinator moves the message to ``AGENTIC_DLQ`` (:func:`agentic.bus.dlq.dead_letter`).
+* ``max_ack_pending`` (default 1000) is the most messages of a pool that can be delivered and
+  not yet acked. At that limit JetStream silently stops delivering, so it must exceed every
+  worker slot of the pool (each holds one message) plus the steps waiting out a nak delay
+  (they stay pending). 1000 leaves room for hundreds of workers; raise it beyond that.
+* No ``backoff``: retry delays are decided by whoever naks (``msg.nak(delay=...)``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    ConsumerInfo,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamInfo,
+)
+from nats.js.errors import APIError, BadRequestError
+
+from agentic import names
+from agentic.errors import BusError, ConfigError
+from agentic.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Nats-Msg-Id dedup of step attempts works within this window (JetStream's default, 2 min).
+STEPS_DUPLICATE_WINDOW_S = 120.0
+# Room for headers on top of the payload limit that publishers check.
+HEADER_ALLOWANCE_BYTES = 4096
+# JetStream's "stream name already in use with a different configuration".
+_STREAM_NAME_IN_USE = 10058
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """What :func:`provision` left in place."""
+
+    streams: dict[str, StreamInfo]
+    consumers: dict[str, ConsumerInfo]
+
+
+def stream_configs(settings: Settings) -> list[StreamConfig]:
+    """The configurations of ``AGENTIC_EVENTS``, ``AGENTIC_STEPS`` and ``AGENTIC_DLQ``."""
+    max_msg_size = settings.max_message_bytes + HEADER_ALLOWANCE_BYTES
+    events_max_age = settings.events_max_age_s
+    return [
+        StreamConfig(
+            name=names.EVENTS_STREAM,
+            description="agentic run events (limits retention)",
+            subjects=[names.EVENTS_SUBJECTS],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=events_max_age,
+            max_msg_size=max_msg_size,
+            # JetStream refuses a duplicate window longer than the max age.
+            duplicate_window=min(STEPS_DUPLICATE_WINDOW_S, events_max_age),
+        ),
+        StreamConfig(
+            name=names.STEPS_STREAM,
+            description="agentic step work, one subject per pool (work queue)",
+            subjects=[names.STEPS_SUBJECTS],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            max_msg_size=max_msg_size,
+            duplicate_window=STEPS_DUPLICATE_WINDOW_S,
+        ),
+        StreamConfig(
+            name=names.DLQ_STREAM,
+            description="agentic step messages that exhausted their deliveries",
+            subjects=[names.DLQ_SUBJECTS],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=events_max_age,
+            duplicate_window=min(STEPS_DUPLICATE_WINDOW_S, events_max_age),
+        ),
+    ]
+
+
+def workers_consumer_config(settings: Settings, pool: str) -> ConsumerConfig:
+    """The durable pull consumer ``workers-<pool>`` of the pool's work subject."""
+    consumer = names.workers_consumer(pool)
+    if "." in pool:
+        # A consumer name cannot contain '.', and the pool is part of it.
+        raise ConfigError(f"pool {pool!r}: pool names used with NATS cannot contain '.'")
+    if settings.step_max_ack_pending < 1:
+        raise ConfigError("AGENTIC_STEP_MAX_ACK_PENDING must be at least 1")
+    return ConsumerConfig(
+        name=consumer,
+        durable_name=consumer,
+        description=f"agentic workers of pool {pool}",
+        filter_subject=names.steps_subject(pool),
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=settings.step_ack_wait_s,
+        max_deliver=settings.step_max_deliver,
+        max_ack_pending=settings.step_max_ack_pending,
+    )
+
+
+async def provision(
+    js: JetStreamContext, settings: Settings, *, pools: Iterable[str] = ()
+) -> Provisioned:
+    """Create or update the three streams and one workers consumer per pool.
+
+    Args:
+        js: a JetStream context.
+        settings: stream and consumer limits (``events_max_age_s``, ``step_*``,
+            ``max_message_bytes``).
+        pools: pools to create consumers for; ``settings.default_pool`` is always included.
+
+    Returns:
+        The stream and consumer infos, by name.
+
+    Raises:
+        BusError: JetStream refused a configuration (the stream or consumer is named).
+        ConfigError: a pool name or limit that cannot work.
+    """
+    streams = {cfg.name or "": await ensure_stream(js, cfg) for cfg in stream_configs(settings)}
+    consumers = {}
+    for pool in dict.fromkeys([settings.default_pool, *pools]):
+        config = workers_consumer_config(settings, pool)
+        info = await ensure_consumer(js, names.STEPS_STREAM, config)
+        consumers[info.name] = info
+    return Provisioned(streams=streams, consumers=consumers)
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> StreamInfo:
+    """Create the stream, or update it when it exists with another configuration."""
+    try:
+        # Creating a stream that exists with the same configuration succeeds: concurrent
+        # provisioners with the same settings never reach the update.
+        return await js.add_stream(config)
+    except BadRequestError as exc:
+        if exc.err_code != _STREAM_NAME_IN_USE:
+            raise _refused("stream", config.name, exc) from exc
+    except (APIError, nats.errors.Error) as exc:
+        raise _refused("stream", config.name, exc) from exc
+    log.info("updating stream %s to the configured settings", config.name)
+    try:
+        return await js.update_stream(config)
+    except (APIError, nats.errors.Error) as exc:
+        raise _refused("stream", config.name, exc) from exc
+
+
+async def ensure_consumer(
+    js: JetStreamContext, stream: str, config: ConsumerConfig
+) -> ConsumerInfo:
+    """Create or update a durable consumer (JetStream creates or updates in one request)."""
+    try:
+        return await js.add_consumer(stream, config)
+    except (APIError, nats.errors.Error) as exc:
+        raise _refused("consumer", f"{stream}/{config.durable_name}", exc) from exc
+
+
+def _refused(kind: str, name: str | None, exc: Exception) -> BusError:
+    detail = exc.description if isinstance(exc, APIError) and exc.description else str(exc)
+    return BusError(f"JetStream refused {kind} {name}: {detail or type(exc).__name__}", cause=exc)
