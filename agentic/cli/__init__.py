@@ -14,6 +14,13 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """Durable, replayable CrewAI agent workflows."""
+    # A callback keeps `agentic <command>` a command group even while only one command
+    # is registered (typer would otherwise run that command without its name).
+
+
 def _register() -> None:
     # Each module adds its commands to `app` on import. Keep one import per command group.
     from agentic.cli import commands_validate  # noqa: F401

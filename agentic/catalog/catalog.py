@@ -1,0 +1,65 @@
+"""The loaded catalog: agent providers, MCP providers and workflows by id."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+from agentic.catalog.env import is_available
+from agentic.contracts import AgentProvider, MCPProvider, WorkflowDefinition
+
+
+@dataclass
+class Catalog:
+    """Everything under the catalog roots, with later roots overriding earlier ids.
+
+    ``sources`` maps ``"<kind>/<id>"`` (``agent_providers/researcher``) to the file that
+    defined the entry; use :meth:`source_of`. ``env`` is the environment ``required_env``
+    gating checks (``None``: the process environment, read when checked).
+    """
+
+    agent_providers: dict[str, AgentProvider] = field(default_factory=dict)
+    mcp_providers: dict[str, MCPProvider] = field(default_factory=dict)
+    workflows: dict[str, WorkflowDefinition] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    roots: list[str] = field(default_factory=list)
+    env: Mapping[str, str] | None = None
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """The environment gating is checked against."""
+        return os.environ if self.env is None else self.env
+
+    def add(self, kind: str, entry_id: str, entry: BaseModel, source: str) -> None:
+        """Add or override one entry of ``kind`` (a catalog sub-directory name)."""
+        entries: dict[str, BaseModel] = getattr(self, kind)
+        entries[entry_id] = entry
+        self.sources[f"{kind}/{entry_id}"] = source
+
+    def source_of(self, kind: str, entry_id: str) -> str | None:
+        """The file that defined ``entry_id`` of ``kind``, if it came from a file."""
+        return self.sources.get(f"{kind}/{entry_id}")
+
+    def available_agent_providers(
+        self, env: Mapping[str, str] | None = None
+    ) -> dict[str, AgentProvider]:
+        """Agent providers whose ``required_env`` is set in ``env`` (default: :attr:`environ`)."""
+        env = self.environ if env is None else env
+        return {k: p for k, p in self.agent_providers.items() if is_available(p, env)}
+
+    def available_mcp_providers(
+        self, env: Mapping[str, str] | None = None
+    ) -> dict[str, MCPProvider]:
+        """MCP providers whose ``required_env`` / ``required_env_any`` is set in ``env``."""
+        env = self.environ if env is None else env
+        return {k: p for k, p in self.mcp_providers.items() if is_available(p, env)}
+
+    def summary(self) -> str:
+        """``N agent providers, M MCP providers, K workflows``."""
+        return (
+            f"{len(self.agent_providers)} agent providers, "
+            f"{len(self.mcp_providers)} MCP providers, {len(self.workflows)} workflows"
+        )

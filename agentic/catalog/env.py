@@ -1,0 +1,72 @@
+"""``required_env`` / ``required_env_any`` gating of catalog entries.
+
+An entry whose variables are missing is hidden from planning (``available_*``) and refused
+when a run would use it, with a message naming the variables. Only the *names* of variables
+are ever looked at here: values are read by the worker that expands ``${VAR}`` placeholders.
+An empty value counts as missing (an empty API key is never what the user meant).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from agentic.contracts import AgentProvider, MCPProvider
+from agentic.errors import MissingEnvError
+
+Entry = AgentProvider | MCPProvider
+
+
+def required_variables(entry: Entry) -> list[str]:
+    """Variables that must all be set: ``required_env`` plus an agent's ``api_key_env``."""
+    names = list(entry.required_env)
+    key_env = entry.api_key_env if isinstance(entry, AgentProvider) else None
+    if key_env and key_env not in names:
+        names.append(key_env)
+    return names
+
+
+def missing_env(entry: Entry, env: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """What ``env`` lacks for ``entry``.
+
+    Returns:
+        ``(missing, any_of)``: the required variables that are not set, and the
+        ``required_env_any`` group when none of it is set (else an empty list).
+    """
+    missing = [name for name in required_variables(entry) if not env.get(name)]
+    group = entry.required_env_any if isinstance(entry, MCPProvider) else []
+    any_of = list(group) if group and not any(env.get(name) for name in group) else []
+    return missing, any_of
+
+
+def is_available(entry: Entry, env: Mapping[str, str]) -> bool:
+    """True when every variable ``entry`` needs is set in ``env``."""
+    missing, any_of = missing_env(entry, env)
+    return not missing and not any_of
+
+
+def require_env(entry: Entry, env: Mapping[str, str], *, used_by: str | None = None) -> None:
+    """Refuse an entry whose variables are missing.
+
+    Args:
+        entry: An agent or MCP provider.
+        env: The environment to check (names only).
+        used_by: The step that needs the entry, for the message.
+
+    Raises:
+        MissingEnvError: naming the entry and the variables.
+    """
+    missing, any_of = missing_env(entry, env)
+    if not missing and not any_of:
+        return
+    what = "agent provider" if isinstance(entry, AgentProvider) else "MCP provider"
+    who = f"{what} {entry.id!r}" + (f" (used by step {used_by!r})" if used_by else "")
+    needs = []
+    if missing:
+        needs.append(", ".join(missing))
+    if any_of:
+        needs.append("one of " + ", ".join(any_of))
+    raise MissingEnvError(
+        f"{who} needs {' and '.join(needs)} set in the environment",
+        entry_id=entry.id,
+        variables=missing + any_of,
+    )

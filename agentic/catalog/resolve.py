@@ -1,0 +1,202 @@
+"""Workflow resolution: a workflow file plus the catalog -> a self-contained WorkflowConfig.
+
+Agent and MCP providers may be listed by catalog id or written inline. A task may also name
+a catalog agent provider that the workflow does not list: it is pulled in, since there is
+nothing else it could mean. A task's MCP providers must be among the workflow's, because
+"unset" means "all of the workflow's" and silently growing that list would change other tasks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from agentic.catalog.catalog import Catalog
+from agentic.catalog.dag import Issue, task_mcp_providers, workflow_issues
+from agentic.catalog.env import require_env
+from agentic.catalog.files import parse_entry, pool_issue, read_yaml
+from agentic.contracts import (
+    AgentProvider,
+    MCPProvider,
+    WorkflowBody,
+    WorkflowConfig,
+    WorkflowDefinition,
+)
+from agentic.errors import CatalogError
+
+P = TypeVar("P", AgentProvider, MCPProvider)
+
+
+def resolve_workflow(
+    definition: WorkflowDefinition,
+    catalog: Catalog,
+    *,
+    source: str | None = None,
+    check_env: bool = True,
+) -> WorkflowConfig:
+    """Embed every provider a workflow uses and check its step graph.
+
+    Args:
+        definition: The workflow as its file says it.
+        catalog: Where provider ids are looked up.
+        source: The workflow's file, named in errors.
+        check_env: Refuse providers whose ``required_env`` is missing from ``catalog.environ``.
+
+    Raises:
+        CatalogError: an unknown id, a cycle, a bad sequence (names file and field).
+        MissingEnvError: a provider a step uses needs variables that are not set.
+    """
+    wf, issues = resolution_issues(definition, catalog)
+    if issues:
+        field, message = issues[0]
+        raise CatalogError(message, file=source, field=field)
+    if check_env:
+        require_workflow_env(wf, catalog.environ)
+    return wf
+
+
+def load_workflow(ref_or_path: str, catalog: Catalog, *, check_env: bool = True) -> WorkflowConfig:
+    """Resolve a workflow given by catalog name (``demo``) or YAML path (``x/demo.yaml``).
+
+    Raises:
+        CatalogError: unknown name, unreadable or invalid file, unresolvable workflow.
+        MissingEnvError: see :func:`resolve_workflow`.
+    """
+    if _looks_like_path(ref_or_path):
+        path = Path(ref_or_path)
+        if not path.is_file():
+            raise CatalogError("no such workflow file", file=ref_or_path)
+        definition, problems = parse_entry("workflows", read_yaml(path, ref_or_path), ref_or_path)
+        if problems:
+            raise problems[0].to_error()
+        assert isinstance(definition, WorkflowDefinition)
+        return resolve_workflow(definition, catalog, source=ref_or_path, check_env=check_env)
+    found = catalog.workflows.get(ref_or_path)
+    if found is None:
+        where = catalog.roots[0] + "/workflows" if catalog.roots else "<catalog>"
+        raise CatalogError(
+            f"unknown workflow {ref_or_path!r}{_known(catalog.workflows)}", file=where
+        )
+    source = catalog.source_of("workflows", ref_or_path)
+    return resolve_workflow(found, catalog, source=source, check_env=check_env)
+
+
+def require_workflow_env(wf: WorkflowConfig, env: Mapping[str, str] | None = None) -> None:
+    """Refuse a workflow whose steps use a provider with missing variables.
+
+    Providers listed but used by no step are not checked.
+
+    Raises:
+        MissingEnvError: naming the provider, the step and the variables.
+    """
+    env = os.environ if env is None else env
+    for sid in wf.task_sequence:
+        task = wf.task(sid)
+        require_env(wf.provider(task.agent_provider_id), env, used_by=sid)
+        for mcp in task_mcp_providers(wf, task):
+            require_env(mcp, env, used_by=sid)
+
+
+def resolution_issues(
+    definition: WorkflowDefinition,
+    catalog: Catalog,
+    *,
+    broken: Mapping[str, Collection[str]] | None = None,
+) -> tuple[WorkflowConfig, list[Issue]]:
+    """Resolve without raising: the (possibly incomplete) config and every problem.
+
+    Args:
+        broken: Ids per kind whose own files are invalid; references to them are not
+            reported again (the file's problem already is).
+    """
+    broken = broken or {}
+    body = definition.workflow
+    issues: list[Issue] = []
+    hidden_agents = set(broken.get("agent_providers", ()))
+    hidden_mcps = set(broken.get("mcp_providers", ()))
+    agents = _pick(body.agent_providers, catalog.agent_providers, hidden_agents, issues)
+    mcps = _pick(body.mcp_providers, catalog.mcp_providers, hidden_mcps, issues, mcp=True)
+    hidden_agents |= {e for e in body.agent_providers if isinstance(e, str) and e not in agents}
+    hidden_mcps |= {e for e in body.mcp_providers if isinstance(e, str) and e not in mcps}
+    for task in body.tasks:
+        found = catalog.agent_providers.get(task.agent_provider_id)
+        if task.agent_provider_id not in agents and found is not None:
+            agents[found.id] = found
+    wf = _build(body, agents, mcps)
+    quiet = _quiet_fields(body, hidden_agents, hidden_mcps)
+    issues += [issue for issue in workflow_issues(wf) if issue[0] not in quiet]
+    return wf, issues
+
+
+def _build(body: WorkflowBody, agents: dict[str, AgentProvider], mcps: dict[str, MCPProvider]):
+    sequence = body.task_sequence
+    if sequence is None:  # duplicate task ids are reported once, as such, not here again
+        sequence = list(dict.fromkeys(t.id for t in body.tasks))
+    return WorkflowConfig(
+        name=body.name,
+        topic=body.topic,
+        description=body.description,
+        agent_providers=list(agents.values()),
+        mcp_providers=list(mcps.values()),
+        tasks=body.tasks,
+        task_sequence=sequence,
+    )
+
+
+def _pick(
+    entries: Sequence[P | str],
+    known: Mapping[str, P],
+    broken: set[str],
+    issues: list[Issue],
+    *,
+    mcp: bool = False,
+) -> dict[str, P]:
+    """Providers listed by a workflow, by id -> model; unknown ids become issues.
+
+    Ids in ``broken`` are skipped silently: their own file's problem is reported.
+    """
+    kind, what = ("mcp_providers", "MCP provider") if mcp else ("agent_providers", "agent provider")
+    out: dict[str, P] = {}
+    for index, entry in enumerate(entries):
+        field = f"workflow.{kind}[{index}]"
+        if isinstance(entry, str):
+            if entry not in known:
+                if entry not in broken:
+                    issues.append((field, f"unknown {what} {entry!r}{_known(known)}"))
+                continue
+            entry = known[entry]
+        elif isinstance(entry, AgentProvider):
+            pool = pool_issue(entry.pool, f"{field}.pool")
+            if pool is not None:
+                issues.append(pool)
+        if entry.id in out:
+            issues.append((field, f"duplicate {what} id {entry.id!r}"))
+            continue
+        out[entry.id] = entry
+    return out
+
+
+def _quiet_fields(body: WorkflowBody, agents: set[str], mcps: set[str]) -> set[str]:
+    """Task fields naming providers whose problem is already reported elsewhere."""
+    quiet = set()
+    for i, task in enumerate(body.tasks):
+        if task.agent_provider_id in agents:
+            quiet.add(f"workflow.tasks[{i}].agent_provider_id")
+        for j, mid in enumerate(task.mcp_providers or []):
+            if mid in mcps:
+                quiet.add(f"workflow.tasks[{i}].mcp_providers[{j}]")
+    return quiet
+
+
+def _known(known: Collection[str]) -> str:
+    if not known:
+        return " (the catalog has none)"
+    names = sorted(known)
+    shown = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
+    return f" (known: {shown})"
+
+
+def _looks_like_path(ref: str) -> bool:
+    return ref.endswith((".yaml", ".yml")) or "/" in ref or os.sep in ref

@@ -1,0 +1,512 @@
+"""The catalog loader: YAML files -> models, every problem named by file and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentic.catalog import (
+    Problem,
+    check_workflow,
+    context_steps,
+    load_catalog,
+    load_workflow,
+    resolve_workflow,
+    step_dependencies,
+    validate_path,
+)
+from agentic.contracts import WorkflowConfig
+from agentic.errors import CatalogError, MissingEnvError
+from tests.unit.catalog_helpers import (
+    EXAMPLE_CONFIG,
+    SCRIPTED_AGENT,
+    inline_agent,
+    make_catalog,
+    task,
+    workflow_yaml,
+)
+
+NO_ENV: dict[str, str] = {}
+
+
+def problems_of(root: Path) -> list[Problem]:
+    return validate_path(root)
+
+
+def only_problem(root: Path) -> Problem:
+    problems = problems_of(root)
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+# --- the example catalog ---------------------------------------------------------------------
+
+
+def test_the_example_catalog_loads_without_any_environment_variable():
+    catalog = load_catalog([EXAMPLE_CONFIG], env=NO_ENV)
+
+    assert set(catalog.agent_providers) == {
+        "researcher",
+        "writer",
+        "editor",
+        "planner",
+        "openai_analyst",
+        "ollama_local",
+    }
+    assert set(catalog.mcp_providers) == {"demo_tools", "remote_tools"}
+    assert set(catalog.workflows) == {"demo", "parallel_demo"}
+    assert validate_path(EXAMPLE_CONFIG) == []
+
+
+def test_gated_providers_are_hidden_until_their_variables_are_set():
+    catalog = load_catalog([EXAMPLE_CONFIG], env=NO_ENV)
+
+    assert "openai_analyst" not in catalog.available_agent_providers(NO_ENV)
+    assert "ollama_local" not in catalog.available_agent_providers(NO_ENV)
+    assert "researcher" in catalog.available_agent_providers(NO_ENV)
+    assert set(catalog.available_mcp_providers(NO_ENV)) == {"demo_tools"}
+
+    env = {"OPENAI_API_KEY": "sk-test", "DEMO_MCP_URL": "http://127.0.0.1:1/mcp"}
+    assert "openai_analyst" in catalog.available_agent_providers(env)
+    assert "remote_tools" in catalog.available_mcp_providers(env)
+
+
+def test_an_empty_variable_counts_as_missing():
+    catalog = load_catalog([EXAMPLE_CONFIG], env=NO_ENV)
+
+    assert "openai_analyst" not in catalog.available_agent_providers({"OPENAI_API_KEY": ""})
+
+
+def test_a_workflow_resolves_the_same_by_name_and_by_path():
+    catalog = load_catalog([EXAMPLE_CONFIG], env=NO_ENV)
+
+    by_name = load_workflow("demo", catalog)
+    by_path = load_workflow(str(EXAMPLE_CONFIG / "workflows" / "demo.yaml"), catalog)
+
+    assert by_name == by_path
+    assert by_name.task_sequence == ["research", "write", "edit"]
+    assert [p.id for p in by_name.agent_providers] == ["researcher", "writer", "editor"]
+    assert by_name.topic == "durable agent workflows"
+
+
+def test_an_unknown_workflow_name_lists_the_known_ones():
+    catalog = load_catalog([EXAMPLE_CONFIG], env=NO_ENV)
+
+    known = r"unknown workflow 'dmeo' \(known: demo, parallel_demo\)"
+    with pytest.raises(CatalogError, match=known):
+        load_workflow("dmeo", catalog)
+
+
+def test_a_missing_workflow_file_is_named():
+    catalog = load_catalog([EXAMPLE_CONFIG], env=NO_ENV)
+
+    with pytest.raises(CatalogError, match=r"nope\.yaml: no such workflow file"):
+        load_workflow("nope.yaml", catalog)
+
+
+# --- required_env gating -----------------------------------------------------------------------
+
+
+def gated_workflow(tmp_path: Path) -> Path:
+    return make_catalog(
+        tmp_path,
+        {
+            "agent_providers/paid.yaml": """\
+                id: paid
+                type: openai
+                model: gpt-4o-mini
+                role: Analyst
+                goal: Analyse
+                backstory: Paid.
+                required_env: [PAID_KEY]
+            """,
+            "mcp_providers/either.yaml": """\
+                id: either
+                required_env_any: [TOKEN_A, TOKEN_B]
+                streamable_http:
+                  url: "${EITHER_URL}"
+                  headers: {Authorization: "Bearer ${TOKEN_A}"}
+            """,
+            "workflows/flow.yaml": """\
+                workflow:
+                  name: flow
+                  agent_providers: [paid, alpha]
+                  mcp_providers: [either]
+                  tasks:
+                    - {id: one, agent_provider_id: alpha, description: d, expected_output: e,
+                       mcp_providers: []}
+                    - {id: two, agent_provider_id: paid, description: d, expected_output: e}
+            """,
+        },
+    )
+
+
+def test_a_step_using_a_provider_with_a_missing_variable_is_refused_naming_it(tmp_path):
+    catalog = load_catalog([gated_workflow(tmp_path)], env={"TOKEN_B": "x"})
+
+    with pytest.raises(MissingEnvError, match=r"'paid' .*step 'two'.* needs PAID_KEY") as info:
+        load_workflow("flow", catalog)
+    assert info.value.variables == ["PAID_KEY"]
+    assert info.value.entry_id == "paid"
+
+
+def test_required_env_any_needs_one_of_its_variables(tmp_path):
+    root = gated_workflow(tmp_path)
+    catalog = load_catalog([root], env={"PAID_KEY": "k"})
+
+    with pytest.raises(MissingEnvError, match=r"'either'.* needs one of TOKEN_A, TOKEN_B"):
+        load_workflow("flow", catalog)
+    assert "either" not in catalog.available_mcp_providers()
+    assert "either" in catalog.available_mcp_providers({"TOKEN_B": "b"})
+    assert load_workflow("flow", load_catalog([root], env={"PAID_KEY": "k", "TOKEN_B": "b"}))
+
+
+def test_placeholders_stay_literal_in_loaded_models_even_when_the_variable_is_set(tmp_path):
+    env = {"PAID_KEY": "k", "TOKEN_A": "secret-token-value", "EITHER_URL": "https://secret.example"}
+    wf = load_workflow("flow", load_catalog([gated_workflow(tmp_path)], env=env))
+
+    transport = wf.mcp_provider("either").streamable_http
+    assert transport is not None
+    assert transport.url == "${EITHER_URL}"
+    assert transport.headers == {"Authorization": "Bearer ${TOKEN_A}"}
+    assert "secret" not in wf.model_dump_json()
+
+
+# --- one clear problem per mistake -------------------------------------------------------------
+
+
+def test_malformed_yaml_names_the_file_and_the_line(tmp_path):
+    root = make_catalog(tmp_path, {"agent_providers/alpha.yaml": "id: alpha\nrole: a: b\n"})
+
+    problem = only_problem(root)
+    assert problem.file.endswith("agent_providers/alpha.yaml")
+    assert problem.field == "line 2"
+    assert "malformed YAML" in problem.message
+
+
+def test_a_key_written_twice_is_an_error_instead_of_silently_winning(tmp_path):
+    text = SCRIPTED_AGENT.format(id="alpha") + "role: Other\n"
+    problem = only_problem(make_catalog(tmp_path, {"agent_providers/alpha.yaml": text}))
+
+    assert problem.field == "line 8"
+    assert "'role' appears twice" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("", "the file is empty"), ("- a\n- b\n", "expected a mapping of fields, got a list")],
+)
+def test_a_file_that_is_not_a_mapping_is_refused(tmp_path, text, expected):
+    problem = only_problem(make_catalog(tmp_path, {"mcp_providers/tools.yaml": text}))
+
+    assert problem.file.endswith("mcp_providers/tools.yaml")
+    assert expected in problem.message
+
+
+def test_an_unknown_field_is_named(tmp_path):
+    text = SCRIPTED_AGENT.format(id="alpha") + "temprature: 0.3\n"
+    problem = only_problem(make_catalog(tmp_path, {"agent_providers/alpha.yaml": text}))
+
+    assert (problem.field, problem.message) == ("temprature", "unknown field")
+    assert str(problem).endswith("agent_providers/alpha.yaml: temprature: unknown field")
+
+
+def test_a_missing_required_field_is_named(tmp_path):
+    text = SCRIPTED_AGENT.format(id="alpha").replace("goal: Test {topic}\n", "")
+    problem = only_problem(make_catalog(tmp_path, {"agent_providers/alpha.yaml": text}))
+
+    assert (problem.field, problem.message) == ("goal", "required field is missing")
+
+
+def test_a_wrong_type_is_named_with_the_value(tmp_path):
+    tasks = """\
+        - {id: one, agent_provider_id: alpha, description: d, expected_output: e, timeout_s: soon}
+    """
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
+
+    assert problem.field == "workflow.tasks[0].timeout_s"
+    assert "valid number" in problem.message
+    assert "(got 'soon')" in problem.message
+
+
+def test_an_invalid_inline_provider_reports_its_own_fields_only(tmp_path):
+    agents = f"[{inline_agent('inline', script='{replies: [{tol: x}]}')}]"
+    tasks = task("one", "inline")
+    root = make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks, agents=agents)})
+
+    assert [(p.field, p.message) for p in problems_of(root)] == [
+        ("workflow.agent_providers[0].script.replies[0].tool", "required field is missing"),
+        ("workflow.agent_providers[0].script.replies[0].tol", "unknown field"),
+    ]
+
+
+def test_an_unknown_agent_provider_in_a_task_is_named(tmp_path):
+    tasks = task("one", "gamma")
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
+
+    assert problem.file.endswith("workflows/flow.yaml")
+    assert problem.field == "workflow.tasks[0].agent_provider_id"
+    assert problem.message == "unknown agent provider 'gamma'"
+
+
+def test_an_unknown_agent_provider_in_the_list_is_named_once_with_the_known_ids(tmp_path):
+    tasks = task("one", "gamma")
+    text = workflow_yaml(tasks, agents="[alpha, gamma]")
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": text}))
+
+    assert problem.field == "workflow.agent_providers[1]"
+    assert problem.message == "unknown agent provider 'gamma' (known: alpha, beta)"
+
+
+def test_an_unknown_mcp_provider_is_named(tmp_path):
+    text = workflow_yaml(task("one")).replace(
+        "mcp_providers: [tools]", "mcp_providers: [tools, web]"
+    )
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": text}))
+
+    assert (problem.field, problem.message) == (
+        "workflow.mcp_providers[1]",
+        "unknown MCP provider 'web' (known: tools)",
+    )
+
+
+def test_a_task_mcp_provider_must_be_one_of_the_workflows(tmp_path):
+    tasks = task("one", mcp_providers="[web]")
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
+
+    assert problem.field == "workflow.tasks[0].mcp_providers[0]"
+    assert "'web' is not one of the workflow's mcp_providers" in problem.message
+
+
+def test_task_sequence_naming_unknown_tasks_or_missing_some_is_refused(tmp_path):
+    tasks = """\
+        - {id: one, agent_provider_id: alpha, description: d, expected_output: e}
+        - {id: two, agent_provider_id: beta, description: d, expected_output: e}
+    """
+    text = workflow_yaml(tasks, extra="  task_sequence: [one, three]\n")
+    problems = problems_of(make_catalog(tmp_path, {"workflows/flow.yaml": text}))
+
+    assert [(p.field, p.message) for p in problems] == [
+        ("workflow.task_sequence", "names unknown task(s) 'three'"),
+        ("workflow.task_sequence", "does not list task(s) 'two'"),
+    ]
+
+
+def test_duplicate_task_ids_are_refused(tmp_path):
+    tasks = """\
+        - {id: one, agent_provider_id: alpha, description: d, expected_output: e}
+        - {id: one, agent_provider_id: beta, description: d, expected_output: e}
+    """
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
+
+    assert (problem.field, problem.message) == ("workflow.tasks[1].id", "duplicate task id 'one'")
+
+
+def test_a_depends_on_cycle_is_named_step_by_step(tmp_path):
+    tasks = """\
+        - {id: a, agent_provider_id: alpha, description: d, expected_output: e, depends_on: [c]}
+        - {id: b, agent_provider_id: alpha, description: d, expected_output: e, depends_on: [a]}
+        - {id: c, agent_provider_id: alpha, description: d, expected_output: e, depends_on: [b]}
+    """
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
+
+    assert problem.field == "workflow.tasks[0].depends_on"
+    assert problem.message == "depends_on cycle: a -> c -> b -> a"
+
+
+def test_a_step_depending_on_itself_is_a_cycle(tmp_path):
+    tasks = task("a", depends_on="[a]")
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
+
+    assert problem.message == "depends_on cycle: a -> a"
+
+
+def test_depends_on_an_unknown_task_is_refused(tmp_path):
+    tasks = task("a", depends_on="[zz]")
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
+
+    assert (problem.field, problem.message) == ("workflow.tasks[0].depends_on", "unknown task 'zz'")
+
+
+def test_a_dependency_must_come_earlier_in_the_sequence(tmp_path):
+    tasks = """\
+        - {id: join, agent_provider_id: alpha, description: d, expected_output: e, depends_on: [a]}
+        - {id: a, agent_provider_id: alpha, description: d, expected_output: e}
+    """
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
+
+    assert problem.message == "depends on 'a', which comes later in task_sequence"
+
+
+@pytest.mark.parametrize("bad_id", ["../x", "has space", "a" * 200])
+def test_unsafe_ids_are_refused_wherever_they_appear(tmp_path, bad_id):
+    agent = SCRIPTED_AGENT.format(id=f'"{bad_id}"')
+    tasks = task(f'"{bad_id}"')
+    root = make_catalog(
+        tmp_path,
+        {
+            "agent_providers/gamma.yaml": agent,
+            "workflows/flow.yaml": workflow_yaml(tasks).replace("name: flow", f'name: "{bad_id}"'),
+        },
+    )
+
+    fields = {(Path(p.file).name, p.field) for p in problems_of(root)}
+    assert fields == {
+        ("gamma.yaml", "id"),
+        ("flow.yaml", "workflow.name"),
+        ("flow.yaml", "workflow.tasks[0].id"),
+    }
+
+
+def test_an_unsafe_pool_is_refused_because_it_becomes_a_subject(tmp_path):
+    tasks = task("one", pool="'gpu.>'")
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
+
+    assert problem.field == "workflow.tasks[0].pool"
+
+
+# --- several files, several roots ---------------------------------------------------------------
+
+
+def test_the_same_id_in_two_files_of_one_directory_is_an_error(tmp_path):
+    root = make_catalog(tmp_path, {"agent_providers/zeta.yaml": SCRIPTED_AGENT.format(id="alpha")})
+
+    problem = only_problem(root)
+    assert problem.file.endswith("agent_providers/zeta.yaml")
+    assert problem.field == "id"
+    assert "duplicate id 'alpha': also defined in" in problem.message
+    assert "alpha.yaml" in problem.message
+
+
+def test_a_later_catalog_root_overrides_ids_of_an_earlier_one(tmp_path):
+    base = make_catalog(tmp_path / "base")
+    extra = tmp_path / "extra"
+    override = SCRIPTED_AGENT.format(id="alpha").replace("role: Tester", "role: Overrider")
+    make_catalog(extra, {"agent_providers/alpha.yaml": override})
+
+    catalog = load_catalog([base, extra], env=NO_ENV)
+
+    assert catalog.agent_providers["alpha"].role == "Overrider"
+    source = catalog.source_of("agent_providers", "alpha")
+    assert source == str(extra / "agent_providers" / "alpha.yaml")
+
+
+def test_a_missing_catalog_root_is_an_error_unless_allowed(tmp_path):
+    with pytest.raises(CatalogError, match="catalog directory does not exist"):
+        load_catalog([tmp_path / "nowhere"])
+    assert load_catalog([tmp_path / "nowhere"], missing_ok=True).workflows == {}
+
+
+def test_validate_reports_every_problem_not_only_the_first(tmp_path):
+    root = make_catalog(
+        tmp_path,
+        {
+            "agent_providers/alpha.yaml": SCRIPTED_AGENT.format(id="alpha") + "colour: red\n",
+            "mcp_providers/tools.yaml": "id: tools\n",
+            "workflows/other.yaml": "workflow: {name: other, tasks: []}\n",
+        },
+    )
+
+    problems = problems_of(root)
+
+    assert {(Path(p.file).name, p.field) for p in problems} == {
+        ("alpha.yaml", "colour"),
+        ("tools.yaml", None),
+        ("other.yaml", "workflow.tasks"),
+    }
+    with pytest.raises(CatalogError, match=r"colour: unknown field \(and 2 more problems"):
+        load_catalog([root])
+
+
+def test_a_broken_provider_file_is_reported_once_not_again_by_its_workflows(tmp_path):
+    root = make_catalog(tmp_path, {"agent_providers/alpha.yaml": "id: alpha\ntype: scripted\n"})
+
+    assert {Path(p.file).name for p in problems_of(root)} == {"alpha.yaml"}
+
+
+def test_validating_one_file_checks_it_against_its_own_catalog(tmp_path):
+    tasks = task("one", "gamma")
+    root = make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)})
+
+    assert validate_path(root / "agent_providers" / "alpha.yaml") == []
+    [problem] = validate_path(root / "workflows" / "flow.yaml")
+    assert problem.field == "workflow.tasks[0].agent_provider_id"
+
+
+# --- resolution ---------------------------------------------------------------------------------
+
+
+def test_inline_providers_need_no_catalog_entry(tmp_path):
+    agents = f"[{inline_agent('inline')}]"
+    tasks = task("one", "inline")
+    path = tmp_path / "standalone.yaml"
+    path.write_text(workflow_yaml(tasks, agents=agents).replace("mcp_providers: [tools]", ""))
+
+    wf = load_workflow(str(path), load_catalog([], env=NO_ENV))
+
+    assert wf.provider("inline").type == "scripted"
+    assert validate_path(path) == []
+
+
+def test_a_task_may_use_a_catalog_provider_the_workflow_does_not_list(tmp_path):
+    tasks = task("one", "beta")
+    root = make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks, agents="[]")})
+
+    wf = load_workflow("flow", load_catalog([root], env=NO_ENV))
+
+    assert [p.id for p in wf.agent_providers] == ["beta"]
+
+
+def test_task_sequence_defaults_to_the_order_of_tasks(tmp_path):
+    tasks = """\
+        - {id: b, agent_provider_id: alpha, description: d, expected_output: e}
+        - {id: a, agent_provider_id: alpha, description: d, expected_output: e}
+    """
+    root = make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)})
+
+    assert load_workflow("flow", load_catalog([root], env=NO_ENV)).task_sequence == ["b", "a"]
+
+
+def test_resolve_workflow_names_the_source_file_in_its_error(tmp_path):
+    tasks = task("one", "gamma")
+    root = make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)})
+    report_catalog = load_catalog([root / "nowhere"], missing_ok=True)
+    definition = load_catalog([make_catalog(tmp_path / "ok")]).workflows["flow"]
+
+    with pytest.raises(CatalogError) as info:
+        resolve_workflow(definition, report_catalog, source="flow.yaml")
+    assert str(info.value).startswith("flow.yaml: workflow.")
+    assert info.value.file == "flow.yaml"
+
+
+# --- sequence vs. DAG ---------------------------------------------------------------------------
+
+
+def test_without_depends_on_steps_form_a_chain_and_see_all_earlier_outputs():
+    wf = load_workflow("demo", load_catalog([EXAMPLE_CONFIG], env=NO_ENV))
+
+    assert step_dependencies(wf) == {"research": [], "write": ["research"], "edit": ["write"]}
+    assert context_steps(wf) == {
+        "research": [],
+        "write": ["research"],
+        "edit": ["research", "write"],
+    }
+
+
+def test_with_depends_on_roots_run_first_and_steps_see_only_their_dependencies():
+    wf = load_workflow("parallel_demo", load_catalog([EXAMPLE_CONFIG], env=NO_ENV))
+
+    expected = {"benefits": [], "risks": [], "summary": ["benefits", "risks"]}
+    assert step_dependencies(wf) == expected
+    assert context_steps(wf) == expected
+
+
+def test_check_workflow_refuses_a_planned_workflow_with_a_cycle():
+    wf = load_workflow("parallel_demo", load_catalog([EXAMPLE_CONFIG], env=NO_ENV))
+    data = wf.model_dump()
+    data["tasks"][0]["depends_on"] = ["summary"]
+    planned = WorkflowConfig.model_validate(data)
+
+    with pytest.raises(CatalogError, match="depends_on cycle: benefits -> summary -> benefits"):
+        check_workflow(planned)

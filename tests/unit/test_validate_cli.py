@@ -1,0 +1,155 @@
+"""`agentic validate [PATH]` and the CLI's shared handling of configuration errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from agentic.cli import _register, app
+from agentic.cli._common import config_errors, load_settings
+from agentic.errors import CatalogError, ConfigError
+from tests.unit.catalog_helpers import EXAMPLE_CONFIG, REPO, SCRIPTED_AGENT, make_catalog, task
+from tests.unit.catalog_helpers import workflow_yaml as flow
+
+GATING_VARIABLES = ("OPENAI_API_KEY", "OLLAMA_HOST", "DEMO_MCP_URL")
+
+_register()
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _no_gating_variables(monkeypatch):
+    for name in GATING_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_the_example_catalog_is_valid_without_any_api_key():
+    result = runner.invoke(app, ["validate", str(EXAMPLE_CONFIG)])
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "6 agent providers, 2 MCP providers, 2 workflows: OK"
+
+
+def test_without_a_path_the_configured_catalog_roots_are_validated(tmp_path, monkeypatch):
+    make_catalog(tmp_path / "base")
+    extra = make_catalog(tmp_path / "extra", {"agent_providers/gamma.yaml": None})
+    (extra / "agent_providers" / "gamma.yaml").write_text(SCRIPTED_AGENT.format(id="gamma"))
+    monkeypatch.setenv("AGENTIC_CONFIG_DIR", str(tmp_path / "base"))
+    monkeypatch.setenv("AGENTIC_EXTRA_CONFIG_DIRS", f'["{extra}"]')
+
+    result = runner.invoke(app, ["validate"])
+
+    assert result.exit_code == 0, result.output
+    assert "3 agent providers, 1 MCP providers, 1 workflows: OK" in result.stdout
+
+
+def test_a_broken_catalog_exits_2_and_prints_every_problem_with_file_and_field(tmp_path):
+    root = make_catalog(
+        tmp_path,
+        {
+            "agent_providers/alpha.yaml": SCRIPTED_AGENT.format(id="alpha") + "colour: red\n",
+            "workflows/flow.yaml": flow(task("one", "gamma")),
+        },
+    )
+
+    result = runner.invoke(app, ["validate", str(root)])
+
+    assert result.exit_code == 2
+    lines = result.stdout.splitlines()
+    assert lines == [
+        f"{root / 'agent_providers' / 'alpha.yaml'}: colour: unknown field",
+        f"{root / 'workflows' / 'flow.yaml'}: workflow.tasks[0].agent_provider_id: "
+        "unknown agent provider 'gamma'",
+    ]
+    assert "2 problems found" in result.stderr
+
+
+def test_one_file_can_be_validated_on_its_own(tmp_path):
+    root = make_catalog(tmp_path, {"workflows/flow.yaml": flow(task("a", depends_on="[a]"))})
+
+    ok = runner.invoke(app, ["validate", str(root / "agent_providers" / "alpha.yaml")])
+    bad = runner.invoke(app, ["validate", str(root / "workflows" / "flow.yaml")])
+
+    assert ok.exit_code == 0, ok.output
+    assert bad.exit_code == 2
+    assert "flow.yaml: workflow.tasks[0].depends_on: depends_on cycle: a -> a" in bad.stdout
+
+
+def test_a_path_that_does_not_exist_exits_2(tmp_path):
+    result = runner.invoke(app, ["validate", str(tmp_path / "nowhere")])
+
+    assert result.exit_code == 2
+    assert "nowhere: no such file or directory" in result.stdout
+
+
+def test_a_bad_setting_is_one_line_and_exit_2(monkeypatch):
+    monkeypatch.setenv("AGENTIC_EXTRA_CONFIG_DIRS", "not json")
+
+    result = runner.invoke(app, ["validate"])
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: invalid setting")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_installed_command_validates_the_example_catalog():
+    agentic = Path(sys.executable).with_name("agentic")
+    env = {k: v for k, v in os.environ.items() if k not in GATING_VARIABLES}
+
+    done = subprocess.run(
+        [str(agentic), "validate", "config/"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("workflows: OK\n")
+
+
+# --- the shared error handling every command uses ------------------------------------------
+
+
+@pytest.mark.parametrize("color", [True, False])
+def test_a_config_error_in_any_command_is_one_red_line_on_stderr_and_exit_2(monkeypatch, color):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    if color:
+        monkeypatch.setenv("FORCE_COLOR", "1")
+    else:
+        monkeypatch.delenv("FORCE_COLOR", raising=False)
+    demo = typer.Typer()
+
+    @demo.command()
+    @config_errors()
+    def broken(name: str = typer.Option("x")) -> None:
+        raise CatalogError(
+            "unknown agent provider 'a'", file="flows/x.yaml", field="workflow.tasks[0]"
+        )
+
+    @demo.command()
+    def other() -> None:
+        """A second command keeps typer in sub-command mode."""
+
+    result = runner.invoke(demo, ["broken", "--name", "y"])
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert ("\x1b[31m" in result.stderr) == color  # red, unless not on a terminal
+    assert "flows/x.yaml: workflow.tasks[0]: unknown agent provider 'a'" in result.stderr
+
+
+def test_load_settings_reports_a_bad_value_as_a_config_error(monkeypatch):
+    monkeypatch.setenv("AGENTIC_EXECUTION_BACKEND", "carrier-pigeon")
+
+    with pytest.raises(ConfigError, match="invalid setting: execution_backend"):
+        load_settings()
