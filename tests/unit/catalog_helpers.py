@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from agentic.catalog import Problem, validate_path
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = REPO / "config"
 
@@ -84,3 +86,15 @@ def task(task_id: str, agent: str = "alpha", **fields: str) -> str:
 def inline_agent(agent_id: str, script: str = "{replies: [hi]}") -> str:
     """An inline scripted agent provider in YAML flow style."""
     return f"{{id: {agent_id}, type: scripted, role: r, goal: g, backstory: b, script: {script}}}"
+
+
+def problems_of(root: Path) -> list[Problem]:
+    """Every problem ``agentic validate`` would print for ``root``."""
+    return validate_path(root)
+
+
+def only_problem(root: Path) -> Problem:
+    """The one problem of ``root`` (fails when there are none or several)."""
+    problems = problems_of(root)
+    assert len(problems) == 1, problems
+    return problems[0]

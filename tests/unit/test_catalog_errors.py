@@ -1,0 +1,207 @@
+"""One clear problem per catalog mistake, naming the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.unit.catalog_helpers import (
+    SCRIPTED_AGENT,
+    inline_agent,
+    make_catalog,
+    only_problem,
+    problems_of,
+    task,
+    workflow_yaml,
+)
+
+
+def test_malformed_yaml_names_the_file_and_the_line(tmp_path):
+    root = make_catalog(tmp_path, {"agent_providers/alpha.yaml": "id: alpha\nrole: a: b\n"})
+
+    problem = only_problem(root)
+    assert problem.file.endswith("agent_providers/alpha.yaml")
+    assert problem.field == "line 2"
+    assert "malformed YAML" in problem.message
+
+
+def test_a_key_written_twice_is_an_error_instead_of_silently_winning(tmp_path):
+    text = SCRIPTED_AGENT.format(id="alpha") + "role: Other\n"
+    problem = only_problem(make_catalog(tmp_path, {"agent_providers/alpha.yaml": text}))
+
+    assert problem.field == "line 8"
+    assert "'role' appears twice" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("", "the file is empty"), ("- a\n- b\n", "expected a mapping of fields, got a list")],
+)
+def test_a_file_that_is_not_a_mapping_is_refused(tmp_path, text, expected):
+    problem = only_problem(make_catalog(tmp_path, {"mcp_providers/tools.yaml": text}))
+
+    assert problem.file.endswith("mcp_providers/tools.yaml")
+    assert expected in problem.message
+
+
+def test_an_unknown_field_is_named(tmp_path):
+    text = SCRIPTED_AGENT.format(id="alpha") + "temprature: 0.3\n"
+    problem = only_problem(make_catalog(tmp_path, {"agent_providers/alpha.yaml": text}))
+
+    assert (problem.field, problem.message) == ("temprature", "unknown field")
+    assert str(problem).endswith("agent_providers/alpha.yaml: temprature: unknown field")
+
+
+def test_a_missing_required_field_is_named(tmp_path):
+    text = SCRIPTED_AGENT.format(id="alpha").replace("goal: Test {topic}\n", "")
+    problem = only_problem(make_catalog(tmp_path, {"agent_providers/alpha.yaml": text}))
+
+    assert (problem.field, problem.message) == ("goal", "required field is missing")
+
+
+def test_a_wrong_type_is_named_with_the_value(tmp_path):
+    tasks = """\
+        - {id: one, agent_provider_id: alpha, description: d, expected_output: e, timeout_s: soon}
+    """
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
+
+    assert problem.field == "workflow.tasks[0].timeout_s"
+    assert "valid number" in problem.message
+    assert "(got 'soon')" in problem.message
+
+
+def test_an_invalid_inline_provider_reports_its_own_fields_only(tmp_path):
+    agents = f"[{inline_agent('inline', script='{replies: [{tol: x}]}')}]"
+    tasks = task("one", "inline")
+    root = make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks, agents=agents)})
+
+    assert [(p.field, p.message) for p in problems_of(root)] == [
+        ("workflow.agent_providers[0].script.replies[0].tool", "required field is missing"),
+        ("workflow.agent_providers[0].script.replies[0].tol", "unknown field"),
+    ]
+
+
+def test_an_unknown_agent_provider_in_a_task_is_named(tmp_path):
+    tasks = task("one", "gamma")
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
+
+    assert problem.file.endswith("workflows/flow.yaml")
+    assert problem.field == "workflow.tasks[0].agent_provider_id"
+    assert problem.message == "unknown agent provider 'gamma'"
+
+
+def test_an_unknown_agent_provider_in_the_list_is_named_once_with_the_known_ids(tmp_path):
+    tasks = task("one", "gamma")
+    text = workflow_yaml(tasks, agents="[alpha, gamma]")
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": text}))
+
+    assert problem.field == "workflow.agent_providers[1]"
+    assert problem.message == "unknown agent provider 'gamma' (known: alpha, beta)"
+
+
+def test_an_unknown_mcp_provider_is_named(tmp_path):
+    text = workflow_yaml(task("one")).replace(
+        "mcp_providers: [tools]", "mcp_providers: [tools, web]"
+    )
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": text}))
+
+    assert (problem.field, problem.message) == (
+        "workflow.mcp_providers[1]",
+        "unknown MCP provider 'web' (known: tools)",
+    )
+
+
+def test_a_task_mcp_provider_must_be_one_of_the_workflows(tmp_path):
+    tasks = task("one", mcp_providers="[web]")
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
+
+    assert problem.field == "workflow.tasks[0].mcp_providers[0]"
+    assert "'web' is not one of the workflow's mcp_providers" in problem.message
+
+
+def test_task_sequence_naming_unknown_tasks_or_missing_some_is_refused(tmp_path):
+    tasks = """\
+        - {id: one, agent_provider_id: alpha, description: d, expected_output: e}
+        - {id: two, agent_provider_id: beta, description: d, expected_output: e}
+    """
+    text = workflow_yaml(tasks, extra="  task_sequence: [one, three]\n")
+    problems = problems_of(make_catalog(tmp_path, {"workflows/flow.yaml": text}))
+
+    assert [(p.field, p.message) for p in problems] == [
+        ("workflow.task_sequence", "names unknown task(s) 'three'"),
+        ("workflow.task_sequence", "does not list task(s) 'two'"),
+    ]
+
+
+def test_duplicate_task_ids_are_refused(tmp_path):
+    tasks = """\
+        - {id: one, agent_provider_id: alpha, description: d, expected_output: e}
+        - {id: one, agent_provider_id: beta, description: d, expected_output: e}
+    """
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
+
+    assert (problem.field, problem.message) == ("workflow.tasks[1].id", "duplicate task id 'one'")
+
+
+def test_a_depends_on_cycle_is_named_step_by_step(tmp_path):
+    tasks = """\
+        - {id: a, agent_provider_id: alpha, description: d, expected_output: e, depends_on: [c]}
+        - {id: b, agent_provider_id: alpha, description: d, expected_output: e, depends_on: [a]}
+        - {id: c, agent_provider_id: alpha, description: d, expected_output: e, depends_on: [b]}
+    """
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
+
+    assert problem.field == "workflow.tasks[0].depends_on"
+    assert problem.message == "depends_on cycle: a -> c -> b -> a"
+
+
+def test_a_step_depending_on_itself_is_a_cycle(tmp_path):
+    tasks = task("a", depends_on="[a]")
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
+
+    assert problem.message == "depends_on cycle: a -> a"
+
+
+def test_depends_on_an_unknown_task_is_refused(tmp_path):
+    tasks = task("a", depends_on="[zz]")
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
+
+    assert (problem.field, problem.message) == ("workflow.tasks[0].depends_on", "unknown task 'zz'")
+
+
+def test_a_dependency_must_come_earlier_in_the_sequence(tmp_path):
+    tasks = """\
+        - {id: join, agent_provider_id: alpha, description: d, expected_output: e, depends_on: [a]}
+        - {id: a, agent_provider_id: alpha, description: d, expected_output: e}
+    """
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
+
+    assert problem.message == "depends on 'a', which comes later in task_sequence"
+
+
+@pytest.mark.parametrize("bad_id", ["../x", "has space", "a" * 200])
+def test_unsafe_ids_are_refused_wherever_they_appear(tmp_path, bad_id):
+    agent = SCRIPTED_AGENT.format(id=f'"{bad_id}"')
+    tasks = task(f'"{bad_id}"')
+    root = make_catalog(
+        tmp_path,
+        {
+            "agent_providers/gamma.yaml": agent,
+            "workflows/flow.yaml": workflow_yaml(tasks).replace("name: flow", f'name: "{bad_id}"'),
+        },
+    )
+
+    fields = {(Path(p.file).name, p.field) for p in problems_of(root)}
+    assert fields == {
+        ("gamma.yaml", "id"),
+        ("flow.yaml", "workflow.name"),
+        ("flow.yaml", "workflow.tasks[0].id"),
+    }
+
+
+def test_an_unsafe_pool_is_refused_because_it_becomes_a_subject(tmp_path):
+    tasks = task("one", pool="'gpu.>'")
+    problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
+
+    assert problem.field == "workflow.tasks[0].pool"
