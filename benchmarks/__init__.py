@@ -1,0 +1,1 @@
+"""Reproducible performance measurements; each module prints its figures."""
