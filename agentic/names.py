@@ -6,6 +6,7 @@ become part of either.
 
 from __future__ import annotations
 
+from agentic.errors import UnsafeIdError
 from agentic.ids import check_id
 
 # --- NATS ----------------------------------------------------------------------------------
@@ -40,21 +41,40 @@ def run_events_filter(run_id: str) -> str:
 
 
 def run_id_from_events_subject(subject: str) -> str:
-    """The run id inside ``agentic.events.<run_id>.<type>``."""
+    """The run id inside ``agentic.events.<run_id>.<type>``.
+
+    Safe run ids may contain dots, which NATS reads as token separators: the run id is every
+    token between ``agentic.events`` and the event type (which never has a dot). For the same
+    reason, consumers filter on ``agentic.events.>`` rather than ``agentic.events.*.<type>``.
+    """
     parts = subject.split(".")
-    if len(parts) != 4 or parts[:2] != ["agentic", "events"]:
+    if len(parts) < 4 or parts[:2] != ["agentic", "events"]:
         raise ValueError(f"not an events subject: {subject!r}")
-    return check_id(parts[2], "run id")
+    return check_id(".".join(parts[2:-1]), "run id")
+
+
+def event_type_from_subject(subject: str) -> str:
+    """The event type (last token) of ``agentic.events.<run_id>.<type>``."""
+    run_id_from_events_subject(subject)
+    return subject.rsplit(".", 1)[1]
+
+
+def check_pool(pool: str) -> str:
+    """A pool is a safe id without dots: it is one subject token and part of a consumer name."""
+    check_id(pool, "pool")
+    if "." in pool:
+        raise UnsafeIdError(f"unsafe pool {pool!r}: a pool name cannot contain '.'")
+    return pool
 
 
 def steps_subject(pool: str) -> str:
     """``agentic.steps.<pool>``: the work queue of one pool."""
-    return f"agentic.steps.{check_id(pool, 'pool')}"
+    return f"agentic.steps.{check_pool(pool)}"
 
 
 def workers_consumer(pool: str) -> str:
     """``workers-<pool>``: the durable pull consumer of a pool."""
-    return f"workers-{check_id(pool, 'pool')}"
+    return f"workers-{check_pool(pool)}"
 
 
 def pool_from_steps_subject(subject: str) -> str:
@@ -62,12 +82,12 @@ def pool_from_steps_subject(subject: str) -> str:
     parts = subject.split(".")
     if len(parts) < 3 or parts[:2] != ["agentic", "steps"]:
         raise ValueError(f"not a steps subject: {subject!r}")
-    return check_id(".".join(parts[2:]), "pool")
+    return check_pool(".".join(parts[2:]))
 
 
 def dlq_subject(pool: str) -> str:
     """``agentic.dlq.<pool>``."""
-    return f"agentic.dlq.{check_id(pool, 'pool')}"
+    return f"agentic.dlq.{check_pool(pool)}"
 
 
 def dlq_msg_id(stream: str, stream_seq: int) -> str:
