@@ -8,4 +8,5 @@ os.environ.setdefault("OTEL_SDK_DISABLED", "true")
 pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.nats",
+    "tests.fixtures.k8s",
 ]
