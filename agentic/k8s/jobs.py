@@ -254,6 +254,24 @@ def _job(
     }
 
 
+def _step_metadata(spec: StepSpec) -> tuple[dict[str, str], dict[str, str]]:
+    """Labels (valid label values, for selectors) and annotations (the exact ids)."""
+    labels = {
+        **COMMON_LABELS,
+        LABEL_COMPONENT: "step",
+        LABEL_RUN_ID: label_value(spec.run_id),
+        LABEL_STEP_ID: label_value(spec.step_id),
+        LABEL_ATTEMPT: str(spec.attempt),
+        LABEL_POOL: label_value(spec.pool),
+    }
+    annotations = {
+        LABEL_RUN_ID: spec.run_id,
+        LABEL_STEP_ID: spec.step_id,
+        LABEL_ATTEMPT: str(spec.attempt),
+    }
+    return labels, annotations
+
+
 def step_job_manifest(spec: StepSpec, settings: Settings, *, spec_url: str) -> dict[str, Any]:
     """The Job that runs one attempt of one step: ``agentic execute-step <spec_url>``.
 
@@ -285,19 +303,7 @@ def step_job_manifest(spec: StepSpec, settings: Settings, *, spec_url: str) -> d
     clash = needed and {e["name"] for e in env} & set(needed)
     if clash:
         raise ConfigError(f"step {spec.step_id!r}: {sorted(clash)} must come from the Secret")
-    labels = {
-        **COMMON_LABELS,
-        LABEL_COMPONENT: "step",
-        LABEL_RUN_ID: label_value(spec.run_id),
-        LABEL_STEP_ID: label_value(spec.step_id),
-        LABEL_ATTEMPT: str(spec.attempt),
-        LABEL_POOL: label_value(spec.pool),
-    }
-    annotations = {
-        LABEL_RUN_ID: spec.run_id,
-        LABEL_STEP_ID: spec.step_id,
-        LABEL_ATTEMPT: str(spec.attempt),
-    }
+    labels, annotations = _step_metadata(spec)
     pod = _pod_spec(
         args=["execute-step", spec_url],
         env=env,

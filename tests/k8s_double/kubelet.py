@@ -198,7 +198,7 @@ class Kubelet:
 
     def _idle_until_stopped(self, run: PodRun) -> None:
         run.stop.wait()
-        self._after_stop(run, exit_code=None)
+        self._after_stop(run)
 
     def _image_pull_failure(self, run: PodRun, container: Obj) -> None:
         message = (
@@ -252,46 +252,35 @@ class Kubelet:
                     start_new_session=True,
                 )
         except OSError as exc:
-            state = {
-                "terminated": {
-                    "exitCode": 128,
-                    "reason": "StartError",
-                    "message": str(exc),
-                    "startedAt": started,
-                    "finishedAt": now_rfc3339(),
-                }
-            }
-            self._set_pod(
-                run, phase="Failed", containerStatuses=[container_status(name, state, ready=False)]
-            )
-            self._finish_job(
-                run,
-                ok=False,
-                reason="BackoffLimitExceeded",
-                message="Job has reached the specified backoff limit",
-            )
-            return
+            return self._terminated(run, name, 128, "StartError", started, message=str(exc))
         running = {"running": {"startedAt": started}}
         self._set_pod(run, phase="Running", containerStatuses=[container_status(name, running)])
         while run.proc.poll() is None and not run.stop.wait(POLL_S):
             pass
         if run.stop.is_set():
             self._kill(run)
-            return self._after_stop(run, exit_code=run.proc.returncode, started=started, name=name)
+            if run.stop_reason == "OOMKilled":
+                return self._terminated(run, name, 137, "OOMKilled", started)
+            return self._after_stop(run)
         code = run.proc.returncode
-        code = 128 - code if code < 0 else code
-        state = {
-            "terminated": {
-                "exitCode": code,
-                "reason": "Completed" if code == 0 else "Error",
-                "startedAt": started,
-                "finishedAt": now_rfc3339(),
-            }
+        code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as runtimes report
+        self._terminated(run, name, code, "Completed" if code == 0 else "Error", started)
+
+    def _terminated(
+        self, run: PodRun, name: str, code: int, reason: str, started: str, message: str = ""
+    ) -> None:
+        """The container ended: record its state, the pod's phase and the Job's outcome."""
+        state: Obj = {
+            "exitCode": code,
+            "reason": reason,
+            "startedAt": started,
+            "finishedAt": now_rfc3339(),
         }
+        if message:
+            state["message"] = message
+        terminated = container_status(name, {"terminated": state}, ready=False)
         self._set_pod(
-            run,
-            phase="Succeeded" if code == 0 else "Failed",
-            containerStatuses=[container_status(name, state, ready=False)],
+            run, phase="Succeeded" if code == 0 else "Failed", containerStatuses=[terminated]
         )
         if code == 0:
             self._finish_job(
@@ -319,28 +308,7 @@ class Kubelet:
             _signal_group(run.proc, signal.SIGKILL)
             run.proc.wait()
 
-    def _after_stop(
-        self, run: PodRun, exit_code: int | None, started: str = "", name: str = ""
-    ) -> None:
-        if run.stop_reason == "OOMKilled" and exit_code is not None:
-            state = {
-                "terminated": {
-                    "exitCode": 137,
-                    "reason": "OOMKilled",
-                    "startedAt": started,
-                    "finishedAt": now_rfc3339(),
-                }
-            }
-            self._set_pod(
-                run, phase="Failed", containerStatuses=[container_status(name, state, ready=False)]
-            )
-            self._finish_job(
-                run,
-                ok=False,
-                reason="BackoffLimitExceeded",
-                message="Job has reached the specified backoff limit",
-            )
-            return
+    def _after_stop(self, run: PodRun) -> None:
         # Deadline, Job deletion or shutdown: the pod is deleted, as the real controller does.
         self.store.delete("pods", run.ns, run.name)
         with self._lock:

@@ -362,3 +362,24 @@ def test_the_s3_overlay_keeps_runs_on_s3_with_credentials_from_a_secret(rendered
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(secret["stringData"])
     config_text = yaml.safe_dump(one(docs, "ConfigMap", "agentic-settings"))
     assert "AWS_SECRET_ACCESS_KEY" not in config_text
+
+
+def test_the_kind_e2e_workflow_becomes_valid_step_jobs_with_the_deployed_settings(rendered) -> None:
+    from agentic.catalog import load_catalog, load_workflow
+    from agentic.k8s.jobs import step_job_manifest
+    from agentic.materialize import materialize
+
+    conf = settings_from(rendered["overlays/kind"])
+    workflow = load_workflow(
+        str(ROOT / "scripts" / "k8s-e2e-workflow.yaml"), load_catalog([ROOT / "config"])
+    )
+    specs = materialize(
+        workflow, run_id="run-kind-e2e", inputs={}, store_url=conf.run_store_url, settings=conf
+    )
+
+    assert [s.step_id for s in specs] == ["write", "edit"]
+    for spec in specs:
+        url = f"{conf.run_store_url}/{names.spec_json(spec.run_id, spec.step_id)}"
+        manifest = step_job_manifest(spec, conf, spec_url=url)
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+        assert manifest["metadata"]["namespace"] == "agentic"
