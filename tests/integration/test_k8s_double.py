@@ -375,3 +375,21 @@ def test_a_step_job_from_agentic_runs_with_its_env_and_mounts(
     pod_name = only_pod(core, name).metadata.name
     assert (store / "store" / "seen").read_text() == f"{pod_name} sk-fake True"
     assert not Path("/home/agentic").exists()
+
+
+def test_a_pod_stuck_pulling_its_image_fails_the_job_at_the_deadline(
+    k8s_double, batch, core
+) -> None:
+    k8s_double.unpullable_images.add("registry.invalid/agentic:missing")
+    spec = job(
+        "stuck",
+        "print(1)",
+        activeDeadlineSeconds=1,
+        container={"image": "registry.invalid/agentic:missing"},
+    )
+    batch.create_namespaced_job(NS, spec)
+
+    finished = wait_finished(batch, "stuck")
+
+    assert finished.status.conditions[-1].reason == "DeadlineExceeded"
+    assert wait_for(lambda: not core.list_namespaced_pod(NS, label_selector="job-name=stuck").items)
