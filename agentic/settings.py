@@ -137,6 +137,14 @@ class Settings(BaseSettings):
     k8s_reconcile_interval_s: float = Field(
         10.0, description="Period of the reconcile that backs the Job watch."
     )
+    k8s_pod_start_grace_s: float = Field(
+        30.0,
+        description="How long a step pod may wait on an image pull error or a container "
+        "config error before its attempt fails.",
+    )
+    k8s_unschedulable_timeout_s: float = Field(
+        300.0, description="How long a step pod may stay unschedulable before its attempt fails."
+    )
     scaler_poll_interval_s: float = Field(
         5.0, description="How often `agentic scaler` reads the consumer."
     )
