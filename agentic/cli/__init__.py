@@ -23,7 +23,11 @@ def _root() -> None:
 
 def _register() -> None:
     # Each module adds its commands to `app` on import. Keep one import per command group.
-    from agentic.cli import commands_validate  # noqa: F401
+    from agentic.cli import (
+        commands_inspect,  # noqa: F401
+        commands_run,  # noqa: F401
+        commands_validate,  # noqa: F401
+    )
 
 
 def main() -> None:

@@ -1,0 +1,89 @@
+"""`agentic runs` and `agentic show RUN_ID`: what the run store knows about runs."""
+
+from __future__ import annotations
+
+from typing import Annotated, get_args
+
+import typer
+
+from agentic.cli import app
+from agentic.cli._common import EXIT_FAILED, config_errors, load_settings, print_error
+
+StoreOpt = Annotated[
+    str | None, typer.Option("--store", help="Run store URL (default: AGENTIC_RUN_STORE_URL).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+@app.command("runs")
+@config_errors()
+def runs(
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only runs in this status.")
+    ] = None,
+    workflow: Annotated[str | None, typer.Option("--workflow", help="Only this workflow.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only runs created since a date, a time or an age (2h, 7d)."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="At most N runs; 0: all.")] = 20,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+) -> None:
+    """List runs, newest first."""
+    import json
+
+    from agentic.contracts import RunStatus
+    from agentic.errors import ConfigError
+    from agentic.inspect import list_runs, parse_since
+    from agentic.submit import open_run_store
+    from agentic.views import runs_table, stdout_console
+
+    if status is not None and status not in get_args(RunStatus):
+        raise ConfigError(f"--status {status!r}: expected one of {', '.join(get_args(RunStatus))}")
+    settings = load_settings(**({"run_store_url": store} if store else {}))
+    after = parse_since(since) if since else None
+    listing = list_runs(
+        open_run_store(settings), status=status, workflow=workflow, since=after, limit=limit
+    )
+    if as_json:
+        typer.echo(json.dumps([run.to_json() for run in listing.runs], indent=2))
+    elif listing.runs:
+        stdout_console(pipe_width=240).print(runs_table(listing))
+    else:
+        filtered = status or workflow or since
+        typer.echo("no runs match" if filtered else f"no runs in {settings.run_store_url} yet")
+
+
+@app.command("show")
+@config_errors()
+def show(
+    run_id: Annotated[str, typer.Argument(help="The run to show.", show_default=False)],
+    output: Annotated[
+        str | None, typer.Option("--output", help="Print this step's full output, nothing else.")
+    ] = None,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+) -> None:
+    """A run's timeline (every attempt), outputs, errors, token usage and artifacts.
+
+    Exits 2 when the store holds no such run (or, with --output, no such step).
+    """
+    import json
+
+    from agentic.inspect import load_run
+    from agentic.submit import open_run_store
+    from agentic.views import run_report, stdout_console
+
+    settings = load_settings(**({"run_store_url": store} if store else {}))
+    detail = load_run(open_run_store(settings), run_id)
+    if output is not None:
+        step = detail.step(output)
+        if step.output is None:
+            print_error(f"step {output!r} of run {run_id!r} has no output: it is {step.status}")
+            raise typer.Exit(EXIT_FAILED)
+        typer.echo(step.output)
+    elif as_json:
+        typer.echo(json.dumps(detail.to_json(), indent=2, ensure_ascii=False))
+    else:
+        stdout_console(pipe_width=120).print(run_report(detail))

@@ -1,0 +1,384 @@
+"""From a :class:`~agentic.contracts.RunRequest` to a finished run.
+
+Two steps, usable apart (the ``nats`` planner needs only the first)::
+
+    record = prepare_run(request, settings=settings, catalog=catalog)   # validate, resolve
+    record = run_to_completion(request, settings, on_event)              # create, execute, wait
+
+:func:`prepare_run` writes nothing: every problem with the request (unknown workflow, bad
+input name, unsafe run id, unknown backend) is a :class:`~agentic.errors.ConfigError` raised
+before the run exists. A request with a ``goal`` is planned by a :data:`GoalPlanner`; by
+default that is ``agentic.planning.plan_goal``, looked up when a goal arrives so this module
+works (for every other request) before the planner is installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pydantic import ValidationError
+
+from agentic.backends import BACKENDS, EventCallback, get_backend
+from agentic.catalog import Catalog, catalog_dirs, load_catalog, load_workflow, resolve_workflow
+from agentic.catalog.dag import check_workflow
+from agentic.contracts import (
+    RunRecord,
+    RunRequest,
+    StepState,
+    WorkflowConfig,
+    WorkflowDefinition,
+    first_error,
+    utcnow,
+)
+from agentic.errors import ConfigError, PlanError
+from agentic.ids import check_id, new_run_id
+from agentic.settings import Settings
+
+if TYPE_CHECKING:
+    from agentic.store import RunStore
+
+INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+"""Input names must be usable as ``{name}`` placeholders in task descriptions."""
+
+CANCELLED_BY_USER = "cancelled by the user (Ctrl-C)"
+
+
+@dataclass(frozen=True)
+class PlannedWorkflow:
+    """What a goal planner returns: the workflow to run and the plan to keep in ``run.json``."""
+
+    workflow: WorkflowConfig
+    plan: dict[str, Any] | None = None
+
+
+class GoalPlanner(Protocol):
+    """Turns ``request.goal`` into a workflow built from ``catalog``.
+
+    Raises :class:`~agentic.errors.PlanError` when the planner's output cannot become a
+    workflow, and :class:`~agentic.errors.ConfigError` when planning cannot start.
+    """
+
+    def __call__(
+        self, request: RunRequest, *, catalog: Catalog, settings: Settings
+    ) -> PlannedWorkflow: ...
+
+
+@runtime_checkable
+class DetachableBackend(Protocol):
+    """A backend that can start a run and leave it running without this process (``nats``).
+
+    ``agentic run --detach`` uses :meth:`submit`; backends that execute inside the calling
+    process (``inprocess``, ``subprocess``) do not have it.
+    """
+
+    def submit(self, record: RunRecord, store: RunStore, settings: Settings) -> None:
+        """Hand ``record`` (already created in ``store``) to the backend and return."""
+        ...
+
+
+def parse_assignments(pairs: Iterable[str], option: str) -> dict[str, str]:
+    """``["k=v", ...]`` as a dict; the value may contain ``=``.
+
+    Raises:
+        ConfigError: an item without ``=`` or with an empty or non-identifier name.
+    """
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep or not INPUT_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{option} {pair!r}: expected NAME=VALUE with NAME a letter or underscore "
+                "followed by letters, digits or underscores"
+            )
+        parsed[name] = value
+    return parsed
+
+
+def build_request(workflow: str | None, catalog: Catalog, **fields: Any) -> RunRequest:
+    """A :class:`RunRequest` from what a user typed, every problem as a ConfigError.
+
+    Args:
+        workflow: A catalog name (kept as ``workflow_ref``) or a YAML path (loaded and
+            resolved now, and sent inline: the run must not depend on a file that may
+            change); ``None`` with a ``goal``.
+        catalog: Resolves a workflow file's provider ids.
+        fields: Other :class:`RunRequest` fields; ``None`` values are left out.
+
+    Raises:
+        ConfigError: an unsafe ``run_id``, an unknown ``backend``, a bad workflow file or
+            an invalid field.
+    """
+    if fields.get("run_id") is not None:
+        check_id(fields["run_id"], "run id")
+    backend = fields.get("backend")
+    if backend is not None and backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+    if workflow is not None and is_workflow_path(workflow):
+        fields["workflow"] = load_workflow(workflow, catalog)
+    elif workflow is not None:
+        fields["workflow_ref"] = check_id(workflow, "workflow name")
+    try:
+        return RunRequest(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(f"invalid run request: {first_error(exc)}") from exc
+
+
+def is_workflow_path(ref: str) -> bool:
+    """True when ``ref`` names a YAML file rather than a catalog workflow."""
+    return ref.endswith((".yaml", ".yml")) or "/" in ref or os.sep in ref
+
+
+def prepare_run(
+    request: RunRequest,
+    *,
+    settings: Settings,
+    catalog: Catalog,
+    planner: GoalPlanner | None = None,
+) -> RunRecord:
+    """Validate ``request`` and resolve its workflow into a new, pending run record.
+
+    Args:
+        request: What to run.
+        settings: The default backend.
+        catalog: Where ``workflow_ref`` names and provider ids are looked up.
+        planner: Plans ``goal`` requests (default: ``agentic.planning.plan_goal``).
+
+    Raises:
+        ConfigError: unknown workflow or backend, bad inputs, unsafe run id, or a goal
+            without an available planner.
+        PlanError: the planner's output cannot become a workflow.
+    """
+    _check_inputs(request.inputs)
+    backend = request.backend or settings.execution_backend
+    plan: dict[str, Any] | None = None
+    if request.goal is not None:
+        request = with_run_id(request)  # a planner session records the goal's run id
+        planned = (planner or default_planner())(request, catalog=catalog, settings=settings)
+        workflow, plan = planned.workflow, planned.plan
+    else:
+        workflow = _resolve(request, catalog)
+    run_id = check_id(request.run_id, "run id") if request.run_id else new_run_id()
+    return RunRecord(
+        run_id=run_id,
+        request=request,
+        workflow=workflow,
+        inputs=dict(request.inputs),
+        backend=backend,
+        replay_of=request.replay_of.run_id if request.replay_of else None,
+        labels=dict(request.labels),
+        steps=[StepState(step_id=step) for step in workflow.task_sequence],
+        plan=plan,
+    )
+
+
+def with_run_id(request: RunRequest) -> RunRequest:
+    """``request`` with its ``run_id`` (checked), or a new one when it has none."""
+    if request.run_id is not None:
+        check_id(request.run_id, "run id")
+        return request
+    return request.model_copy(update={"run_id": new_run_id()})
+
+
+def is_iterative(request: RunRequest) -> bool:
+    """True for a goal planned round by round while it runs (``--iterative``)."""
+    return request.goal is not None and request.planner is not None and request.planner.iterative
+
+
+def default_planner() -> GoalPlanner:
+    """``agentic.planning.plan_goal``, imported on first use (it may load an LLM client).
+
+    Raises:
+        ConfigError: the planner module is not part of this installation.
+    """
+    try:
+        module = importlib.import_module("agentic.planning")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("agentic.planning", "agentic"):
+            raise
+        raise ConfigError(
+            "running a --goal needs the planner (agentic.planning), which this installation "
+            "does not include; run a workflow by name or path instead"
+        ) from exc
+    planner: GoalPlanner = module.plan_goal
+    return planner
+
+
+def open_run_store(settings: Settings) -> RunStore:
+    """The run store of ``settings`` (imported here so the store loads only when used)."""
+    from agentic.store import open_store
+
+    return open_store(settings.run_store_url)
+
+
+def load_run_catalog(settings: Settings, workflow: str | None = None) -> Catalog:
+    """The catalog a run is resolved against.
+
+    A workflow given as a file may run outside a checkout, so missing catalog roots are
+    skipped for it; a catalog name or a goal needs its roots.
+    """
+    by_path = workflow is not None and is_workflow_path(workflow)
+    return load_catalog(catalog_dirs(settings), missing_ok=by_path)
+
+
+def run_to_completion(
+    request: RunRequest,
+    settings: Settings,
+    on_event: EventCallback,
+    *,
+    catalog: Catalog | None = None,
+    store: RunStore | None = None,
+    planner: GoalPlanner | None = None,
+    on_start: Callable[[RunRecord], None] | None = None,
+) -> RunRecord:
+    """Create the run in the store, execute it on its backend and return it finished.
+
+    Submitting a ``run_id`` that already exists starts nothing: the existing run's record
+    is returned as it is (finished or not). A goal whose planning fails is recorded as a
+    failed run (the planner's raw output in ``run.json`` ``plan``) and returned; an
+    ``iterative`` goal is run by :func:`agentic.planning.run_iterative`. Ctrl-C
+    (``KeyboardInterrupt``) while the backend runs marks the run ``cancelled`` (unless the
+    backend already finished it) and returns its record instead of raising.
+
+    Args:
+        request: What to run.
+        settings: Backend, store and retry settings.
+        on_event: Receives every run event, in order.
+        catalog: The catalog (default: loaded from ``settings``).
+        store: The run store (default: ``settings.run_store_url``).
+        planner: Plans ``goal`` requests.
+        on_start: Called with the new record before the backend starts (live progress
+            uses it to show every step as pending).
+
+    Raises:
+        ConfigError: the request is invalid; nothing was written.
+    """
+    store = store if store is not None else open_run_store(settings)
+    if request.run_id is not None and store.run_exists(request.run_id):
+        return store.read_run(request.run_id)
+    catalog = catalog if catalog is not None else load_catalog(catalog_dirs(settings))
+    if request.goal is not None:
+        request = with_run_id(request)
+    if is_iterative(request):
+        from agentic.planning import run_iterative
+
+        return run_iterative(
+            request, settings, on_event, catalog=catalog, store=store, on_start=on_start
+        )
+    try:
+        record = prepare_run(request, settings=settings, catalog=catalog, planner=planner)
+    except PlanError as exc:  # a goal that cannot be planned is a failed run, kept to inspect
+        from agentic.planning import failed_plan_record
+
+        return failed_plan_record(store, request, settings, exc)
+    backend = get_backend(record.backend)
+    if not store.create_run(record):
+        return store.read_run(record.run_id)  # a concurrent submit of the same id won
+    if on_start is not None:
+        on_start(record)
+    try:
+        finished = backend.run(record, store, settings, on_event)
+    except KeyboardInterrupt:
+        finished = mark_cancelled(store, record.run_id, CANCELLED_BY_USER)
+    if finished.request.planner is not None:
+        from agentic.planning import record_outcome
+
+        record_outcome(store, finished)  # the goal's session gets its final answer
+    return finished
+
+
+def submit_detached(
+    request: RunRequest,
+    settings: Settings,
+    *,
+    catalog: Catalog | None = None,
+    store: RunStore | None = None,
+    planner: GoalPlanner | None = None,
+) -> RunRecord:
+    """Create the run and hand it to a :class:`DetachableBackend` without waiting.
+
+    Raises:
+        ConfigError: the request is invalid, or its backend runs inside this process
+            (only a backend with workers of its own, ``nats``, can run detached).
+    """
+    store = store if store is not None else open_run_store(settings)
+    if request.run_id is not None and store.run_exists(request.run_id):
+        return store.read_run(request.run_id)
+    if is_iterative(request):
+        raise ConfigError("an --iterative goal is planned while it runs: it cannot be detached")
+    catalog = catalog if catalog is not None else load_catalog(catalog_dirs(settings))
+    if request.goal is not None:
+        request = with_run_id(request)
+    try:
+        record = prepare_run(request, settings=settings, catalog=catalog, planner=planner)
+    except PlanError as exc:
+        from agentic.planning import failed_plan_record
+
+        return failed_plan_record(store, request, settings, exc)
+    backend = get_backend(record.backend)
+    if not isinstance(backend, DetachableBackend):
+        raise ConfigError(
+            f"--detach needs a backend that keeps running without this process "
+            f"(--backend nats); {record.backend!r} runs the workflow inside it"
+        )
+    if store.create_run(record):
+        backend.submit(record, store, settings)
+    return store.read_run(record.run_id)
+
+
+def mark_cancelled(store: RunStore, run_id: str, reason: str) -> RunRecord:
+    """Record that ``run_id`` was cancelled, unless it already finished; return its record.
+
+    Steps that were still running become ``cancelled`` and steps that never started
+    ``skipped``, as the coordinator does on cancel.
+    """
+    record = store.read_run(run_id)
+    if record.is_terminal:
+        return record
+    now = utcnow()
+    steps = [_cancelled_step(step) for step in record.steps]
+    cancelled = record.model_copy(
+        update={
+            "status": "cancelled",
+            "error": reason,
+            "steps": steps,
+            "updated_at": now,
+            "finished_at": now,
+        }
+    )
+    store.write_run(cancelled)
+    return cancelled
+
+
+def _cancelled_step(step: StepState) -> StepState:
+    if step.status in ("ready", "running", "retrying"):
+        return step.model_copy(update={"status": "cancelled"})
+    if step.status == "pending":
+        return step.model_copy(update={"status": "skipped"})
+    return step
+
+
+def _check_inputs(inputs: Mapping[str, str]) -> None:
+    for name in inputs:
+        if not INPUT_NAME.fullmatch(name):
+            raise ConfigError(
+                f"input name {name!r}: use a letter or underscore followed by letters, "
+                "digits or underscores (it becomes a {name} placeholder)"
+            )
+
+
+def _resolve(request: RunRequest, catalog: Catalog) -> WorkflowConfig:
+    if isinstance(request.workflow, WorkflowConfig):
+        check_workflow(request.workflow)
+        return request.workflow
+    if isinstance(request.workflow, WorkflowDefinition):
+        return resolve_workflow(request.workflow, catalog, source="<request>.workflow")
+    if request.workflow_ref is not None:
+        return load_workflow(request.workflow_ref, catalog)
+    # Only a replay request carries no source; it reuses its source run's workflow.
+    raise ConfigError("a replay request is resolved by `agentic replay`, not by `agentic run`")

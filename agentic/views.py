@@ -1,0 +1,215 @@
+"""Rich renderings of runs: the end of `agentic run`, the `runs` table, the `show` report.
+
+Data comes from :mod:`agentic.inspect`; this module only decides how it looks. Nothing here
+is parsed by machines: scripts use the ``--json`` documents instead.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.console import Console, Group, RenderableType
+from rich.markdown import Markdown
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from agentic.contracts import Usage
+from agentic.inspect import RunDetail, RunListing, StepDetail, worker_label
+from agentic.progress import STATUS_STYLES, format_duration
+
+OUTPUT_PREVIEW_CHARS = 400
+CELL_CHARS = 60
+
+
+def stdout_console(*, pipe_width: int = 160) -> Console:
+    """The console for stdout: the terminal's width, or ``pipe_width`` in pipes and logs.
+
+    Rich assumes 80 columns without a terminal, which would wrap table rows that scripts
+    and ``grep`` expect on one line.
+    """
+    console = Console()
+    return console if console.is_terminal else Console(width=pipe_width)
+
+
+def format_tokens(usage: Usage) -> str:
+    """``1,234 tokens`` plus the cost when known."""
+    text = f"{usage.total_tokens:,} tokens"
+    if usage.cost_usd is not None:
+        text += f" (${usage.cost_usd:.4f})"
+    return text
+
+
+def format_time(value: datetime | None, *, date: bool = True) -> str:
+    """Local time, to the second (``2026-01-31 14:02:03``)."""
+    if value is None:
+        return ""
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S")
+
+
+def summary_line(detail: RunDetail) -> Text:
+    """``run <id> succeeded in 0.41s · 3/3 steps · 1,234 tokens``."""
+    record = detail.record
+    text = Text("run ")
+    text.append(record.run_id, style="bold")
+    text.append(" ")
+    text.append(record.status, style=STATUS_STYLES.get(record.status, "bold"))
+    elapsed = format_duration(detail.elapsed_s)
+    if elapsed:
+        text.append(f" in {elapsed}")
+    text.append(f" · {detail.steps_succeeded}/{len(detail.steps)} steps")
+    text.append(f" · {format_tokens(detail.usage)}")
+    return text
+
+
+def print_run_outcome(console: Console, detail: RunDetail, *, err: Console) -> None:
+    """The end of `agentic run`: the final output (or the error), then the summary line.
+
+    The output is rendered as Markdown on a terminal and printed verbatim elsewhere, so a
+    pipe receives exactly what the last step produced.
+    """
+    record = detail.record
+    if record.status == "succeeded" and record.output is not None:
+        console.print()
+        if console.is_terminal:
+            console.print(Panel(Markdown(record.output), title="output", title_align="left"))
+        else:
+            console.print(record.output, markup=False, highlight=False, soft_wrap=True)
+    elif record.error:
+        err.print(f"error: {record.error}", style="red", markup=False, highlight=False)
+    console.print()
+    console.print(summary_line(detail), highlight=False, soft_wrap=True)
+    if console.is_terminal:
+        console.print(Text(f"details: agentic show {record.run_id}", style="dim"))
+
+
+def runs_table(listing: RunListing) -> Table:
+    """`agentic runs`: one row per run, newest first."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("run id", "workflow", "status", "backend", "created"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("duration", justify="right")
+    table.add_column("steps ok", justify="right")
+    for run in listing.runs:
+        steps = f"{run.steps_succeeded}/{run.steps_total}"
+        table.add_row(
+            run.run_id,
+            run.workflow,
+            _status(run.status),
+            run.backend,
+            format_time(run.created_at),
+            format_duration(run.elapsed_s),
+            steps,
+        )
+    return table
+
+
+def run_report(detail: RunDetail) -> RenderableType:
+    """`agentic show`: header, timeline of every attempt, outputs, artifacts, usage."""
+    parts: list[RenderableType] = [_header(detail), Text(), timeline_table(detail)]
+    outputs = [_output_panel(step) for step in detail.steps if step.output is not None]
+    if outputs:
+        parts += [Text(), Text("outputs", style="bold"), *outputs]
+        parts.append(Text("full text: --output STEP, or --json", style="dim"))
+    artifacts = _artifacts_table(detail)
+    if artifacts is not None:
+        parts += [Text(), Text("artifacts", style="bold"), artifacts]
+    if detail.record.error:
+        parts += [Text(), Text(f"error: {detail.record.error}", style="red")]
+    parts += [Text(), Text(f"usage: {_usage_text(detail.usage)}")]
+    return Group(*parts)
+
+
+def _header(detail: RunDetail) -> Text:
+    record = detail.record
+    text = summary_line(detail)
+    rows = [
+        ("workflow", record.workflow.name if record.workflow else "?"),
+        ("backend", record.backend),
+        ("created", format_time(record.created_at)),
+        ("finished", format_time(record.finished_at)),
+        ("replay of", record.replay_of or ""),
+        ("inputs", ", ".join(f"{k}={v}" for k, v in record.inputs.items())),
+        ("labels", ", ".join(f"{k}={v}" for k, v in record.labels.items())),
+    ]
+    for name, value in rows:
+        if value:
+            text.append(f"\n  {name:<10}", style="dim")
+            text.append(value)
+    return text
+
+
+def timeline_table(detail: RunDetail) -> Table:
+    """Every attempt of every step: status, start, duration, worker, tokens, error."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("step", "attempt", "status", "started", "duration", "worker", "tokens"):
+        right = name in ("attempt", "duration", "tokens")
+        table.add_column(name, justify="right" if right else "left", no_wrap=True)
+    table.add_column("cost", justify="right")
+    table.add_column("error / note", overflow="ellipsis", no_wrap=True, max_width=CELL_CHARS)
+    for step in detail.steps:
+        _add_step_rows(table, step)
+    return table
+
+
+def _add_step_rows(table: Table, step: StepDetail) -> None:
+    blank = [""] * 6
+    results = step.attempts or ([step.result] if step.result is not None else [])
+    if not results:
+        table.add_row(step.step_id, "", _status(step.status), *blank)
+        return
+    for index, result in enumerate(results):
+        note = ""
+        if result.error is not None:
+            note = f"{result.error.type}: {result.error.message}"
+        elif result.reused_from:
+            note = f"reused from {result.reused_from}"
+        usage = result.usage if result.reused_from is None else Usage()
+        table.add_row(
+            step.step_id if index == 0 else "",
+            str(result.attempt),
+            _status(result.status),
+            format_time(result.timing.started_at, date=False),
+            format_duration(result.timing.duration_s),
+            worker_label(result),
+            f"{usage.total_tokens:,}",
+            f"${usage.cost_usd:.4f}" if usage.cost_usd is not None else "",
+            Text(" ".join(note.split()), style="red" if result.error else "dim"),
+        )
+    if step.status != results[-1].status:
+        # The step ended otherwise than its last attempt (cancelled while retrying, …).
+        table.add_row("", "", _status(step.status), *blank)
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def _output_panel(step: StepDetail) -> Panel:
+    output = step.output or ""
+    shown = output if len(output) <= OUTPUT_PREVIEW_CHARS else output[:OUTPUT_PREVIEW_CHARS] + "…"
+    title = f"{step.step_id} ({len(output):,} chars)"
+    return Panel(Text(shown.rstrip()), title=title, title_align="left", border_style="dim")
+
+
+def _artifacts_table(detail: RunDetail) -> Table | None:
+    rows = [(step.step_id, a) for step in detail.steps for a in step.artifacts]
+    if not rows:
+        return None
+    table = Table(box=None, pad_edge=False, show_header=False)
+    table.add_column("path")
+    table.add_column("mime", style="dim")
+    table.add_column("size", justify="right")
+    for step_id, artifact in rows:
+        table.add_row(f"{step_id}/{artifact.path}", artifact.mime, f"{artifact.size:,} B")
+    return table
+
+
+def _usage_text(usage: Usage) -> str:
+    text = (
+        f"{usage.total_tokens:,} tokens (prompt {usage.prompt_tokens:,}, "
+        f"completion {usage.completion_tokens:,})"
+    )
+    if usage.cost_usd is not None:
+        text += f", cost ${usage.cost_usd:.4f}"
+    return text
