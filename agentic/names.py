@@ -117,8 +117,13 @@ def run_json(run_id: str) -> str:
     return f"{run_dir(run_id)}/run.json"
 
 
+def steps_dir(run_id: str) -> str:
+    """The folder holding one sub-folder per step of a run."""
+    return f"{run_dir(run_id)}/steps"
+
+
 def step_dir(run_id: str, step_id: str) -> str:
-    return f"{run_dir(run_id)}/steps/{check_id(step_id, 'step id')}"
+    return f"{steps_dir(run_id)}/{check_id(step_id, 'step id')}"
 
 
 def spec_json(run_id: str, step_id: str) -> str:

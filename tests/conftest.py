@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.nats",
     "tests.fixtures.k8s",
+    "tests.fixtures.s3",
 ]

@@ -1,0 +1,28 @@
+"""The two things fsspec does not give uniformly: atomic replace and create-if-absent.
+
+Each URL scheme gets a small :class:`Writer` (``local.py``, ``memory.py``, ``s3.py``); the
+:class:`~agentic.store.runstore.RunStore` does everything else through plain fsspec calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol
+
+
+class Writer(Protocol):
+    """How one kind of filesystem writes whole files."""
+
+    #: Storage options this scheme needs unless the caller overrides them.
+    default_options: ClassVar[dict[str, Any]]
+    #: Exceptions of this filesystem that mean "the store failed" (become ``StoreError``).
+    io_errors: tuple[type[BaseException], ...]
+
+    def write(self, path: str, data: bytes) -> None:
+        """Replace ``path`` with ``data`` so that no reader ever sees a partial file."""
+
+    def create(self, path: str, data: bytes) -> bool:
+        """Write ``path`` only if it does not exist, atomically with respect to other writers.
+
+        Returns:
+            True when this call created the file, False when it already existed.
+        """

@@ -1,0 +1,404 @@
+"""One conformance suite for the run store, run against file://, memory:// and a real S3 server."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agentic import names
+from agentic.contracts import (
+    RunRecord,
+    RunRequest,
+    StepError,
+    StepResult,
+    StepSpec,
+    TaskText,
+    Timing,
+)
+from agentic.errors import DecodeError, StoreError, UnknownRunError, UnsafeIdError
+from agentic.store import RunStore, load_spec, open_store
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+UNSAFE_IDS = ["../escape", "a b", "x" * 200, ".hidden", "a/b", ""]
+
+
+def make_record(run_id: str, created_at: datetime = T0, **changes: object) -> RunRecord:
+    record = RunRecord(
+        run_id=run_id,
+        request=RunRequest(workflow_ref="demo", run_id=run_id),
+        backend="inprocess",
+        inputs={"topic": "otters"},
+        created_at=created_at,
+        updated_at=created_at,
+    )
+    return record.model_copy(update=changes)
+
+
+def make_result(
+    run_id: str = "run-1", step_id: str = "research", attempt: int = 1, output: str = "done"
+) -> StepResult:
+    return StepResult(
+        run_id=run_id,
+        step_id=step_id,
+        attempt=attempt,
+        status="succeeded",
+        output=output,
+        timing=Timing(started_at=T0, finished_at=T0 + timedelta(seconds=1.5)),
+    )
+
+
+def make_spec(run_id: str = "run-1", step_id: str = "research", store_url: str = "") -> StepSpec:
+    return StepSpec(
+        run_id=run_id,
+        step_id=step_id,
+        step_index=0,
+        attempt=1,
+        workflow_name="demo",
+        topic="otters",
+        task=TaskText(description="Research otters", expected_output="Three facts"),
+        agent_provider={"id": "researcher", "type": "scripted"},
+        store_url=store_url,
+    )
+
+
+def put_raw(store: RunStore, rel: str, data: bytes) -> None:
+    """Write bytes behind the store's back (a damaged or foreign file)."""
+    path = f"{store.root}/{rel}"
+    store.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    store.fs.pipe_file(path, data)
+
+
+def stored_files(store: RunStore) -> list[str]:
+    """Every file under the store's root (an empty list for a store nothing was written to)."""
+    try:
+        return sorted(store.fs.find(store.root))
+    except FileNotFoundError:
+        return []
+
+
+@pytest.fixture(params=["file", "memory", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
+    """An empty store of each kind, at a root no other test uses."""
+    if request.param == "file":
+        yield open_store((tmp_path / "store").as_uri())
+    elif request.param == "memory":
+        # fsspec's memory filesystem is process-global: a unique root isolates this test.
+        opened = open_store(f"memory://store-{uuid.uuid4().hex}")
+        yield opened
+        if opened.fs.exists(opened.root):
+            opened.fs.rm(opened.root, recursive=True)
+    else:
+        server = request.getfixturevalue("s3_server")
+        yield open_store(server.unique_url(), **server.storage_options)
+
+
+# --- runs ------------------------------------------------------------------------------
+
+
+def test_a_created_run_reads_back_equal_with_its_timestamps(store: RunStore) -> None:
+    record = make_record("run-1", finished_at=T0 + timedelta(minutes=3))
+
+    assert store.create_run(record) is True
+
+    read = store.read_run("run-1")
+    assert read == record
+    assert read.created_at == T0 and read.created_at.tzinfo is not None
+    assert store.run_exists("run-1")
+
+
+def test_creating_an_existing_run_returns_false_and_keeps_the_first_record(
+    store: RunStore,
+) -> None:
+    store.create_run(make_record("run-1", labels={"who": "first"}))
+
+    assert store.create_run(make_record("run-1", labels={"who": "second"})) is False
+    assert store.read_run("run-1").labels == {"who": "first"}
+
+
+def test_an_unknown_run_raises_unknown_run_error_naming_it(store: RunStore) -> None:
+    assert not store.run_exists("nope")
+    with pytest.raises(UnknownRunError, match="nope") as info:
+        store.read_run("nope")
+    assert info.value.run_id == "nope"
+
+
+def test_write_run_replaces_the_record(store: RunStore) -> None:
+    store.create_run(make_record("run-1"))
+
+    store.write_run(make_record("run-1", status="succeeded", output="the answer"))
+
+    read = store.read_run("run-1")
+    assert (read.status, read.output) == ("succeeded", "the answer")
+
+
+def test_runs_are_listed_newest_first(store: RunStore) -> None:
+    for run_id, minutes in [("b-middle", 5), ("c-oldest", 0), ("a-newest", 10)]:
+        store.create_run(make_record(run_id, created_at=T0 + timedelta(minutes=minutes)))
+
+    assert [r.run_id for r in store.list_runs()] == ["a-newest", "b-middle", "c-oldest"]
+
+
+def test_an_empty_store_lists_no_runs_and_no_steps(store: RunStore) -> None:
+    assert store.list_runs() == []
+    assert store.list_step_ids("run-1") == []
+    assert store.read_attempts("run-1", "research") == []
+
+
+def test_a_damaged_run_json_is_a_decode_error_naming_the_file_and_is_skipped_by_list_runs(
+    store: RunStore,
+) -> None:
+    store.create_run(make_record("good"))
+    put_raw(store, names.run_json("bad"), b'{"run_id": "bad", "stat')
+
+    with pytest.raises(DecodeError, match=r"runs/bad/run\.json"):
+        store.read_run("bad")
+    assert [r.run_id for r in store.list_runs()] == ["good"]
+
+
+# --- specs, attempts, results ------------------------------------------------------------
+
+
+def test_a_spec_round_trips_and_loads_from_its_url(store: RunStore) -> None:
+    spec = make_spec(store_url=store.url)
+
+    url = store.write_spec(spec)
+
+    assert url == store.spec_url("run-1", "research")
+    assert url.startswith(store.url + "/")
+    assert store.read_spec("run-1", "research") == spec
+    assert load_spec(url) == spec
+
+
+def test_a_missing_spec_raises_unknown_run_error(store: RunStore) -> None:
+    with pytest.raises(UnknownRunError, match="research"):
+        store.read_spec("run-1", "research")
+    with pytest.raises(UnknownRunError, match=r"spec\.json"):
+        load_spec(store.spec_url("run-1", "research"))
+
+
+def test_attempts_read_back_in_attempt_order(store: RunStore) -> None:
+    for attempt in (10, 2, 1):
+        store.write_attempt(make_result(attempt=attempt, output=f"try {attempt}"))
+
+    attempts = store.read_attempts("run-1", "research")
+
+    assert [a.attempt for a in attempts] == [1, 2, 10]
+    assert attempts[0] == make_result(attempt=1, output="try 1")
+
+
+def test_a_failed_attempt_keeps_its_error(store: RunStore) -> None:
+    failed = StepResult(
+        run_id="run-1",
+        step_id="research",
+        attempt=1,
+        status="failed",
+        error=StepError(type="RateLimit", message="slow down", retryable=True),
+    )
+    store.write_attempt(failed)
+
+    assert store.read_attempts("run-1", "research") == [failed]
+
+
+def test_the_first_commit_wins_and_a_second_returns_it_without_overwriting(
+    store: RunStore,
+) -> None:
+    assert store.read_result("run-1", "research") is None
+    first, second = make_result(output="first"), make_result(attempt=2, output="second")
+
+    assert store.commit_result(first) == (first, True)
+    assert store.commit_result(second) == (first, False)
+    assert store.read_result("run-1", "research") == first
+
+
+def test_concurrent_commits_from_eight_threads_commit_exactly_one(store: RunStore) -> None:
+    barrier = threading.Barrier(8)
+    outcomes: list[tuple[StepResult, bool]] = []
+
+    def commit(i: int) -> None:
+        barrier.wait()
+        outcomes.append(store.commit_result(make_result(attempt=i + 1, output=f"thread {i}")))
+
+    threads = [threading.Thread(target=commit, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+
+    winners = [committed for committed, by_me in outcomes if by_me]
+    assert len(outcomes) == 8 and len(winners) == 1
+    assert all(committed == winners[0] for committed, _ in outcomes)
+    assert store.read_result("run-1", "research") == winners[0]
+
+
+def test_steps_with_anything_stored_are_listed(store: RunStore) -> None:
+    store.write_spec(make_spec(step_id="write", store_url=store.url))
+    store.write_attempt(make_result(step_id="research"))
+    store.commit_result(make_result(step_id="edit"))
+
+    assert store.list_step_ids("run-1") == ["edit", "research", "write"]
+
+
+# --- unsafe ids ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", UNSAFE_IDS)
+def test_unsafe_ids_are_refused_before_anything_is_written(store: RunStore, bad: str) -> None:
+    calls = [
+        lambda: store.read_run(bad),
+        lambda: store.run_exists(bad),
+        lambda: store.read_spec("run-1", bad),
+        lambda: store.spec_url(bad, "research"),
+        lambda: store.read_result(bad, "research"),
+        lambda: store.read_attempts("run-1", bad),
+        lambda: store.list_step_ids(bad),
+        lambda: store.write_artifact(bad, "research", "a.txt", b"x"),
+        lambda: store.write_artifact("run-1", bad, "a.txt", b"x"),
+        lambda: store.copy_artifacts("run-1", bad, "research"),
+    ]
+    for call in calls:
+        with pytest.raises(UnsafeIdError):
+            call()
+    assert stored_files(store) == []
+
+
+@pytest.mark.parametrize("relpath", ["../../run.json", "out/../../x", "/abs/../x", "a/.b"])
+def test_artifact_paths_cannot_leave_the_step_folder(store: RunStore, relpath: str) -> None:
+    with pytest.raises(UnsafeIdError):
+        store.write_artifact("run-1", "research", relpath, b"x")
+    assert stored_files(store) == []
+
+
+@pytest.mark.parametrize("path", ["../x.json", "/abs.json", "sessions//x.json", "a/../b.json"])
+def test_json_paths_outside_the_store_are_refused(store: RunStore, path: str) -> None:
+    with pytest.raises(UnsafeIdError):
+        store.write_json(path, {"x": 1})
+    with pytest.raises(UnsafeIdError):
+        store.read_json(path)
+    assert stored_files(store) == []
+
+
+# --- atomicity ------------------------------------------------------------------------------
+
+
+def test_a_reader_polling_run_json_never_sees_a_partial_file(store: RunStore) -> None:
+    store.create_run(make_record("run-1"))
+    path = f"{store.root}/{names.run_json('run-1')}"
+    done = threading.Event()
+    seen: list[int] = []
+    invalid: list[bytes] = []
+
+    def read_until_done() -> None:
+        while not done.is_set():
+            raw = store.fs.cat_file(path)
+            try:
+                seen.append(len(json.loads(raw)["labels"].get("pad", "")))
+            except ValueError:
+                invalid.append(raw[:80])
+
+    reader = threading.Thread(target=read_until_done)
+    # Switch threads often, so the reader also runs in the middle of a write.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 1.5
+        n = 0
+        while time.monotonic() < deadline and n < 300:
+            # Sizes alternate between small and ~200 kB, so a torn write would show.
+            pad = "x" * (200_000 if n % 2 else 10)
+            store.write_run(make_record("run-1", labels={"pad": pad}))
+            n += 1
+    finally:
+        done.set()
+        reader.join(timeout=30)
+        sys.setswitchinterval(switch_interval)
+
+    assert invalid == []
+    assert len(seen) > 10 and {10, 200_000} <= set(seen)
+
+
+# --- artifacts ------------------------------------------------------------------------------
+
+
+def test_an_artifact_round_trips_with_its_size_and_mime(store: RunStore) -> None:
+    artifact = store.write_artifact(
+        "run-1", "research", "out/report.md", "# Otters\n", "text/markdown"
+    )
+
+    assert (artifact.path, artifact.mime, artifact.size) == ("out/report.md", "text/markdown", 9)
+    assert store.read_artifact("run-1", "research", "out/report.md") == b"# Otters\n"
+    assert store.list_artifacts("run-1", "research") == ["out/report.md"]
+
+
+def test_a_missing_artifact_raises_unknown_run_error(store: RunStore) -> None:
+    with pytest.raises(UnknownRunError, match=r"nothing\.txt"):
+        store.read_artifact("run-1", "research", "nothing.txt")
+
+
+def test_copy_artifacts_gives_a_replay_the_same_files(store: RunStore) -> None:
+    store.write_artifact("run-1", "research", "notes.txt", b"facts")
+    store.write_artifact("run-1", "research", "img/chart.png", b"\x89PNG\x00\x01")
+    store.write_artifact("run-1", "other", "unrelated.txt", b"not copied")
+
+    copied = store.copy_artifacts("run-1", "run-2", "research")
+
+    assert copied == ["img/chart.png", "notes.txt"]
+    assert store.read_artifact("run-2", "research", "img/chart.png") == b"\x89PNG\x00\x01"
+    assert store.list_artifacts("run-2", "research") == copied
+    assert store.list_artifacts("run-2", "other") == []
+    assert store.read_artifact("run-1", "research", "notes.txt") == b"facts"
+
+
+# --- small documents and limits ------------------------------------------------------------
+
+
+def test_small_json_documents_round_trip_and_read_none_when_absent(store: RunStore) -> None:
+    path = names.session_json("s1")
+    assert store.read_json(path) is None
+
+    store.write_json(path, {"name": "s1", "entries": [{"run_id": "run-1"}]})
+
+    assert store.read_json(path) == {"name": "s1", "entries": [{"run_id": "run-1"}]}
+
+
+def test_invalid_json_is_a_decode_error_naming_the_file(store: RunStore) -> None:
+    put_raw(store, names.session_json("s1"), b"{not json")
+
+    with pytest.raises(DecodeError, match=r"sessions/s1\.json"):
+        store.read_json(names.session_json("s1"))
+
+
+def test_a_damaged_result_is_a_decode_error_naming_the_file(store: RunStore) -> None:
+    put_raw(store, names.result_json("run-1", "research"), b"[]")
+
+    with pytest.raises(DecodeError, match=r"steps/research/result\.json") as info:
+        store.read_result("run-1", "research")
+    assert info.value.raw == b"[]"
+
+
+def test_an_empty_document_is_a_decode_error_naming_the_file(store: RunStore) -> None:
+    put_raw(store, names.run_json("run-1"), b"")
+
+    with pytest.raises(DecodeError, match=r"runs/run-1/run\.json"):
+        store.read_run("run-1")
+
+
+def test_documents_larger_than_the_limit_are_refused_on_write_and_on_read(
+    store: RunStore,
+) -> None:
+    small = RunStore(store.fs, store.root, store.writer, max_doc_bytes=2_000)
+    with pytest.raises(StoreError, match=r"run\.json.*exceeds the limit of 2000 bytes"):
+        small.create_run(make_record("run-1", labels={"pad": "x" * 3_000}))
+    assert stored_files(store) == []
+
+    store.create_run(make_record("run-1", labels={"pad": "x" * 3_000}))
+    with pytest.raises(DecodeError, match=r"run\.json: larger than the limit of 2000 bytes"):
+        small.read_run("run-1")

@@ -1,0 +1,120 @@
+"""What only one kind of run store has to show: processes on files, isolation, other clients."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from agentic import names
+from agentic.contracts import encode
+from agentic.errors import ConfigError, StoreError
+from agentic.store import open_store
+from tests.fixtures.s3 import S3Server
+from tests.integration.test_store_conformance import make_record, make_result
+
+
+def test_commits_from_four_processes_on_a_local_store_commit_exactly_one(tmp_path: Path) -> None:
+    url = str(tmp_path / "store")
+    go = tmp_path / "go"
+    child = f"""
+import json, os, sys, time
+from agentic.contracts import StepResult
+from agentic.store import open_store
+store = open_store({url!r})
+i = int(sys.argv[1])
+result = StepResult(run_id="run-1", step_id="s", attempt=i + 1, status="succeeded",
+                    output=f"process {{i}}")
+print("ready", flush=True)
+while not os.path.exists({str(go)!r}):
+    time.sleep(0.001)
+committed, by_me = store.commit_result(result)
+print(json.dumps({{"by_me": by_me, "output": committed.output}}), flush=True)
+"""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", child, str(i)], stdout=subprocess.PIPE, text=True)
+        for i in range(4)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        go.touch()
+        reports = [json.loads(proc.communicate(timeout=60)[0]) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    committed = open_store(url).read_result("run-1", "s")
+    assert committed is not None
+    assert sum(r["by_me"] for r in reports) == 1
+    assert {r["output"] for r in reports} == {committed.output}
+
+
+def test_a_plain_path_opens_the_same_store_as_its_file_url(tmp_path: Path) -> None:
+    open_store(str(tmp_path / "store")).create_run(make_record("run-1"))
+
+    via_url = open_store((tmp_path / "store").as_uri())
+
+    assert via_url.read_run("run-1") == make_record("run-1")
+    assert (tmp_path / "store" / "runs" / "run-1" / "run.json").is_file()
+
+
+def test_local_writes_leave_no_temporary_files_behind(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    store.create_run(make_record("run-1"))
+    store.create_run(make_record("run-1"))
+    store.write_run(make_record("run-1", status="running"))
+    store.commit_result(make_result())
+    store.commit_result(make_result(output="again"))
+
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert files == ["runs/run-1/run.json", "runs/run-1/steps/research/result.json"]
+
+
+def test_memory_stores_with_different_roots_do_not_see_each_others_runs() -> None:
+    first = open_store(f"memory://iso-{uuid.uuid4().hex}")
+    second = open_store(f"memory://iso-{uuid.uuid4().hex}")
+    try:
+        first.create_run(make_record("run-1"))
+
+        assert second.list_runs() == []
+        assert not second.run_exists("run-1")
+    finally:
+        first.fs.rm(first.root, recursive=True)
+
+
+def test_an_s3_store_reads_what_another_client_wrote(s3_server: S3Server) -> None:
+    url = s3_server.unique_url()
+    writer = open_store(url, **s3_server.storage_options)
+    # A second client, not fsspec's cached instance, as another process would have.
+    reader = open_store(url, skip_instance_cache=True, **s3_server.storage_options)
+    assert reader.list_runs() == []
+
+    writer.create_run(make_record("run-1"))
+    writer.commit_result(make_result())
+
+    assert [r.run_id for r in reader.list_runs()] == ["run-1"]
+    assert reader.list_step_ids("run-1") == ["research"]
+    with fsspec.open(f"{url}/{names.run_json('run-1')}", "rb", **s3_server.storage_options) as f:
+        assert f.read() == encode(make_record("run-1"))
+
+
+def test_an_s3_store_in_a_missing_bucket_fails_with_a_store_error_naming_the_url(
+    s3_server: S3Server,
+) -> None:
+    store = open_store("s3://no-such-bucket/x", **s3_server.storage_options)
+
+    with pytest.raises(StoreError, match=r"s3://no-such-bucket/x/runs/run-1/run\.json"):
+        store.create_run(make_record("run-1"))
+
+
+def test_an_unsupported_url_scheme_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="ftp://host/store"):
+        open_store("ftp://host/store")
