@@ -9,5 +9,6 @@ pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.nats",
     "tests.fixtures.k8s",
+    "tests.fixtures.mcp",
     "tests.fixtures.s3",
 ]

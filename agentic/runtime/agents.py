@@ -1,0 +1,131 @@
+"""CrewAI agents and crews built from catalog entries.
+
+Both the per-step mini-crew (:mod:`agentic.runtime.step`) and the in-process workflow crew
+(:mod:`agentic.runtime.crew`) build their agents here, so a step behaves the same way on
+every backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from crewai import Agent, Crew, CrewOutput, Process, Task
+from crewai.agents.agent_builder.base_agent import BaseAgent
+from crewai.tools import BaseTool
+from pydantic import Field, ValidationError
+
+from agentic.contracts import AgentProvider, first_error
+from agentic.errors import CatalogError
+
+
+def provider_from(entry: Mapping[str, Any] | AgentProvider) -> AgentProvider:
+    """A spec's resolved provider dict -> :class:`AgentProvider`, or a clear config error."""
+    if isinstance(entry, AgentProvider):
+        return entry
+    try:
+        return AgentProvider.model_validate(dict(entry))
+    except ValidationError as exc:
+        name = entry.get("id", "<unnamed>")
+        raise CatalogError(first_error(exc), file=f"agent provider {name!r}") from exc
+
+
+class LoopHostedTool(BaseTool):
+    """A CrewAI MCP tool whose calls start inside an event loop.
+
+    CrewAI 1.15's ``MCPNativeTool`` called with no running loop (the ordinary synchronous
+    ReAct path) makes its MCP call while handling the ``RuntimeError`` of its own loop
+    check. On Python 3.11 the streamable-HTTP teardown always reports a cancel-scope error,
+    and CrewAI's teardown triage then finds that ``RuntimeError`` in the error's context and
+    fails the call ("no running event loop") although the tool answered. With a running
+    loop, ``MCPNativeTool`` takes its other, clean path (a worker thread of its own). Same
+    name, description and argument schema, so the agent sees the tool unchanged.
+    """
+
+    inner: BaseTool = Field(exclude=True)
+
+    @classmethod
+    def wrap(cls, tool: BaseTool) -> LoopHostedTool:
+        """``tool`` with its calls hosted in an event loop."""
+        return cls(
+            name=tool.name,
+            description=tool.description,
+            args_schema=tool.args_schema,
+            inner=tool,
+        )
+
+    def _run(self, *args: Any, **kwargs: Any) -> Any:
+        if _loop_is_running():
+            return self.inner.run(*args, **kwargs)
+        return asyncio.run(_run_in_loop(self.inner, args, kwargs))
+
+
+def _loop_is_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def _run_in_loop(tool: BaseTool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return tool.run(*args, **kwargs)
+
+
+class StepAgent(Agent):
+    """A CrewAI agent whose MCP tools (from ``mcps=``) are wrapped in LoopHostedTool."""
+
+    def get_mcp_tools(self, mcps: list[Any]) -> list[BaseTool]:
+        """CrewAI's own MCP tool resolution, each tool wrapped (see LoopHostedTool)."""
+        return [LoopHostedTool.wrap(tool) for tool in super().get_mcp_tools(mcps)]
+
+
+def build_agent(provider: AgentProvider, *, llm: Any, mcps: list[Any]) -> StepAgent:
+    """One CrewAI agent for a provider, with its LLM and MCP servers.
+
+    ``max_retry_limit=0``: CrewAI would otherwise re-run a failed task up to twice inside
+    one attempt; agentic's coordinator owns retries (with backoff, retryable errors only).
+    """
+    return StepAgent(
+        role=provider.role,
+        goal=provider.goal,
+        backstory=provider.backstory,
+        llm=llm,
+        mcps=mcps or None,
+        verbose=provider.verbose,
+        allow_delegation=provider.allow_delegation,
+        max_retry_limit=0,
+    )
+
+
+def build_task(
+    *, name: str, description: str, expected_output: str, agent: Agent, **options: Any
+) -> Task:
+    """One CrewAI task (``options``: ``context``, ``callback``)."""
+    return Task(
+        name=name,
+        description=description,
+        expected_output=expected_output,
+        agent=agent,
+        **options,
+    )
+
+
+def build_crew(agents: list[BaseAgent], tasks: list[Task], *, verbose: bool) -> Crew:
+    """A sequential crew that never collects traces."""
+    return Crew(
+        agents=agents,
+        tasks=tasks,
+        process=Process.sequential,
+        verbose=verbose,
+        tracing=False,
+    )
+
+
+def kickoff(crew: Crew, inputs: Mapping[str, str] | None = None) -> CrewOutput:
+    """``crew.kickoff()``; agentic never streams, so the result is a whole ``CrewOutput``."""
+    result = crew.kickoff(inputs=dict(inputs) if inputs is not None else None)
+    if not isinstance(result, CrewOutput):
+        raise TypeError(f"expected a CrewOutput from kickoff, got {type(result).__name__}")
+    return result

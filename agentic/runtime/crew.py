@@ -1,0 +1,185 @@
+"""Run a whole workflow as ONE CrewAI crew in this process (the ``inprocess`` backend).
+
+One agent per task (each with a fresh LLM, so a scripted provider replays the same replies
+it would replay in a per-step worker) and one CrewAI task per workflow task, in
+``task_sequence`` order, ``Process.sequential``, one ``kickoff(inputs=...)``: CrewAI's own
+semantics, including its context passing. Without ``depends_on`` a task sees the outputs of
+all earlier tasks (CrewAI's default); with ``depends_on`` its ``Task.context`` is exactly
+its dependencies, and a task without ``depends_on`` is a root with no context.
+
+Every task reports its StepResult (output, usage, timing, artifacts) through ``on_step`` as
+it completes, from CrewAI's supported per-task ``callback``, so a crashed process still
+leaves the finished steps in the run store.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from agentic.catalog.dag import task_mcp_providers
+from agentic.contracts import StepResult, TaskConfig, Timing, WorkflowConfig, utcnow
+from agentic.errors import ConfigError, FatalStepError, RetryableStepError, StepError
+from agentic.runtime.agents import build_agent, build_crew, build_task, kickoff
+from agentic.runtime.artifacts import ArtifactSink, save_artifacts
+from agentic.runtime.llm import build_llm
+from agentic.runtime.mcp import server_configs
+from agentic.runtime.results import as_utc, step_error_from, usage_from, worker_info
+
+OnStep = Callable[[StepResult], None]
+
+
+def execution_order(wf: WorkflowConfig) -> list[TaskConfig]:
+    """Tasks in ``task_sequence`` order, moved just enough that dependencies come first.
+
+    CrewAI runs a sequential crew in list order and a task's context must already be done.
+    """
+    remaining = [wf.task(task_id) for task_id in wf.task_sequence]
+    done: set[str] = set()
+    order: list[TaskConfig] = []
+    while remaining:
+        ready = next((t for t in remaining if set(t.depends_on or []) <= done), None)
+        if ready is None:
+            cycle = ", ".join(t.id for t in remaining)
+            raise ConfigError(f"workflow {wf.name!r}: dependency cycle among {cycle}")
+        remaining.remove(ready)
+        order.append(ready)
+        done.add(ready.id)
+    return order
+
+
+def _task_mcp_entries(wf: WorkflowConfig, task: TaskConfig) -> list[dict[str, Any]]:
+    return [p.model_dump(mode="json") for p in task_mcp_providers(wf, task)]
+
+
+class _Reporter:
+    """Turns each finished CrewAI task into a StepResult and hands it to ``on_step``."""
+
+    def __init__(
+        self, run_id: str, on_step: OnStep, store: ArtifactSink | None, env: Mapping[str, str]
+    ) -> None:
+        self.run_id, self.on_step, self.store, self.env = run_id, on_step, store, env
+        self.finished: set[str] = set()
+
+    def callback(self, step_id: str, crew_task: Any, agent: Any) -> Callable[[Any], None]:
+        def _report(output: Any) -> None:
+            artifacts = []
+            if self.store is not None:
+                artifacts = save_artifacts(self.store, self.run_id, step_id, output.raw)
+            self.on_step(
+                StepResult(
+                    run_id=self.run_id,
+                    step_id=step_id,
+                    attempt=1,
+                    status="succeeded",
+                    output=output.raw,
+                    artifacts=artifacts,
+                    # A fresh LLM per task: its lifetime usage is this task's usage.
+                    usage=usage_from(agent.llm.get_token_usage_summary()),
+                    timing=Timing(
+                        started_at=as_utc(crew_task.start_time),
+                        finished_at=as_utc(crew_task.end_time) or utcnow(),
+                    ),
+                    worker=worker_info(self.env),
+                    reused_from=None,
+                )
+            )
+            self.finished.add(step_id)
+
+        return _report
+
+    def failed(self, step_id: str, exc: BaseException, crew_task: Any) -> StepError:
+        error = step_error_from(exc)
+        started = as_utc(crew_task.start_time) or utcnow()
+        self.on_step(
+            StepResult(
+                run_id=self.run_id,
+                step_id=step_id,
+                attempt=1,
+                status="failed",
+                error=error,
+                timing=Timing(started_at=started, finished_at=utcnow()),
+                worker=worker_info(self.env),
+                reused_from=None,
+            )
+        )
+        kind = RetryableStepError if error.retryable else FatalStepError
+        return kind(
+            error.message, run_id=self.run_id, step_id=step_id, cause=exc, error_type=error.type
+        )
+
+
+def _build(
+    wf: WorkflowConfig,
+    order: list[TaskConfig],
+    values: Mapping[str, str],
+    reporter: _Reporter,
+    env: Mapping[str, str],
+) -> tuple[list[Any], dict[str, Any], bool]:
+    agents: list[Any] = []
+    tasks: dict[str, Any] = {}
+    verbose = False
+    for cfg in order:
+        provider = wf.provider(cfg.agent_provider_id)
+        verbose = verbose or provider.verbose
+        llm = build_llm(provider, step_id=cfg.id, topic=values["topic"], inputs=values, env=env)
+        agent = build_agent(provider, llm=llm, mcps=server_configs(_task_mcp_entries(wf, cfg), env))
+        options: dict[str, Any] = {}
+        if wf.uses_depends_on:
+            options["context"] = [tasks[d] for d in cfg.depends_on or []]
+        task = build_task(
+            name=cfg.id,
+            description=cfg.description,
+            expected_output=cfg.expected_output,
+            agent=agent,
+            **options,
+        )
+        task.callback = reporter.callback(cfg.id, task, agent)
+        agents.append(agent)
+        tasks[cfg.id] = task
+    return agents, tasks, verbose
+
+
+def run_workflow_inprocess(
+    wf: WorkflowConfig,
+    *,
+    run_id: str,
+    inputs: Mapping[str, str],
+    on_step: OnStep,
+    store: ArtifactSink | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Run ``wf`` as one CrewAI crew; report each task through ``on_step``; return the output.
+
+    Args:
+        wf: The resolved workflow.
+        run_id: The run (for StepResults and artifact paths).
+        inputs: The run's inputs; ``topic`` defaults to the workflow's topic. CrewAI
+            interpolates them into descriptions and expected outputs at kickoff.
+        on_step: Called with each task's StepResult as the task completes, and with a
+            failed StepResult for the task that failed.
+        store: Where artifacts declared in outputs are saved (a ``RunStore``).
+        env: Environment for placeholders and API keys; default ``os.environ``.
+
+    Returns:
+        The output of the last task.
+
+    Raises:
+        agentic.errors.StepError: a task failed (``step_id``, ``retryable`` and the cause
+            are set; ``on_step`` has already received its failed result). Configuration
+            errors found while building the crew are raised as they are, before any task.
+    """
+    env = os.environ if env is None else env
+    values = {"topic": wf.topic, **inputs}
+    order = execution_order(wf)
+    reporter = _Reporter(run_id, on_step, store, env)
+    agents, tasks, verbose = _build(wf, order, values, reporter, env)
+    crew = build_crew(agents, list(tasks.values()), verbose=verbose)
+    try:
+        result = kickoff(crew, values)
+    except Exception as exc:
+        # Sequential: the failed task is the first one that did not report.
+        failed = next((t.id for t in order if t.id not in reporter.finished), order[-1].id)
+        raise reporter.failed(failed, exc, tasks[failed]) from exc
+    return str(result.raw)

@@ -1,0 +1,137 @@
+"""Agent providers -> CrewAI LLMs, through CrewAI's own LLM layer.
+
+=============  =====================================================================
+``type``       CrewAI LLM
+=============  =====================================================================
+openai         ``LLM("openai/<model>", base_url=openai_base_url)``
+anthropic      ``LLM("anthropic/<model>", base_url=anthropic_base_url)`` (needs the
+               ``anthropic`` SDK: ``pip install 'crewai[anthropic]'``)
+ollama         ``LLM("ollama/<model>", base_url=ollama_host)`` (CrewAI adds ``/v1``)
+vllm           ``LLM("hosted_vllm/<model>", base_url=base_url)``
+huggingface    with ``base_url`` (TGI, Inference Endpoints: OpenAI-compatible)
+               ``LLM("openai/<model>", base_url=base_url)``; without it
+               ``LLM("huggingface/<model>")`` through LiteLLM
+litellm        ``LLM(<model>, is_litellm=True, base_url=base_url)``: the model string is
+               LiteLLM's own (``groq/llama3-8b-8192``); needs ``crewai[litellm]``
+scripted       :class:`~agentic.runtime.scripted.ScriptedLLM`, offline
+=============  =====================================================================
+
+``api_key`` comes from the environment variable named by ``api_key_env``, read when the LLM
+is built (never stored in a spec, a result or the store); ``temperature`` and ``max_tokens``
+pass through. Building an LLM never calls the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from agentic.contracts import AgentProvider
+from agentic.errors import ConfigError, MissingEnvError
+
+_PREFIX = {"openai": "openai", "anthropic": "anthropic", "ollama": "ollama", "vllm": "hosted_vllm"}
+_BASE_URL_FIELD = {
+    "openai": "openai_base_url",
+    "anthropic": "anthropic_base_url",
+    "ollama": "ollama_host",
+}
+KNOWN_TYPES = frozenset({*_PREFIX, "huggingface", "litellm", "scripted"})
+
+
+def check_provider_env(provider: AgentProvider, env: Mapping[str, str]) -> None:
+    """Fail clearly when the worker lacks a variable the provider declares it needs."""
+    needed = list(provider.required_env)
+    if provider.api_key_env and provider.api_key_env not in needed:
+        needed.append(provider.api_key_env)
+    missing = [name for name in needed if not env.get(name)]
+    if missing:
+        raise MissingEnvError(
+            f"agent provider {provider.id!r} needs environment variables that are not set: "
+            + ", ".join(missing),
+            entry_id=provider.id,
+            variables=missing,
+        )
+
+
+def llm_arguments(provider: AgentProvider, env: Mapping[str, str]) -> dict[str, Any]:
+    """The keyword arguments of ``crewai.LLM(...)`` for a non-scripted provider.
+
+    Raises:
+        ConfigError: unknown ``type`` or no ``model``.
+        MissingEnvError: ``api_key_env`` or a ``required_env`` variable is not set.
+    """
+    kind = provider.type
+    if kind not in KNOWN_TYPES or kind == "scripted":
+        known = ", ".join(sorted(KNOWN_TYPES - {"scripted"}))
+        raise ConfigError(f"agent provider {provider.id!r}: unknown type {kind!r} ({known})")
+    if not provider.model:
+        raise ConfigError(f"agent provider {provider.id!r}: type {kind!r} needs a 'model'")
+    check_provider_env(provider, env)
+    args: dict[str, Any] = _model_and_url(provider)
+    if provider.api_key_env:
+        args["api_key"] = env[provider.api_key_env]
+    if provider.temperature is not None:
+        args["temperature"] = provider.temperature
+    if provider.max_tokens is not None:
+        args["max_tokens"] = provider.max_tokens
+    return args
+
+
+def _model_and_url(provider: AgentProvider) -> dict[str, Any]:
+    kind, model = provider.type, str(provider.model)
+    if kind in _PREFIX:
+        base_url = getattr(provider, _BASE_URL_FIELD[kind]) if kind in _BASE_URL_FIELD else None
+        args: dict[str, Any] = {"model": f"{_PREFIX[kind]}/{model}"}
+        base_url = base_url or provider.base_url
+    elif kind == "huggingface":
+        base_url = provider.base_url
+        args = {"model": f"openai/{model}" if base_url else f"huggingface/{model}"}
+    else:  # litellm
+        base_url = provider.base_url
+        args = {"model": model, "is_litellm": True}
+    if base_url:
+        args["base_url"] = base_url
+    return args
+
+
+def build_llm(
+    provider: AgentProvider,
+    *,
+    step_id: str,
+    topic: str,
+    inputs: Mapping[str, str] | None = None,
+    attempt: int = 1,
+    env: Mapping[str, str],
+) -> Any:
+    """The CrewAI LLM of one step's agent.
+
+    Args:
+        provider: The agent provider entry.
+        step_id: The step (the scripted provider's ``{step_id}``).
+        topic: The run's topic (the scripted provider's ``{topic}``).
+        inputs: The run's inputs (scripted placeholders).
+        attempt: The attempt number (the scripted provider's failure mode).
+        env: Where ``api_key_env`` and ``required_env`` are read (usually ``os.environ``).
+
+    Raises:
+        ConfigError: the provider cannot become an LLM here (unknown type, no model,
+            missing variable, SDK not installed). Retrying does not help.
+    """
+    if provider.type == "scripted":
+        from agentic.runtime.scripted import build_scripted_llm
+
+        check_provider_env(provider, env)
+        return build_scripted_llm(
+            provider, step_id=step_id, topic=topic, inputs=inputs, attempt=attempt
+        )
+    args = llm_arguments(provider, env)
+    from crewai import LLM
+
+    try:
+        return LLM(**args)
+    except ImportError as exc:
+        # CrewAI raises ImportError when the provider's SDK (anthropic, litellm) is missing.
+        raise ConfigError(
+            f"agent provider {provider.id!r} ({provider.type}, {args['model']}): {exc}",
+            cause=exc,
+        ) from exc

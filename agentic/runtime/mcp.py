@@ -1,0 +1,138 @@
+"""MCP providers -> CrewAI MCP server configurations.
+
+A step's spec carries each MCP provider entry as the catalog wrote it, ``${VAR}``
+placeholders kept. Here, in the worker, the placeholders of ``stdio.command``,
+``stdio.args``, ``stdio.env``, ``streamable_http.url`` and ``streamable_http.headers`` are
+expanded from the worker's environment (a missing variable is a fatal step error naming it),
+and the entry becomes one of CrewAI's own MCP configurations (``MCPServerStdio`` or
+``MCPServerHTTP``), handed to ``Agent(mcps=...)``: CrewAI discovers the tools when the task
+starts and calls each through a fresh MCP client.
+
+The command of a stdio server comes only from its catalog entry, never from model output.
+A command written as ``python`` or ``python3`` runs the worker's own interpreter
+(``sys.executable``): a Python MCP server is usually installed next to agentic, which a
+``python`` found on ``PATH`` might not see. Any other command is looked up on ``PATH``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from crewai.mcp import MCPServerHTTP, MCPServerStdio, create_static_tool_filter
+from crewai.utilities.string_utils import sanitize_tool_name
+from pydantic import ValidationError
+
+from agentic.contracts import MCPProvider, ResolvedMCP, first_error
+from agentic.errors import CatalogError, MissingEnvError
+
+MCPServerConfig = MCPServerStdio | MCPServerHTTP
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_OWN_PYTHON = frozenset({"python", "python3"})
+
+
+def expand_env(value: str, env: Mapping[str, str], *, entry_id: str, field: str) -> str:
+    """Replace every ``${VAR}`` in ``value`` with ``env[VAR]``.
+
+    Raises:
+        MissingEnvError: a placeholder names a variable that is not set; the message names
+            the variable, the MCP provider and the field.
+    """
+
+    def _sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise MissingEnvError(
+                f"MCP provider {entry_id!r}: environment variable {name} is not set "
+                f"(used in {field})",
+                entry_id=entry_id,
+                variables=[name],
+            )
+        return env[name]
+
+    return _PLACEHOLDER.sub(_sub, value)
+
+
+def check_required_env(provider: MCPProvider, env: Mapping[str, str]) -> None:
+    """Fail clearly when the worker lacks the variables the entry declares it needs."""
+    missing = [name for name in provider.required_env if not env.get(name)]
+    if missing:
+        raise MissingEnvError(
+            f"MCP provider {provider.id!r} needs environment variables that are not set: "
+            + ", ".join(missing),
+            entry_id=provider.id,
+            variables=missing,
+        )
+    any_of = provider.required_env_any
+    if any_of and not any(env.get(name) for name in any_of):
+        raise MissingEnvError(
+            f"MCP provider {provider.id!r} needs one of these environment variables: "
+            + ", ".join(any_of),
+            entry_id=provider.id,
+            variables=list(any_of),
+        )
+
+
+def server_config(entry: Mapping[str, Any], env: Mapping[str, str]) -> MCPServerConfig:
+    """One resolved MCP provider entry -> CrewAI's MCP configuration, placeholders expanded.
+
+    Raises:
+        CatalogError: the entry is not a valid MCP provider.
+        MissingEnvError: a required or referenced variable is not set.
+    """
+    try:
+        provider = MCPProvider.model_validate(dict(entry))
+    except ValidationError as exc:
+        name = entry.get("id", "<unnamed>")
+        raise CatalogError(first_error(exc), file=f"mcp provider {name!r}") from exc
+    check_required_env(provider, env)
+
+    def expand(value: str, field: str) -> str:
+        return expand_env(value, env, entry_id=provider.id, field=field)
+
+    tool_filter = _tool_filter(provider.tools)
+    if provider.stdio is not None:
+        stdio = provider.stdio
+        command = expand(stdio.command, "stdio.command")
+        return MCPServerStdio(
+            command=sys.executable if command in _OWN_PYTHON else command,
+            args=[expand(a, f"stdio.args[{i}]") for i, a in enumerate(stdio.args)],
+            env={k: expand(v, f"stdio.env.{k}") for k, v in stdio.env.items()} or None,
+            tool_filter=tool_filter,
+        )
+    http = provider.streamable_http
+    assert http is not None  # the model guarantees exactly one transport
+    return MCPServerHTTP(
+        url=expand(http.url, "streamable_http.url"),
+        headers={k: expand(v, f"streamable_http.headers.{k}") for k, v in http.headers.items()}
+        or None,
+        streamable=True,
+        tool_filter=tool_filter,
+    )
+
+
+def server_configs(
+    entries: Iterable[ResolvedMCP | Mapping[str, Any]], env: Mapping[str, str]
+) -> list[MCPServerConfig]:
+    """Every MCP provider of a step -> CrewAI MCP configurations, in order.
+
+    A provider whose ``tools`` list is empty offers nothing and is not started.
+    """
+    configs = []
+    for entry in entries:
+        resolved = entry.resolved if isinstance(entry, ResolvedMCP) else entry
+        if resolved.get("tools") == []:
+            continue
+        configs.append(server_config(resolved, env))
+    return configs
+
+
+def _tool_filter(tools: list[str] | None) -> Any:
+    if tools is None:
+        return None
+    # CrewAI compares the filter with its sanitized tool names; accept both spellings.
+    allowed = sorted({*tools, *(sanitize_tool_name(t) for t in tools)})
+    return create_static_tool_filter(allowed_tool_names=allowed)

@@ -1,0 +1,79 @@
+"""Pieces of a StepResult: the error of a failed attempt, the worker, token usage, timing.
+
+Retry semantics are decided by exception type, never by message text:
+
+* an :class:`agentic.errors.StepError` anywhere in the exception chain keeps its type name
+  and ``retryable`` flag (the scripted ``error`` mode is retryable, ``fatal`` is not);
+* a :class:`agentic.errors.ConfigError` (bad provider entry, missing environment variable,
+  SDK not installed) is not retryable: it fails the same way every time;
+* anything else (network errors, CrewAI errors, an MCP server that does not answer) is
+  retryable, reported with its type name.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from agentic.contracts import StepError, Usage, WorkerInfo
+from agentic.errors import ConfigError
+from agentic.errors import StepError as StepFailure
+
+MAX_MESSAGE_CHARS = 2000
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def step_error_from(exc: BaseException) -> StepError:
+    """The ``error`` of a failed StepResult for ``exc`` (see the module docstring)."""
+    for link in _chain(exc):
+        if isinstance(link, StepFailure):
+            return StepError(type=link.error_type, message=_message(link), retryable=link.retryable)
+        if isinstance(link, ConfigError):
+            return StepError(type=type(link).__name__, message=_message(link), retryable=False)
+    return StepError(type=type(exc).__name__, message=_message(exc), retryable=True)
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def worker_info(env: Mapping[str, str] | None = None) -> WorkerInfo:
+    """This process: host, pid, and the pod name when running in Kubernetes.
+
+    The pod comes from ``POD_NAME`` (the downward API), or from ``HOSTNAME`` when
+    ``KUBERNETES_SERVICE_HOST`` shows the process runs in a cluster.
+    """
+    env = os.environ if env is None else env
+    pod = env.get("POD_NAME") or None
+    if pod is None and env.get("KUBERNETES_SERVICE_HOST"):
+        pod = env.get("HOSTNAME") or None
+    return WorkerInfo(host=socket.gethostname(), pid=os.getpid(), pod=pod)
+
+
+def usage_from(metrics: Any) -> Usage:
+    """CrewAI ``UsageMetrics`` -> our :class:`Usage`."""
+    if metrics is None:
+        return Usage()
+    return Usage(
+        prompt_tokens=int(getattr(metrics, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(metrics, "completion_tokens", 0) or 0),
+    )
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """CrewAI stamps tasks with naive local times; make them aware UTC."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC)

@@ -1,0 +1,100 @@
+"""Run one attempt of one step: a CrewAI mini-crew of one agent and one task.
+
+This is what ``agentic execute-step``, subprocess and Kubernetes workers and NATS workers
+run. The spec is self-contained: the task text already holds ``{topic}``, the inputs and
+the outputs of earlier steps, so the crew is kicked off without inputs (CrewAI would try
+to interpolate braces a prior output happens to contain).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+from agentic.contracts import Artifact, StepResult, StepSpec, Timing, Usage, utcnow
+from agentic.runtime.agents import build_agent, build_crew, build_task, kickoff, provider_from
+from agentic.runtime.artifacts import ArtifactSink, save_artifacts
+from agentic.runtime.llm import build_llm
+from agentic.runtime.mcp import server_configs
+from agentic.runtime.results import step_error_from, usage_from, worker_info
+
+log = logging.getLogger(__name__)
+
+
+def run_mini_crew(spec: StepSpec, env: Mapping[str, str]) -> tuple[str, Usage]:
+    """Build and kick off the step's crew; return its raw output and token usage.
+
+    Raises whatever the step raised: configuration errors, the LLM's errors, CrewAI's.
+    """
+    provider = provider_from(spec.agent_provider)
+    llm = build_llm(
+        provider,
+        step_id=spec.step_id,
+        topic=spec.topic,
+        inputs=spec.inputs,
+        attempt=spec.attempt,
+        env=env,
+    )
+    agent = build_agent(provider, llm=llm, mcps=server_configs(spec.mcp_providers, env))
+    task = build_task(
+        name=spec.step_id,
+        description=spec.task.description,
+        expected_output=spec.task.expected_output,
+        agent=agent,
+    )
+    result = kickoff(build_crew([agent], [task], verbose=provider.verbose))
+    return result.raw, usage_from(result.token_usage)
+
+
+def execute_step(
+    spec: StepSpec,
+    *,
+    store: ArtifactSink | None = None,
+    env: Mapping[str, str] | None = None,
+) -> StepResult:
+    """Run one attempt of one step; never raises for a failure of the step.
+
+    Args:
+        spec: The step attempt to run.
+        store: Where artifacts declared in the output are saved (a ``RunStore``); without
+            one, nothing is saved and the result lists no artifacts.
+        env: Environment for ``${VAR}`` placeholders, API keys and ``required_env``;
+            default ``os.environ``.
+
+    Returns:
+        A succeeded StepResult with output, usage, artifacts, timing and worker; or a
+        failed one whose ``error`` says whether another attempt can help.
+    """
+    env = os.environ if env is None else env
+    started = utcnow()
+    try:
+        output, usage = run_mini_crew(spec, env)
+        artifacts: list[Artifact] = []
+        if store is not None:
+            artifacts = save_artifacts(store, spec.run_id, spec.step_id, output)
+    except Exception as exc:  # the step failed: report it, never raise
+        error = step_error_from(exc)
+        log.info("step %s/%s attempt %d failed: %s", spec.run_id, spec.step_id, spec.attempt, error)
+        return StepResult(
+            run_id=spec.run_id,
+            step_id=spec.step_id,
+            attempt=spec.attempt,
+            status="failed",
+            error=error,
+            timing=Timing(started_at=started, finished_at=utcnow()),
+            worker=worker_info(env),
+            reused_from=None,
+        )
+    return StepResult(
+        run_id=spec.run_id,
+        step_id=spec.step_id,
+        attempt=spec.attempt,
+        status="succeeded",
+        output=output,
+        artifacts=artifacts,
+        usage=usage,
+        timing=Timing(started_at=started, finished_at=utcnow()),
+        worker=worker_info(env),
+        reused_from=None,
+    )

@@ -1,0 +1,1 @@
+"""Small tool servers that ship with agentic (the demo MCP server)."""

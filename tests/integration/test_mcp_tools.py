@@ -1,0 +1,101 @@
+"""A scripted agent calls tools on the real demo MCP server, over stdio and streamable HTTP."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pytest
+
+from agentic.contracts import StepResult, StepSpec
+from agentic.tools.demo_mcp import FACTS
+from tests.fixtures.servers import free_port
+
+with warnings.catch_warnings():
+    # Importing CrewAI emits an ImportWarning about its own package layout (crewai.rag).
+    warnings.simplefilter("ignore", ImportWarning)
+    from agentic.runtime import execute_step
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::ImportWarning"),
+    # CrewAI's HTTP transport calls mcp's deprecated streamablehttp_client.
+    pytest.mark.filterwarnings("ignore:Use `streamable_http_client` instead:DeprecationWarning"),
+]
+
+STDIO_DEMO = {
+    "id": "demo",
+    "stdio": {"command": "python", "args": ["-m", "agentic.tools.demo_mcp"]},
+}
+
+
+def run(mcp: dict[str, Any], replies: list[Any], env: dict[str, str] | None = None) -> StepResult:
+    spec = StepSpec(
+        run_id="run-mcp",
+        step_id="research",
+        step_index=0,
+        attempt=1,
+        workflow_name="tools",
+        topic="nats",
+        task={"description": "Research nats.", "expected_output": "One fact."},
+        agent_provider={
+            "id": "researcher",
+            "type": "scripted",
+            "role": "Researcher",
+            "goal": "Find facts",
+            "backstory": "Checks facts with tools.",
+            "script": {"replies": replies},
+        },
+        mcp_providers=[{"id": mcp["id"], "resolved": mcp}],
+        store_url="memory://unused",
+    )
+    return execute_step(spec, env={} if env is None else env)
+
+
+LOOKUP = [{"tool": "lookup_fact", "args": {"topic": "{topic}"}}, "Fact: {tool_result}"]
+
+
+def test_an_agent_calls_a_tool_of_a_stdio_server_and_uses_its_result() -> None:
+    result = run(STDIO_DEMO, LOOKUP)
+    assert result.status == "succeeded", result.error
+    assert result.output == f"Fact: {FACTS['nats']}"
+
+
+def test_an_agent_calls_a_tool_of_a_streamable_http_server_and_uses_its_result(
+    demo_mcp_http_url: str,
+) -> None:
+    count = [
+        {"tool": "word_count", "args": {"text": "one two three four five"}},
+        "{tool_result} words",
+    ]
+    result = run({"id": "demo", "streamable_http": {"url": demo_mcp_http_url}}, count)
+    assert result.status == "succeeded", result.error
+    assert result.output == "5 words"
+
+
+def test_an_http_url_placeholder_expands_from_the_worker_environment(
+    demo_mcp_http_port: int,
+) -> None:
+    entry = {"id": "demo", "streamable_http": {"url": "http://127.0.0.1:${DEMO_PORT}/mcp"}}
+    result = run(entry, LOOKUP, env={"DEMO_PORT": str(demo_mcp_http_port)})
+    assert result.output == f"Fact: {FACTS['nats']}"
+
+
+def test_a_tool_outside_the_tools_list_is_not_offered_to_the_agent() -> None:
+    result = run({**STDIO_DEMO, "tools": ["word_count"]}, LOOKUP)
+    assert FACTS["nats"] not in result.output
+
+
+def test_a_missing_placeholder_variable_fails_the_step_for_good_naming_it() -> None:
+    entry = {**STDIO_DEMO, "stdio": {**STDIO_DEMO["stdio"], "env": {"KEY": "${DEMO_MCP_KEY}"}}}
+    result = run(entry, LOOKUP)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert (result.error.type, result.error.retryable) == ("MissingEnvError", False)
+    assert "DEMO_MCP_KEY" in result.error.message
+
+
+def test_an_unreachable_http_server_is_a_retryable_failure() -> None:
+    entry = {"id": "demo", "streamable_http": {"url": f"http://127.0.0.1:{free_port()}/mcp"}}
+    result = run(entry, LOOKUP)
+    assert result.status == "failed"
+    assert result.error is not None and result.error.retryable

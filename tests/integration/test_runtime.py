@@ -1,0 +1,257 @@
+"""The agent runtime: one step as a CrewAI mini-crew, and a whole workflow as one crew."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentic.catalog import context_steps, load_catalog, load_workflow
+from agentic.contracts import StepResult, StepSpec, WorkflowConfig
+from agentic.errors import StepError
+from agentic.materialize import materialize, with_prior_outputs
+from agentic.settings import Settings
+from agentic.store import open_store
+from agentic.tools.demo_mcp import FACTS
+
+with warnings.catch_warnings():
+    # Importing CrewAI emits an ImportWarning about its own package layout (crewai.rag).
+    warnings.simplefilter("ignore", ImportWarning)
+    from crewai.events import TaskStartedEvent, crewai_event_bus
+
+    from agentic.runtime import execute_step, run_workflow_inprocess
+
+pytestmark = pytest.mark.filterwarnings("ignore::ImportWarning")
+
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+
+
+def scripted(pid: str, replies: list[Any], **script: Any) -> dict[str, Any]:
+    return {
+        "id": pid,
+        "type": "scripted",
+        "role": f"{pid} role",
+        "goal": "Do the task",
+        "backstory": "Reliable.",
+        "script": {"replies": replies, **script},
+    }
+
+
+def spec(provider: dict[str, Any], *, attempt: int = 1, **fields: Any) -> StepSpec:
+    values: dict[str, Any] = {
+        "run_id": "run-rt",
+        "step_id": "write",
+        "step_index": 0,
+        "attempt": attempt,
+        "workflow_name": "rt",
+        "topic": "queues",
+        "inputs": {"topic": "queues", "audience": "operators"},
+        "task": {"description": "Write about queues.", "expected_output": "A paragraph."},
+        "agent_provider": provider,
+        "store_url": "memory://unused",
+    }
+    return StepSpec(**{**values, **fields})
+
+
+def test_a_step_succeeds_with_its_output_usage_timing_and_worker() -> None:
+    result = execute_step(spec(scripted("w", ["{topic} for {audience}, step {step_id}"])))
+    assert result.status == "succeeded", result.error
+    assert result.output == "queues for operators, step write"
+    assert result.usage.prompt_tokens > 0 and result.usage.completion_tokens > 0
+    assert result.timing.started_at and result.timing.finished_at
+    assert result.timing.started_at <= result.timing.finished_at
+    assert result.worker is not None and result.worker.pid == os.getpid()
+    assert (result.run_id, result.step_id, result.attempt) == ("run-rt", "write", 1)
+
+
+def test_the_same_spec_gives_the_same_output_and_usage() -> None:
+    step = spec(scripted("w", ["Answer on {topic}."]))
+    first, second = execute_step(step), execute_step(step)
+    assert (first.output, first.usage) == (second.output, second.usage)
+
+
+def test_a_scripted_error_fails_retryably_and_the_next_attempt_succeeds() -> None:
+    provider = scripted("w", ["done"], fail={"times": 1, "mode": "error", "message": "flaky"})
+    failed = execute_step(spec(provider, attempt=1))
+    assert failed.status == "failed" and failed.error is not None
+    assert (failed.error.type, failed.error.retryable) == ("ScriptedError", True)
+    assert "flaky" in failed.error.message
+    assert execute_step(spec(provider, attempt=2)).output == "done"
+
+
+def test_a_scripted_fatal_error_is_not_retryable() -> None:
+    provider = scripted("w", ["done"], fail={"times": 1, "mode": "fatal", "message": "refused"})
+    result = execute_step(spec(provider))
+    assert result.error is not None
+    assert (result.error.type, result.error.retryable) == ("ScriptedFatalError", False)
+
+
+def test_a_missing_api_key_fails_the_step_for_good_without_calling_the_model() -> None:
+    provider = {
+        "id": "gpt",
+        "type": "openai",
+        "model": "gpt-4o-mini",
+        "role": "r",
+        "goal": "g",
+        "backstory": "b",
+        "api_key_env": "AGENTIC_TEST_MISSING_KEY",
+    }
+    result = execute_step(spec(provider), env={})
+    assert result.status == "failed" and result.error is not None
+    assert (result.error.type, result.error.retryable) == ("MissingEnvError", False)
+    assert "AGENTIC_TEST_MISSING_KEY" in result.error.message
+
+
+def test_a_malformed_provider_entry_fails_the_step_for_good_naming_the_field() -> None:
+    result = execute_step(spec({"id": "broken", "type": "scripted", "role": "r"}))
+    assert result.error is not None
+    assert (result.error.type, result.error.retryable) == ("CatalogError", False)
+    assert "'broken'" in result.error.message and "goal" in result.error.message
+
+
+def test_files_declared_in_the_output_are_saved_as_artifacts(tmp_path: Path) -> None:
+    store = open_store(f"file://{tmp_path}")
+    reply = "Report below.\n```markdown file=report.md\n# {topic}\n```\n"
+    result = execute_step(spec(scripted("w", [reply])), store=store)
+    assert result.status == "succeeded", result.error
+    assert [(a.path, a.mime) for a in result.artifacts] == [("report.md", "text/markdown")]
+    assert store.read_artifact("run-rt", "write", "report.md") == b"# queues\n"
+
+
+def demo_workflow() -> WorkflowConfig:
+    return load_workflow("demo", load_catalog([CONFIG], env={}))
+
+
+def per_step_outputs(wf: WorkflowConfig, inputs: dict[str, str]) -> dict[str, str]:
+    """Every step as its own mini-crew, dependencies' outputs injected: what workers do."""
+    settings = Settings()
+    specs = materialize(
+        wf, run_id="run-steps", inputs=inputs, store_url="memory://x", settings=settings
+    )
+    seen = context_steps(wf)
+    outputs: dict[str, str] = {}
+    for step in specs:
+        prior = {sid: outputs[sid] for sid in seen[step.step_id]}
+        step = with_prior_outputs(step, prior, max_chars=settings.prior_output_max_chars)
+        result = execute_step(step)
+        assert result.status == "succeeded", result.error
+        outputs[step.step_id] = result.output
+    return outputs
+
+
+def test_the_inprocess_crew_produces_the_same_outputs_as_per_step_execution() -> None:
+    wf, inputs = demo_workflow(), {"topic": "durable queues"}
+    reported: list[StepResult] = []
+    final = run_workflow_inprocess(wf, run_id="run-crew", inputs=inputs, on_step=reported.append)
+    crew_outputs = {r.step_id: r.output for r in reported}
+    assert crew_outputs == per_step_outputs(wf, inputs)
+    assert final == crew_outputs[wf.task_sequence[-1]]
+    assert FACTS["agentic"] in crew_outputs["research"]  # the MCP tool really ran
+
+
+def test_the_inprocess_crew_reports_each_task_in_order_with_usage_and_timing(
+    tmp_path: Path,
+) -> None:
+    wf = WorkflowConfig.model_validate(
+        {
+            "name": "two",
+            "topic": "queues",
+            "agent_providers": [
+                scripted("a", ["A on {topic}\n```text file=a.txt\n{step_id}\n```"]),
+                scripted("b", ["B on {topic}"]),
+            ],
+            "tasks": [
+                {
+                    "id": "first",
+                    "agent_provider_id": "a",
+                    "description": "1",
+                    "expected_output": "1",
+                },
+                {
+                    "id": "second",
+                    "agent_provider_id": "b",
+                    "description": "2",
+                    "expected_output": "2",
+                },
+            ],
+            "task_sequence": ["first", "second"],
+        }
+    )
+    store = open_store(f"file://{tmp_path}")
+    reported: list[StepResult] = []
+    run_workflow_inprocess(wf, run_id="run-2", inputs={}, on_step=reported.append, store=store)
+    assert [r.step_id for r in reported] == ["first", "second"]
+    assert all(r.status == "succeeded" and r.usage.total_tokens > 0 for r in reported)
+    first, second = (r.timing for r in reported)
+    assert first.finished_at and second.started_at and first.finished_at <= second.started_at
+    assert [a.path for a in reported[0].artifacts] == ["a.txt"]
+    assert store.read_artifact("run-2", "first", "a.txt") == b"first\n"
+
+
+def test_with_depends_on_each_task_sees_only_its_dependencies() -> None:
+    providers = [scripted(p, [f"output of {p}"]) for p in ("a", "b", "c")]
+    tasks = [
+        {"id": "a", "agent_provider_id": "a", "description": "A", "expected_output": "x"},
+        {"id": "b", "agent_provider_id": "b", "description": "B", "expected_output": "x"},
+        {
+            "id": "c",
+            "agent_provider_id": "c",
+            "description": "C",
+            "expected_output": "x",
+            "depends_on": ["b"],
+        },
+    ]
+    wf = WorkflowConfig.model_validate(
+        {
+            "name": "dag",
+            "agent_providers": providers,
+            "tasks": tasks,
+            "task_sequence": ["a", "b", "c"],
+        }
+    )
+    contexts: dict[str, str] = {}
+    with crewai_event_bus.scoped_handlers():
+
+        @crewai_event_bus.on(TaskStartedEvent)
+        def _record(source: Any, event: TaskStartedEvent) -> None:
+            contexts[event.task.name] = event.context or ""
+
+        run_workflow_inprocess(wf, run_id="run-dag", inputs={}, on_step=lambda r: None)
+        crewai_event_bus.flush()
+    assert "output of b" in contexts["c"] and "output of a" not in contexts["c"]
+    assert contexts["b"] == ""
+
+
+def test_a_failing_task_is_reported_and_raised_and_later_tasks_do_not_run() -> None:
+    boom = scripted("x", ["never"], fail={"times": 1, "mode": "fatal", "message": "bad input"})
+    wf = WorkflowConfig.model_validate(
+        {
+            "name": "fails",
+            "agent_providers": [scripted("ok", ["fine"]), boom],
+            "tasks": [
+                {
+                    "id": "one",
+                    "agent_provider_id": "ok",
+                    "description": "1",
+                    "expected_output": "1",
+                },
+                {"id": "two", "agent_provider_id": "x", "description": "2", "expected_output": "2"},
+                {
+                    "id": "three",
+                    "agent_provider_id": "ok",
+                    "description": "3",
+                    "expected_output": "3",
+                },
+            ],
+            "task_sequence": ["one", "two", "three"],
+        }
+    )
+    reported: list[StepResult] = []
+    with pytest.raises(StepError, match="bad input") as caught:
+        run_workflow_inprocess(wf, run_id="run-f", inputs={}, on_step=reported.append)
+    assert (caught.value.step_id, caught.value.retryable) == ("two", False)
+    assert [(r.step_id, r.status) for r in reported] == [("one", "succeeded"), ("two", "failed")]
+    assert reported[1].error is not None and reported[1].error.type == "ScriptedFatalError"
