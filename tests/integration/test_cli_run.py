@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +58,24 @@ CATALOG = {
             - {id: final, agent_provider_id: gamma, description: "Finish {topic}",
                expected_output: text}
           task_sequence: [draft, final]
+    """,
+    "agent_providers/sleeper.yaml": """\
+        id: sleeper
+        type: scripted
+        role: Sleeper
+        goal: Take long
+        backstory: Slow.
+        script:
+          replies: ["too late"]
+          delay_s: 60
+    """,
+    "workflows/slow.yaml": """\
+        workflow:
+          name: slow
+          agent_providers: [sleeper]
+          tasks:
+            - {id: nap, agent_provider_id: sleeper, description: d, expected_output: e}
+            - {id: after, agent_provider_id: sleeper, description: d, expected_output: e}
     """,
     "workflows/broken.yaml": """\
         workflow:
@@ -232,3 +252,37 @@ def test_make_demo_runs_the_demo_and_show_lists_every_step(tmp_path):
     assert show.returncode == 0, show.stderr
     for step in ("research", "write", "edit"):
         assert any(line.lstrip().startswith(step) for line in show.stdout.splitlines()), step
+
+
+def test_ctrl_c_on_a_real_run_cancels_it_and_exits_1(env):
+    """SIGINT to the process group, as a terminal sends it, while a step process runs."""
+    child_env = {**os.environ, "CREWAI_DISABLE_TELEMETRY": "true"}
+    args = [str(AGENTIC), "run", "slow", "--backend", "subprocess", "--run-id", "run-int"]
+    process = subprocess.Popen(
+        args,
+        env=child_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # Background processes inherit an ignored SIGINT; a terminal's foreground job does not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        spec = Path(env["store"]) / "runs" / "run-int" / "steps" / "nap" / "spec.json"
+        deadline = time.monotonic() + 60
+        while not spec.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert spec.exists(), "the first step never started"
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 1, out + err
+    assert "cancelled" in err
+    assert out.strip().splitlines()[-1].startswith("run run-int cancelled in ")
+    record = open_store(env["store"]).read_run("run-int")
+    assert record.status == "cancelled"
+    assert [s.status for s in record.steps] == ["cancelled", "skipped"]
