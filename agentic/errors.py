@@ -149,11 +149,23 @@ class FatalStepError(StepError):
 
 
 class PlanError(AgenticError):
-    """The planner's output cannot become a valid workflow."""
+    """The planner's output cannot become a valid workflow.
 
-    def __init__(self, message: str, *, raw_output: str = "", **kwargs: object) -> None:
+    ``raw_output`` is the planner's last reply; ``plan`` (when set) is the whole planning
+    record (prompt, every reply and its problems) that a failed run keeps in ``run.json``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw_output: str = "",
+        plan: dict[str, object] | None = None,
+        **kwargs: object,
+    ) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.raw_output = raw_output
+        self.plan = plan
 
 
 class CancelledError(AgenticError):

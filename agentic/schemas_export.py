@@ -27,6 +27,7 @@ from agentic.contracts import (
     WorkflowConfig,
     WorkflowDefinition,
 )
+from agentic.planning.plan import Plan
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 EXPORTED: tuple[type[BaseModel], ...] = (
@@ -39,6 +40,7 @@ EXPORTED: tuple[type[BaseModel], ...] = (
     WorkflowDefinition,
     AgentProvider,
     MCPProvider,
+    Plan,
 )
 
 

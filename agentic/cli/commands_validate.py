@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from agentic.catalog import catalog_dirs, check_path, scan_catalog
 from agentic.cli import app
 from agentic.cli._common import EXIT_USAGE, config_errors, load_settings
 
@@ -23,6 +22,9 @@ def validate(
 
     Exits 0 when everything is valid and 2 when anything is not.
     """
+    # Imported here: every `agentic` process (step processes too) registers this command.
+    from agentic.catalog import catalog_dirs, check_path, scan_catalog
+
     dirs = catalog_dirs(load_settings())
     report = scan_catalog(dirs) if path is None else check_path(path, catalog_dirs=dirs)
     for problem in report.problems:

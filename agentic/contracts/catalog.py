@@ -28,13 +28,15 @@ class ScriptedToolCall(Frozen):
 class ScriptedFailure(Frozen):
     """Fail the first ``times`` attempts of every step this provider runs, then succeed."""
 
-    times: int = Field(0, ge=0, description="Attempts that fail (attempt numbers 1..times).")
+    times: int = Field(
+        default=0, ge=0, description="Attempts that fail (attempt numbers 1..times)."
+    )
     mode: Literal["error", "fatal", "crash", "hang"] = Field(
-        "error",
+        default="error",
         description="error: retryable error; fatal: non-retryable error; crash: the process exits "
         "with status 3; hang: sleep until killed.",
     )
-    message: str = Field("scripted failure", description="Error message.")
+    message: str = Field(default="scripted failure", description="Error message.")
 
 
 class ScriptedScript(Frozen):
@@ -45,9 +47,9 @@ class ScriptedScript(Frozen):
         description="Replayed in order per step: a string is a final answer (may use {topic}, "
         "{step_id}, {task}, {tool_result} and input names); a mapping is a tool call.",
     )
-    delay_s: float = Field(0.0, ge=0, description="Sleep before each reply.")
+    delay_s: float = Field(default=0.0, ge=0, description="Sleep before each reply.")
     fail: ScriptedFailure | None = Field(
-        None, description="Failure mode for retry and crash tests."
+        default=None, description="Failure mode for retry and crash tests."
     )
 
 
@@ -61,7 +63,7 @@ class AgentProvider(Frozen):
     role: str
     goal: str
     backstory: str
-    model: str | None = Field(None, description="Model name, e.g. gpt-4o-mini or llama3.2.")
+    model: str | None = Field(default=None, description="Model name, e.g. gpt-4o-mini or llama3.2.")
     planner_hint: str | None = None
     min_vram_gb: float | None = None
     verbose: bool = False
@@ -72,17 +74,21 @@ class AgentProvider(Frozen):
     anthropic_base_url: str | None = None
     ollama_host: str | None = None
     base_url: str | None = Field(
-        None, description="Base URL for vllm, litellm proxies, huggingface endpoints."
+        default=None, description="Base URL for vllm, litellm proxies, huggingface endpoints."
     )
     api_key_env: EnvName | None = Field(
-        None, description="Env var holding the API key (never the key)."
+        default=None, description="Env var holding the API key (never the key)."
     )
     required_env: list[EnvName] = Field(default_factory=list)
-    pool: str | None = Field(None, description="Worker pool hint (GPU pools, …).")
-    resources: dict[str, Any] | None = Field(None, description="Kubernetes requests/limits hint.")
+    pool: str | None = Field(default=None, description="Worker pool hint (GPU pools, …).")
+    resources: dict[str, Any] | None = Field(
+        default=None, description="Kubernetes requests/limits hint."
+    )
     node_selector: dict[str, str] | None = None
     tolerations: list[dict[str, Any]] | None = None
-    script: ScriptedScript | None = Field(None, description="Replies of a `scripted` provider.")
+    script: ScriptedScript | None = Field(
+        default=None, description="Replies of a `scripted` provider."
+    )
 
     @model_validator(mode="after")
     def _scripted_needs_script(self) -> AgentProvider:
@@ -114,7 +120,7 @@ class MCPProvider(Frozen):
     required_env_any: list[EnvName] = Field(default_factory=list)
     stdio: StdioTransport | None = None
     streamable_http: StreamableHttpTransport | None = None
-    tools: list[str] | None = Field(None, description="Only these tools (all when unset).")
+    tools: list[str] | None = Field(default=None, description="Only these tools (all when unset).")
 
     @model_validator(mode="after")
     def _exactly_one_transport(self) -> MCPProvider:
@@ -135,11 +141,11 @@ class TaskConfig(Frozen):
     description: str
     expected_output: str
     mcp_providers: list[SafeId] | None = Field(
-        None, description="MCP providers of this task; unset: all of the workflow's."
+        default=None, description="MCP providers of this task; unset: all of the workflow's."
     )
     depends_on: list[SafeId] | None = None
-    timeout_s: float | None = Field(None, gt=0)
-    retries: int | None = Field(None, ge=0)
+    timeout_s: float | None = Field(default=None, gt=0)
+    retries: int | None = Field(default=None, ge=0)
     pool: str | None = None
 
 

@@ -129,7 +129,7 @@ class StepResult(Frozen):
     timing: Timing = Field(default_factory=Timing)
     worker: WorkerInfo | None = None
     reused_from: SafeId | None = Field(
-        None, description="Run id whose committed result a replay reused (no LLM call)."
+        default=None, description="Run id whose committed result a replay reused (no LLM call)."
     )
 
     @model_validator(mode="after")
@@ -148,7 +148,7 @@ class ReplaySource(Frozen):
 
 class PlannerOptions(Frozen):
     iterative: bool = False
-    max_rounds: int = Field(5, ge=1)
+    max_rounds: int = Field(default=5, ge=1)
     session: SafeId | None = None
 
 
@@ -218,7 +218,7 @@ class RunRecord(Frozen):
     output: str | None = None
     error: str | None = None
     plan: dict[str, Any] | None = Field(
-        None, description="The planner's plan and raw output, for goals."
+        default=None, description="The planner's plan and raw output, for goals."
     )
 
     @property

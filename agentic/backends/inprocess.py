@@ -1,0 +1,189 @@
+"""The ``inprocess`` backend (the default): the whole workflow as one CrewAI ``kickoff()``.
+
+CrewAI runs the crew in this process with its own context passing between tasks, so a run
+needs no broker and no child process. The run is still recorded like any other:
+
+* every step's ``spec.json`` is written when the step becomes ready, materialized exactly
+  as the other backends materialize it (prior outputs merged), so a run can be shown and
+  replayed on any backend;
+* every task's StepResult is written as attempt 1 and committed as the step's result the
+  moment the task completes (a crash later leaves the finished steps in the store);
+* ``run.json`` and the run events follow the coordinator state machine, as on the other
+  backends: ``step_ready``, ``step_started``, ``step_succeeded`` / ``step_failed``, then
+  ``succeeded`` with the last step's output or ``failed`` naming the step.
+
+A replay (``reused`` results) kicks off the crew of the remaining tasks only, with the
+reused outputs written into the descriptions of the tasks that see them
+(:mod:`agentic.backends.reuse`): no model is called for a reused step.
+
+Semantics that differ from the step-per-process backends, because CrewAI's whole-crew
+kickoff cannot restart one task: **no per-step retries** (a failed task fails the run; use
+``subprocess``, ``kubernetes`` or ``nats`` for retries) and **no per-step timeouts**.
+Ctrl-C ends the kickoff and the run is recorded ``cancelled``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, cast
+
+from agentic.backends.base import EventCallback
+from agentic.backends.journal import RunJournal, dispatched_spec
+from agentic.backends.outcome import failed_attempt
+from agentic.backends.writebehind import WriteBehindStore
+from agentic.contracts import RunRecord, StepError, StepResult, StepSpec, WorkflowConfig
+from agentic.coordinator import Command, Dispatch, Emit, FinishRun, RunState
+from agentic.errors import ConfigError
+from agentic.errors import StepError as StepFailure
+from agentic.settings import Settings
+
+if TYPE_CHECKING:
+    from agentic.store import RunStore
+
+CANCELLED_BY_INTERRUPT = "cancelled by Ctrl-C"
+
+
+class InprocessBackend:
+    """Runs a workflow as one CrewAI crew in the calling thread."""
+
+    name = "inprocess"
+
+    def run(
+        self,
+        record: RunRecord,
+        store: RunStore,
+        settings: Settings,
+        on_event: EventCallback,
+    ) -> RunRecord:
+        """Run ``record`` to its end; see the module docstring for what is recorded."""
+        if record.workflow is None:
+            raise ConfigError(f"run {record.run_id!r} has no resolved workflow to execute")
+        from agentic.materialize import materialize
+
+        specs = materialize(
+            record.workflow,
+            run_id=record.run_id,
+            inputs=record.inputs,
+            store_url=store.url,
+            settings=settings,
+        )
+        state, commands = RunState.start(without_retries(record.workflow), record.run_id, settings)
+        # The kickoff must not wait for fsync'd writes: they go in order on a writer thread.
+        with WriteBehindStore(store) as writes:
+            deferred = cast("RunStore", writes)
+            journal = RunJournal(deferred, record, state, on_event)
+            recorder = _Recorder(deferred, settings, specs, journal)
+            recorder.execute(commands)
+            if not state.finished:
+                journal.start()
+            try:
+                if not state.finished:
+                    _kickoff(record, store, recorder, record.workflow, record.inputs)
+            except KeyboardInterrupt:
+                recorder.execute(state.on_cancel(CANCELLED_BY_INTERRUPT))
+        return journal.record
+
+
+def without_retries(wf: WorkflowConfig) -> WorkflowConfig:
+    """``wf`` with ``retries: 0`` on every task: a kickoff cannot retry one task."""
+    tasks = [task.model_copy(update={"retries": 0}) for task in wf.tasks]
+    return wf.model_copy(update={"tasks": tasks})
+
+
+def _kickoff(
+    record: RunRecord,
+    store: RunStore,
+    recorder: _Recorder,
+    crew: WorkflowConfig,
+    inputs: Mapping[str, str],
+) -> None:
+    # Importing the runtime imports CrewAI (seconds): before the first step "starts".
+    from agentic.runtime.crew import execution_order, run_workflow_inprocess
+    from agentic.runtime.results import step_error_from
+
+    recorder.crew_order = [task.id for task in execution_order(crew)]
+    recorder.crew_reached(0)
+    try:
+        run_workflow_inprocess(
+            crew,
+            run_id=record.run_id,
+            inputs=inputs,
+            on_step=recorder.on_step,
+            store=store,
+        )
+    except StepFailure:
+        pass  # on_step received the failed task's result; the run is already failed
+    except Exception as exc:  # the crew could not be built: no task ran
+        recorder.crew_failed(step_error_from(exc))
+
+
+class _Recorder:
+    """Feeds each finished task into the state machine and records what it commands."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        settings: Settings,
+        specs: list[StepSpec],
+        journal: RunJournal,
+    ) -> None:
+        self.journal = journal
+        self.crew_order: list[str] = []
+        self._store = store
+        self._settings = settings
+        self._specs = {spec.step_id: spec for spec in specs}
+        self._state = journal.state
+
+    def on_step(self, result: StepResult) -> None:
+        """A task of the crew finished: record it, advance the run, save ``run.json`` once."""
+        self._store.write_attempt(result)
+        self._store.commit_result(result)
+        if result.status == "succeeded":
+            self.execute(
+                self._state.on_step_succeeded(result.step_id, result.attempt, result.output)
+            )
+            self.crew_reached(self.crew_order.index(result.step_id) + 1)
+        else:
+            error = result.error or StepError(type="StepFailed", message="no error recorded")
+            self.execute(self._state.on_step_failed(result.step_id, result.attempt, error))
+        if not self._state.finished:
+            self.journal.save()
+
+    def crew_reached(self, position: int) -> None:
+        """CrewAI starts the task at ``position`` of its sequential order next."""
+        if position < len(self.crew_order) and not self._state.finished:
+            self.execute(self._state.on_step_started(self.crew_order[position], 1))
+
+    def crew_failed(self, error: StepError) -> None:
+        """The crew failed outside any task: record the error on the step about to run."""
+        running = [s.step_id for s in self._state.snapshot() if s.status == "running"]
+        if not running:
+            return
+        result = failed_attempt(self.journal.record.run_id, running[0], 1, error)
+        self.on_step(result)
+
+    def execute(self, commands: list[Command]) -> None:
+        """Record a transition: events, the specs of dispatched steps, the run's end.
+
+        The step snapshot in ``run.json`` is saved by the callers, once per finished task
+        rather than once per transition: every store write is fsync'd, and the kickoff waits.
+        """
+        finish: FinishRun | None = None
+        for command in commands:
+            if isinstance(command, Emit):
+                self.journal.emit(command)
+            elif isinstance(command, Dispatch):
+                spec = dispatched_spec(self._specs[command.step_id], command, self._settings)
+                self._store.write_spec(spec)
+            elif isinstance(command, FinishRun):
+                finish = command
+            # Terminate and ScheduleRetry cannot happen: one kickoff, retries are 0.
+        if finish is not None:
+            self.journal.finish(finish)
+
+
+def create_backend(**options: object) -> InprocessBackend:
+    """The ``inprocess`` backend; it takes no options."""
+    if options:
+        raise ConfigError(f"the inprocess backend takes no options, got {sorted(options)}")
+    return InprocessBackend()

@@ -1,0 +1,80 @@
+"""Taking over results of an earlier run (replay), for backends that run the whole crew.
+
+The step-per-process backends skip reused steps through the state machine alone. The
+``inprocess`` backend kicks off one CrewAI crew, which runs every task it is given, so a
+replay there kicks off the crew of the *remaining* tasks only: :func:`remaining_crew`
+removes the reused tasks and puts their outputs into the descriptions of the tasks that
+would have seen them (the same "Outputs of earlier steps" block the other backends'
+specs carry), since CrewAI cannot pass context from a task that is not in the crew.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from agentic.catalog import context_steps
+from agentic.contracts import StepResult, StepSpec, TaskConfig, WorkflowConfig
+from agentic.materialize import with_prior_outputs
+
+if TYPE_CHECKING:
+    from agentic.store import RunStore
+
+# CrewAI's placeholder pattern: what it would try to interpolate at kickoff.
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_\-]*)\}")
+
+
+def commit_reused(store: RunStore, run_id: str, reused: Mapping[str, StepResult]) -> None:
+    """Commit each reused result to ``run_id``, marked with the run that produced it."""
+    for result in reused.values():
+        copy = result.model_copy(
+            update={"run_id": run_id, "reused_from": result.reused_from or result.run_id}
+        )
+        store.commit_result(copy)
+
+
+def remaining_crew(
+    wf: WorkflowConfig,
+    specs: Mapping[str, StepSpec],
+    reused: Mapping[str, StepResult],
+    *,
+    max_chars: int,
+) -> tuple[WorkflowConfig, dict[str, str]]:
+    """The workflow of the tasks left to run, and the extra kickoff inputs it needs.
+
+    Args:
+        wf: The run's workflow.
+        specs: The run's materialized specs by step id (their texts are interpolated).
+        reused: Results taken over, by step id.
+        max_chars: Cap of each injected output (``prior_output_max_chars``).
+
+    Returns:
+        The reduced workflow (the same when nothing is reused), and inputs that map every
+        ``{placeholder}`` found in an injected output (other than the run's inputs) to
+        itself: CrewAI interpolates task texts at kickoff and refuses unknown placeholders,
+        and an output is text, not a template.
+    """
+    if not reused:
+        return wf, {}
+    seen = context_steps(wf)
+    tasks: list[TaskConfig] = []
+    literal: dict[str, str] = {}
+    for task in wf.tasks:
+        if task.id in reused:
+            continue
+        shown = {s: reused[s].output for s in seen[task.id] if s in reused}
+        spec = with_prior_outputs(specs[task.id], shown, max_chars=max_chars)
+        variables = {"topic", *spec.inputs}  # real inputs keep their values
+        for text in shown.values():
+            found = set(PLACEHOLDER.findall(text)) - variables
+            literal.update({name: "{" + name + "}" for name in found})
+        update: dict[str, object] = {
+            "description": spec.task.description,
+            "expected_output": spec.task.expected_output,
+        }
+        if wf.uses_depends_on:  # a task whose dependencies were all reused becomes a root
+            update["depends_on"] = [d for d in task.depends_on or [] if d not in reused]
+        tasks.append(task.model_copy(update=update))
+    sequence = [s for s in wf.task_sequence if s not in reused]
+    return wf.model_copy(update={"tasks": tasks, "task_sequence": sequence}), literal

@@ -1,0 +1,115 @@
+"""`agentic replay RUN_ID`: a new run reusing an earlier run's results before a step."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from agentic.cli import app
+from agentic.cli._common import EXIT_FAILED, EXIT_OK, config_errors, load_settings, print_error
+
+if TYPE_CHECKING:
+    from agentic.replay import Replay
+    from agentic.settings import Settings
+    from agentic.store import RunStore
+
+FromOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--from", help="Execute from this step (default: the first step that did not succeed)."
+    ),
+]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option("--backend", "-b", help="Where the new run executes (default: the old run's)."),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Change the workflow or inputs: tasks.ID.FIELD=V, agent_providers.ID.FIELD=V, "
+        "topic=V, inputs.NAME=V; repeat it.",
+    ),
+]
+StoreOpt = Annotated[
+    str | None, typer.Option("--store", help="Run store URL (default: AGENTIC_RUN_STORE_URL).")
+]
+RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="The new run's id.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document at the end, nothing else.")
+]
+
+
+@app.command("replay")
+@config_errors()
+def replay(
+    run_id: Annotated[str, typer.Argument(help="The run to replay.", show_default=False)],
+    from_step: FromOpt = None,
+    backend: BackendOpt = None,
+    sets: SetOpt = None,
+    store: StoreOpt = None,
+    new_run_id: RunIdOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-run a run from a step: earlier results are reused without calling any model.
+
+    Exit codes: 0 the new run succeeded; 1 it failed; 2 unknown run or step, bad --set.
+    """
+    from agentic.replay import prepare_replay
+    from agentic.submit import open_run_store
+
+    settings = load_settings(**({"run_store_url": store} if store else {}))
+    run_store = open_run_store(settings)
+    prepared = prepare_replay(
+        run_store,
+        run_id,
+        settings=settings,
+        from_step=from_step,
+        backend=backend,
+        sets=sets or [],
+        new_id=new_run_id,
+    )
+    raise typer.Exit(_replay_and_report(prepared, run_store, settings, as_json=as_json))
+
+
+def _replay_and_report(
+    prepared: Replay, store: RunStore, settings: Settings, *, as_json: bool
+) -> int:
+    import json
+
+    from rich.console import Console
+
+    from agentic.errors import AgenticError, ConfigError
+    from agentic.inspect import load_run
+    from agentic.progress import progress_reporter
+    from agentic.replay import run_replay
+    from agentic.views import print_run_outcome
+
+    out, err = Console(), Console(stderr=True)
+    info = err if as_json else out
+    reused = ", ".join(prepared.reused) or "nothing"
+    info.print(
+        f"replaying {prepared.source.run_id} as {prepared.record.run_id} from step "
+        f"{prepared.from_step!r} on {prepared.record.backend}: reusing {reused}",
+        markup=False,
+        highlight=False,
+    )
+    progress = progress_reporter(info)
+    try:
+        with progress:
+            record = run_replay(
+                prepared, store, settings, progress.on_event, on_start=progress.start
+            )
+            progress.finish(record)
+    except ConfigError:
+        raise
+    except AgenticError as exc:  # the store or the bus failed: not the user's input
+        print_error(str(exc))
+        return EXIT_FAILED
+    detail = load_run(store, record.run_id)
+    if as_json:
+        typer.echo(json.dumps(detail.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print_run_outcome(out, detail, err=err)
+    return EXIT_OK if record.status == "succeeded" else EXIT_FAILED

@@ -1,0 +1,74 @@
+"""Goal runs outside the planner proper: the CLI's planner options, a run whose plan failed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from agentic.contracts import PlannerOptions, RunRecord, RunRequest, utcnow
+from agentic.errors import ConfigError, PlanError
+from agentic.ids import check_id
+from agentic.settings import Settings
+from agentic.submit import with_run_id
+
+if TYPE_CHECKING:
+    from agentic.store import RunStore
+
+
+def planner_options(
+    goal: str | None, *, iterative: bool, max_rounds: int | None, session: str | None
+) -> PlannerOptions | None:
+    """The planner options of ``agentic run`` (None when none is given).
+
+    Raises:
+        ConfigError: an option without ``--goal``, ``--max-rounds`` without
+            ``--iterative``, or an unsafe session name.
+    """
+    if not (iterative or max_rounds is not None or session is not None):
+        return None
+    if goal is None:
+        raise ConfigError("--iterative, --max-rounds and --session plan a goal: give --goal TEXT")
+    if max_rounds is not None and not iterative:
+        raise ConfigError("--max-rounds limits an --iterative run: add --iterative")
+    options: dict[str, Any] = {"iterative": iterative, "session": session}
+    if session is not None:
+        check_id(session, "session name")
+    if max_rounds is not None:
+        options["max_rounds"] = max_rounds
+    return PlannerOptions(**options)
+
+
+def failed_plan_record(
+    store: RunStore, request: RunRequest, settings: Settings, error: PlanError
+) -> RunRecord:
+    """Record a goal whose planning failed as a failed run; return its record.
+
+    ``run.json`` ``plan`` keeps the planning record (the prompt and every raw reply of the
+    planner) so the failure can be inspected with ``agentic show``.
+    """
+    request = with_run_id(request)
+    assert request.run_id is not None
+    now = utcnow()
+    record = RunRecord(
+        run_id=request.run_id,
+        status="failed",
+        request=request,
+        inputs=dict(request.inputs),
+        backend=request.backend or settings.execution_backend,
+        labels=dict(request.labels),
+        error=f"planning failed: {error}",
+        plan=error.plan or {"error": str(error), "raw_output": error.raw_output},
+        updated_at=now,
+        finished_at=now,
+    )
+    if not store.create_run(record):
+        return store.read_run(record.run_id)
+    return record
+
+
+def record_session_outcome(store: RunStore, record: RunRecord) -> None:
+    """Give a finished goal's planner session its final answer (no session: nothing)."""
+    if record.request.planner is None or record.request.planner.session is None:
+        return
+    from agentic.planning import record_outcome
+
+    record_outcome(store, record)
