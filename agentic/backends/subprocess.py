@@ -129,8 +129,12 @@ class SubprocessLauncher:
         if len(fds) < len(handles) or not fds:
             time.sleep(min(timeout, 0.02))
             return
+        # poll(), not select(): a busy CLI process may hold descriptors above FD_SETSIZE.
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
         with contextlib.suppress(InterruptedError):
-            select.select(fds, [], [], timeout)
+            poller.poll(timeout * 1000)
 
     def _reap(self, handle: StepProcess, code: int) -> None:
         """Record the exit, kill what the step left behind, free the file descriptors."""
