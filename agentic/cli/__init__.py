@@ -26,6 +26,7 @@ def _register() -> None:
     from agentic.cli import (
         commands_inspect,  # noqa: F401
         commands_run,  # noqa: F401
+        commands_stack,  # noqa: F401
         commands_step,  # noqa: F401
         commands_validate,  # noqa: F401
     )

@@ -1,0 +1,352 @@
+"""The embedded stack: a nats-server, a coordinator and workers on this machine.
+
+Composed here, in the CLI, because the core never imports ``services`` (DESIGN §8). Two
+shapes:
+
+* :func:`embedded_stack` serves one ``agentic run --backend nats`` when no
+  ``AGENTIC_NATS_URL`` is set: nats-server as a child process (JetStream in a temporary
+  directory, or ``AGENTIC_NATS_DATA_DIR``), and a coordinator and one worker as asyncio
+  services on a background thread of the CLI process. One process is the cheaper shape
+  here: the worker needs CrewAI, which the CLI process imports for the run anyway, while
+  separate service processes would each pay Python's and CrewAI's start-up again. (The
+  coordinator-never-imports-CrewAI rule is about the coordinator *service process*, which
+  ``agentic up`` and ``agentic coordinator`` run on its own.)
+* :class:`ProcessStack` is ``agentic up``: nats-server, one ``agentic coordinator``
+  process and N ``agentic worker`` processes in the foreground until Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentic import names
+from agentic.errors import BusError, ConfigError
+from agentic.settings import Settings
+
+if TYPE_CHECKING:
+    from agentic.bus.embedded import EmbeddedNats
+
+log = logging.getLogger(__name__)
+
+SERVICES_START_TIMEOUT_S = 60.0
+SERVICES_STOP_GRACE_S = 30.0
+CHILD_STOP_GRACE_S = 20.0
+
+
+def needs_embedded_stack(settings: Settings, backend: str | None) -> bool:
+    """True when a run on ``backend`` must bring its own NATS stack (no ``AGENTIC_NATS_URL``)."""
+    return (backend or settings.execution_backend) == "nats" and not settings.nats_url
+
+
+@contextlib.contextmanager
+def stack_for(
+    settings: Settings, backend: str | None, *, detach: bool = False
+) -> Iterator[Settings]:
+    """The settings a run on ``backend`` uses, with an embedded stack around it if needed.
+
+    Raises:
+        ConfigError: ``detach`` without ``AGENTIC_NATS_URL`` (an embedded stack would stop
+            with this process, and the run with it).
+        BusError: the embedded stack did not start.
+    """
+    if not needs_embedded_stack(settings, backend):
+        yield settings
+        return
+    if detach:
+        raise ConfigError(
+            "--detach needs a NATS stack that outlives this command: start `agentic up` "
+            "and set AGENTIC_NATS_URL to the URL it prints"
+        )
+    with embedded_stack(settings) as local:
+        yield local
+
+
+@contextlib.contextmanager
+def embedded_stack(settings: Settings) -> Iterator[Settings]:
+    """Run nats-server, a coordinator and a worker for the duration of the block.
+
+    Yields:
+        ``settings`` with ``nats_url`` pointing at the embedded server.
+
+    Raises:
+        BusError: nats-server did not start.
+    """
+    from agentic.bus.embedded import EmbeddedNats
+
+    with EmbeddedNats.from_settings(settings) as server:
+        local = settings.model_copy(update={"nats_url": server.url})
+        quiet_services(settings)
+        with ServiceThread(local):
+            yield local
+
+
+class ServiceThread:
+    """A :class:`CoordinatorService` and a :class:`WorkerService` on a background loop.
+
+    Args:
+        settings: The services' settings (``nats_url`` set).
+        concurrency: The worker's slots.
+    """
+
+    def __init__(self, settings: Settings, *, concurrency: int = 1) -> None:
+        self._settings = settings
+        self._concurrency = concurrency
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._main, name="agentic-embedded-services", daemon=True
+        )
+
+    def __enter__(self) -> ServiceThread:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, timeout_s: float = SERVICES_START_TIMEOUT_S) -> None:
+        """Start the services and return once they serve.
+
+        Raises:
+            BusError: they failed or did not start within ``timeout_s``.
+        """
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            self.stop()
+            raise BusError(f"the embedded coordinator and worker did not start in {timeout_s:g}s")
+        if self._error is not None:
+            raise BusError(f"the embedded services failed to start: {self._error}") from (
+                self._error
+            )
+
+    def stop(self, grace_s: float = SERVICES_STOP_GRACE_S) -> None:
+        """Drain the services (the worker finishes its step) and wait for the thread."""
+        self._stopping = True
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
+                loop.call_soon_threadsafe(stop.set)
+        if self._thread.is_alive():
+            self._thread.join(grace_s)
+        if self._thread.is_alive():
+            log.warning("the embedded services did not stop within %gs", grace_s)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported to the starting thread, or logged
+            self._error = exc
+            if self._ready.is_set() and not self._stopping:  # a run is waiting on us
+                log.error("the embedded services stopped: %s", exc)
+                _thread.interrupt_main()
+        finally:
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        from services.coordinator import CoordinatorService
+        from services.worker import WorkerService
+
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        async with CoordinatorService(self._settings) as coordinator:
+            coordinating = asyncio.create_task(coordinator.run())
+            # Submits are answered from here on; the run's first step waits in the queue
+            # while the worker starts its step process (CrewAI's import, seconds).
+            self._ready.set()
+            async with WorkerService(self._settings, concurrency=self._concurrency) as worker:
+                working = asyncio.create_task(worker.run())
+                stopping = asyncio.create_task(self._stop.wait())
+                done, _ = await asyncio.wait(
+                    [coordinating, working, stopping], return_when=asyncio.FIRST_COMPLETED
+                )
+                if stopping not in done:
+                    _service_ended(done)
+                stopping.cancel()
+                # Workers first: a step in progress finishes and reports before the
+                # coordinator goes.
+                worker.request_stop()
+                await _finish(working)
+            coordinator.request_stop()
+            await _finish(coordinating)
+
+
+async def _finish(task: asyncio.Task[int], grace_s: float = SERVICES_STOP_GRACE_S) -> None:
+    try:
+        await asyncio.wait_for(task, grace_s)
+    except TimeoutError:
+        log.warning("an embedded service did not stop within %gs", grace_s)
+    except Exception as exc:  # already reported by _service_ended, or raised while stopping
+        log.debug("embedded service ended with %r", exc)
+
+
+def _service_ended(done: set[asyncio.Task[Any]]) -> None:
+    """A service stopped on its own while a run waits on it: tell the user, end the wait.
+
+    Interrupting the main thread is what Ctrl-C does: the client asks the coordinator to
+    cancel the run and gives up waiting, instead of waiting forever for a dead worker.
+    """
+    for task in done:
+        error = None if task.cancelled() else task.exception()
+        log.error("an embedded service stopped unexpectedly: %r", error)
+    _thread.interrupt_main()
+
+
+def quiet_services(settings: Settings) -> None:
+    """Keep the services' start and stop notices out of ``agentic run``'s output.
+
+    They log at WARNING, which is what an operator of ``agentic coordinator`` wants to see;
+    between the progress lines of a run they are noise. Errors still show, and a lower
+    ``AGENTIC_LOG_LEVEL`` shows everything.
+    """
+    if logging.getLevelName(settings.log_level.upper()) == logging.WARNING:
+        logging.getLogger("services").setLevel(logging.ERROR)
+
+
+# --- agentic up ------------------------------------------------------------------------------
+
+
+@dataclass
+class ProcessStack:
+    """nats-server, a coordinator process and ``workers`` worker processes.
+
+    Args:
+        settings: Settings the children inherit (through the environment).
+        workers: Worker processes to start.
+        port: Client port of nats-server (``0``: a free one).
+        data_dir: JetStream directory (kept: runs survive a restart of the stack).
+        concurrency: Slots of each worker.
+        env: Extra environment variables of the children.
+    """
+
+    settings: Settings
+    workers: int = 1
+    port: int = 4222
+    data_dir: str | Path = ".agentic/nats"
+    concurrency: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+    server: EmbeddedNats | None = None
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self) -> None:
+        """Start everything; return once the coordinator answers on ``agentic.runs.submit``.
+
+        Raises:
+            BusError: nats-server or the coordinator did not start (the stack is stopped).
+        """
+        from agentic.bus.embedded import EmbeddedNats
+
+        if self.port:
+            self.server = EmbeddedNats(
+                store_dir=self.data_dir, port=self.port, monitor_port=free_port()
+            )
+        else:  # any free ports
+            self.server = EmbeddedNats(store_dir=self.data_dir)
+        self.server.start()
+        try:
+            self.children["coordinator"] = self._spawn("coordinator")
+            for i in range(1, self.workers + 1):
+                self.children[f"worker-{i}"] = self._spawn(
+                    "worker", "--concurrency", str(self.concurrency)
+                )
+            self._wait_coordinator()
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        """The NATS URL clients use."""
+        assert self.server is not None, "the stack is not started"
+        return self.server.url
+
+    def child_env(self) -> dict[str, str]:
+        """The children's environment: ours, pointed at the embedded server."""
+        return {**os.environ, **self.env, "AGENTIC_NATS_URL": self.url}
+
+    def _spawn(self, command: str, *args: str) -> subprocess.Popen[bytes]:
+        # Own process groups: a Ctrl-C in the terminal reaches only `agentic up`, which then
+        # stops the children in order (workers drain before the coordinator goes).
+        return subprocess.Popen(
+            [sys.executable, "-m", "agentic", command, *args],
+            env=self.child_env(),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def _wait_coordinator(self, timeout_s: float = SERVICES_START_TIMEOUT_S) -> None:
+        assert self.server is not None
+        deadline = time.monotonic() + timeout_s
+        while not has_interest(self.server.monitor_url, names.SUBMIT_SUBJECT):
+            exited = self.exited()
+            if exited:
+                raise BusError(f"{exited[0]} exited at start with code {exited[1]}")
+            if time.monotonic() >= deadline:
+                raise BusError(f"the coordinator did not answer within {timeout_s:g}s")
+            time.sleep(0.05)
+
+    def exited(self) -> tuple[str, int] | None:
+        """The first child that has exited, and its exit code."""
+        for name, proc in self.children.items():
+            code = proc.poll()
+            if code is not None:
+                return name, code
+        return None
+
+    def stop(self, grace_s: float = CHILD_STOP_GRACE_S) -> None:
+        """SIGTERM the workers, then the coordinator (each drains), then stop nats-server."""
+        order = [n for n in self.children if n != "coordinator"] + ["coordinator"]
+        for group in ([n for n in order if n != "coordinator"], ["coordinator"]):
+            procs = [self.children[n] for n in group if n in self.children]
+            _terminate_all(procs, grace_s)
+        self.children.clear()
+        if self.server is not None:
+            self.server.stop()
+
+
+def _terminate_all(procs: list[subprocess.Popen[bytes]], grace_s: float) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("process %s did not stop within %gs; killing it", proc.pid, grace_s)
+            proc.kill()
+            proc.wait()
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def has_interest(monitor_url: str, subject: str) -> bool:
+    """Whether a client subscribes to ``subject``, from the server's ``/subsz`` endpoint."""
+    try:
+        with urllib.request.urlopen(f"{monitor_url}/subsz?subs=1&test={subject}", timeout=1) as r:
+            return int(json.loads(r.read()).get("total", 0)) > 0
+    except (urllib.error.URLError, OSError, ValueError):
+        return False

@@ -1,0 +1,137 @@
+"""Following a run's events and asking the coordinator, against a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from agentic import names
+from agentic.bus import EmbeddedNats, connect, provision, publish_event
+from agentic.bus.follow import RunEvents
+from agentic.bus.requests import cancel_run, submit_run
+from agentic.contracts import RunEvent, RunRequest
+from agentic.errors import BusError, MessageTooLargeError
+from agentic.settings import Settings
+
+
+async def collect(events: RunEvents, n: int, within_s: float) -> list[RunEvent]:
+    got: list[RunEvent] = []
+    deadline = time.monotonic() + within_s
+    while len(got) < n and time.monotonic() < deadline:
+        event = await events.next(timeout=0.5)
+        if event is not None:
+            got.append(event)
+    return got
+
+
+async def test_events_published_before_subscribing_arrive_in_order_and_only_for_that_run(
+    nats_settings: Settings,
+) -> None:
+    nc = await connect(nats_settings, name="test-follow")
+    js = nc.jetstream()
+    await provision(js, nats_settings)
+    for seq, kind in enumerate(["requested", "planned", "step_ready"]):
+        await publish_event(js, RunEvent(run_id="early.1", seq=seq, type=kind))
+    # A run whose id extends ours with a dot matches our subject filter: it must not leak in.
+    await publish_event(js, RunEvent(run_id="early.1.x", seq=0, type="failed"))
+    try:
+        async with RunEvents(js, "early.1", nats_settings) as events:
+            await publish_event(js, RunEvent(run_id="early.1", seq=3, type="succeeded"))
+            got = await collect(events, 4, within_s=5)
+            assert await events.next(timeout=0.3) is None
+    finally:
+        await nc.close()
+    assert [(e.seq, e.type) for e in got] == [
+        (0, "requested"),
+        (1, "planned"),
+        (2, "step_ready"),
+        (3, "succeeded"),
+    ]
+
+
+async def test_a_client_creates_the_events_stream_when_no_coordinator_did(
+    tmp_path: Path,
+) -> None:
+    with EmbeddedNats(store_dir=tmp_path / "js") as server:
+        settings = Settings(nats_url=server.url)
+        nc = await connect(settings, name="test-follow")
+        try:
+            async with RunEvents(nc.jetstream(), "lonely", settings):
+                info = await nc.jetstream().stream_info(names.EVENTS_STREAM)
+        finally:
+            await nc.close()
+    assert info.config.subjects == [names.EVENTS_SUBJECTS]
+
+
+async def test_a_follower_resumes_after_a_nats_server_restart_without_losing_events(
+    tmp_path: Path,
+) -> None:
+    with EmbeddedNats(store_dir=tmp_path / "js") as server:
+        settings = Settings(nats_url=server.url)
+        reader = await connect(settings, name="reader")
+        writer = await connect(settings, name="writer")
+        js = writer.jetstream()
+        await provision(js, settings)
+        try:
+            async with RunEvents(reader.jetstream(), "restarted", settings) as events:
+                await publish_event(js, RunEvent(run_id="restarted", seq=0, type="planned"))
+                assert [e.seq for e in await collect(events, 1, within_s=5)] == [0]
+                await asyncio.to_thread(server.restart)
+                await wait_until(lambda: writer.is_connected, within_s=10)
+                for seq, kind in ((1, "step_ready"), (2, "succeeded")):
+                    await publish_event(js, RunEvent(run_id="restarted", seq=seq, type=kind))
+                after = await collect(events, 2, within_s=15)
+        finally:
+            await reader.close()
+            await writer.close()
+    assert [(e.seq, e.type) for e in after] == [(1, "step_ready"), (2, "succeeded")]
+
+
+async def wait_until(condition, within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_submitting_with_no_coordinator_listening_says_so(nats_settings: Settings) -> None:
+    nc = await connect(nats_settings, name="test-submit")
+    try:
+        with pytest.raises(BusError, match=r"no coordinator answers on agentic\.runs\.submit"):
+            await submit_run(nc, RunRequest(workflow_ref="demo"), max_bytes=10_000, timeout=2)
+    finally:
+        await nc.close()
+
+
+async def test_an_oversized_request_is_refused_before_it_is_sent(nats_settings: Settings) -> None:
+    nc = await connect(nats_settings, name="test-submit")
+    request = RunRequest(workflow_ref="demo", inputs={"topic": "x" * 5000})
+    try:
+        with pytest.raises(MessageTooLargeError, match="over the limit of 1000 bytes"):
+            await submit_run(nc, request, max_bytes=1000)
+    finally:
+        await nc.close()
+
+
+async def test_a_cancel_request_sends_the_run_id_and_returns_the_coordinators_answer(
+    nats_settings: Settings,
+) -> None:
+    nc = await connect(nats_settings, name="test-cancel")
+    seen: list[dict[str, str]] = []
+
+    async def answer(msg) -> None:
+        seen.append(json.loads(msg.data))
+        await msg.respond(b'{"error": "unknown run \'r9\'", "code": "unknown_run"}')
+
+    sub = await nc.subscribe(names.CANCEL_SUBJECT, cb=answer)
+    try:
+        reply = await cancel_run(nc, "r9", timeout=5)
+    finally:
+        await sub.unsubscribe()
+        await nc.close()
+    assert seen == [{"run_id": "r9"}]
+    assert reply.unknown_run and not reply.ok
