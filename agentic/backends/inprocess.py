@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, cast
 from agentic.backends.base import EventCallback
 from agentic.backends.journal import RunJournal, dispatched_spec
 from agentic.backends.outcome import failed_attempt
+from agentic.backends.reuse import commit_reused, remaining_crew
 from agentic.backends.writebehind import WriteBehindStore
 from agentic.contracts import RunRecord, StepError, StepResult, StepSpec, WorkflowConfig
 from agentic.coordinator import Command, Dispatch, Emit, FinishRun, RunState
@@ -54,8 +55,14 @@ class InprocessBackend:
         store: RunStore,
         settings: Settings,
         on_event: EventCallback,
+        *,
+        reused: Mapping[str, StepResult] | None = None,
     ) -> RunRecord:
-        """Run ``record`` to its end; see the module docstring for what is recorded."""
+        """Run ``record`` to its end; see the module docstring for what is recorded.
+
+        ``reused``: succeeded results of an earlier run to take over by step id (replay):
+        committed to this run marked ``reused_from``; the crew runs only the other tasks.
+        """
         if record.workflow is None:
             raise ConfigError(f"run {record.run_id!r} has no resolved workflow to execute")
         from agentic.materialize import materialize
@@ -67,7 +74,11 @@ class InprocessBackend:
             store_url=store.url,
             settings=settings,
         )
-        state, commands = RunState.start(without_retries(record.workflow), record.run_id, settings)
+        reused = dict(reused or {})
+        commit_reused(store, record.run_id, reused)
+        state, commands = RunState.start(
+            without_retries(record.workflow), record.run_id, settings, reused=reused
+        )
         # The kickoff must not wait for fsync'd writes: they go in order on a writer thread.
         with WriteBehindStore(store) as writes:
             deferred = cast("RunStore", writes)
@@ -76,9 +87,15 @@ class InprocessBackend:
             recorder.execute(commands)
             if not state.finished:
                 journal.start()
+            crew, literal = remaining_crew(
+                record.workflow,
+                {spec.step_id: spec for spec in specs},
+                reused,
+                max_chars=settings.prior_output_max_chars,
+            )
             try:
                 if not state.finished:
-                    _kickoff(record, store, recorder, record.workflow, record.inputs)
+                    _kickoff(record, store, recorder, crew, {**literal, **record.inputs})
             except KeyboardInterrupt:
                 recorder.execute(state.on_cancel(CANCELLED_BY_INTERRUPT))
         return journal.record

@@ -25,6 +25,7 @@ def _register() -> None:
     # Each module adds its commands to `app` on import. Keep one import per command group.
     from agentic.cli import (
         commands_inspect,  # noqa: F401
+        commands_replay,  # noqa: F401
         commands_run,  # noqa: F401
         commands_stack,  # noqa: F401
         commands_step,  # noqa: F401
