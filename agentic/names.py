@@ -23,6 +23,21 @@ DLQ_SUBJECTS = "agentic.dlq.>"
 MSG_ID_HEADER = "Nats-Msg-Id"
 COORDINATOR_EVENTS_CONSUMER = "coordinator"
 
+# Control notices (core NATS, not stored): the coordinator tells workers to kill an attempt.
+TERMINATE_SUBJECTS = "agentic.control.terminate.>"
+
+# Max-deliveries advisories are core NATS messages; this stream keeps them until the
+# coordinator has moved the step to the DLQ, so an advisory raised while it is down is not lost.
+ADVISORIES_STREAM = "AGENTIC_ADVISORIES"
+DLQ_ADVISORIES_CONSUMER = "coordinator-dlq"
+
+# Who published a run event (``coordinator`` or ``worker``).
+PUBLISHER_HEADER = "Agentic-Publisher"
+# JetStream's optimistic concurrency on a subject filter: the publish fails unless the last
+# message matching the filter has this stream sequence (0: no message yet).
+EXPECTED_LAST_SUBJECT_SEQ_HEADER = "Nats-Expected-Last-Subject-Sequence"
+EXPECTED_LAST_SUBJECT_SEQ_SUBJECT_HEADER = "Nats-Expected-Last-Subject-Sequence-Subject"
+
 # Headers of a dead letter: where the step message was and why it was moved.
 DLQ_SUBJECT_HEADER = "Agentic-Dlq-Subject"
 DLQ_STREAM_SEQ_HEADER = "Agentic-Dlq-Stream-Seq"
@@ -38,6 +53,33 @@ def events_subject(run_id: str, event_type: str) -> str:
 def run_events_filter(run_id: str) -> str:
     """``agentic.events.<run_id>.>``: every event of one run."""
     return f"agentic.events.{check_id(run_id, 'run id')}.>"
+
+
+def run_timeline_filter(run_id: str) -> str:
+    """``agentic.events.<run_id>.*``: the events of exactly this run.
+
+    Unlike :func:`run_events_filter`, it cannot match the events of a run whose id extends
+    this one with a dot (``a`` vs ``a.b``): an event type is always one token.
+    """
+    return f"agentic.events.{check_id(run_id, 'run id')}.*"
+
+
+def event_msg_id(
+    run_id: str, step_id: str, attempt: int, event_type: str, delivery: int | None = None
+) -> str:
+    """``<run>.<step>.<attempt>.<type>[.<delivery>]``: the ``Nats-Msg-Id`` of a worker's event.
+
+    A worker that reports the same attempt twice (a redelivered, already committed step)
+    stores one event within the duplicate window; ``delivery`` keeps each delivery's
+    ``step_started``.
+    """
+    base = f"{step_msg_id(run_id, step_id, attempt)}.{event_type}"
+    return base if delivery is None else f"{base}.{int(delivery)}"
+
+
+def terminate_subject(run_id: str) -> str:
+    """``agentic.control.terminate.<run_id>``: kill notices for the attempts of one run."""
+    return f"agentic.control.terminate.{check_id(run_id, 'run id')}"
 
 
 def run_id_from_events_subject(subject: str) -> str:

@@ -1,0 +1,66 @@
+"""`agentic coordinator` and `agentic worker`: the long-running services, one process each.
+
+Both run until SIGTERM or Ctrl-C, which drains them gracefully; `--check` instead prints
+what keeps the service from working and exits 0 (healthy) or 1, for Kubernetes probes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import typer
+
+from agentic.cli import app
+from agentic.cli._common import EXIT_FAILED, EXIT_OK, config_errors, load_settings, print_error
+
+if TYPE_CHECKING:
+    from agentic.settings import Settings
+
+CHECK_HELP = "Check NATS, the streams and the run store; exit 0 when healthy, else 1."
+
+
+@app.command("coordinator")
+@config_errors()
+def coordinator(check: bool = typer.Option(False, "--check", help=CHECK_HELP)) -> None:
+    """Run the coordinator: answers submits and cancels, and drives every nats run."""
+    settings = load_settings()
+    if check:
+        raise typer.Exit(_check(settings))
+    from services.coordinator import CoordinatorService
+    from services.lifecycle import configure_logging, serve
+
+    configure_logging(settings.log_level)
+    raise typer.Exit(asyncio.run(serve(CoordinatorService(settings))))
+
+
+@app.command("worker")
+@config_errors()
+def worker(
+    pool: str = typer.Option("default", "--pool", help="Worker pool whose steps to run."),
+    concurrency: int = typer.Option(1, "--concurrency", help="Steps run at once."),
+    burst: bool = typer.Option(False, "--burst", help="Exit once the queue is empty."),
+    check: bool = typer.Option(False, "--check", help=CHECK_HELP),
+) -> None:
+    """Run a worker: pulls steps of one pool from NATS and runs them."""
+    settings = load_settings()
+    if check:
+        raise typer.Exit(_check(settings, pool=pool))
+    from services.lifecycle import configure_logging, serve
+    from services.worker import WorkerService
+
+    configure_logging(settings.log_level)
+    service = WorkerService(settings, pool=pool, concurrency=concurrency, burst=burst)
+    raise typer.Exit(asyncio.run(serve(service)))
+
+
+def _check(settings: Settings, *, pool: str | None = None) -> int:
+    from services.health import problems
+
+    found = asyncio.run(problems(settings, pool=pool))
+    for problem in found:
+        print_error(problem)
+    if found:
+        return EXIT_FAILED
+    typer.echo("healthy")
+    return EXIT_OK

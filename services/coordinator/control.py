@@ -1,0 +1,241 @@
+"""The coordinator's runs: which are driven here, and what submit, cancel, events and a
+restart do to them.
+
+A run is driven by at most one :class:`~services.coordinator.runs.RunDriver`, registered
+under its id from the moment it is created (or found pending) until it finishes; a second
+submit of the same id finds it there or in the store and starts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from nats.aio.msg import Msg
+
+from agentic import names
+from agentic.contracts import RunEvent, RunRecord, StepSpec, decode
+from agentic.errors import AgenticError, ConfigError, DecodeError, UnknownRunError
+from agentic.ids import check_id
+from agentic.materialize import materialize
+from agentic.settings import Settings
+from agentic.submit import mark_cancelled
+from services.coordinator.intake import WORKERS_ENV, Intake, parse_request
+from services.coordinator.restore import reusable_results, stored_progress, unfinished_runs
+from services.coordinator.runs import Deps, RunDriver, dead_letter_message
+from services.lifecycle import persist
+
+if TYPE_CHECKING:
+    from agentic.store import RunStore
+
+log = logging.getLogger(__name__)
+
+STEP_EVENTS = frozenset({"step_started", "step_succeeded", "step_failed"})
+CANCELLED_BY_REQUEST = "cancelled by request"
+
+
+class Control:
+    """The registry of driven runs and the handlers of everything that changes them.
+
+    Args:
+        settings: Limits and defaults.
+        deps: Connections and store shared with the run drivers.
+    """
+
+    def __init__(self, settings: Settings, deps: Deps) -> None:
+        self._settings = settings
+        self.deps = dataclasses.replace(deps, finished=self._forget)
+        self._runs: dict[str, RunDriver] = {}
+        self._registry = asyncio.Lock()
+        self._intake = Intake(settings)
+
+    @property
+    def store(self) -> RunStore:
+        return self.deps.store
+
+    def close(self) -> None:
+        """Stop every run's timers and the planner process."""
+        for driver in self._runs.values():
+            driver.close()
+        self._intake.close()
+
+    # --- restart ------------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Continue every unfinished ``nats`` run from the store."""
+        records = await self._io("listing runs", unfinished_runs, self.store)
+        for record in records:
+            driver = await self._driver_or_fail(record)
+            if driver is None:
+                continue
+            self._runs[record.run_id] = driver
+            progress = await self._io("reading progress", stored_progress, self.store, record)
+            await driver.resume(progress.committed, progress.attempts_seen)
+        if records:
+            log.warning("coordinator resumed %d unfinished runs", len(records))
+
+    # --- submit -------------------------------------------------------------------------
+
+    async def submit(self, raw: bytes) -> dict[str, Any]:
+        """Answer a submit request: start the run unless its id is known.
+
+        Raises:
+            AgenticError: the request cannot become a run (the reply's ``error``).
+        """
+        request = parse_request(raw, max_bytes=self._settings.max_message_bytes)
+        if request.run_id is not None and await self._adopt(request.run_id):
+            return {"run_id": request.run_id}
+        record = await self._intake.prepare(request)
+        if record.is_terminal:  # a goal the planner could not plan: stored as a failed run
+            await self._publish(record.run_id, record.status, {"error": record.error or ""})
+            return {"run_id": record.run_id}
+        async with self._registry:
+            created = await self._io("creating the run", self.store.create_run, record)
+            driver = await self._driver_or_fail(record) if created else None
+            if driver is not None:
+                self._runs[record.run_id] = driver
+        if not created:  # a concurrent submit of the same id won
+            await self._adopt(record.run_id)
+        elif driver is None:
+            raise ConfigError(f"run {record.run_id!r} could not start: see its run.json")
+        else:
+            await driver.start(
+                await self._io("reading results", reusable_results, self.store, record)
+            )
+        return {"run_id": record.run_id}
+
+    async def _adopt(self, run_id: str) -> bool:
+        """True when ``run_id`` exists; a ``pending`` nats run is started now."""
+        async with self._registry:
+            if run_id in self._runs:
+                return True
+            record = await self._io("reading run.json", _read_or_none, self.store, run_id)
+            if record is None:
+                return False
+            if record.status != "pending" or record.backend != "nats":
+                return True
+            driver = await self._driver_or_fail(record)
+            if driver is None:
+                return True
+            self._runs[run_id] = driver
+        await driver.start(await self._io("reading results", reusable_results, self.store, record))
+        return True
+
+    async def _driver_or_fail(self, record: RunRecord) -> RunDriver | None:
+        """A driver for ``record``, or None after recording why the run cannot run."""
+        try:
+            if record.workflow is None:
+                raise ConfigError(f"run {record.run_id!r} has no resolved workflow")
+            specs = materialize(
+                record.workflow,
+                run_id=record.run_id,
+                inputs=record.inputs,
+                store_url=self.store.url,
+                settings=self._settings,
+                env=WORKERS_ENV,
+            )
+        except AgenticError as exc:
+            log.error("run %s cannot run: %s", record.run_id, exc)
+            failed = record.model_copy(update={"status": "failed", "error": str(exc)})
+            await self._io("writing run.json", self.store.write_run, failed)
+            await self._publish(record.run_id, "failed", {"error": str(exc)})
+            return None
+        return RunDriver(record, specs, self.deps)
+
+    # --- cancel -------------------------------------------------------------------------
+
+    async def cancel(self, raw: bytes) -> dict[str, Any]:
+        """Answer a cancel request ``{"run_id": …, "reason"?: …}``.
+
+        Raises:
+            AgenticError: a malformed request, or a run this coordinator does not know.
+        """
+        run_id, reason = _parse_cancel(raw, self._settings.max_message_bytes)
+        driver = self._runs.get(run_id)
+        if driver is not None:
+            await driver.cancel(reason)
+            return {"ok": True, "run_id": run_id, "status": driver.record.status}
+        record = await self._io("reading run.json", _read_or_none, self.store, run_id)
+        if record is None:
+            raise UnknownRunError(f"unknown run {run_id!r}")
+        if not record.is_terminal:
+            if record.backend != "nats":
+                raise ConfigError(
+                    f"run {run_id!r} runs on the {record.backend} backend, not on the "
+                    "coordinator: stop the process that runs it"
+                )
+            record = await self._io("cancelling", mark_cancelled, self.store, run_id, reason)
+            await self._publish(run_id, "cancelled", {"error": reason})
+        return {"ok": True, "run_id": run_id, "status": record.status}
+
+    # --- events -------------------------------------------------------------------------
+
+    async def on_event_message(self, msg: Msg) -> None:
+        """Route one message of the events consumer to its run (others are skipped)."""
+        if msg.headers and msg.headers.get(names.PUBLISHER_HEADER) == "coordinator":
+            return
+        try:
+            if names.event_type_from_subject(msg.subject) not in STEP_EVENTS:
+                return
+            event = decode(RunEvent, msg.data)
+        except (ValueError, DecodeError) as exc:
+            log.warning("skipping event on %s: %s", msg.subject, exc)
+            return
+        self.deps.timeline.observe(event, msg.metadata.sequence.stream)
+        driver = self._runs.get(event.run_id)
+        if driver is None:
+            return
+        try:
+            await driver.on_step_event(event)
+        except Exception:  # one run's failure must not stop the others
+            log.exception("run %s: handling %s failed", event.run_id, event.type)
+
+    async def dead_letter(self, spec: StepSpec, deliveries: int) -> str:
+        """Fail the step whose message ran out of deliveries; returns the reason."""
+        driver = self._runs.get(spec.run_id)
+        if driver is None:
+            return dead_letter_message(spec, deliveries)
+        return await driver.on_dead_letter(spec, deliveries)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _forget(self, run_id: str) -> None:
+        driver = self._runs.pop(run_id, None)
+        self.deps.timeline.forget(run_id)
+        if driver is not None and driver.record.request.goal is not None:
+            self.deps.spawn(self._intake.planner.finished(driver.record))
+
+    async def _publish(self, run_id: str, event_type: Any, data: dict[str, Any]) -> None:
+        timeline = self.deps.timeline
+        await persist(
+            f"publishing {event_type} of run {run_id}",
+            lambda: timeline.publish(run_id, event_type, data=data),
+            stopping=self.deps.stopping,
+        )
+
+    async def _io(self, what: str, fn: Any, *args: Any) -> Any:
+        return await persist(
+            what, lambda: asyncio.to_thread(fn, *args), stopping=self.deps.stopping
+        )
+
+
+def _read_or_none(store: RunStore, run_id: str) -> RunRecord | None:
+    return store.read_run(run_id) if store.run_exists(run_id) else None
+
+
+def _parse_cancel(raw: bytes, max_bytes: int) -> tuple[str, str]:
+    if len(raw) > max_bytes:
+        raise DecodeError(f"cancel request of {len(raw)} bytes is over {max_bytes} bytes")
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise DecodeError(f"cancel request is not JSON: {exc}", raw=raw[:1024]) from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("run_id"), str):
+        raise DecodeError('a cancel request is {"run_id": "<id>"}', raw=raw[:1024])
+    reason = doc.get("reason")
+    if not isinstance(reason, str) or not reason:
+        reason = CANCELLED_BY_REQUEST
+    return check_id(doc["run_id"], "run id"), reason

@@ -1,0 +1,452 @@
+"""One run on the bus: the coordinator state machine's commands, carried out over NATS.
+
+A :class:`RunDriver` owns one run's :class:`~agentic.coordinator.RunState` and turns its
+commands into effects:
+
+* ``Dispatch``: write the attempt's ``spec.json``, make sure the pool's ``workers-<pool>``
+  consumer exists, publish the StepSpec (``Nats-Msg-Id = <run>.<step>.<attempt>``);
+* ``Emit``: publish the run event, unless a worker already did (``from_worker``);
+* ``Terminate``: send a kill notice on ``agentic.control.terminate.<run_id>``;
+* ``ScheduleRetry``: a timer that calls ``on_retry_due``;
+* ``FinishRun``: the final ``run.json`` (written before the terminal event is published, so
+  a client that sees ``succeeded`` reads a finished run).
+
+Every transition ends with ``run.json`` holding the step snapshot. Step outcomes are always
+read from the store: events only say where to look. A step's timeout is counted from its
+``step_started`` (a step may wait in the queue for a worker as long as it takes), plus
+:data:`TIMEOUT_MARGIN_S`, because the worker enforces ``timeout_s`` itself and reports it;
+the coordinator's timer is the backstop for a worker that cannot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from agentic import names
+from agentic.backends.journal import dispatched_spec
+from agentic.backends.outcome import attempt_outcome, committed_success, failed_attempt
+from agentic.bus import publish_step
+from agentic.bus.timeline import RunTimeline
+from agentic.contracts import (
+    TERMINAL_EVENTS,
+    RunEvent,
+    RunRecord,
+    StepError,
+    StepResult,
+    StepSpec,
+    StepState,
+    utcnow,
+)
+from agentic.coordinator import (
+    Command,
+    Dispatch,
+    Emit,
+    FinishRun,
+    RunState,
+    ScheduleRetry,
+    Terminate,
+)
+from agentic.errors import ConfigError, MessageTooLargeError
+from agentic.settings import Settings
+from services.lifecycle import persist
+
+if TYPE_CHECKING:
+    from agentic.store import RunStore
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TIMEOUT_MARGIN_S = 5.0
+DEAD_LETTER_ERROR_TYPE = "DeadLettered"
+UNPUBLISHABLE_ERROR_TYPE = "StepNotPublishable"
+PUBLISH_TIMEOUT_S = 5.0
+
+
+@dataclass
+class Deps:
+    """What every run driver shares with the coordinator service."""
+
+    settings: Settings
+    store: RunStore
+    js: JetStreamContext
+    nc: NATS
+    timeline: RunTimeline
+    stopping: asyncio.Event
+    ensure_pool: Callable[[str], Awaitable[None]]
+    spawn: Callable[[Coroutine[Any, Any, Any]], None]
+    finished: Callable[[str], None]
+
+
+def dead_letter_message(spec: StepSpec, deliveries: int) -> str:
+    """Why a step that exhausted its deliveries failed (also the dead letter's reason)."""
+    return (
+        f"step {spec.step_id!r} of run {spec.run_id!r} exhausted {deliveries} deliveries: its "
+        "worker crashed or was killed every time; message moved to the dead-letter queue "
+        f"({names.dlq_subject(spec.pool)})"
+    )
+
+
+class RunDriver:
+    """Drives one run. Every public coroutine takes the run's lock: one transition at a time.
+
+    Args:
+        record: The run as stored, with its resolved workflow.
+        specs: Attempt-1 specs of every step (``agentic.materialize.materialize``).
+        deps: The coordinator's connections, store and settings.
+    """
+
+    def __init__(self, record: RunRecord, specs: list[StepSpec], deps: Deps) -> None:
+        self.record = record
+        self._specs = {spec.step_id: spec for spec in specs}
+        self._deps = deps
+        self._lock = asyncio.Lock()
+        self._state: RunState | None = None
+        self._timeouts_s: dict[str, float] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._retries: dict[str, asyncio.TimerHandle] = {}
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    @property
+    def finished(self) -> bool:
+        return self._state is not None and self._state.finished
+
+    # --- starting ---------------------------------------------------------------------
+
+    async def start(self, reused: dict[str, StepResult]) -> None:
+        """Start the run: ``running``, ``planned``, then its first steps."""
+        assert self.record.workflow is not None
+        async with self._lock:
+            state, commands = RunState.start(
+                self.record.workflow, self.run_id, self._deps.settings, reused=reused
+            )
+            self._state = state
+            await self._save(status="running")
+            steps = list(self.record.workflow.task_sequence)
+            await self._publish(
+                Emit("planned", data={"workflow": self.record.workflow.name, "steps": steps})
+            )
+            await self._execute(commands)
+
+    async def resume(self, committed: dict[str, StepResult], attempts_seen: dict[str, int]) -> None:
+        """Continue a run after a coordinator restart, from what the store holds."""
+        assert self.record.workflow is not None
+        async with self._lock:
+            state, commands = RunState.restore(
+                self.record.workflow, self.run_id, self._deps.settings, committed, attempts_seen
+            )
+            self._state = state
+            await self._execute(commands)
+
+    # --- events -----------------------------------------------------------------------
+
+    async def on_step_event(self, event: RunEvent) -> None:
+        """A worker reported ``step_started``, ``step_succeeded`` or ``step_failed``."""
+        if event.step_id is None or event.attempt is None:
+            return
+        async with self._lock:
+            current = self._step(event.step_id)
+            if self.finished or current is None:
+                return
+            if event.type == "step_started":
+                await self._on_started(current, event.attempt)
+                return
+            outcome = await self._io(
+                "reading a step result",
+                attempt_outcome,
+                self._deps.store,
+                self.run_id,
+                event.step_id,
+                event.attempt,
+            )
+            if outcome is None:
+                log.warning("run %s: %s event without a stored attempt", self.run_id, event.type)
+                return
+            await self._apply(current, outcome)
+
+    async def on_timeout(self, step_id: str, attempt: int) -> None:
+        """The coordinator's timer of a running attempt ran out."""
+        async with self._lock:
+            current = self._step(step_id)
+            if self.finished or current is None or not _is_current(current, attempt):
+                return
+            done = await self._io(
+                "reading a step result", committed_success, self._deps.store, self.run_id, step_id
+            )
+            if done is not None:  # committed just in time: the store wins
+                await self._execute(self._machine.on_step_succeeded(step_id, attempt, done.output))
+                return
+            commands = self._machine.on_timeout(step_id, attempt)
+            failed = next(c for c in commands if isinstance(c, Emit) and c.type == "step_failed")
+            error = StepError.model_validate(failed.data["error"])
+            await self._record_failure(step_id, attempt, error)
+            await self._execute(commands)
+            await self._commit_if_final(step_id, attempt)
+
+    async def on_retry_due(self, step_id: str) -> None:
+        """A retry's backoff has passed."""
+        async with self._lock:
+            self._retries.pop(step_id, None)
+            if not self.finished:
+                await self._execute(self._machine.on_retry_due(step_id))
+
+    async def on_dead_letter(self, spec: StepSpec, deliveries: int) -> str:
+        """The attempt ``spec`` exhausted its deliveries: fail the step (and so the run).
+
+        Returns:
+            The error message, also the dead letter's reason.
+        """
+        message = dead_letter_message(spec, deliveries)
+        async with self._lock:
+            current = self._step(spec.step_id)
+            if self.finished or current is None or not _is_current(current, spec.attempt):
+                return message
+            done = await self._io(
+                "reading a step result",
+                committed_success,
+                self._deps.store,
+                self.run_id,
+                spec.step_id,
+            )
+            if done is not None:
+                await self._apply(current, done)
+                return message
+            error = StepError(type=DEAD_LETTER_ERROR_TYPE, message=message, retryable=False)
+            await self._fail_step(spec.step_id, spec.attempt, error)
+        return message
+
+    async def cancel(self, reason: str) -> bool:
+        """Cancel the run; False when it had already finished."""
+        async with self._lock:
+            if self.finished:
+                return False
+            await self._execute(self._machine.on_cancel(reason))
+            return True
+
+    def close(self) -> None:
+        """Stop every timer (the service is stopping; a restart restores the run)."""
+        for handle in [*self._timers.values(), *self._retries.values()]:
+            handle.cancel()
+        self._timers.clear()
+        self._retries.clear()
+
+    # --- transitions ------------------------------------------------------------------
+
+    async def _on_started(self, current: StepState, attempt: int) -> None:
+        if not _is_current(current, attempt):
+            return
+        # Every delivery restarts the clock: a redelivered attempt runs again from scratch.
+        self._arm_timeout(current.step_id, attempt)
+        await self._execute(self._machine.on_step_started(current.step_id, attempt))
+
+    async def _apply(self, current: StepState, outcome: StepResult) -> None:
+        step_id = current.step_id
+        if outcome.status == "succeeded":
+            # Whichever attempt committed it, the step is done: the store is the truth.
+            self._disarm(step_id)
+            await self._execute(
+                self._machine.on_step_succeeded(step_id, current.attempt, outcome.output)
+            )
+            return
+        if outcome.attempt != current.attempt:
+            return
+        self._disarm(step_id)
+        error = outcome.error or StepError(type="StepFailed", message="no error recorded")
+        await self._execute(self._machine.on_step_failed(step_id, outcome.attempt, error))
+        await self._commit_if_final(step_id, outcome.attempt)
+
+    async def _fail_step(self, step_id: str, attempt: int, error: StepError) -> None:
+        self._disarm(step_id)
+        await self._record_failure(step_id, attempt, error)
+        await self._execute(self._machine.on_step_failed(step_id, attempt, error))
+        await self._commit_if_final(step_id, attempt)
+
+    async def _execute(self, commands: list[Command]) -> None:
+        """Carry out one transition's commands in order, then save the snapshot."""
+        if not commands:
+            return
+        finish = next((c for c in commands if isinstance(c, FinishRun)), None)
+        unpublishable = []
+        for command in commands:
+            failure = await self._carry_out(command, finish)
+            if failure is not None:
+                unpublishable.append(failure)
+        if finish is not None:
+            await self._finish(finish)
+        else:
+            await self._save()
+        for step_id, attempt, error in unpublishable:
+            if not self.finished:
+                await self._fail_step(step_id, attempt, error)
+
+    async def _carry_out(
+        self, command: Command, finish: FinishRun | None
+    ) -> tuple[str, int, StepError] | None:
+        """One command; returns the failure of a step that cannot be dispatched."""
+        if isinstance(command, Emit):
+            if finish is not None and command.type in TERMINAL_EVENTS:
+                await self._finish(finish)  # run.json is final before anyone hears of it
+            if not command.from_worker:
+                await self._publish(command)
+        elif isinstance(command, Dispatch):
+            error = await self._dispatch(command)
+            if error is not None:
+                return command.step_id, command.attempt, error
+        elif isinstance(command, Terminate):
+            await self._terminate(command)
+        elif isinstance(command, ScheduleRetry):
+            self._schedule_retry(command)
+        return None
+
+    async def _dispatch(self, command: Dispatch) -> StepError | None:
+        """Publish one attempt; a step that can never be published fails (returned error)."""
+        spec = dispatched_spec(self._specs[command.step_id], command, self._deps.settings)
+        self._timeouts_s[command.step_id] = command.timeout_s
+        await self._io("writing a step spec", self._deps.store.write_spec, spec)
+        deps = self._deps
+        try:
+            await deps.ensure_pool(spec.pool)
+            await persist(
+                f"publishing step {spec.step_id} of run {spec.run_id}",
+                lambda: publish_step(
+                    deps.js,
+                    spec,
+                    max_bytes=deps.settings.max_message_bytes,
+                    timeout=PUBLISH_TIMEOUT_S,
+                ),
+                stopping=deps.stopping,
+            )
+        except (MessageTooLargeError, ConfigError) as exc:
+            return StepError(type=UNPUBLISHABLE_ERROR_TYPE, message=str(exc), retryable=False)
+        return None
+
+    async def _terminate(self, command: Terminate) -> None:
+        self._disarm(command.step_id)
+        notice = {"run_id": self.run_id, "step_id": command.step_id, "attempt": command.attempt}
+        try:
+            await self._deps.nc.publish(
+                names.terminate_subject(self.run_id), json.dumps(notice).encode()
+            )
+        except Exception as exc:  # best effort: workers also watch run.json
+            log.warning("run %s: kill notice for %s not sent: %s", self.run_id, command, exc)
+
+    def _schedule_retry(self, command: ScheduleRetry) -> None:
+        old = self._retries.pop(command.step_id, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._retries[command.step_id] = loop.call_later(
+            command.delay_s, lambda: self._deps.spawn(self.on_retry_due(command.step_id))
+        )
+
+    def _arm_timeout(self, step_id: str, attempt: int) -> None:
+        self._disarm(step_id)
+        timeout = self._timeouts_s.get(step_id, self._deps.settings.default_step_timeout_s)
+        loop = asyncio.get_running_loop()
+        self._timers[step_id] = loop.call_later(
+            timeout + TIMEOUT_MARGIN_S,
+            lambda: self._deps.spawn(self.on_timeout(step_id, attempt)),
+        )
+
+    def _disarm(self, step_id: str) -> None:
+        handle = self._timers.pop(step_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    # --- effects ----------------------------------------------------------------------
+
+    async def _publish(self, command: Emit) -> None:
+        deps = self._deps
+        data = _bounded(command.data, deps.settings.max_message_bytes)
+
+        async def publish() -> None:
+            await deps.timeline.publish(
+                self.run_id,
+                command.type,
+                step_id=command.step_id,
+                attempt=command.attempt,
+                data=data,
+            )
+
+        try:
+            await persist(
+                f"publishing {command.type} of run {self.run_id}", publish, stopping=deps.stopping
+            )
+        except MessageTooLargeError as exc:
+            log.error("run %s: event %s not published: %s", self.run_id, command.type, exc)
+
+    async def _save(self, **changes: Any) -> None:
+        self.record = self.record.model_copy(
+            update={**changes, "steps": self._machine.snapshot(), "updated_at": utcnow()}
+        )
+        await self._io("writing run.json", self._deps.store.write_run, self.record)
+
+    async def _finish(self, command: FinishRun) -> None:
+        if self.record.finished_at is not None:
+            return
+        self.close()
+        await self._save(
+            status=command.status,
+            output=command.output,
+            error=command.error,
+            finished_at=utcnow(),
+        )
+        log.info("run %s %s", self.run_id, command.status)
+        self._deps.finished(self.run_id)
+
+    async def _record_failure(self, step_id: str, attempt: int, error: StepError) -> None:
+        result = failed_attempt(self.run_id, step_id, attempt, error)
+        await self._io("writing a failed attempt", self._deps.store.write_attempt, result)
+
+    async def _commit_if_final(self, step_id: str, attempt: int) -> None:
+        """Commit the last failed attempt of a step that will not be retried."""
+        current = self._step(step_id)
+        if current is None or current.status != "failed":
+            return
+        store = self._deps.store
+        outcome = await self._io(
+            "reading a step result", attempt_outcome, store, self.run_id, step_id, attempt
+        )
+        if outcome is not None and outcome.status == "failed":
+            await self._io("committing a failed step", store.commit_result, outcome)
+
+    async def _io(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """A blocking store call off the event loop, retried while the store is unreachable."""
+        return await persist(
+            f"run {self.run_id}: {what}",
+            lambda: asyncio.to_thread(fn, *args),
+            stopping=self._deps.stopping,
+        )
+
+    def _step(self, step_id: str) -> StepState | None:
+        return next((s for s in self._machine.snapshot() if s.step_id == step_id), None)
+
+    @property
+    def _machine(self) -> RunState:
+        assert self._state is not None, "the run has not started"
+        return self._state
+
+
+def _is_current(step: StepState, attempt: int) -> bool:
+    return step.attempt == attempt and step.status in ("ready", "running")
+
+
+def _bounded(data: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """Event data that fits a message: a long final output is cut (run.json keeps it all)."""
+    output = data.get("output")
+    limit = max_bytes // 2
+    if isinstance(output, str) and len(output.encode()) > limit:
+        cut = output.encode()[:limit].decode(errors="ignore")
+        return {**data, "output": cut, "output_truncated": True}
+    return data

@@ -1,0 +1,308 @@
+"""The coordinator service: submit, drive and cancel runs on NATS JetStream.
+
+``agentic coordinator`` runs one :class:`CoordinatorService`::
+
+    async with CoordinatorService(settings) as coordinator:
+        await coordinator.run()          # until request_stop() (SIGTERM)
+
+On entry it provisions the streams and consumers, rebuilds every unfinished run from the
+store (a restart loses nothing), and then serves:
+
+* ``agentic.runs.submit`` (request/reply): a RunRequest in, ``{"run_id": …}`` or
+  ``{"error": …}`` out. Submitting an existing ``run_id`` starts nothing new; a ``pending``
+  run that a client created in the store before submitting it is started.
+* ``agentic.control.cancel`` (request/reply): ``{"run_id": …}`` in, ``{"ok": true, …}`` or
+  ``{"error": …}`` out.
+* the ``coordinator`` consumer of run events: workers' step events advance their runs;
+* the ``coordinator-dlq`` consumer of max-deliveries advisories: the step message moves to
+  ``AGENTIC_DLQ`` and its step fails, which fails its run.
+
+Run exactly one coordinator per NATS cluster and store. The process never imports CrewAI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Self
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from agentic import names
+from agentic.bus import connect, ensure_consumer, fetch_one, provision, workers_consumer_config
+from agentic.bus.coordination import provision_coordinator
+from agentic.bus.timeline import RunTimeline
+from agentic.errors import AgenticError
+from agentic.settings import Settings
+from services.coordinator.control import Control
+from services.coordinator.dead_letters import handle_advisory
+from services.coordinator.runs import Deps
+from services.lifecycle import persist
+
+if TYPE_CHECKING:
+    from agentic.store import RunStore
+
+log = logging.getLogger(__name__)
+
+FETCH_TIMEOUT_S = 1.0
+DEFAULT_GRACE_S = 10.0
+
+
+class CoordinatorService:
+    """The long-running coordinator (an async context manager).
+
+    Args:
+        settings: NATS, store, stream and retry settings.
+        store: The run store (default: ``settings.run_store_url``).
+        grace_s: How long a stop waits for requests being answered and events being handled.
+    """
+
+    def __init__(
+        self, settings: Settings, *, store: RunStore | None = None, grace_s: float = DEFAULT_GRACE_S
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self._grace_s = grace_s
+        self._stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._subscriptions: list[Subscription] = []
+        self._pools: set[str] = set()
+        self._control: Control | None = None
+        self._nc: Any = None
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        settings = self.settings
+        if self._store is None:
+            from agentic.store import open_store
+
+            self._store = await asyncio.to_thread(open_store, settings.run_store_url)
+        self._nc = await connect(settings, name="agentic-coordinator")
+        try:
+            js = self._nc.jetstream()
+            provisioned = await provision(js, settings)
+            self._pools.update(
+                info.config.filter_subject.rsplit(".", 1)[1]
+                for info in provisioned.consumers.values()
+                if info.config.filter_subject
+            )
+            await provision_coordinator(js, settings)
+            self._control = Control(settings, self._deps(js))
+            await self._control.restore()
+            await self._subscribe()
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to drain and return (SIGTERM does this)."""
+        self._stopping.set()
+
+    async def run(self) -> int:
+        """Serve until :meth:`request_stop`; returns the exit code (0)."""
+        js = self._nc.jetstream()
+        loops = [
+            asyncio.create_task(
+                self._consume(
+                    js,
+                    names.EVENTS_STREAM,
+                    names.COORDINATOR_EVENTS_CONSUMER,
+                    self._on_event,
+                )
+            ),
+            asyncio.create_task(
+                self._consume(
+                    js,
+                    names.ADVISORIES_STREAM,
+                    names.DLQ_ADVISORIES_CONSUMER,
+                    self._on_advisory,
+                )
+            ),
+        ]
+        log.warning(
+            "coordinator ready (NATS %s, store %s)", self._nc.connected_url.netloc, self.store.url
+        )
+        await self._stopping.wait()
+        log.warning("coordinator stopping")
+        for sub in self._subscriptions:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+        # The loops finish the batch in hand; unfinished work is redelivered to the next start.
+        done, pending = await asyncio.wait([*loops, *self._tasks], timeout=self._grace_s)
+        for task in pending:
+            task.cancel()
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("coordinator task failed: %r", task.exception())
+        return 0
+
+    @property
+    def store(self) -> RunStore:
+        assert self._store is not None
+        return self._store
+
+    async def _close(self) -> None:
+        if self._control is not None:
+            self._control.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.close()
+
+    def _deps(self, js: JetStreamContext) -> Deps:
+        return Deps(
+            settings=self.settings,
+            store=self.store,
+            js=js,
+            nc=self._nc,
+            timeline=RunTimeline(
+                js, publisher="coordinator", max_bytes=self.settings.max_message_bytes
+            ),
+            stopping=self._stopping,
+            ensure_pool=lambda pool: self._ensure_pool(js, pool),
+            spawn=self._spawn,
+            finished=lambda run_id: None,
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("coordinator task failed", exc_info=task.exception())
+
+    async def _ensure_pool(self, js: JetStreamContext, pool: str) -> None:
+        """Create ``workers-<pool>`` before the first step of the pool is published: KEDA
+        must never look at a consumer that does not exist."""
+        if pool in self._pools:
+            return
+        config = workers_consumer_config(self.settings, pool)
+        await persist(
+            f"creating consumer {config.durable_name}",
+            lambda: ensure_consumer(js, names.STEPS_STREAM, config),
+            stopping=self._stopping,
+        )
+        self._pools.add(pool)
+
+    # --- requests ---------------------------------------------------------------------
+
+    async def _subscribe(self) -> None:
+        for subject, handler in (
+            (names.SUBMIT_SUBJECT, self._answer_submit),
+            (names.CANCEL_SUBJECT, self._answer_cancel),
+        ):
+            sub = await self._nc.subscribe(subject, cb=self._in_task(handler))
+            self._subscriptions.append(sub)
+
+    def _in_task(
+        self, handler: Callable[[Msg], Coroutine[Any, Any, None]]
+    ) -> Callable[[Msg], Awaitable[None]]:
+        # nats-py runs one callback at a time per subscription: a slow request (a goal being
+        # planned) must not hold up the others.
+        async def callback(msg: Msg) -> None:
+            self._spawn(handler(msg))
+
+        return callback
+
+    async def _answer_submit(self, msg: Msg) -> None:
+        control = self._control
+        assert control is not None
+        await _respond(msg, lambda: control.submit(msg.data))
+
+    async def _answer_cancel(self, msg: Msg) -> None:
+        control = self._control
+        assert control is not None
+        await _respond(msg, lambda: control.cancel(msg.data))
+
+    # --- consumers --------------------------------------------------------------------
+
+    async def _consume(
+        self,
+        js: JetStreamContext,
+        stream: str,
+        durable: str,
+        handle: Callable[[Msg], Awaitable[None]],
+    ) -> None:
+        """Handle the consumer's messages one at a time, in order.
+
+        One message per pull request: nats-py's batch fetch waits for a full batch (or the
+        timeout) once the consumer runs dry, which would delay an event by the timeout.
+        """
+        sub = await persist(
+            f"binding consumer {durable}",
+            lambda: _bind(js, stream, durable),
+            stopping=self._stopping,
+        )
+        while not self._stopping.is_set():
+            try:
+                msg = await fetch_one(sub, timeout=FETCH_TIMEOUT_S)
+            except TimeoutError:
+                continue
+            except nats.errors.Error as exc:  # disconnected: nats-py reconnects on its own
+                log.warning("fetching from %s failed: %s", durable, exc)
+                await asyncio.sleep(FETCH_TIMEOUT_S)
+                continue
+            if msg is not None:
+                await handle(msg)
+
+    async def _on_event(self, msg: Msg) -> None:
+        control = self._control
+        assert control is not None
+        await control.on_event_message(msg)
+        with contextlib.suppress(nats.errors.Error):
+            await msg.ack()
+
+    async def _on_advisory(self, msg: Msg) -> None:
+        control = self._control
+        assert control is not None
+        try:
+            handled = await handle_advisory(msg, control)
+        except Exception:  # an advisory that cannot be handled comes back after ack_wait
+            log.exception("handling a max-deliveries advisory failed")
+            handled = False
+        if handled:
+            with contextlib.suppress(nats.errors.Error):
+                await msg.ack()
+
+
+async def _bind(
+    js: JetStreamContext, stream: str, durable: str
+) -> JetStreamContext.PullSubscription:
+    try:
+        return await js.pull_subscribe_bind(durable=durable, stream=stream)
+    except (NotFoundError, nats.errors.Error) as exc:
+        from agentic.errors import BusError
+
+        raise BusError(f"cannot bind consumer {stream}/{durable}: {exc}", cause=exc) from exc
+
+
+async def _respond(msg: Msg, answer: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    """Reply to a request; a bad request gets an error reply, never stops the service."""
+    try:
+        reply = await answer()
+    except AgenticError as exc:
+        reply = {"error": str(exc)}
+    except Exception as exc:  # any other failure is ours: log it, tell the client, keep going
+        log.exception("request on %s failed", msg.subject)
+        reply = {"error": f"internal error: {type(exc).__name__}: {exc}"}
+    if not msg.reply:
+        return
+    try:
+        await msg.respond(json.dumps(reply).encode())
+    except nats.errors.Error as exc:
+        log.warning("reply on %s not sent: %s", msg.subject, exc)

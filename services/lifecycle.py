@@ -1,0 +1,89 @@
+"""What the long-running services share: signals, logging, patience with the bus and the store.
+
+Every service is an async context manager with ``run()`` and ``request_stop()``;
+:func:`serve` runs one until it returns or SIGTERM/SIGINT asks it to drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Protocol, Self, TypeVar
+
+from agentic.errors import BusError, MessageTooLargeError, StoreError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+FIRST_RETRY_DELAY_S = 0.2
+MAX_RETRY_DELAY_S = 2.0
+
+
+class Service(Protocol):
+    """A long-running service: ``async with service: await service.run()``."""
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(self, *exc: object) -> None: ...
+    async def run(self) -> int: ...
+    def request_stop(self) -> None: ...
+
+
+async def serve(service: Service) -> int:
+    """Run ``service`` until it returns; SIGTERM and SIGINT ask it to drain and stop.
+
+    Returns:
+        The exit code ``run()`` returned.
+    """
+    loop = asyncio.get_running_loop()
+    async with service:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, service.request_stop)
+        try:
+            return await service.run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+
+def configure_logging(level: str) -> None:
+    """Log lines on stderr: ``time level logger: message``."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def persist(
+    what: str,
+    operation: Callable[[], Awaitable[T]],
+    *,
+    stopping: asyncio.Event,
+) -> T:
+    """Run ``operation`` until it succeeds: the bus or the store may be down for a while.
+
+    A NATS server restarting or an object store hiccup must not lose a transition: the
+    operation is retried with a growing delay (up to 2 s) for as long as the service runs.
+
+    Raises:
+        MessageTooLargeError: at once (retrying cannot help).
+        BusError, StoreError: the last failure, once ``stopping`` is set.
+    """
+    delay = FIRST_RETRY_DELAY_S
+    while True:
+        try:
+            return await operation()
+        except MessageTooLargeError:
+            raise
+        except (BusError, StoreError) as exc:
+            if stopping.is_set():
+                raise
+            log.warning("%s failed, retrying in %.1f s: %s", what, delay, exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), delay)
+        delay = min(delay * 2, MAX_RETRY_DELAY_S)

@@ -1,0 +1,280 @@
+"""The worker service: pull steps of one pool from JetStream and run them.
+
+``agentic worker [--pool P] [--concurrency N] [--burst]`` runs one :class:`WorkerService`::
+
+    async with WorkerService(settings, pool="default", concurrency=2) as worker:
+        await worker.run()        # until request_stop() (SIGTERM), or the queue is empty
+
+Each of the ``concurrency`` slots (:mod:`services.worker.slot`) binds the durable consumer
+``workers-<pool>``, pulls one message at a time, and runs the step in its own step process
+(:mod:`services.worker.runner`) while in-progress acks keep the message from being
+redelivered. Kill notices on ``agentic.control.terminate.<run_id>`` stop the matching steps.
+
+Burst mode (Kubernetes Jobs, tests) returns once the consumer has no pending message and
+the slots are idle. A stop (SIGTERM) stops fetching at once, lets running steps finish
+within the grace period, then kills them and naks their messages for another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING, Any, Self
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from agentic import names
+from agentic.bus import connect, heartbeat_interval, provision, pull_steps
+from agentic.bus.timeline import RunTimeline
+from agentic.contracts import StepResult, StepSpec
+from agentic.errors import BusError, ConfigError
+from agentic.settings import Settings
+from services.lifecycle import persist
+from services.worker.slot import Slot
+
+if TYPE_CHECKING:
+    from agentic.store import RunStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE_S = 25.0
+KILL_WAIT_S = 10.0
+
+
+class WorkerContext:
+    """What the slots of one worker share: settings, the bus, stores, event publishing."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pool: str,
+        burst: bool,
+        js: JetStreamContext,
+        stopping: asyncio.Event,
+        store: RunStore | None,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.burst = burst
+        self.js = js
+        self.stopping = stopping
+        self.heartbeat_s = heartbeat_interval(settings.step_ack_wait_s)
+        self.timeline = RunTimeline(js, publisher="worker", max_bytes=settings.max_message_bytes)
+        self._stores: dict[str, RunStore] = {store.url: store} if store is not None else {}
+        self._worker = {"host": socket.gethostname(), "pid": os.getpid()}
+
+    async def bind(self) -> JetStreamContext.PullSubscription:
+        """A pull subscription of ``workers-<pool>`` (one per slot)."""
+        return await persist(
+            f"binding {names.workers_consumer(self.pool)}",
+            lambda: _bind(self.js, self.pool),
+            stopping=self.stopping,
+        )
+
+    async def queue_empty(self) -> bool:
+        """True when the pool's consumer has no message waiting for a worker."""
+        try:
+            info = await self.js.consumer_info(
+                names.STEPS_STREAM, names.workers_consumer(self.pool)
+            )
+        except nats.errors.Error as exc:
+            log.warning("reading consumer info failed: %s", exc)
+            return False
+        return info.num_pending == 0
+
+    async def store_for(self, url: str) -> RunStore:
+        """The run store a spec names (opened once per URL)."""
+        store = self._stores.get(url)
+        if store is None:
+            from agentic.store import open_store
+
+            store = self._stores[url] = await asyncio.to_thread(open_store, url)
+        return store
+
+    async def started(self, spec: StepSpec, *, delivery: int, step_pid: int | None) -> None:
+        """Publish ``step_started`` (once per delivery)."""
+        data = {
+            "worker": self._worker,
+            "step_pid": step_pid,
+            "delivery": delivery,
+            "pool": self.pool,
+        }
+        msg_id = names.event_msg_id(
+            spec.run_id, spec.step_id, spec.attempt, "step_started", delivery=delivery
+        )
+        await self._publish(spec.run_id, "step_started", spec.step_id, spec.attempt, data, msg_id)
+
+    async def report(self, result: StepResult) -> None:
+        """Publish ``step_succeeded`` or ``step_failed`` for a recorded attempt."""
+        if result.status == "succeeded":
+            event_type = "step_succeeded"
+            data: dict[str, Any] = {"output_chars": len(result.output)}
+        else:
+            event_type = "step_failed"
+            data = {"error": result.error.model_dump(mode="json") if result.error else None}
+        data["worker"] = self._worker
+        msg_id = names.event_msg_id(result.run_id, result.step_id, result.attempt, event_type)
+        await self._publish(result.run_id, event_type, result.step_id, result.attempt, data, msg_id)
+
+    async def _publish(
+        self,
+        run_id: str,
+        event_type: Any,
+        step_id: str,
+        attempt: int,
+        data: dict[str, Any],
+        msg_id: str,
+    ) -> None:
+        await persist(
+            f"publishing {event_type} of {run_id}/{step_id}",
+            lambda: self.timeline.publish(
+                run_id, event_type, step_id=step_id, attempt=attempt, data=data, msg_id=msg_id
+            ),
+            stopping=self.stopping,
+        )
+
+
+class WorkerService:
+    """The long-running worker (an async context manager).
+
+    Args:
+        settings: NATS, store and step settings.
+        pool: The worker pool whose steps it runs.
+        concurrency: Steps it runs at once (one step process each).
+        burst: Return from :meth:`run` once the queue is empty.
+        store: The run store (default: the one each step's spec names).
+        grace_s: How long a stop lets running steps finish before killing them.
+
+    Raises:
+        ConfigError: a pool name or concurrency that cannot work.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pool: str = "default",
+        concurrency: int = 1,
+        burst: bool = False,
+        store: RunStore | None = None,
+        grace_s: float = DEFAULT_GRACE_S,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
+        self.settings = settings
+        self.pool = names.check_pool(pool)
+        self.concurrency = concurrency
+        self.burst = burst
+        self._store = store
+        self._grace_s = grace_s
+        self._stopping = asyncio.Event()
+        self._slots: list[Slot] = []
+        self._nc: Any = None
+
+    async def __aenter__(self) -> Self:
+        self._nc = await connect(self.settings, name=f"agentic-worker-{self.pool}")
+        try:
+            js = self._nc.jetstream()
+            await self._ensure_consumer(js)
+            ctx = WorkerContext(
+                self.settings,
+                pool=self.pool,
+                burst=self.burst,
+                js=js,
+                stopping=self._stopping,
+                store=self._store,
+            )
+            self._slots = [Slot(i, ctx) for i in range(self.concurrency)]
+            await asyncio.gather(*(slot.start() for slot in self._slots))
+            await self._nc.subscribe(names.TERMINATE_SUBJECTS, cb=self._on_terminate)
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close()
+
+    def request_stop(self) -> None:
+        """Stop fetching; running steps get the grace period (SIGTERM does this)."""
+        self._stopping.set()
+
+    async def run(self) -> int:
+        """Serve until stopped (or, in burst mode, until the queue is empty); returns 0."""
+        log.warning(
+            "worker ready: pool %s, %d slot(s)%s",
+            self.pool,
+            self.concurrency,
+            ", burst" if self.burst else "",
+        )
+        slots = [asyncio.create_task(slot.serve()) for slot in self._slots]
+        every_slot: asyncio.Future[Any] = asyncio.gather(*slots, return_exceptions=True)
+        stop: asyncio.Future[Any] = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait([every_slot, stop], return_when=asyncio.FIRST_COMPLETED)
+        if self._stopping.is_set():
+            await self._drain(slots)
+        stop.cancel()
+        for task in slots:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.error("slot failed", exc_info=task.exception())
+        return 0
+
+    async def _drain(self, slots: list[asyncio.Task[None]]) -> None:
+        log.warning("worker stopping: running steps get %.0f s", self._grace_s)
+        pending = [task for task in slots if not task.done()]
+        if pending:
+            _, pending_set = await asyncio.wait(pending, timeout=self._grace_s)
+            if pending_set:
+                for slot in self._slots:
+                    slot.interrupt("shutdown")
+                _, late = await asyncio.wait(pending_set, timeout=KILL_WAIT_S)
+                for task in late:
+                    task.cancel()
+
+    async def _ensure_consumer(self, js: JetStreamContext) -> None:
+        """The coordinator creates ``workers-<pool>``; a worker started first creates it."""
+        try:
+            await js.consumer_info(names.STEPS_STREAM, names.workers_consumer(self.pool))
+        except NotFoundError:
+            await provision(js, self.settings, pools=[self.pool])
+        except nats.errors.Error as exc:
+            raise BusError(
+                f"reading consumer {names.workers_consumer(self.pool)} failed: {exc}", cause=exc
+            ) from exc
+
+    async def _on_terminate(self, msg: Msg) -> None:
+        try:
+            notice = json.loads(msg.data)
+            run_id = notice["run_id"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed kill notice on %s", msg.subject)
+            return
+        for slot in self._slots:
+            spec = slot.current
+            if spec is None or spec.run_id != run_id:
+                continue
+            if notice.get("step_id") not in (None, spec.step_id):
+                continue
+            if notice.get("attempt") not in (None, spec.attempt):
+                continue
+            log.info("terminating step %s/%s attempt %d", run_id, spec.step_id, spec.attempt)
+            slot.interrupt("terminated")
+
+    async def _close(self) -> None:
+        await asyncio.gather(*(slot.close() for slot in self._slots), return_exceptions=True)
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.close()
+
+
+async def _bind(js: JetStreamContext, pool: str) -> JetStreamContext.PullSubscription:
+    try:
+        return await pull_steps(js, pool)
+    except nats.errors.Error as exc:
+        raise BusError(f"cannot bind {names.workers_consumer(pool)}: {exc}", cause=exc) from exc

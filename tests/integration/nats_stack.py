@@ -1,0 +1,279 @@
+"""A real event-driven stack for tests: nats-server, coordinator and workers as processes.
+
+Services run as ``python -m agentic coordinator`` / ``worker`` with ``AGENTIC_*`` variables,
+exactly as a user starts them, so a test can kill one with SIGKILL and start another.
+Runs are submitted with a plain NATS request and observed through the store and the
+events stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from agentic import names
+from agentic.contracts import TERMINAL_EVENTS, RunEvent, RunRecord
+from agentic.store import RunStore
+
+READY_TIMEOUT_S = 60.0
+
+
+def scripted_provider(
+    provider_id: str, *, delay_s: float = 0.0, fail: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An inline ``scripted`` agent provider that answers once (after ``delay_s``)."""
+    script: dict[str, Any] = {"replies": ["{step_id} done for {topic}"], "delay_s": delay_s}
+    if fail is not None:
+        script["fail"] = fail
+    return {
+        "id": provider_id,
+        "type": "scripted",
+        "role": "Tester",
+        "goal": "Finish {topic}",
+        "backstory": "A scripted agent.",
+        "script": script,
+    }
+
+
+def inline_request(
+    run_id: str,
+    steps: list[str],
+    provider: dict[str, Any],
+    *,
+    topic: str = "guarantees",
+    **task_fields: Any,
+) -> dict[str, Any]:
+    """A RunRequest (as JSON data) of a sequential inline workflow; every step uses ``provider``."""
+    tasks = [
+        {
+            "id": step,
+            "agent_provider_id": provider["id"],
+            "description": f"Do {step} about {{topic}}.",
+            "expected_output": "One line.",
+            **task_fields,
+        }
+        for step in steps
+    ]
+    workflow = {"name": "guarantees", "agent_providers": [provider], "tasks": tasks}
+    return {"run_id": run_id, "inputs": {"topic": topic}, "workflow": {"workflow": workflow}}
+
+
+class ServiceProcess:
+    """One ``python -m agentic <args>`` process with its log in a file."""
+
+    def __init__(
+        self,
+        args: list[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        python_args: tuple[str, ...] = (),
+    ) -> None:
+        self.args = args
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, *python_args, "-m", "agentic", *args],
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    async def wait_ready(self, marker: str, timeout: float = READY_TIMEOUT_S) -> None:
+        """Wait for ``marker`` in the log (the service logs it once it serves)."""
+        deadline = time.monotonic() + timeout
+        while marker not in self.log_text():
+            if not self.alive:
+                raise AssertionError(f"{self.args} exited:\n{self.log_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.args} not ready:\n{self.log_text()[-3000:]}")
+            await asyncio.sleep(0.1)
+
+    def kill9(self) -> None:
+        """SIGKILL, like a crash or an OOM kill."""
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; SIGKILL when it does not stop in time."""
+        if self.alive:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self._log.close()
+        return int(self.process.returncode)
+
+
+class Stack:
+    """Coordinator and worker processes sharing one nats-server and one file store."""
+
+    def __init__(self, nats_url: str, root: Path, **settings: str) -> None:
+        self.root = root
+        self.store_dir = root / "store"
+        self.env = {
+            **os.environ,
+            "AGENTIC_NATS_URL": nats_url,
+            "AGENTIC_RUN_STORE_URL": str(self.store_dir),
+            "AGENTIC_CONFIG_DIR": str(root / "config"),
+            "AGENTIC_LOG_LEVEL": "INFO",
+            "CREWAI_DISABLE_TELEMETRY": "true",
+            **{f"AGENTIC_{k.upper()}": v for k, v in settings.items()},
+        }
+        self.coordinator: ServiceProcess | None = None
+        self.coordinators: list[ServiceProcess] = []
+        self.workers: list[ServiceProcess] = []
+        self._count = 0
+
+    def _log(self, name: str) -> Path:
+        self._count += 1
+        return self.root / f"{self._count:02d}-{name}.log"
+
+    async def start_coordinator(self, *python_args: str) -> ServiceProcess:
+        log = self._log("coordinator")
+        self.coordinator = ServiceProcess(["coordinator"], self.env, log, python_args)
+        self.coordinators.append(self.coordinator)
+        await self.coordinator.wait_ready("coordinator ready")
+        return self.coordinator
+
+    def spawn_worker(self, *args: str) -> ServiceProcess:
+        worker = ServiceProcess(["worker", *args], self.env, self._log("worker"))
+        self.workers.append(worker)
+        return worker
+
+    async def start_workers(self, count: int, *args: str) -> list[ServiceProcess]:
+        started = [self.spawn_worker(*args) for _ in range(count)]
+        await asyncio.gather(*(w.wait_ready("worker ready") for w in started))
+        return started
+
+    def worker_with_pid(self, pid: int) -> ServiceProcess:
+        return next(w for w in self.workers if w.pid == pid)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        if self.coordinator is not None:
+            self.coordinator.stop()
+
+    def store(self) -> RunStore:
+        from agentic.store import open_store
+
+        return open_store(str(self.store_dir))
+
+
+async def submit(
+    nc: NATS, request: dict[str, Any] | bytes, timeout: float = 15.0
+) -> dict[str, Any]:
+    """Send a submit request; the coordinator's JSON reply."""
+    payload = request if isinstance(request, bytes) else json.dumps(request).encode()
+    reply = await nc.request(names.SUBMIT_SUBJECT, payload, timeout=timeout)
+    answer: dict[str, Any] = json.loads(reply.data)
+    return answer
+
+
+async def cancel(nc: NATS, run_id: str, timeout: float = 15.0) -> dict[str, Any]:
+    reply = await nc.request(
+        names.CANCEL_SUBJECT, json.dumps({"run_id": run_id}).encode(), timeout=timeout
+    )
+    answer: dict[str, Any] = json.loads(reply.data)
+    return answer
+
+
+async def wait_finished(store: RunStore, run_id: str, timeout: float = 60.0) -> RunRecord:
+    """Poll ``run.json`` until the run is over."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if store.run_exists(run_id):
+            record = store.read_run(run_id)
+            if record.is_terminal:
+                return record
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} did not finish within {timeout} s")
+        await asyncio.sleep(0.1)
+
+
+async def run_events(js: JetStreamContext, run_id: str, timeout: float = 30.0) -> list[RunEvent]:
+    """Every event of a finished run, in stream order, up to its terminal event.
+
+    ``run.json`` is final before the terminal event is published, so a test that saw the
+    run finish in the store waits here for the event.
+    """
+    events: list[RunEvent] = []
+    deadline = time.monotonic() + timeout
+    sub = await js.subscribe(names.run_timeline_filter(run_id), ordered_consumer=True)
+    try:
+        while not events or events[-1].type not in TERMINAL_EVENTS:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"run {run_id} has no terminal event: {events}")
+            with contextlib.suppress(TimeoutError):
+                msg = await sub.next_msg(timeout=remaining)
+                events.append(RunEvent.model_validate_json(msg.data))
+        return events
+    finally:
+        await sub.unsubscribe()
+
+
+async def wait_event(
+    js: JetStreamContext,
+    run_id: str,
+    event_type: str,
+    *,
+    step_id: str | None = None,
+    timeout: float = 60.0,
+) -> RunEvent:
+    """The first event of ``event_type`` (for ``step_id``), waiting for it if needed."""
+    deadline = time.monotonic() + timeout
+    sub = await js.subscribe(names.events_subject(run_id, event_type), ordered_consumer=True)
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {event_type} event of run {run_id} within {timeout} s")
+            try:
+                msg = await sub.next_msg(timeout=remaining)
+            except TimeoutError:
+                continue
+            event = RunEvent.model_validate_json(msg.data)
+            if step_id is None or event.step_id == step_id:
+                return event
+    finally:
+        await sub.unsubscribe()
+
+
+def process_gone(pid: int) -> bool:
+    """True when no process ``pid`` exists (or only a zombie is left)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):
+        return stat.read_text().split(")")[-1].split()[0] == "Z"
+    return True

@@ -1,0 +1,373 @@
+"""The guarantees of the event-driven pipeline (DESIGN §4), with real processes.
+
+One nats-server, one coordinator and two workers (``python -m agentic coordinator`` /
+``worker``) serve the whole module; the tests that kill a service come last and start a
+replacement where later tests need one. Steps use the offline ``scripted`` provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from agentic import names
+from agentic.bus import EmbeddedNats
+from agentic.contracts import StepSpec
+from agentic.settings import Settings
+from agentic.submit import prepare_run
+from tests.integration.nats_stack import (
+    Stack,
+    cancel,
+    inline_request,
+    process_gone,
+    run_events,
+    scripted_provider,
+    submit,
+    wait_event,
+    wait_finished,
+)
+
+pytestmark = pytest.mark.slow
+
+MAX_MESSAGE_BYTES = 65_536
+IMPORTTIME = ("-X", "importtime")
+QUICK = scripted_provider("quick")
+
+CATALOG_PROVIDER = """\
+id: quick
+type: scripted
+role: Tester
+goal: Finish {topic}
+backstory: A scripted agent.
+script:
+  replies: ["{step_id} done for {topic}"]
+"""
+CATALOG_WORKFLOW = """\
+workflow:
+  name: quick_pair
+  topic: catalog runs
+  agent_providers: [quick]
+  tasks:
+    - id: first
+      agent_provider_id: quick
+      description: First {topic}.
+      expected_output: A line.
+    - id: second
+      agent_provider_id: quick
+      description: Then {topic}.
+      expected_output: A line.
+"""
+
+
+def write_catalog(root: Path) -> None:
+    (root / "config" / "agent_providers").mkdir(parents=True)
+    (root / "config" / "workflows").mkdir()
+    (root / "config" / "agent_providers" / "quick.yaml").write_text(CATALOG_PROVIDER)
+    (root / "config" / "workflows" / "quick_pair.yaml").write_text(CATALOG_WORKFLOW)
+
+
+@pytest.fixture(scope="module")
+def stack(nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A coordinator and two single-slot workers; small ack wait and max deliveries."""
+    root = tmp_path_factory.mktemp("stack")
+    write_catalog(root)
+    stack = Stack(
+        nats_server.url,
+        root,
+        step_ack_wait_s="3",
+        step_max_deliver="2",
+        max_message_bytes=str(MAX_MESSAGE_BYTES),
+        retry_backoff_base_s="0.2",
+        retry_jitter="0",
+    )
+
+    async def start() -> None:
+        # -X importtime logs every module the coordinator imports, for the last test.
+        await stack.start_coordinator(*IMPORTTIME)
+        await stack.start_workers(2)
+
+    try:
+        asyncio.run(start())
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[NATS]:
+    from agentic.bus import connect
+
+    client = await connect(Settings(nats_url=nats_url), name="guarantee-tests")
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def js(nc: NATS) -> JetStreamContext:
+    return nc.jetstream()
+
+
+async def test_a_submitted_run_succeeds_and_its_events_are_numbered_without_gaps(
+    stack: Stack, nc: NATS, js: JetStreamContext
+) -> None:
+    reply = await submit(nc, inline_request("basic-1", ["research", "write"], QUICK))
+
+    assert reply == {"run_id": "basic-1"}
+    record = await wait_finished(stack.store(), "basic-1")
+    assert record.status == "succeeded"
+    assert record.output == "write done for guarantees"
+    assert [s.status for s in record.steps] == ["succeeded", "succeeded"]
+    events = await run_events(js, "basic-1")
+    assert [e.seq for e in events] == list(range(len(events)))
+    assert [e.type for e in events] == [
+        "planned",
+        "step_ready", "step_started", "step_succeeded",
+        "step_ready", "step_started", "step_succeeded",
+        "succeeded",
+    ]  # fmt: skip
+    assert events[-1].data["output"] == "write done for guarantees"
+
+
+async def test_the_same_run_id_submitted_twice_starts_one_run(
+    stack: Stack, nc: NATS, js: JetStreamContext
+) -> None:
+    request = inline_request("twice-1", ["only"], QUICK)
+
+    replies = await asyncio.gather(submit(nc, request), submit(nc, request))
+    record = await wait_finished(stack.store(), "twice-1")
+    again = await submit(nc, request)
+
+    assert replies == [{"run_id": "twice-1"}] * 2
+    assert again == {"run_id": "twice-1"}
+    assert record.status == "succeeded"
+    types = [e.type for e in await run_events(js, "twice-1")]
+    assert types.count("planned") == 1
+    assert types.count("step_started") == 1
+    assert [a.attempt for a in stack.store().read_attempts("twice-1", "only")] == [1]
+
+
+async def test_a_run_created_in_the_store_before_its_submit_is_started_by_the_submit(
+    stack: Stack, nc: NATS
+) -> None:
+    from agentic.catalog import load_catalog
+    from agentic.contracts import RunRequest
+
+    request = RunRequest.model_validate(inline_request("precreated-1", ["only"], QUICK))
+    record = prepare_run(
+        request.model_copy(update={"backend": "nats"}),
+        settings=Settings(),
+        catalog=load_catalog([], missing_ok=True),
+    )
+    store = stack.store()
+    assert store.create_run(record)
+
+    reply = await submit(nc, {"run_id": "precreated-1", "workflow_ref": "quick_pair"})
+
+    assert reply == {"run_id": "precreated-1"}
+    finished = await wait_finished(store, "precreated-1")
+    assert finished.status == "succeeded"
+    assert finished.workflow is not None and finished.workflow.name == "guarantees"
+
+
+async def test_malformed_requests_get_an_error_reply_and_the_coordinator_keeps_serving(
+    stack: Stack, nc: NATS
+) -> None:
+    oversized = inline_request("big-1", ["only"], QUICK, topic="x" * MAX_MESSAGE_BYTES)
+
+    not_json = await submit(nc, b"{this is not json")
+    unknown = await submit(nc, {"workflow_ref": "no_such_workflow"})
+    unsafe = await submit(nc, {"run_id": "../../etc", "workflow_ref": "quick_pair"})
+    too_big = await submit(nc, oversized)
+    two_sources = await submit(nc, {"workflow_ref": "quick_pair", "goal": "anything"})
+    valid = await submit(nc, {"run_id": "after-bad-1", "workflow_ref": "quick_pair"})
+
+    assert "invalid RunRequest" in not_json["error"]
+    assert "unknown workflow 'no_such_workflow'" in unknown["error"]
+    assert "run_id" in unsafe["error"]
+    assert f"exceeds the limit of {MAX_MESSAGE_BYTES} bytes" in too_big["error"]
+    assert "exactly one of" in two_sources["error"] or "at most one of" in two_sources["error"]
+    assert not stack.store().run_exists("big-1")
+    assert valid == {"run_id": "after-bad-1"}
+    record = await wait_finished(stack.store(), "after-bad-1")
+    assert record.status == "succeeded"
+    assert record.output == "second done for catalog runs"
+
+
+async def test_a_step_failing_with_a_retryable_error_is_retried_as_a_new_attempt(
+    stack: Stack, js: JetStreamContext, nc: NATS
+) -> None:
+    flaky = scripted_provider("flaky", fail={"times": 1, "mode": "error", "message": "rate"})
+
+    await submit(nc, inline_request("retry-1", ["only"], flaky, retries=1))
+    record = await wait_finished(stack.store(), "retry-1")
+
+    assert record.status == "succeeded"
+    attempts = stack.store().read_attempts("retry-1", "only")
+    assert [(a.attempt, a.status) for a in attempts] == [(1, "failed"), (2, "succeeded")]
+    committed = stack.store().read_result("retry-1", "only")
+    assert committed is not None and committed.attempt == 2
+    types = [(e.type, e.attempt) for e in await run_events(js, "retry-1")]
+    assert ("step_retrying", 2) in types
+    assert ("step_started", 2) in types
+
+
+async def test_a_step_past_its_timeout_is_killed_and_fails_as_a_timeout(
+    stack: Stack, nc: NATS, js: JetStreamContext
+) -> None:
+    slow = scripted_provider("slow", delay_s=60)
+    await submit(nc, inline_request("timeout-1", ["long"], slow, timeout_s=1, retries=0))
+    started = await wait_event(js, "timeout-1", "step_started")
+    record = await wait_finished(stack.store(), "timeout-1", timeout=15)
+
+    assert record.status == "failed"
+    assert record.error is not None
+    assert "StepTimeout: attempt 1 exceeded its timeout of 1 s" in record.error
+    assert process_gone(started.data["step_pid"])
+
+
+async def test_cancel_kills_the_running_step_within_seconds(
+    stack: Stack, nc: NATS, js: JetStreamContext
+) -> None:
+    slow = scripted_provider("slow", delay_s=60)
+    await submit(nc, inline_request("cancel-1", ["long"], slow))
+    started = await wait_event(js, "cancel-1", "step_started")
+    step_pid = started.data["step_pid"]
+    assert not process_gone(step_pid)
+
+    asked = time.monotonic()
+    reply = await cancel(nc, "cancel-1")
+    record = await wait_finished(stack.store(), "cancel-1", timeout=5)
+    while not process_gone(step_pid) and time.monotonic() - asked < 5:
+        await asyncio.sleep(0.05)
+
+    assert reply == {"ok": True, "run_id": "cancel-1", "status": "cancelled"}
+    assert record.status == "cancelled"
+    assert [s.status for s in record.steps] == ["cancelled"]
+    assert process_gone(step_pid), "the step process still runs 5 s after the cancel"
+    assert stack.store().read_result("cancel-1", "long") is None
+    unknown = await cancel(nc, "no-such-run")
+    assert "unknown run 'no-such-run'" in unknown["error"]
+
+
+async def test_a_step_that_always_crashes_its_worker_ends_in_the_dlq_and_fails_its_run(
+    stack: Stack, nc: NATS, js: JetStreamContext
+) -> None:
+    crasher = scripted_provider("crasher", fail={"times": 100, "mode": "crash"})
+
+    await submit(nc, inline_request("dlq-1", ["boom"], crasher))
+    record = await wait_finished(stack.store(), "dlq-1", timeout=90)
+
+    assert record.status == "failed"
+    assert record.error is not None
+    assert "step 'boom' of run 'dlq-1' exhausted 2 deliveries" in record.error
+    assert "its worker crashed or was killed every time" in record.error
+    assert "moved to the dead-letter queue (agentic.dlq.default)" in record.error
+    letter = await js.get_last_msg(names.DLQ_STREAM, names.dlq_subject("default"))
+    spec = StepSpec.model_validate_json(letter.data or b"")
+    assert (spec.run_id, spec.step_id, spec.attempt) == ("dlq-1", "boom", 1)
+    assert letter.headers is not None
+    assert "exhausted 2 deliveries" in letter.headers[names.DLQ_REASON_HEADER]
+    with pytest.raises(NotFoundError):
+        await js.get_msg(names.STEPS_STREAM, int(letter.headers[names.DLQ_STREAM_SEQ_HEADER]))
+    committed = stack.store().read_result("dlq-1", "boom")
+    assert committed is not None and committed.error is not None
+    assert committed.error.type == "DeadLettered"
+
+
+async def test_a_worker_killed_mid_step_is_redelivered_and_the_result_is_committed_once(
+    stack: Stack, nc: NATS, js: JetStreamContext
+) -> None:
+    slowish = scripted_provider("slowish", delay_s=2.5)
+    await submit(nc, inline_request("killworker-1", ["work"], slowish))
+    first = await wait_event(js, "killworker-1", "step_started")
+    victim = stack.worker_with_pid(first.data["worker"]["pid"])
+
+    victim.kill9()
+    record = await wait_finished(stack.store(), "killworker-1", timeout=60)
+
+    assert record.status == "succeeded"
+    assert process_gone(first.data["step_pid"]), "the killed worker's step process survived it"
+    events = await run_events(js, "killworker-1")
+    deliveries = [e.data["delivery"] for e in events if e.type == "step_started"]
+    assert deliveries == [1, 2]
+    assert [e.type for e in events].count("step_succeeded") == 1
+    store = stack.store()
+    assert [a.attempt for a in store.read_attempts("killworker-1", "work")] == [1]
+    committed = store.read_result("killworker-1", "work")
+    assert committed is not None and committed.worker is not None
+    assert committed.worker.pid != first.data["step_pid"]
+    result_files = list((stack.store_dir / "runs" / "killworker-1").rglob("result.json"))
+    assert len(result_files) == 1
+
+
+async def test_a_coordinator_killed_mid_run_resumes_it_after_a_restart(
+    stack: Stack, nc: NATS, js: JetStreamContext
+) -> None:
+    if sum(w.alive for w in stack.workers) < 1:
+        await stack.start_workers(1)
+    steady = scripted_provider("steady", delay_s=1.0)
+    await submit(nc, inline_request("killcoord-1", ["one", "two", "three"], steady))
+    await wait_event(js, "killcoord-1", "step_started", step_id="two")
+
+    assert stack.coordinator is not None
+    stack.coordinator.kill9()
+    await asyncio.sleep(1.5)  # step "two" finishes while no coordinator runs
+    await stack.start_coordinator(*IMPORTTIME)
+    record = await wait_finished(stack.store(), "killcoord-1", timeout=60)
+
+    assert record.status == "succeeded"
+    assert record.output == "three done for guarantees"
+    events = await run_events(js, "killcoord-1")
+    assert [e.seq for e in events] == list(range(len(events)))
+    started = [e.step_id for e in events if e.type == "step_started"]
+    assert started.count("one") == 1
+    assert started.count("three") == 1
+    store = stack.store()
+    for step in ("one", "two", "three"):
+        assert [a.attempt for a in store.read_attempts("killcoord-1", step)] == [1]
+
+
+def test_the_services_report_healthy_with_check(stack: Stack) -> None:
+    for command in (["coordinator", "--check"], ["worker", "--check", "--pool", "default"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "agentic", *command],
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+    unreachable = {**stack.env, "AGENTIC_NATS_URL": "nats://127.0.0.1:1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "agentic", "coordinator", "--check"],
+        env=unreachable,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "cannot connect to NATS" in done.stderr
+
+
+def test_the_coordinator_process_never_imported_crewai(stack: Stack) -> None:
+    for coordinator in stack.coordinators:
+        imported = [
+            line.rsplit("|", 1)[1].strip()
+            for line in coordinator.log_text().splitlines()
+            if line.startswith("import time:") and "|" in line
+        ]
+        assert "agentic.cli" in imported, "the log holds no -X importtime output"
+        assert "services.coordinator.service" in imported
+        offending = [m for m in imported if m.split(".")[0] == "crewai" or "runtime" in m]
+        assert offending == [], f"the coordinator imported {offending[:5]}"

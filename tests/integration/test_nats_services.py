@@ -1,0 +1,166 @@
+"""The services' lifecycle: a nats-server restart mid-run, burst workers, a graceful stop,
+and goal requests planned by the coordinator.
+
+Each test starts its own coordinator and workers (processes); the module's nats-server is
+its own, because one test restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentic.bus import EmbeddedNats, connect
+from agentic.settings import Settings
+from tests.integration.nats_stack import (
+    Stack,
+    inline_request,
+    run_events,
+    scripted_provider,
+    submit,
+    wait_event,
+    wait_finished,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    """A nats-server with file storage in a directory that outlives its restarts."""
+    with EmbeddedNats(store_dir=tmp_path_factory.mktemp("jetstream")) as nats_server:
+        yield nats_server
+
+
+@pytest.fixture
+def stack(server: EmbeddedNats, tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(server.url, tmp_path, step_ack_wait_s="3")
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+async def test_a_run_survives_a_nats_server_restart_in_its_middle(
+    server: EmbeddedNats, stack: Stack
+) -> None:
+    await stack.start_coordinator()
+    await stack.start_workers(1)
+    nc = await connect(Settings(nats_url=server.url), name="restart-test")
+    try:
+        js = nc.jetstream()
+        steady = scripted_provider("steady", delay_s=1.0)
+        await submit(nc, inline_request("restart-1", ["one", "two", "three"], steady))
+        await wait_event(js, "restart-1", "step_started", step_id="two")
+
+        await asyncio.to_thread(server.stop, 5.0)
+        await asyncio.sleep(2.0)  # step "two" finishes while the server is down
+        await asyncio.to_thread(server.start)
+        record = await wait_finished(stack.store(), "restart-1", timeout=60)
+        events = await run_events(js, "restart-1")
+    finally:
+        await nc.close()
+
+    assert record.status == "succeeded"
+    assert record.output == "three done for guarantees"
+    assert [e.seq for e in events] == list(range(len(events)))
+    store = stack.store()
+    for step in ("one", "two", "three"):
+        committed = store.read_result("restart-1", step)
+        assert committed is not None and committed.status == "succeeded"
+    assert stack.coordinator is not None and stack.coordinator.alive
+    assert all(worker.alive for worker in stack.workers)
+
+
+async def test_a_burst_worker_runs_the_queued_steps_and_exits_once_the_queue_is_empty(
+    server: EmbeddedNats, stack: Stack
+) -> None:
+    await stack.start_coordinator()
+    nc = await connect(Settings(nats_url=server.url), name="burst-test")
+    try:
+        quick = scripted_provider("quick")
+        await submit(nc, inline_request("burst-1", ["one", "two"], quick))
+        await wait_event(nc.jetstream(), "burst-1", "step_ready")
+
+        worker = stack.spawn_worker("--burst")
+        code = await asyncio.to_thread(worker.process.wait, 60)
+        record = await wait_finished(stack.store(), "burst-1", timeout=10)
+    finally:
+        await nc.close()
+
+    assert code == 0
+    assert record.status == "succeeded"
+
+
+async def test_sigterm_lets_the_running_step_finish_before_the_worker_exits(
+    server: EmbeddedNats, stack: Stack
+) -> None:
+    await stack.start_coordinator()
+    (worker,) = await stack.start_workers(1)
+    nc = await connect(Settings(nats_url=server.url), name="drain-test")
+    try:
+        js = nc.jetstream()
+        slowish = scripted_provider("slowish", delay_s=2.0)
+        await submit(nc, inline_request("drain-1", ["only"], slowish))
+        await wait_event(js, "drain-1", "step_started")
+
+        worker.process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(worker.process.wait, 30)
+        record = await wait_finished(stack.store(), "drain-1", timeout=10)
+        events = await run_events(js, "drain-1")
+    finally:
+        await nc.close()
+
+    assert code == 0
+    assert record.status == "succeeded"
+    assert [e.type for e in events].count("step_started") == 1
+
+
+PLANNER = """\
+id: planner
+type: scripted
+role: Planner
+goal: Plan
+backstory: Plans with the quick agent.
+script:
+  replies:
+    - '{"steps": [{"id": "look", "agent_provider_id": "quick", "description": "Look into {topic}.", "expected_output": "Notes."}, {"id": "answer", "agent_provider_id": "quick", "description": "Answer from the notes.", "expected_output": "An answer.", "depends_on": ["look"]}]}'
+"""  # noqa: E501
+QUICK_PROVIDER = """\
+id: quick
+type: scripted
+role: Tester
+goal: Finish {topic}
+backstory: A scripted agent.
+planner_hint: Does anything quickly.
+script:
+  replies: ["{step_id} done for {topic}"]
+"""
+
+
+async def test_a_goal_is_planned_by_the_coordinator_and_runs_on_the_workers(
+    server: EmbeddedNats, stack: Stack
+) -> None:
+    providers = stack.root / "config" / "agent_providers"
+    providers.mkdir(parents=True)
+    (providers / "planner.yaml").write_text(PLANNER)
+    (providers / "quick.yaml").write_text(QUICK_PROVIDER)
+    await asyncio.gather(stack.start_coordinator(), stack.start_workers(1))
+    nc = await connect(Settings(nats_url=server.url), name="goal-test")
+    try:
+        request = {"run_id": "goal-1", "goal": "Explain durable runs", "inputs": {"topic": "runs"}}
+        reply = await submit(nc, request, timeout=60)
+        record = await wait_finished(stack.store(), "goal-1", timeout=60)
+    finally:
+        await nc.close()
+
+    assert reply == {"run_id": "goal-1"}
+    assert record.status == "succeeded"
+    assert record.workflow is not None
+    assert list(record.workflow.task_sequence) == ["look", "answer"]
+    assert record.plan is not None
+    assert record.output == "answer done for runs"
