@@ -14,6 +14,7 @@ in the same run. Target: at most 1.3x::
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -26,11 +27,22 @@ TARGET_RATIO = 1.3
 INPUTS = {"topic": "benchmarks"}
 
 
-def bare_import(env: dict[str, str]) -> float:
-    """Seconds for ``python -c "import crewai"``."""
-    start = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its waited-for children so far."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def bare_import(env: dict[str, str], cpu: list[float]) -> float:
+    """Seconds for ``python -c "import crewai"``; its CPU seconds are appended to ``cpu``."""
+    cpu_start, start = cpu_seconds(), time.perf_counter()
     subprocess.run([sys.executable, "-c", "import crewai"], env=env, check=True)
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    cpu.append(cpu_seconds() - cpu_start)
+    return elapsed
 
 
 def workflow() -> Any:
@@ -61,8 +73,8 @@ def workflow() -> Any:
     )
 
 
-def subprocess_step(wf: Any, store_dir: str, counter: list[int]) -> float:
-    """Seconds for a one-step run on the subprocess backend."""
+def subprocess_step(wf: Any, store_dir: str, counter: list[int], cpu: list[float]) -> float:
+    """Seconds for a one-step run on the subprocess backend (CPU seconds go to ``cpu``)."""
     from agentic.backends import get_backend
     from agentic.contracts import RunRecord, RunRequest
     from agentic.settings import Settings
@@ -78,9 +90,10 @@ def subprocess_step(wf: Any, store_dir: str, counter: list[int]) -> float:
         backend="subprocess",
     )
     store.create_run(record)
-    start = time.perf_counter()
+    cpu_start, start = cpu_seconds(), time.perf_counter()
     final = get_backend("subprocess").run(record, store, Settings(), lambda event: None)
     elapsed = time.perf_counter() - start
+    cpu.append(cpu_seconds() - cpu_start)
     if final.status != "succeeded":
         raise RuntimeError(f"benchmark run failed: {final.error}")
     return elapsed
@@ -91,17 +104,26 @@ def measure(n: int = 5, warmup: int = 1) -> dict[str, Any]:
     env = {**os.environ, "CREWAI_DISABLE_TELEMETRY": "true"}
     wf = workflow()
     counter = [0]
+    cpu: dict[str, list[float]] = {"import_crewai": [], "subprocess_step": []}
     with tempfile.TemporaryDirectory(prefix="agentic-bench-subprocess-") as store_dir:
         samples = interleaved(
             {
-                "import_crewai": lambda: bare_import(env),
-                "subprocess_step": lambda: subprocess_step(wf, store_dir, counter),
+                "import_crewai": lambda: bare_import(env, cpu["import_crewai"]),
+                "subprocess_step": lambda: subprocess_step(
+                    wf, store_dir, counter, cpu["subprocess_step"]
+                ),
             },
             n=n,
             warmup=warmup,
         )
     bare, ours = summary_ms(samples["import_crewai"]), summary_ms(samples["subprocess_step"])
+    # Warm-up samples are in the CPU lists too: take the same measured tail.
+    bare_cpu = summary_ms(cpu["import_crewai"][-n:])
+    ours_cpu = summary_ms(cpu["subprocess_step"][-n:])
     return {
+        "import_crewai_cpu_p50_ms": bare_cpu["p50_ms"],
+        "subprocess_step_cpu_p50_ms": ours_cpu["p50_ms"],
+        "subprocess_cpu_ratio": round(ours_cpu["p50_ms"] / bare_cpu["p50_ms"], 3),
         "n": n,
         "import_crewai_p50_ms": bare["p50_ms"],
         "subprocess_step_p50_ms": ours["p50_ms"],
@@ -121,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         f"({figures['overhead_per_step_ms']:+.0f} ms)",
         f"ratio {figures['subprocess_ratio']:.3f} ({verdict} the target of {TARGET_RATIO:.1f}x; "
         f"n={figures['n']})",
+        f"CPU time (less sensitive to other load): {figures['import_crewai_cpu_p50_ms']:.0f} ms "
+        f"vs {figures['subprocess_step_cpu_p50_ms']:.0f} ms, "
+        f"ratio {figures['subprocess_cpu_ratio']:.3f}",
     ]
     return report(figures, lines, args)
 

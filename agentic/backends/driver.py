@@ -149,6 +149,7 @@ class LocalDriver:
         """
         if record.workflow is None:
             raise ConfigError(f"run {record.run_id!r} has no resolved workflow to execute")
+        from agentic.backends.reuse import commit_reused
         from agentic.materialize import materialize
 
         specs = materialize(
@@ -159,7 +160,7 @@ class LocalDriver:
             settings=self._settings,
         )
         self._specs = {spec.step_id: spec for spec in specs}
-        self._commit_reused(record.run_id, reused or {})
+        commit_reused(self._store, record.run_id, reused or {})
         state, commands = RunState.start(
             record.workflow, record.run_id, self._settings, reused=reused
         )
@@ -339,13 +340,6 @@ class LocalDriver:
         outcome = attempt_outcome(self._store, spec.run_id, spec.step_id, spec.attempt)
         if outcome is not None and outcome.status == "failed":
             self._store.commit_result(outcome)
-
-    def _commit_reused(self, run_id: str, reused: Mapping[str, StepResult]) -> None:
-        for result in reused.values():
-            copy = result.model_copy(
-                update={"run_id": run_id, "reused_from": result.reused_from or result.run_id}
-            )
-            self._store.commit_result(copy)
 
     @property
     def _recorder(self) -> RunJournal:

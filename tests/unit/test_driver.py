@@ -358,3 +358,25 @@ def test_max_parallel_below_one_is_a_config_error(max_parallel: int) -> None:
     store = open_store("memory://driver-bad")
     with pytest.raises(ConfigError, match="max_parallel"):
         LocalDriver(ThreadLauncher(store, {}), store, SETTINGS, print, max_parallel=max_parallel)
+
+
+def test_reused_results_are_committed_to_the_new_run_and_never_launched() -> None:
+    store = open_store(f"memory://driver-{new_run_id()}")
+    wf = workflow(task("a"), task("b"))
+    record = RunRecord(
+        run_id=new_run_id(), request=RunRequest(workflow=wf), workflow=wf, backend="t"
+    )
+    store.create_run(record)
+    earlier = StepResult(
+        run_id="old-run", step_id="a", attempt=2, status="succeeded", output="kept"
+    )
+    launcher = ThreadLauncher(store, {"b": succeed()})
+    final = LocalDriver(launcher, store, SETTINGS, lambda e: None).run(
+        record, reused={"a": earlier}
+    )
+
+    assert final.status == "succeeded"
+    assert launcher.launched == [("b", 1)]
+    reused = store.read_result(record.run_id, "a")
+    assert reused is not None and reused.output == "kept" and reused.reused_from == "old-run"
+    assert store.read_spec(record.run_id, "b").prior_outputs == {"a": "kept"}
