@@ -27,6 +27,7 @@ def _register() -> None:
         commands_inspect,  # noqa: F401
         commands_replay,  # noqa: F401
         commands_run,  # noqa: F401
+        commands_scaler,  # noqa: F401
         commands_services,  # noqa: F401
         commands_stack,  # noqa: F401
         commands_step,  # noqa: F401

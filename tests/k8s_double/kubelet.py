@@ -83,9 +83,9 @@ class Kubelet:
         run.log_path.parent.mkdir(parents=True, exist_ok=True)
         run.log_path.touch()
         run.thread = threading.Thread(target=self._lifecycle, args=(run,), daemon=True)
-        with self._lock:
+        with self._lock:  # started under the lock: stop_pod never sees an unstarted thread
             self.runs[(ns, pod_name)] = run
-        run.thread.start()
+            run.thread.start()
         deadline = job["spec"].get("activeDeadlineSeconds")
         if deadline is not None:
             timer = threading.Timer(float(deadline), self._deadline, args=(run,))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -281,10 +283,13 @@ class Handler(BaseHTTPRequestHandler):
                     after = event.rv
         except ApiError as exc:  # e.g. 410 Gone: the real server sends it as an ERROR event
             error = {"type": "ERROR", "object": status_body(exc.code, exc.reason, exc.message)}
-            self._chunk(json.dumps(error).encode() + b"\n")
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self._chunk(json.dumps(error).encode() + b"\n")
         except (BrokenPipeError, ConnectionResetError):
             return
-        self._chunk(b"")
+        # The client may have closed a quiet watch: nothing to tell it then.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._chunk(b"")
 
     def _log(self, ns: str, name: str, query: dict[str, str]) -> None:
         double = self.server.double
@@ -368,6 +373,12 @@ class Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     double: Any  # the KubeDouble
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up (closing its connection pool, ending a watch) is no error here.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 def make_server(double: Any) -> _Server:
