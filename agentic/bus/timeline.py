@@ -26,7 +26,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from agentic import names
 from agentic.contracts import EventType, RunEvent, encode
-from agentic.errors import BusError, DecodeError, MessageTooLargeError
+from agentic.errors import BusError, MessageTooLargeError
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class RunTimeline:
             seq = RunEvent.model_validate_json(msg.data or b"").seq
         except ValueError as exc:
             # Not one of ours; its stream sequence still orders what follows it.
-            log.warning("%s", DecodeError(f"last event of run {run_id!r} is invalid: {exc}"))
+            log.warning("the last event of run %s is not a RunEvent: %s", run_id, exc)
             seq = msg.seq or 0
         return seq, msg.seq or 0
 

@@ -23,9 +23,10 @@ from agentic.ids import check_id
 from agentic.materialize import materialize
 from agentic.settings import Settings
 from agentic.submit import mark_cancelled
+from services.coordinator.effects import Deps
 from services.coordinator.intake import WORKERS_ENV, Intake, parse_request
 from services.coordinator.restore import reusable_results, stored_progress, unfinished_runs
-from services.coordinator.runs import Deps, RunDriver, dead_letter_message
+from services.coordinator.runs import RunDriver, dead_letter_message
 from services.lifecycle import persist
 
 if TYPE_CHECKING:

@@ -21,20 +21,12 @@ the coordinator's timer is the backstop for a worker that cannot.
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
-
-from nats.aio.client import Client as NATS
-from nats.js import JetStreamContext
 
 from agentic import names
 from agentic.backends.journal import dispatched_spec
-from agentic.backends.outcome import attempt_outcome, committed_success, failed_attempt
-from agentic.bus import publish_step
-from agentic.bus.timeline import RunTimeline
+from agentic.backends.outcome import attempt_outcome, committed_success
 from agentic.contracts import (
     TERMINAL_EVENTS,
     RunEvent,
@@ -54,36 +46,12 @@ from agentic.coordinator import (
     ScheduleRetry,
     Terminate,
 )
-from agentic.errors import ConfigError, MessageTooLargeError
-from agentic.settings import Settings
-from services.lifecycle import persist
-
-if TYPE_CHECKING:
-    from agentic.store import RunStore
+from services.coordinator.effects import Deps, RunEffects
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 TIMEOUT_MARGIN_S = 5.0
 DEAD_LETTER_ERROR_TYPE = "DeadLettered"
-UNPUBLISHABLE_ERROR_TYPE = "StepNotPublishable"
-PUBLISH_TIMEOUT_S = 5.0
-
-
-@dataclass
-class Deps:
-    """What every run driver shares with the coordinator service."""
-
-    settings: Settings
-    store: RunStore
-    js: JetStreamContext
-    nc: NATS
-    timeline: RunTimeline
-    stopping: asyncio.Event
-    ensure_pool: Callable[[str], Awaitable[None]]
-    spawn: Callable[[Coroutine[Any, Any, Any]], None]
-    finished: Callable[[str], None]
 
 
 def dead_letter_message(spec: StepSpec, deliveries: int) -> str:
@@ -108,6 +76,7 @@ class RunDriver:
         self.record = record
         self._specs = {spec.step_id: spec for spec in specs}
         self._deps = deps
+        self._effects = RunEffects(record.run_id, deps)
         self._lock = asyncio.Lock()
         self._state: RunState | None = None
         self._timeouts_s: dict[str, float] = {}
@@ -134,7 +103,7 @@ class RunDriver:
             self._state = state
             await self._save(status="running")
             steps = list(self.record.workflow.task_sequence)
-            await self._publish(
+            await self._effects.publish(
                 Emit("planned", data={"workflow": self.record.workflow.name, "steps": steps})
             )
             await self._execute(commands)
@@ -162,7 +131,7 @@ class RunDriver:
             if event.type == "step_started":
                 await self._on_started(current, event.attempt)
                 return
-            outcome = await self._io(
+            outcome = await self._effects.io(
                 "reading a step result",
                 attempt_outcome,
                 self._deps.store,
@@ -181,7 +150,7 @@ class RunDriver:
             current = self._step(step_id)
             if self.finished or current is None or not _is_current(current, attempt):
                 return
-            done = await self._io(
+            done = await self._effects.io(
                 "reading a step result", committed_success, self._deps.store, self.run_id, step_id
             )
             if done is not None:  # committed just in time: the store wins
@@ -190,7 +159,7 @@ class RunDriver:
             commands = self._machine.on_timeout(step_id, attempt)
             failed = next(c for c in commands if isinstance(c, Emit) and c.type == "step_failed")
             error = StepError.model_validate(failed.data["error"])
-            await self._record_failure(step_id, attempt, error)
+            await self._effects.record_failure(step_id, attempt, error)
             await self._execute(commands)
             await self._commit_if_final(step_id, attempt)
 
@@ -212,7 +181,7 @@ class RunDriver:
             current = self._step(spec.step_id)
             if self.finished or current is None or not _is_current(current, spec.attempt):
                 return message
-            done = await self._io(
+            done = await self._effects.io(
                 "reading a step result",
                 committed_success,
                 self._deps.store,
@@ -267,9 +236,12 @@ class RunDriver:
         await self._commit_if_final(step_id, outcome.attempt)
 
     async def _fail_step(self, step_id: str, attempt: int, error: StepError) -> None:
+        """Fail an attempt the coordinator saw fail (no worker reported it)."""
         self._disarm(step_id)
-        await self._record_failure(step_id, attempt, error)
-        await self._execute(self._machine.on_step_failed(step_id, attempt, error))
+        await self._effects.record_failure(step_id, attempt, error)
+        commands = self._machine.on_step_failed(step_id, attempt, error)
+        # The machine marks step_failed as the worker's word; here nobody else publishes it.
+        await self._execute([_published_here(c) for c in commands])
         await self._commit_if_final(step_id, attempt)
 
     async def _execute(self, commands: list[Command]) -> None:
@@ -298,7 +270,7 @@ class RunDriver:
             if finish is not None and command.type in TERMINAL_EVENTS:
                 await self._finish(finish)  # run.json is final before anyone hears of it
             if not command.from_worker:
-                await self._publish(command)
+                await self._effects.publish(command)
         elif isinstance(command, Dispatch):
             error = await self._dispatch(command)
             if error is not None:
@@ -310,36 +282,13 @@ class RunDriver:
         return None
 
     async def _dispatch(self, command: Dispatch) -> StepError | None:
-        """Publish one attempt; a step that can never be published fails (returned error)."""
         spec = dispatched_spec(self._specs[command.step_id], command, self._deps.settings)
         self._timeouts_s[command.step_id] = command.timeout_s
-        await self._io("writing a step spec", self._deps.store.write_spec, spec)
-        deps = self._deps
-        try:
-            await deps.ensure_pool(spec.pool)
-            await persist(
-                f"publishing step {spec.step_id} of run {spec.run_id}",
-                lambda: publish_step(
-                    deps.js,
-                    spec,
-                    max_bytes=deps.settings.max_message_bytes,
-                    timeout=PUBLISH_TIMEOUT_S,
-                ),
-                stopping=deps.stopping,
-            )
-        except (MessageTooLargeError, ConfigError) as exc:
-            return StepError(type=UNPUBLISHABLE_ERROR_TYPE, message=str(exc), retryable=False)
-        return None
+        return await self._effects.dispatch(spec)
 
     async def _terminate(self, command: Terminate) -> None:
         self._disarm(command.step_id)
-        notice = {"run_id": self.run_id, "step_id": command.step_id, "attempt": command.attempt}
-        try:
-            await self._deps.nc.publish(
-                names.terminate_subject(self.run_id), json.dumps(notice).encode()
-            )
-        except Exception as exc:  # best effort: workers also watch run.json
-            log.warning("run %s: kill notice for %s not sent: %s", self.run_id, command, exc)
+        await self._effects.send_kill(command.step_id, command.attempt)
 
     def _schedule_retry(self, command: ScheduleRetry) -> None:
         old = self._retries.pop(command.step_id, None)
@@ -364,33 +313,13 @@ class RunDriver:
         if handle is not None:
             handle.cancel()
 
-    # --- effects ----------------------------------------------------------------------
+    # --- records ----------------------------------------------------------------------
 
-    async def _publish(self, command: Emit) -> None:
-        deps = self._deps
-        data = _bounded(command.data, deps.settings.max_message_bytes)
-
-        async def publish() -> None:
-            await deps.timeline.publish(
-                self.run_id,
-                command.type,
-                step_id=command.step_id,
-                attempt=command.attempt,
-                data=data,
-            )
-
-        try:
-            await persist(
-                f"publishing {command.type} of run {self.run_id}", publish, stopping=deps.stopping
-            )
-        except MessageTooLargeError as exc:
-            log.error("run %s: event %s not published: %s", self.run_id, command.type, exc)
-
-    async def _save(self, **changes: Any) -> None:
+    async def _save(self, **changes: object) -> None:
         self.record = self.record.model_copy(
             update={**changes, "steps": self._machine.snapshot(), "updated_at": utcnow()}
         )
-        await self._io("writing run.json", self._deps.store.write_run, self.record)
+        await self._effects.write_run(self.record)
 
     async def _finish(self, command: FinishRun) -> None:
         if self.record.finished_at is not None:
@@ -405,29 +334,11 @@ class RunDriver:
         log.info("run %s %s", self.run_id, command.status)
         self._deps.finished(self.run_id)
 
-    async def _record_failure(self, step_id: str, attempt: int, error: StepError) -> None:
-        result = failed_attempt(self.run_id, step_id, attempt, error)
-        await self._io("writing a failed attempt", self._deps.store.write_attempt, result)
-
     async def _commit_if_final(self, step_id: str, attempt: int) -> None:
         """Commit the last failed attempt of a step that will not be retried."""
         current = self._step(step_id)
-        if current is None or current.status != "failed":
-            return
-        store = self._deps.store
-        outcome = await self._io(
-            "reading a step result", attempt_outcome, store, self.run_id, step_id, attempt
-        )
-        if outcome is not None and outcome.status == "failed":
-            await self._io("committing a failed step", store.commit_result, outcome)
-
-    async def _io(self, what: str, fn: Callable[..., T], *args: Any) -> T:
-        """A blocking store call off the event loop, retried while the store is unreachable."""
-        return await persist(
-            f"run {self.run_id}: {what}",
-            lambda: asyncio.to_thread(fn, *args),
-            stopping=self._deps.stopping,
-        )
+        if current is not None and current.status == "failed":
+            await self._effects.commit_failure(step_id, attempt)
 
     def _step(self, step_id: str) -> StepState | None:
         return next((s for s in self._machine.snapshot() if s.step_id == step_id), None)
@@ -438,15 +349,11 @@ class RunDriver:
         return self._state
 
 
+def _published_here(command: Command) -> Command:
+    if isinstance(command, Emit) and command.from_worker:
+        return dataclasses.replace(command, from_worker=False)
+    return command
+
+
 def _is_current(step: StepState, attempt: int) -> bool:
     return step.attempt == attempt and step.status in ("ready", "running")
-
-
-def _bounded(data: dict[str, Any], max_bytes: int) -> dict[str, Any]:
-    """Event data that fits a message: a long final output is cut (run.json keeps it all)."""
-    output = data.get("output")
-    limit = max_bytes // 2
-    if isinstance(output, str) and len(output.encode()) > limit:
-        cut = output.encode()[:limit].decode(errors="ignore")
-        return {**data, "output": cut, "output_truncated": True}
-    return data

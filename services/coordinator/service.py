@@ -43,7 +43,7 @@ from agentic.errors import AgenticError
 from agentic.settings import Settings
 from services.coordinator.control import Control
 from services.coordinator.dead_letters import handle_advisory
-from services.coordinator.runs import Deps
+from services.coordinator.effects import Deps
 from services.lifecycle import persist
 
 if TYPE_CHECKING:

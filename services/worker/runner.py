@@ -67,9 +67,11 @@ class StepRunner:
         except (EOFError, OSError):
             hello = b""
         if hello != READY:
-            await self.stop()
+            self.kill()
+            code = await self._reap()
             raise StepProcessError(
-                "the step process did not start (see the worker's log)", exit_code=process.exitcode
+                f"the step process did not start (exit code {code}; see the worker's log)",
+                exit_code=code,
             )
 
     async def run(self, spec: StepSpec) -> StepResult:

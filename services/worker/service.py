@@ -109,6 +109,9 @@ class WorkerContext:
         msg_id = names.event_msg_id(
             spec.run_id, spec.step_id, spec.attempt, "step_started", delivery=delivery
         )
+        # The coordinator published step_ready since this worker last saw the run: what it
+        # cached is stale, and reading the last event first saves a refused publish.
+        self.timeline.forget(spec.run_id)
         await self._publish(spec.run_id, "step_started", spec.step_id, spec.attempt, data, msg_id)
 
     async def report(self, result: StepResult) -> None:

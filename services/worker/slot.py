@@ -39,7 +39,7 @@ from agentic.backends.outcome import failed_attempt
 from agentic.bus import decode_spec, delivery_count, fetch_one, keep_in_progress
 from agentic.contracts import RunRecord, StepError, StepResult, StepSpec
 from agentic.coordinator import TIMEOUT_ERROR_TYPE
-from agentic.errors import AgenticError, DecodeError
+from agentic.errors import AgenticError, DecodeError, UnknownRunError
 from services.worker.runner import StepProcessError, StepRunner
 
 if TYPE_CHECKING:
@@ -126,12 +126,12 @@ class Slot:
             await msg.term()
             return
         store = await ctx.store_for(spec.store_url)
-        committed = await asyncio.to_thread(store.read_result, spec.run_id, spec.step_id)
+        committed, record = await asyncio.to_thread(_what_is_stored, store, spec)
         if committed is not None:  # a duplicate delivery: say it again, run nothing
             await ctx.report(committed)
             await msg.ack()
             return
-        if await self._run_is_over(spec):
+        if record is not None and record.is_terminal:
             log.info("run %s is over: dropping step %s", spec.run_id, spec.step_id)
             await msg.term()
             return
@@ -233,4 +233,12 @@ def _timed_out(spec: StepSpec, detail: str) -> StepResult:
 
 
 def _read_or_none(store: RunStore, run_id: str) -> RunRecord | None:
-    return store.read_run(run_id) if store.run_exists(run_id) else None
+    try:
+        return store.read_run(run_id)
+    except UnknownRunError:
+        return None
+
+
+def _what_is_stored(store: RunStore, spec: StepSpec) -> tuple[StepResult | None, RunRecord | None]:
+    """The step's committed result and its run's record, read in one go."""
+    return store.read_result(spec.run_id, spec.step_id), _read_or_none(store, spec.run_id)

@@ -1,0 +1,159 @@
+"""The I/O of one run's transitions: the store, run events, step messages, kill notices.
+
+:class:`RunEffects` is what a :class:`~services.coordinator.runs.RunDriver` does to the
+world. Each operation waits out an unreachable store or NATS server (``persist``): a
+transition is never half lost because the bus restarted. Store calls run in threads, off
+the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from agentic import names
+from agentic.backends.outcome import attempt_outcome, failed_attempt
+from agentic.bus import publish_step
+from agentic.bus.timeline import RunTimeline
+from agentic.contracts import RunRecord, StepError, StepSpec
+from agentic.coordinator import Emit
+from agentic.errors import ConfigError, MessageTooLargeError
+from agentic.settings import Settings
+from services.lifecycle import persist
+
+if TYPE_CHECKING:
+    from agentic.store import RunStore
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+UNPUBLISHABLE_ERROR_TYPE = "StepNotPublishable"
+PUBLISH_TIMEOUT_S = 5.0
+
+
+@dataclass
+class Deps:
+    """What every run driver shares with the coordinator service."""
+
+    settings: Settings
+    store: RunStore
+    js: JetStreamContext
+    nc: NATS
+    timeline: RunTimeline
+    stopping: asyncio.Event
+    ensure_pool: Callable[[str], Awaitable[None]]
+    spawn: Callable[[Coroutine[Any, Any, Any]], None]
+    finished: Callable[[str], None]
+
+
+class RunEffects:
+    """The effects of one run's transitions.
+
+    Args:
+        run_id: The run.
+        deps: The coordinator's connections, store and settings.
+    """
+
+    def __init__(self, run_id: str, deps: Deps) -> None:
+        self.run_id = run_id
+        self.deps = deps
+
+    async def io(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """A blocking store call off the event loop, retried while the store is unreachable."""
+        return await persist(
+            f"run {self.run_id}: {what}",
+            lambda: asyncio.to_thread(fn, *args),
+            stopping=self.deps.stopping,
+        )
+
+    async def write_run(self, record: RunRecord) -> None:
+        await self.io("writing run.json", self.deps.store.write_run, record)
+
+    async def publish(self, command: Emit) -> None:
+        """Publish one run event (its ``seq`` is the run's next)."""
+        deps = self.deps
+        data = _bounded(command.data, deps.settings.max_message_bytes)
+
+        async def publish() -> None:
+            await deps.timeline.publish(
+                self.run_id,
+                command.type,
+                step_id=command.step_id,
+                attempt=command.attempt,
+                data=data,
+            )
+
+        try:
+            await persist(
+                f"publishing {command.type} of run {self.run_id}", publish, stopping=deps.stopping
+            )
+        except MessageTooLargeError as exc:
+            log.error("run %s: event %s not published: %s", self.run_id, command.type, exc)
+
+    async def dispatch(self, spec: StepSpec) -> StepError | None:
+        """Queue the attempt and write its ``spec.json``; the error of a step that never can be.
+
+        Workers take the spec from the message, so the (fsync'd) write runs alongside the
+        publish instead of before it; both are done when the transition is.
+        """
+        deps = self.deps
+        try:
+            await deps.ensure_pool(spec.pool)
+            await asyncio.gather(
+                self.io("writing a step spec", deps.store.write_spec, spec),
+                persist(
+                    f"publishing step {spec.step_id} of run {spec.run_id}",
+                    lambda: publish_step(
+                        deps.js,
+                        spec,
+                        max_bytes=deps.settings.max_message_bytes,
+                        timeout=PUBLISH_TIMEOUT_S,
+                    ),
+                    stopping=deps.stopping,
+                ),
+            )
+        except (MessageTooLargeError, ConfigError) as exc:
+            return StepError(type=UNPUBLISHABLE_ERROR_TYPE, message=str(exc), retryable=False)
+        return None
+
+    async def send_kill(self, step_id: str, attempt: int) -> None:
+        """Ask the worker running ``attempt`` of ``step_id`` to kill it (best effort)."""
+        notice = {"run_id": self.run_id, "step_id": step_id, "attempt": attempt}
+        try:
+            await self.deps.nc.publish(
+                names.terminate_subject(self.run_id), json.dumps(notice).encode()
+            )
+        except Exception as exc:  # best effort: workers also watch run.json
+            log.warning("run %s: kill notice for %s not sent: %s", self.run_id, step_id, exc)
+
+    async def record_failure(self, step_id: str, attempt: int, error: StepError) -> None:
+        """Write the attempt file of a failure no worker could record (timeout, DLQ)."""
+        result = failed_attempt(self.run_id, step_id, attempt, error)
+        await self.io("writing a failed attempt", self.deps.store.write_attempt, result)
+
+    async def commit_failure(self, step_id: str, attempt: int) -> None:
+        """Commit ``attempt``'s failure as the step's result (no retry will follow)."""
+        store = self.deps.store
+        outcome = await self.io(
+            "reading a step result", attempt_outcome, store, self.run_id, step_id, attempt
+        )
+        if outcome is not None and outcome.status == "failed":
+            await self.io("committing a failed step", store.commit_result, outcome)
+
+
+def _bounded(data: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """Event data that fits a message: a long final output is cut (run.json keeps it all)."""
+    output = data.get("output")
+    limit = max_bytes // 2
+    if isinstance(output, str) and len(output.encode()) > limit:
+        cut = output.encode()[:limit].decode(errors="ignore")
+        return {**data, "output": cut, "output_truncated": True}
+    return data
