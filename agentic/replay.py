@@ -239,12 +239,13 @@ def execute_reusing(
 ) -> RunRecord:
     """Run ``record`` (already created) on its backend, taking over what it reuses.
 
-    What is reused comes from :func:`reused_for`. The artifacts of reused steps are copied
-    into the new run first; the backend commits the reused results (marked
-    ``reused_from``) and never executes those steps. A backend whose ``run`` takes no
-    ``reused`` argument (``nats``) gets the request's ``replay_of`` and decides with
-    :func:`reused_for` on its side. Ctrl-C marks the run cancelled.
+    What is reused comes from :func:`reused_for`. The reused results are committed to the
+    new run (marked ``reused_from``) and their artifacts copied before the backend starts;
+    a backend whose ``run`` takes a ``reused`` argument gets them there, and the ``nats``
+    coordinator takes over every result a run holds when it starts. No backend executes a
+    reused step. Ctrl-C marks the run cancelled.
     """
+    from agentic.backends.reuse import commit_reused
     from agentic.submit import CANCELLED_BY_USER, mark_cancelled
 
     backend = get_backend(record.backend)
@@ -253,6 +254,9 @@ def execute_reusing(
     for step_id, result in reused.items():
         if result.artifacts and source is not None:
             store.copy_artifacts(source.run_id, record.run_id, step_id)
+    # Committed before the run starts: a coordinator (nats) takes over every result a run
+    # holds before it starts; the local backends commit them again, which is a no-op.
+    commit_reused(store, record.run_id, reused)
     options: dict[str, Any] = {}
     if reused and "reused" in inspect.signature(backend.run).parameters:
         options["reused"] = reused

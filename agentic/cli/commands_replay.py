@@ -70,7 +70,12 @@ def replay(
         sets=sets or [],
         new_id=new_run_id,
     )
-    raise typer.Exit(_replay_and_report(prepared, run_store, settings, as_json=as_json))
+    from agentic.cli.stack import stack_for
+
+    # Without AGENTIC_NATS_URL, `--backend nats` brings its own nats-server, coordinator, worker.
+    with stack_for(settings, prepared.record.backend) as settings:
+        code = _replay_and_report(prepared, run_store, settings, as_json=as_json)
+    raise typer.Exit(code)
 
 
 def _replay_and_report(

@@ -257,6 +257,9 @@ class _Rounds:
                 "workflow": workflow,
                 "steps": [StepState(step_id=s) for s in workflow.task_sequence],
                 "plan": self.plan,
+                # Handed to its backend like a new run: the nats coordinator starts only a
+                # pending run that already exists in the store.
+                "status": "pending",
             }
         )
         self._add_to_session(workflow)

@@ -200,6 +200,29 @@ def test_an_iterative_run_stops_when_the_planner_says_the_goal_is_met(env):
     assert record.output == store.read_result(record.run_id, "synthesis").output
 
 
+def test_an_iterative_run_executes_its_rounds_on_the_nats_backend(env, monkeypatch):
+    monkeypatch.delenv("AGENTIC_NATS_URL", raising=False)  # the command embeds its own stack
+    monkeypatch.setenv("AGENTIC_PLANNER_AGENT_PROVIDER", "stepper")
+
+    result = runner.invoke(
+        app, ["run", "--goal", "Plan a garden", "--iterative", "--backend", "nats", "--json"]
+    )
+
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert (shown["backend"], shown["status"]) == ("nats", "succeeded")
+    store = open_store(env.run_store_url)
+    record = store.read_run(shown["run_id"])
+    rounds = [store.read_run(r["run_id"]) for r in record.plan["rounds"][:2]]
+    assert [r.backend for r in rounds] == ["nats", "nats"]
+    # Each round executed only its new step; the final run only the synthesis.
+    assert [s for s in ("gather", "analyse") if store.read_attempts(rounds[1].run_id, s)] == [
+        "analyse"
+    ]
+    ran = [s for s in record.workflow.task_sequence if store.read_attempts(record.run_id, s)]
+    assert ran == ["synthesis"]
+
+
 def test_an_iterative_run_ends_after_max_rounds_with_a_synthesis(env):
     record = plan_run(env, "Plan a garden", "stepper", iterative=True, max_rounds=1)
 

@@ -256,6 +256,30 @@ def test_a_run_made_on_inprocess_replays_on_subprocess(env):
     assert store.read_artifact(new_id, "s1", "notes.md") == b"# Notes on crossing\n"
 
 
+def test_a_run_made_on_nats_replays_on_inprocess_and_back_on_nats(env, monkeypatch):
+    monkeypatch.delenv("AGENTIC_NATS_URL", raising=False)  # each command embeds its own stack
+    made = runner.invoke(app, ["run", "four", "--backend", "nats", "--json"])
+    assert made.exit_code == 0, made.output
+    original = json.loads(made.stdout)["run_id"]
+
+    with llm_calls() as calls:
+        on_inprocess = replay(original, "--from", "s4", "--backend", "inprocess")
+
+    assert on_inprocess.exit_code == 0, on_inprocess.output
+    assert calls == ["s4"]
+    middle = json.loads(on_inprocess.stdout)["run_id"]
+
+    back = replay(middle, "--from", "s3", "--backend", "nats")
+
+    assert back.exit_code == 0, back.output
+    shown = json.loads(back.stdout)
+    assert (shown["backend"], shown["status"]) == ("nats", "succeeded")
+    store = open_store(env.run_store_url)
+    executed = [s for s in ("s1", "s2", "s3", "s4") if store.read_attempts(shown["run_id"], s)]
+    assert executed == ["s3", "s4"]
+    assert store.read_result(shown["run_id"], "s1").reused_from == original  # the producer
+
+
 def test_a_run_in_an_s3_store_is_replayed_from_there(env, s3_server, monkeypatch):
     url = s3_server.unique_url()
     monkeypatch.setenv("AGENTIC_RUN_STORE_URL", url)
