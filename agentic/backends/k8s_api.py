@@ -136,6 +136,13 @@ def delete_jobs(batch: Any, namespace: str, selector: str, *, finished: bool = T
     return deleted
 
 
+def job_pod(core: Any, namespace: str, job_name: str) -> Obj | None:
+    """The newest pod of a Job, read now (None when it has none)."""
+    pods, _ = list_objects(core.list_namespaced_pod, namespace, f"job-name={job_name}")
+    pods.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""))
+    return pods[-1] if pods else None
+
+
 def pod_log_tail(core: Any, namespace: str, pod: str, *, lines: int = LOG_TAIL_LINES) -> str:
     """The last lines of a pod's log, or "" when there is none to read.
 

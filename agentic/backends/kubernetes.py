@@ -307,14 +307,10 @@ class JobLauncher:
 
     def _read_pod(self, job_name: str) -> dict[str, Any] | None:
         try:
-            pods, _ = k8s_api.list_objects(
-                self._core.list_namespaced_pod, self._ns, f"job-name={job_name}"
-            )
-        except Exception as exc:
+            return k8s_api.job_pod(self._core, self._ns, job_name)
+        except Exception as exc:  # the copy we have is the best we know then
             log.warning("could not read the pod of Job %s: %s", job_name, exc)
             return None
-        pods.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""))
-        return pods[-1] if pods else None
 
     def _log_tail(self, pod: Mapping[str, Any] | None) -> str:
         if pod is None or failures.exit_code(pod) is None:
