@@ -277,8 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reaction-n", type=int, default=10, help="reaction samples per mode")
     p.add_argument("--poll", type=float, default=1.0, help="scaler polling interval (s)")
     args = p.parse_args(argv)
-    logging.getLogger("services.scaler").setLevel(logging.ERROR)  # no "ready"/"stopped" lines
-    figures = measure(args.n or 100, args.reaction_n, args.poll)
+    quiet = logging.getLogger("services.scaler")  # no "ready"/"stopped" lines per sample
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        figures = measure(args.n or 100, args.reaction_n, args.poll)
+    finally:
+        quiet.setLevel(level)
     return report(figures, lines(figures), args)
 
 

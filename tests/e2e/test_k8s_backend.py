@@ -107,6 +107,11 @@ def test_a_two_step_workflow_runs_one_job_per_step_with_the_same_results_as_inpr
         assert [c["type"] for c in job["status"]["conditions"]][-1] == "Complete"
         command = job["spec"]["template"]["spec"]["containers"][0]
         assert command["command"] == ["agentic"] and command["args"][0] == "execute-step"
+        # The result was committed by that Job's pod (the downward API gives its name).
+        step_id = job["metadata"]["labels"]["agentic/step-id"]
+        result = open_store(cluster.store_url).read_result(run.record.run_id, step_id)
+        assert result is not None and result.status == "succeeded"
+        assert (result.worker.pod or "").startswith(job["metadata"]["name"])
     # Completion came from the watches: two creates, and lists only at start and per reconcile.
     assert api_requests["create"] == 2
     assert api_requests["list"] <= 2 * (elapsed / cluster.settings.k8s_reconcile_interval_s + 2)
