@@ -37,7 +37,7 @@ from agentic.contracts import (
     WorkflowConfig,
     utcnow,
 )
-from agentic.errors import PlanError
+from agentic.errors import ConfigError, PlanError
 from agentic.ids import check_id, new_run_id
 from agentic.planning.model import PlannerModel
 from agentic.planning.plan import Offer, Plan, PlanStep, plan_workflow, run_order, workflow_name
@@ -94,6 +94,7 @@ def run_iterative(
     run_id = check_id(request.run_id, "run id") if request.run_id else new_run_id()
     if store.run_exists(run_id):
         return store.read_run(run_id)
+    _check_request(request, settings)
     request = request.model_copy(update={"run_id": run_id})
     rounds = _Rounds(request, settings, catalog, store, on_event)
     if not store.create_run(rounds.record):
@@ -106,8 +107,25 @@ def run_iterative(
         from agentic.submit import CANCELLED_BY_USER, mark_cancelled
 
         finished = mark_cancelled(store, run_id, CANCELLED_BY_USER)
+    except ConfigError as exc:  # a round could not start: the run must not stay "running"
+        rounds.fail(f"cannot continue: {exc}", stopped="error")
+        raise
     record_outcome(store, finished)
     return finished
+
+
+def _check_request(request: RunRequest, settings: Settings) -> None:
+    """Refuse, before the run exists, what would fail every round (as ``prepare_run`` does)."""
+    from agentic.backends import get_backend
+    from agentic.submit import INPUT_NAME
+
+    for name in request.inputs:
+        if not INPUT_NAME.fullmatch(name):
+            raise ConfigError(
+                f"input name {name!r}: use a letter or underscore followed by letters, "
+                "digits or underscores (it becomes a {name} placeholder)"
+            )
+    get_backend(request.backend or settings.execution_backend)  # unknown or not installed
 
 
 class _Rounds:
@@ -170,7 +188,7 @@ class _Rounds:
             try:
                 plan = self._plan_round(number)
             except PlanError as exc:
-                return self._fail(f"round {number}: {exc}", stopped="invalid_plan")
+                return self.fail(f"round {number}: {exc}", stopped="invalid_plan")
             step = None if plan.done else self._next_step(plan)
             if step is None:  # the planner said so, or every step it plans has run
                 final, self.plan["stopped"] = plan, "done" if plan.done else "plan_complete"
@@ -243,7 +261,7 @@ class _Rounds:
 
         step = self._synthesis_step(final)
         if step is None:
-            return self._fail(
+            return self.fail(
                 "the planner said the goal was met before any step ran, and gave no step "
                 "to write the answer",
                 stopped="done",
@@ -301,9 +319,10 @@ class _Rounds:
             self._save()
             return mark_cancelled(self.store, self.record.run_id, outcome.error or "cancelled")
         reason = f"round {number} (run {outcome.run_id}) failed: {outcome.error or 'no error'}"
-        return self._fail(reason, stopped="step_failed")
+        return self.fail(reason, stopped="step_failed")
 
-    def _fail(self, message: str, *, stopped: str) -> RunRecord:
+    def fail(self, message: str, *, stopped: str) -> RunRecord:
+        """Record the run failed with ``message``; ``stopped`` says why the rounds ended."""
         self.plan["stopped"] = stopped
         now = utcnow()
         self.record = self.record.model_copy(

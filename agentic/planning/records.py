@@ -55,7 +55,10 @@ def failed_plan_record(
         inputs=dict(request.inputs),
         backend=request.backend or settings.execution_backend,
         labels=dict(request.labels),
-        error=f"planning failed: {error}",
+        error=(
+            f"planning failed: {error} (the planner's replies: "
+            f"agentic show {request.run_id} --json, under plan)"
+        ),
         plan=error.plan or {"error": str(error), "raw_output": error.raw_output},
         updated_at=now,
         finished_at=now,

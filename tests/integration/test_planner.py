@@ -169,6 +169,7 @@ def test_a_plan_that_stays_invalid_fails_the_run_with_the_raw_output_saved(env):
     record = open_store(env.run_store_url).read_run(shown["run_id"])
     assert record.status == "failed" and record.workflow is None
     assert record.error.startswith("planning failed: the planner's reply is not a usable plan")
+    assert f"agentic show {record.run_id} --json" in record.error
     raws = [r["raw"] for r in record.plan["replies"]]
     assert len(raws) == 2
     assert all("I think we should research." in raw for raw in raws)
@@ -221,6 +222,18 @@ def test_an_iterative_run_executes_its_rounds_on_the_nats_backend(env, monkeypat
     ]
     ran = [s for s in record.workflow.task_sequence if store.read_attempts(record.run_id, s)]
     assert ran == ["synthesis"]
+
+
+def test_an_iterative_run_whose_plan_stays_invalid_fails_with_the_replies_kept(env):
+    record = plan_run(env, "Plan a garden", "stubborn", iterative=True)
+
+    assert record.status == "failed"
+    assert record.error.startswith("round 1: the planner's reply is not a usable plan")
+    assert record.plan["stopped"] == "invalid_plan"
+    [first_round] = record.plan["rounds"]
+    assert len(first_round["replies"]) == 2
+    assert "I think we should research." in first_round["replies"][1]["raw"]
+    assert open_store(env.run_store_url).read_run(record.run_id).status == "failed"
 
 
 def test_an_iterative_run_ends_after_max_rounds_with_a_synthesis(env):
