@@ -43,6 +43,11 @@ class StepRunner:
         self._conn: Connection | None = None
 
     @property
+    def running(self) -> bool:
+        """Whether the step process is alive."""
+        return self._process is not None and self._process.is_alive()
+
+    @property
     def pid(self) -> int | None:
         """The step process's pid (the ``step_pid`` of ``step_started`` events)."""
         return self._process.pid if self._process is not None else None

@@ -210,7 +210,11 @@ class WorkerService:
         self._stopping.set()
 
     async def run(self) -> int:
-        """Serve until stopped (or, in burst mode, until the queue is empty); returns 0."""
+        """Serve until stopped (or, in burst mode, until the queue is empty).
+
+        Returns:
+            0, or 1 when a slot stopped on an error (its step process cannot start).
+        """
         log.warning(
             "worker ready: pool %s, %d slot(s)%s",
             self.pool,
@@ -218,16 +222,28 @@ class WorkerService:
             ", burst" if self.burst else "",
         )
         slots = [asyncio.create_task(slot.serve()) for slot in self._slots]
+        for task in slots:
+            task.add_done_callback(self._stop_if_failed)
         every_slot: asyncio.Future[Any] = asyncio.gather(*slots, return_exceptions=True)
         stop: asyncio.Future[Any] = asyncio.create_task(self._stopping.wait())
         await asyncio.wait([every_slot, stop], return_when=asyncio.FIRST_COMPLETED)
         if self._stopping.is_set():
             await self._drain(slots)
         stop.cancel()
-        for task in slots:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                log.error("slot failed", exc_info=task.exception())
-        return 0
+        failed = [
+            task.exception()
+            for task in slots
+            if task.done() and not task.cancelled() and task.exception() is not None
+        ]
+        for exc in failed:
+            log.error("a worker slot stopped: %s", exc, exc_info=exc)
+        return 1 if failed else 0
+
+    def _stop_if_failed(self, task: asyncio.Task[None]) -> None:
+        # A slot that stops on an error leaves the worker short: stop it all, so that its
+        # supervisor (Kubernetes, agentic up) starts a fresh one.
+        if not task.cancelled() and task.exception() is not None:
+            self.request_stop()
 
     async def _drain(self, slots: list[asyncio.Task[None]]) -> None:
         log.warning("worker stopping: running steps get %.0f s", self._grace_s)

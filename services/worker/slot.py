@@ -98,6 +98,10 @@ class Slot:
         ctx = self._ctx
         sub = await ctx.bind()
         while not ctx.stopping.is_set():
+            if not self.runner.running:
+                # Killed or crashed with its last step. A step process that cannot start
+                # stops the slot (StepProcessError): every step would fail the same way.
+                await self.runner.restart()
             try:
                 msg = await fetch_one(sub, timeout=FETCH_TIMEOUT_S)
             except nats.errors.Error as exc:  # disconnected: nats-py reconnects on its own
@@ -212,8 +216,6 @@ class Slot:
             await msg.term()
         else:
             await msg.nak()
-        if outcome.kind != "finished" and not ctx.stopping.is_set():
-            await self.runner.restart()
 
     async def _run_is_over(self, spec: StepSpec) -> bool:
         try:

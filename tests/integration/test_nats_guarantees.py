@@ -8,6 +8,7 @@ replacement where later tests need one. Steps use the offline ``scripted`` provi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from agentic import names
@@ -260,6 +262,38 @@ async def test_cancel_kills_the_running_step_within_seconds(
     assert "unknown run 'no-such-run'" in unknown["error"]
 
 
+async def test_a_step_of_a_new_pool_waits_in_its_own_consumer_created_before_publishing(
+    stack: Stack, nc: NATS, js: JetStreamContext
+) -> None:
+    await submit(nc, inline_request("pool-1", ["gpu_step"], QUICK, pool="gpu"))
+    await wait_event(js, "pool-1", "step_ready")
+    await asyncio.sleep(0.5)  # no worker of pool gpu: nothing may start it
+
+    consumer = await js.consumer_info(names.STEPS_STREAM, names.workers_consumer("gpu"))
+    reply = await cancel(nc, "pool-1")
+    record = await wait_finished(stack.store(), "pool-1", timeout=5)
+
+    assert consumer.num_pending == 1
+    assert consumer.config.filter_subject == names.steps_subject("gpu")
+    assert reply["status"] == "cancelled"
+    assert [s.status for s in record.steps] == ["cancelled"]
+    types = [e.type for e in await run_events(js, "pool-1")]
+    assert "step_started" not in types
+
+
+async def dead_letter_of(js: JetStreamContext, run_id: str, timeout: float = 10.0) -> RawStreamMsg:
+    """The run's dead letter; the coordinator fails the step first, then moves the message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(NotFoundError):
+            letter = await js.get_last_msg(names.DLQ_STREAM, names.dlq_subject("default"))
+            if StepSpec.model_validate_json(letter.data or b"").run_id == run_id:
+                return letter
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no dead letter of run {run_id} within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
 async def test_a_step_that_always_crashes_its_worker_ends_in_the_dlq_and_fails_its_run(
     stack: Stack, nc: NATS, js: JetStreamContext
 ) -> None:
@@ -273,7 +307,7 @@ async def test_a_step_that_always_crashes_its_worker_ends_in_the_dlq_and_fails_i
     assert "step 'boom' of run 'dlq-1' exhausted 2 deliveries" in record.error
     assert "its worker crashed or was killed every time" in record.error
     assert "moved to the dead-letter queue (agentic.dlq.default)" in record.error
-    letter = await js.get_last_msg(names.DLQ_STREAM, names.dlq_subject("default"))
+    letter = await dead_letter_of(js, "dlq-1")
     spec = StepSpec.model_validate_json(letter.data or b"")
     assert (spec.run_id, spec.step_id, spec.attempt) == ("dlq-1", "boom", 1)
     assert letter.headers is not None
