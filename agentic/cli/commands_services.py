@@ -7,12 +7,14 @@ what keeps the service from working and exits 0 (healthy) or 1, for Kubernetes p
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from agentic.cli import app
 from agentic.cli._common import EXIT_FAILED, EXIT_OK, config_errors, load_settings, print_error
+from agentic.errors import AgenticError
 
 if TYPE_CHECKING:
     from agentic.settings import Settings
@@ -31,7 +33,7 @@ def coordinator(check: bool = typer.Option(False, "--check", help=CHECK_HELP)) -
     from services.lifecycle import configure_logging, serve
 
     configure_logging(settings.log_level)
-    raise typer.Exit(asyncio.run(serve(CoordinatorService(settings))))
+    raise typer.Exit(_serve(lambda: serve(CoordinatorService(settings))))
 
 
 @app.command("worker")
@@ -51,7 +53,20 @@ def worker(
 
     configure_logging(settings.log_level)
     service = WorkerService(settings, pool=pool, concurrency=concurrency, burst=burst)
-    raise typer.Exit(asyncio.run(serve(service)))
+    raise typer.Exit(_serve(lambda: serve(service)))
+
+
+def _serve(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run a service; a bus or store that fails it is one red line and exit code 1."""
+    from agentic.errors import ConfigError
+
+    try:
+        return asyncio.run(main())
+    except ConfigError:
+        raise  # exit 2, by config_errors()
+    except AgenticError as exc:
+        print_error(str(exc))
+        return EXIT_FAILED
 
 
 def _check(settings: Settings, *, pool: str | None = None) -> int:

@@ -372,7 +372,7 @@ async def test_a_coordinator_killed_mid_run_resumes_it_after_a_restart(
         assert [a.attempt for a in store.read_attempts("killcoord-1", step)] == [1]
 
 
-def test_the_services_report_healthy_with_check(stack: Stack) -> None:
+def test_check_reports_health_and_a_service_without_nats_exits_1(stack: Stack) -> None:
     for command in (["coordinator", "--check"], ["worker", "--check", "--pool", "default"]):
         done = subprocess.run(
             [sys.executable, "-m", "agentic", *command],
@@ -392,6 +392,15 @@ def test_the_services_report_healthy_with_check(stack: Stack) -> None:
     )
     assert done.returncode == 1
     assert "cannot connect to NATS" in done.stderr
+    service = subprocess.run(
+        [sys.executable, "-m", "agentic", "coordinator"],
+        env={**unreachable, "AGENTIC_LOG_LEVEL": "ERROR"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert service.returncode == 1
+    assert service.stderr.strip().splitlines()[-1].startswith("error: cannot connect to NATS")
 
 
 def test_the_coordinator_process_never_imported_crewai(stack: Stack) -> None:
