@@ -76,6 +76,38 @@ async def test_a_run_survives_a_nats_server_restart_in_its_middle(
     assert all(worker.alive for worker in stack.workers)
 
 
+async def test_a_retry_waiting_out_its_backoff_survives_a_coordinator_restart(
+    server: EmbeddedNats, tmp_path: Path
+) -> None:
+    stack = Stack(
+        server.url,
+        tmp_path,
+        retry_backoff_base_s="600",
+        retry_backoff_max_s="600",
+        retry_jitter="0",
+    )
+    nc = await connect(Settings(nats_url=server.url), name="retry-restart-test")
+    try:
+        await asyncio.gather(stack.start_coordinator(), stack.start_workers(1))
+        js = nc.jetstream()
+        flaky = scripted_provider("flaky", fail={"times": 1, "mode": "error"})
+        await submit(nc, inline_request("retry-restart-1", ["only"], flaky, retries=1))
+        retrying = await wait_event(js, "retry-restart-1", "step_retrying")
+        assert retrying.data["delay_s"] == 600
+
+        assert stack.coordinator is not None
+        stack.coordinator.kill9()
+        await stack.start_coordinator()
+        record = await wait_finished(stack.store(), "retry-restart-1", timeout=30)
+    finally:
+        await nc.close()
+        stack.stop()
+
+    assert record.status == "succeeded"
+    attempts = stack.store().read_attempts("retry-restart-1", "only")
+    assert [(a.attempt, a.status) for a in attempts] == [(1, "failed"), (2, "succeeded")]
+
+
 async def test_a_burst_worker_runs_the_queued_steps_and_exits_once_the_queue_is_empty(
     server: EmbeddedNats, stack: Stack
 ) -> None:
