@@ -1,0 +1,211 @@
+"""What the NATS pipeline benchmarks share: scripted workflows, a stack, submit-and-wait.
+
+The stack is the real one (``agentic up``'s :class:`~agentic.cli.stack.ProcessStack`): an
+embedded nats-server, an ``agentic coordinator`` process and ``agentic worker`` processes,
+all on a file run store in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentic.contracts import (
+    AgentProvider,
+    RunEvent,
+    RunRequest,
+    ScriptedScript,
+    TaskConfig,
+    WorkflowConfig,
+)
+from agentic.settings import Settings
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def scripted_workflow(steps: int, *, name: str = "bench") -> WorkflowConfig:
+    """``steps`` sequential zero-delay scripted steps without tools."""
+    provider = AgentProvider(
+        id="bench_agent",
+        type="scripted",
+        role="Benchmark agent",
+        goal="Answer at once",
+        backstory="Exists to measure the pipeline.",
+        script=ScriptedScript(replies=["{step_id} done."]),
+    )
+    tasks = [
+        TaskConfig(
+            id=f"s{i:02d}",
+            agent_provider_id="bench_agent",
+            description=f"Step {i} of the benchmark.",
+            expected_output="One line.",
+            mcp_providers=[],
+        )
+        for i in range(1, steps + 1)
+    ]
+    return WorkflowConfig(
+        name=name,
+        topic="benchmarks",
+        agent_providers=[provider],
+        tasks=tasks,
+        task_sequence=[t.id for t in tasks],
+    )
+
+
+@dataclass
+class BenchStack:
+    """A running stack and where it keeps things."""
+
+    url: str
+    store_url: str
+    monitor_url: str
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the stack: nats-server, the services and their children
+        (the step processes)."""
+        table = _process_table()
+        roots = set(self.pids.values())
+        total = 0.0
+        for pid, (ppid, cpu) in table.items():
+            if pid in roots or ppid in roots:
+                total += cpu
+        return total
+
+
+def _process_table() -> dict[int, tuple[int, float]]:
+    """``pid -> (parent pid, CPU seconds)`` of every process, from ``/proc``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return table
+
+
+@contextlib.contextmanager
+def running_stack(workers: int, *, root: str | Path | None = None) -> Iterator[BenchStack]:
+    """nats-server, a coordinator and ``workers`` worker processes on a temporary store."""
+    from agentic.cli.stack import ProcessStack
+
+    with tempfile.TemporaryDirectory(prefix="agentic-bench-nats-", dir=root) as tmp:
+        store_url = str(Path(tmp) / "store")
+        env = {
+            "AGENTIC_RUN_STORE_URL": store_url,
+            "CREWAI_DISABLE_TELEMETRY": "true",
+            "AGENTIC_LOG_LEVEL": os.environ.get("AGENTIC_LOG_LEVEL", "ERROR"),  # no start notices
+        }
+        stack = ProcessStack(
+            Settings(), workers=workers, port=0, data_dir=Path(tmp) / "js", env=env
+        )
+        stack.start()
+        try:
+            assert stack.server is not None
+            pids = {name: proc.pid for name, proc in stack.children.items()}
+            pids["nats-server"] = stack.server.pid or 0
+            yield BenchStack(stack.url, store_url, stack.server.monitor_url, pids)
+        finally:
+            stack.stop()
+
+
+async def submit_and_wait(
+    url: str,
+    requests: list[RunRequest],
+    *,
+    until: tuple[str, ...] = TERMINAL,
+    timeout_s: float = 600.0,
+) -> tuple[dict[str, str], float]:
+    """Submit every request at once and wait until each run published an event in ``until``.
+
+    Events are read with a core NATS subscription on ``agentic.events.>`` opened before the
+    first submit (JetStream subjects are plain subjects to core subscribers), which costs the
+    pipeline nothing.
+
+    Returns:
+        The first such event type of each run (by default its terminal event), and the
+        seconds from the first submit to the last of them.
+
+    Raises:
+        RuntimeError: a run was refused, or not every run ended within ``timeout_s``.
+    """
+    from agentic.bus import connect
+    from agentic.bus.requests import submit_run
+
+    settings = Settings(nats_url=url)
+    nc = await connect(settings, name="agentic-bench")
+    wanted = {r.run_id for r in requests}
+    ended: dict[str, str] = {}
+    all_done = asyncio.Event()
+
+    async def on_event(msg) -> None:  # type: ignore[no-untyped-def]
+        event = RunEvent.model_validate_json(msg.data)
+        if event.type in until and event.run_id in wanted and event.run_id not in ended:
+            ended[event.run_id] = event.type
+            if len(ended) == len(wanted):
+                all_done.set()
+
+    sub = await nc.subscribe("agentic.events.>", cb=on_event)
+    try:
+        await nc.flush()
+        start = time.perf_counter()
+        replies = await asyncio.gather(
+            *(submit_run(nc, r, max_bytes=settings.max_message_bytes, timeout=60) for r in requests)
+        )
+        refused = [reply.error for reply in replies if not reply.ok]
+        if refused:
+            raise RuntimeError(f"{len(refused)} runs refused, e.g. {refused[0]}")
+        try:
+            await asyncio.wait_for(all_done.wait(), timeout_s)
+        except TimeoutError:
+            raise RuntimeError(
+                f"only {len(ended)} of {len(wanted)} runs ended within {timeout_s:g}s"
+            ) from None
+        elapsed = time.perf_counter() - start
+    finally:
+        await sub.unsubscribe()
+        await nc.close()
+    return ended, elapsed
+
+
+async def run_events(url: str, run_id: str) -> list[RunEvent]:
+    """Every stored event of a finished run, in order."""
+    from agentic.bus import connect
+    from agentic.bus.follow import RunEvents
+
+    settings = Settings(nats_url=url)
+    nc = await connect(settings, name="agentic-bench")
+    events: list[RunEvent] = []
+    try:
+        async with RunEvents(nc.jetstream(), run_id, settings) as stream:
+            while (event := await stream.next(timeout=1.0)) is not None:
+                events.append(event)
+    finally:
+        await nc.close()
+    return events
+
+
+def requests_for(workflow: WorkflowConfig, prefix: str, count: int) -> list[RunRequest]:
+    """``count`` requests of ``workflow`` with run ids ``<prefix>-<i>``."""
+    return [
+        RunRequest(run_id=f"{prefix}-{i:04d}", workflow=workflow, inputs={"topic": "benchmarks"})
+        for i in range(count)
+    ]
+
+
+def warm_up(url: str, workers: int) -> None:
+    """One single-step run per worker, so no measured step pays a worker's first imports."""
+    runs = requests_for(scripted_workflow(1, name="warmup"), "warmup", 2 * workers)
+    ended, _ = asyncio.run(submit_and_wait(url, runs, timeout_s=120))
+    if set(ended.values()) != {"succeeded"}:
+        raise RuntimeError(f"warm-up runs did not succeed: {ended}")
