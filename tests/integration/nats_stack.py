@@ -22,9 +22,11 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
+from nats.js.errors import NotFoundError
 
 from agentic import names
-from agentic.contracts import TERMINAL_EVENTS, RunEvent, RunRecord
+from agentic.contracts import TERMINAL_EVENTS, RunEvent, RunRecord, StepSpec
 from agentic.store import RunStore
 
 READY_TIMEOUT_S = 60.0
@@ -277,3 +279,50 @@ def process_gone(pid: int) -> bool:
     with contextlib.suppress(OSError):
         return stat.read_text().split(")")[-1].split()[0] == "Z"
     return True
+
+
+CATALOG_PROVIDER = """\
+id: quick
+type: scripted
+role: Tester
+goal: Finish {topic}
+backstory: A scripted agent.
+script:
+  replies: ["{step_id} done for {topic}"]
+"""
+CATALOG_WORKFLOW = """\
+workflow:
+  name: quick_pair
+  topic: catalog runs
+  agent_providers: [quick]
+  tasks:
+    - id: first
+      agent_provider_id: quick
+      description: First {topic}.
+      expected_output: A line.
+    - id: second
+      agent_provider_id: quick
+      description: Then {topic}.
+      expected_output: A line.
+"""
+
+
+def write_quick_catalog(root: Path) -> None:
+    """A catalog with the scripted agent ``quick`` and the two-step workflow ``quick_pair``."""
+    (root / "config" / "agent_providers").mkdir(parents=True)
+    (root / "config" / "workflows").mkdir()
+    (root / "config" / "agent_providers" / "quick.yaml").write_text(CATALOG_PROVIDER)
+    (root / "config" / "workflows" / "quick_pair.yaml").write_text(CATALOG_WORKFLOW)
+
+
+async def dead_letter_of(js: JetStreamContext, run_id: str, timeout: float = 10.0) -> RawStreamMsg:
+    """The run's dead letter (the coordinator fails the step first, then moves the message)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(NotFoundError):
+            letter = await js.get_last_msg(names.DLQ_STREAM, names.dlq_subject("default"))
+            if StepSpec.model_validate_json(letter.data or b"").run_id == run_id:
+                return letter
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no dead letter of run {run_id} within {timeout} s")
+        await asyncio.sleep(0.05)

@@ -8,17 +8,14 @@ replacement where later tests need one. Steps use the offline ``scripted`` provi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from agentic import names
@@ -29,6 +26,7 @@ from agentic.submit import prepare_run
 from tests.integration.nats_stack import (
     Stack,
     cancel,
+    dead_letter_of,
     inline_request,
     process_gone,
     run_events,
@@ -36,6 +34,7 @@ from tests.integration.nats_stack import (
     submit,
     wait_event,
     wait_finished,
+    write_quick_catalog,
 )
 
 pytestmark = pytest.mark.slow
@@ -44,44 +43,12 @@ MAX_MESSAGE_BYTES = 65_536
 IMPORTTIME = ("-X", "importtime")
 QUICK = scripted_provider("quick")
 
-CATALOG_PROVIDER = """\
-id: quick
-type: scripted
-role: Tester
-goal: Finish {topic}
-backstory: A scripted agent.
-script:
-  replies: ["{step_id} done for {topic}"]
-"""
-CATALOG_WORKFLOW = """\
-workflow:
-  name: quick_pair
-  topic: catalog runs
-  agent_providers: [quick]
-  tasks:
-    - id: first
-      agent_provider_id: quick
-      description: First {topic}.
-      expected_output: A line.
-    - id: second
-      agent_provider_id: quick
-      description: Then {topic}.
-      expected_output: A line.
-"""
-
-
-def write_catalog(root: Path) -> None:
-    (root / "config" / "agent_providers").mkdir(parents=True)
-    (root / "config" / "workflows").mkdir()
-    (root / "config" / "agent_providers" / "quick.yaml").write_text(CATALOG_PROVIDER)
-    (root / "config" / "workflows" / "quick_pair.yaml").write_text(CATALOG_WORKFLOW)
-
 
 @pytest.fixture(scope="module")
 def stack(nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A coordinator and two single-slot workers; small ack wait and max deliveries."""
     root = tmp_path_factory.mktemp("stack")
-    write_catalog(root)
+    write_quick_catalog(root)
     stack = Stack(
         nats_server.url,
         root,
@@ -279,19 +246,6 @@ async def test_a_step_of_a_new_pool_waits_in_its_own_consumer_created_before_pub
     assert [s.status for s in record.steps] == ["cancelled"]
     types = [e.type for e in await run_events(js, "pool-1")]
     assert "step_started" not in types
-
-
-async def dead_letter_of(js: JetStreamContext, run_id: str, timeout: float = 10.0) -> RawStreamMsg:
-    """The run's dead letter; the coordinator fails the step first, then moves the message."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(NotFoundError):
-            letter = await js.get_last_msg(names.DLQ_STREAM, names.dlq_subject("default"))
-            if StepSpec.model_validate_json(letter.data or b"").run_id == run_id:
-                return letter
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no dead letter of run {run_id} within {timeout} s")
-        await asyncio.sleep(0.05)
 
 
 async def test_a_step_that_always_crashes_its_worker_ends_in_the_dlq_and_fails_its_run(
