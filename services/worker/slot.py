@@ -197,6 +197,14 @@ class Slot:
     async def _decide(self, msg: Msg, spec: StepSpec, outcome: Outcome) -> None:
         ctx = self._ctx
         if outcome.kind in ("finished", "timed_out"):
+            if outcome.kind == "timed_out":
+                log.warning(
+                    "step %s/%s attempt %d %s: killed",
+                    spec.run_id,
+                    spec.step_id,
+                    spec.attempt,
+                    outcome.detail,
+                )
             result = outcome.result or _timed_out(spec, outcome.detail)
             store = await ctx.store_for(spec.store_url)
             committed = await asyncio.to_thread(record_attempt, store, result)
