@@ -2,8 +2,10 @@
 
 Events are stored in the stream, so a client that subscribes after the coordinator has
 already published (or that subscribes first and submits second, as the ``nats`` backend
-does) misses nothing: :class:`RunEvents` reads the run's subject ``agentic.events.<run_id>.>``
-with a JetStream *ordered consumer* delivering everything from the start.
+does) misses nothing: :class:`RunEvents` reads the run's subjects
+``agentic.events.<run_id>.*`` with a JetStream *ordered consumer* delivering everything from
+the start. (``.*``, not ``.>``: run ids may contain dots, and ``agentic.events.a.>`` also
+matches the events of run ``a.b``.)
 
 An ordered consumer is an ephemeral, in-memory consumer that the client recreates itself
 whenever it sees a gap or stops hearing the server's idle heartbeats, starting after the last
@@ -64,7 +66,7 @@ class RunEvents:
         heartbeat_s: float = DEFAULT_HEARTBEAT_S,
     ) -> None:
         self.run_id = run_id
-        self._subject = names.run_events_filter(run_id)
+        self._subject = names.run_timeline_filter(run_id)
         self._js = js
         self._settings = settings
         self._heartbeat_s = heartbeat_s
@@ -99,8 +101,7 @@ class RunEvents:
         """The next event, or None when none arrives within ``timeout`` seconds.
 
         Messages that are not valid events are logged and skipped (one bad publisher must
-        not stop a client from seeing its run finish), and so are other runs' events; both
-        return None like a timeout.
+        not stop a client from seeing its run finish): they return None like a timeout.
         """
         if self._sub is None:
             raise RuntimeError("RunEvents is not entered")
@@ -109,13 +110,10 @@ class RunEvents:
         except nats.errors.TimeoutError:
             return None
         try:
-            event = decode_event(msg, max_bytes=self._settings.max_message_bytes)
+            return decode_event(msg, max_bytes=self._settings.max_message_bytes)
         except DecodeError as exc:
             log.warning("skipping an undecodable message on %s: %s", msg.subject, exc)
             return None
-        # Run ids may contain dots, so the filter of run ``a`` also matches the events of a
-        # run ``a.b``: only the event itself says whose it is.
-        return event if event.run_id == self.run_id else None
 
     async def _subscribe(self) -> JetStreamContext.PushSubscription:
         return await self._js.subscribe(

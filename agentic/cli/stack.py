@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 SERVICES_START_TIMEOUT_S = 60.0
 SERVICES_STOP_GRACE_S = 30.0
+# When `agentic run` ends, a step still running belongs to a run that was cancelled or
+# given up on (a second Ctrl-C): it gets a few seconds, not a service's full drain.
+EMBEDDED_WORKER_GRACE_S = 5.0
 CHILD_STOP_GRACE_S = 20.0
 
 
@@ -172,7 +175,10 @@ class ServiceThread:
             # Submits are answered from here on; the run's first step waits in the queue
             # while the worker starts its step process (CrewAI's import, seconds).
             self._ready.set()
-            async with WorkerService(self._settings, concurrency=self._concurrency) as worker:
+            worker = WorkerService(
+                self._settings, concurrency=self._concurrency, grace_s=EMBEDDED_WORKER_GRACE_S
+            )
+            async with worker:
                 working = asyncio.create_task(worker.run())
                 stopping = asyncio.create_task(self._stop.wait())
                 done, _ = await asyncio.wait(
@@ -181,12 +187,11 @@ class ServiceThread:
                 if stopping not in done:
                     _service_ended(done)
                 stopping.cancel()
-                # Workers first: a step in progress finishes and reports before the
-                # coordinator goes.
+                # Both at once: the run this stack served has ended (or was given up on),
+                # so no step in progress needs the coordinator any more.
                 worker.request_stop()
-                await _finish(working)
-            coordinator.request_stop()
-            await _finish(coordinating)
+                coordinator.request_stop()
+                await asyncio.gather(_finish(working), _finish(coordinating))
 
 
 async def _finish(task: asyncio.Task[int], grace_s: float = SERVICES_STOP_GRACE_S) -> None:
