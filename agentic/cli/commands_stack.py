@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
@@ -103,13 +104,18 @@ def _announce(stack: ProcessStack) -> None:
         f"{stack.server.store_dir})",
         f"coordinator pid {stack.children['coordinator'].pid}; "
         f"{stack.workers} worker(s){f' pids {pids}' if pids else ''}; "
-        f"run store {stack.settings.run_store_url}",
+        f"run store {_shown_store(stack.settings.run_store_url)}",
         "Submit runs from another terminal:",
         f"  AGENTIC_NATS_URL={stack.url} agentic run demo --backend nats",
         f"  AGENTIC_NATS_URL={stack.url} python scripts/submit_run.py demo topic=NATS",
         "Ready. Ctrl-C stops everything.",
     ]
     typer.echo("\n".join(lines))
+
+
+def _shown_store(url: str) -> str:
+    # A relative path is relative to this directory: show where it is for clients elsewhere.
+    return url if "://" in url else str(Path(url).resolve())
 
 
 @app.command("cancel")

@@ -260,6 +260,7 @@ class ProcessStack:
         from agentic.bus.embedded import EmbeddedNats
 
         if self.port:
+            _check_port_free(self.port)
             self.server = EmbeddedNats(
                 store_dir=self.data_dir, port=self.port, monitor_port=free_port()
             )
@@ -339,6 +340,19 @@ def _terminate_all(procs: list[subprocess.Popen[bytes]], grace_s: float) -> None
             log.warning("process %s did not stop within %gs; killing it", proc.pid, grace_s)
             proc.kill()
             proc.wait()
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Like nats-server itself: a port left in TIME_WAIT by a stopped server is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise BusError(
+                f"port {port} is in use (another `agentic up` or nats-server?): "
+                "choose one with --port, or --port 0 for any free port"
+            ) from exc
 
 
 def free_port() -> int:
