@@ -149,6 +149,8 @@ async def submit_and_wait(
     all_done = asyncio.Event()
 
     async def on_event(msg) -> None:  # type: ignore[no-untyped-def]
+        if msg.subject.rsplit(".", 1)[-1] not in until:
+            return  # the type is the subject's last token: skip decoding most events
         event = RunEvent.model_validate_json(msg.data)
         if event.type in until and event.run_id in wanted and event.run_id not in ended:
             ended[event.run_id] = event.type

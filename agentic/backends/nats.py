@@ -282,6 +282,8 @@ def request_cancel(
 def run_request(record: RunRecord) -> RunRequest:
     """What the backend submits for ``record``: its id and the workflow as resolved here."""
     original = record.request
+    if record.workflow is None:  # nothing resolved here (a replay): the coordinator resolves
+        return original.model_copy(update={"run_id": record.run_id, "backend": "nats"})
     return RunRequest(
         run_id=record.run_id,
         workflow=record.workflow,
@@ -397,7 +399,11 @@ def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        in_a_loop = False
+    else:
+        in_a_loop = True
+    if not in_a_loop:
+        return asyncio.run(coro)  # outside the except: errors do not chain to "no loop"
     box: dict[str, Any] = {}
 
     def target() -> None:

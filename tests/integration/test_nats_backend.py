@@ -264,6 +264,35 @@ def test_a_run_survives_a_nats_server_restart_in_the_middle(stack: ProcessStack)
         assert [a.attempt for a in store.read_attempts("restart-1", step)] == [1]
 
 
+def test_detach_prints_the_run_id_at_once_and_the_run_finishes_without_the_client(
+    stack: ProcessStack,
+) -> None:
+    done = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "agentic",
+            "run",
+            "slow",
+            "--backend",
+            "nats",
+            "--detach",
+            "--run-id",
+            "detached-1",
+        ],
+        env=client_env(stack),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "detached-1"
+    url = store_url(stack)
+    assert open_store(url).read_run("detached-1").status in ("pending", "running")
+    wait_for(lambda: open_store(url).read_run("detached-1").is_terminal, 60, "the run to end")
+    assert open_store(url).read_run("detached-1").status == "succeeded"
+
+
 # --- guarantee 7 and Ctrl-C: cancellation ------------------------------------------------------
 
 

@@ -135,3 +135,35 @@ async def test_a_cancel_request_sends_the_run_id_and_returns_the_coordinators_an
         await nc.close()
     assert seen == [{"run_id": "r9"}]
     assert reply.unknown_run and not reply.ok
+
+
+async def test_a_run_the_coordinator_refuses_is_recorded_failed_with_its_reason(
+    nats_settings: Settings, tmp_path: Path
+) -> None:
+    from agentic.backends.nats import NatsBackend
+    from agentic.contracts import RunRecord
+    from agentic.store import open_store
+
+    nc = await connect(nats_settings, name="test-refusing-coordinator")
+
+    async def refuse(msg) -> None:
+        await msg.respond(b'{"error": "this coordinator cannot run workflow \'flow\'"}')
+
+    sub = await nc.subscribe(names.SUBMIT_SUBJECT, cb=refuse)
+    store = open_store(str(tmp_path / "store"))
+    record = RunRecord(run_id="refused-1", request=RunRequest(workflow_ref="flow"), backend="nats")
+    assert store.create_run(record)
+    events: list[RunEvent] = []
+    try:
+        final = await asyncio.to_thread(
+            NatsBackend(submit_timeout_s=5).run, record, store, nats_settings, events.append
+        )
+    finally:
+        await sub.unsubscribe()
+        await nc.close()
+    assert final.status == "failed" and events == []
+    assert (
+        final.error
+        == "the coordinator refused the run: this coordinator cannot run workflow 'flow'"
+    )
+    assert store.read_run("refused-1").status == "failed"
