@@ -141,8 +141,27 @@ def step_status(url: str, run_id: str, step_id: str) -> str | None:
     return {s.step_id: s.status for s in store.read_run(run_id).steps}.get(step_id)
 
 
+_started: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind() -> Iterator[None]:
+    """A failing test must not leave its clients (and their embedded servers) running:
+    SIGINT first, so an embedded stack stops its nats-server, then SIGKILL."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+
+
 def agentic(*args: str, env: dict[str, str], **kwargs) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [PYTHON, "-m", "agentic", *args],
         env=env,
         stdout=subprocess.PIPE,
@@ -150,6 +169,8 @@ def agentic(*args: str, env: dict[str, str], **kwargs) -> subprocess.Popen[str]:
         text=True,
         **kwargs,
     )
+    _started.append(proc)
+    return proc
 
 
 # --- the embedded stack ------------------------------------------------------------------------
