@@ -30,12 +30,12 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Coroutine, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentic.backends.base import EventCallback
-from agentic.contracts import TERMINAL_EVENTS, RunEvent, RunRecord, RunRequest, StepState
+from agentic.backends.followed import Followed, final_record, mark_failed
+from agentic.contracts import TERMINAL_EVENTS, RunEvent, RunRecord, RunRequest
 from agentic.errors import AgenticError, ConfigError
 from agentic.settings import Settings
 
@@ -49,26 +49,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-StepStatus = Literal["ready", "running", "succeeded", "failed", "retrying"]
 
 CLIENT_NAME = "agentic-client"
 # With no event for this long, the store is checked: a run that finished while its events
 # were unavailable (expired, or published elsewhere) still ends the wait.
 SILENCE_CHECK_S = 5.0
-# How long the coordinator may take to write the final run.json after its terminal event.
-FINAL_RECORD_WAIT_S = 5.0
 REFUSED = "the coordinator refused the run: {error}"
-
-
-@dataclass
-class Followed:
-    """What following a run produced: its events, and how it ended."""
-
-    events: list[RunEvent] = field(default_factory=list)
-    terminal: RunEvent | None = None
-    stored: RunRecord | None = None
-    refused: str | None = None
-    interrupted: bool = False
 
 
 class NatsBackend:
@@ -116,7 +102,7 @@ class NatsBackend:
             return store.read_run(record.run_id)
         followed = _run_sync(self._follow(record, store, settings, on_event))
         if followed.refused is not None:
-            return _mark_failed(store, record, REFUSED.format(error=followed.refused))
+            return mark_failed(store, record, REFUSED.format(error=followed.refused))
         if followed.interrupted and followed.terminal is None:
             raise KeyboardInterrupt  # the coordinator did not confirm: record it here
         return final_record(store, record, followed)
@@ -131,7 +117,7 @@ class NatsBackend:
         error = _run_sync(self._submit_only(record, settings))
         if error is not None:
             message = REFUSED.format(error=error)
-            _mark_failed(store, record, message)
+            mark_failed(store, record, message)
             raise ConfigError(message, run_id=record.run_id)
 
     # --- async ------------------------------------------------------------------------------
@@ -294,94 +280,6 @@ def run_request(record: RunRecord) -> RunRequest:
     )
 
 
-def final_record(store: RunStore, record: RunRecord, followed: Followed) -> RunRecord:
-    """The finished run: ``run.json`` once it is final, else folded from the events."""
-    if followed.stored is not None:
-        return followed.stored
-    deadline = time.monotonic() + FINAL_RECORD_WAIT_S
-    reachable = True
-    while True:
-        try:
-            stored = store.read_run(record.run_id)
-        except (AgenticError, OSError) as exc:
-            log.warning(
-                "cannot read run %s from the store (%s): using its events", record.run_id, exc
-            )
-            reachable = False
-            break
-        if stored.is_terminal:
-            return stored
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(0.02)
-    folded = record_from_events(record, followed.events)
-    if reachable:  # the coordinator writes to another store: keep a copy in ours
-        try:
-            store.write_run(folded)
-        except (AgenticError, OSError) as exc:
-            log.warning("cannot write run %s to the store: %s", record.run_id, exc)
-    return folded
-
-
-def record_from_events(record: RunRecord, events: Iterable[RunEvent]) -> RunRecord:
-    """``record`` brought up to date by the run's events (status, steps, output, error)."""
-    steps = {step.step_id: step for step in record.steps}
-    changes: dict[str, Any] = {}
-    for event in events:
-        if event.step_id is not None and event.type in _STEP_STATUS:
-            status = _STEP_STATUS[event.type]
-            attempt = event.attempt or steps.get(event.step_id, StepState(step_id="x")).attempt
-            steps[event.step_id] = StepState(step_id=event.step_id, status=status, attempt=attempt)
-        if event.type in TERMINAL_EVENTS:
-            changes = {
-                "status": event.type,
-                "output": event.data.get("output"),
-                "error": event.data.get("error"),
-                "finished_at": event.ts,
-                "updated_at": event.ts,
-            }
-    if changes:
-        steps = {k: _stopped(s) for k, s in steps.items()}
-    elif events:
-        changes = {"status": "running"}
-    return record.model_copy(update={**changes, "steps": list(steps.values())})
-
-
-_STEP_STATUS: dict[str, StepStatus] = {
-    "step_ready": "ready",
-    "step_started": "running",
-    "step_succeeded": "succeeded",
-    "step_failed": "failed",
-    "step_retrying": "retrying",
-}
-
-
-def _stopped(step: StepState) -> StepState:
-    """A step of a finished run: what was still going was cancelled, what never ran skipped."""
-    if step.status in ("ready", "running", "retrying"):
-        return step.model_copy(update={"status": "cancelled"})
-    if step.status == "pending":
-        return step.model_copy(update={"status": "skipped"})
-    return step
-
-
-def _mark_failed(store: RunStore, record: RunRecord, error: str) -> RunRecord:
-    from agentic.contracts import utcnow
-
-    now = utcnow()
-    failed = record.model_copy(
-        update={
-            "status": "failed",
-            "error": error,
-            "updated_at": now,
-            "finished_at": now,
-            "steps": [_stopped(step) for step in record.steps],
-        }
-    )
-    store.write_run(failed)
-    return failed
-
-
 def _uncancel() -> None:
     # The cancellation was handled: later timeouts must see a task that is not cancelling.
     task = asyncio.current_task()
@@ -435,12 +333,4 @@ def create_backend(**options: Any) -> NatsBackend:
     return NatsBackend(**options)
 
 
-__all__: list[str] = [
-    "Followed",
-    "NatsBackend",
-    "create_backend",
-    "final_record",
-    "record_from_events",
-    "request_cancel",
-    "run_request",
-]
+__all__: list[str] = ["NatsBackend", "create_backend", "request_cancel", "run_request"]

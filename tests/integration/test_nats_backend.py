@@ -314,6 +314,29 @@ def test_detach_prints_the_run_id_at_once_and_the_run_finishes_without_the_clien
     assert open_store(url).read_run("detached-1").status == "succeeded"
 
 
+def test_a_client_with_a_store_of_its_own_records_the_run_from_its_events(
+    stack: ProcessStack, tmp_path: Path
+) -> None:
+    own = str(tmp_path / "client-store")  # e.g. `agentic run` from another directory
+    proc = agentic(
+        "run",
+        "slow",
+        "--backend",
+        "nats",
+        "--run-id",
+        "elsewhere-1",
+        env=client_env(stack, AGENTIC_RUN_STORE_URL=own),
+    )
+    out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 0, err
+    assert "slow words on patience from third" in out
+    mine = open_store(own).read_run("elsewhere-1")
+    assert mine.status == "succeeded" and mine.output == "slow words on patience from third"
+    assert [s.status for s in mine.steps] == ["succeeded"] * 3
+    assert open_store(store_url(stack)).read_result("elsewhere-1", "third") is not None
+
+
 # --- guarantee 7 and Ctrl-C: cancellation ------------------------------------------------------
 
 
