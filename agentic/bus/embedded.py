@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -21,7 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
@@ -63,6 +65,30 @@ def nats_server_binary() -> str:
     )
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def parent_death_signal(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to send ``sig`` to the child when this process dies.
+
+    Without it, a parent killed with SIGKILL leaves its servers running. The request
+    survives ``exec`` and is tied to the thread that forks. ``None`` where ``prctl`` does
+    not exist (not Linux).
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the child
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(_PR_SET_PDEATHSIG, sig)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return in_child
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -84,6 +110,9 @@ class EmbeddedNats:
         args: extra ``nats-server`` arguments, e.g. ``["--auth", token]``.
         config_file: a ``nats-server`` configuration file (``-c``), e.g. for nkey users.
         startup_timeout_s: how long ``start()`` waits for the server to be ready.
+        terminate_with_parent: on Linux, the server gets SIGTERM when this process dies, even
+            by SIGKILL (``agentic up``, ``agentic run``). The thread that starts the server
+            must live as long as it: Linux ties the request to that thread.
     """
 
     def __init__(
@@ -95,7 +124,9 @@ class EmbeddedNats:
         args: Sequence[str] = (),
         config_file: str | Path | None = None,
         startup_timeout_s: float = 15.0,
+        terminate_with_parent: bool = False,
     ) -> None:
+        self._terminate_with_parent = terminate_with_parent
         self._given_store_dir = Path(store_dir) if store_dir is not None else None
         self._tmp_dir: str | None = None
         self._fixed_ports = port is not None
@@ -249,6 +280,7 @@ class EmbeddedNats:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C in the terminal reaches us, not the server
+            preexec_fn=parent_death_signal() if self._terminate_with_parent else None,
         )
 
     def _wait_ready(self) -> None:

@@ -93,7 +93,7 @@ def embedded_stack(settings: Settings) -> Iterator[Settings]:
     """
     from agentic.bus.embedded import EmbeddedNats
 
-    with EmbeddedNats.from_settings(settings) as server:
+    with EmbeddedNats.from_settings(settings, terminate_with_parent=True) as server:
         local = settings.model_copy(update={"nats_url": server.url})
         quiet_services(settings)
         with ServiceThread(local):
@@ -261,11 +261,12 @@ class ProcessStack:
 
         if self.port:
             _check_port_free(self.port)
-            self.server = EmbeddedNats(
-                store_dir=self.data_dir, port=self.port, monitor_port=free_port()
-            )
-        else:  # any free ports
-            self.server = EmbeddedNats(store_dir=self.data_dir)
+        self.server = EmbeddedNats(
+            store_dir=self.data_dir,
+            port=self.port or None,  # 0: any free ports
+            monitor_port=free_port() if self.port else None,
+            terminate_with_parent=True,
+        )
         self.server.start()
         try:
             self.children["coordinator"] = self._spawn("coordinator")
@@ -289,6 +290,8 @@ class ProcessStack:
         return {**os.environ, **self.env, "AGENTIC_NATS_URL": self.url}
 
     def _spawn(self, command: str, *args: str) -> subprocess.Popen[bytes]:
+        from agentic.bus.embedded import parent_death_signal
+
         # Own process groups: a Ctrl-C in the terminal reaches only `agentic up`, which then
         # stops the children in order (workers drain before the coordinator goes).
         return subprocess.Popen(
@@ -296,6 +299,8 @@ class ProcessStack:
             env=self.child_env(),
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            # Dies with `agentic up`, even when it is killed with SIGKILL (then SIGTERM drains).
+            preexec_fn=parent_death_signal(),
         )
 
     def _wait_coordinator(self, timeout_s: float = SERVICES_START_TIMEOUT_S) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -52,3 +55,63 @@ def test_cancel_of_an_unsafe_run_id_exits_2(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "unsafe run id" in done.stderr
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()  # a zombie is not alive
+    return not stat.split(") ", 1)[1].startswith("Z")
+
+
+def nats_server_of(data_dir: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmdline[0].endswith(b"nats-server") and str(data_dir).encode() in cmdline:
+                pids.append(int(proc.name))
+    return pids
+
+
+def test_killing_up_with_sigkill_takes_its_server_coordinator_and_workers_along(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTIC_")}
+    env["AGENTIC_RUN_STORE_URL"] = str(tmp_path / "store")
+    data_dir = tmp_path / "js"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "agentic", "up", "--port", "0", "--data-dir", str(data_dir)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert up.stdout is not None
+    announced = ""
+    while "Ready." not in announced:
+        line = up.stdout.readline()
+        assert line, "agentic up exited before it was ready"
+        announced += line
+    children = [int(p) for p in re.findall(r"pids? (\d+)", announced)]
+    server = nats_server_of(data_dir)
+    assert len(children) == 2 and len(server) == 1
+
+    up.kill()
+    up.wait()
+
+    deadline = time.monotonic() + 30
+    try:
+        while any(alive(pid) for pid in children + server):
+            assert time.monotonic() < deadline, "a process of the stack outlived agentic up"
+            time.sleep(0.1)
+    finally:
+        for pid in children + server:  # a failed test leaves nothing running
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
