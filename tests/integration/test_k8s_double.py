@@ -372,8 +372,10 @@ def test_a_step_job_from_agentic_runs_with_its_env_and_mounts(
 
     finished = wait_finished(batch, name, selector="agentic/run-id=run-1,agentic/step-id=research")
     conditions = [(c.type, c.reason, c.message) for c in finished.status.conditions or []]
-    log = read_log(core, only_pod(core, name).metadata.name)
-    assert finished.status.succeeded == 1, f"conditions={conditions} log={log!r}"
+    pod = only_pod(core, name)
+    states = [c.state.to_dict() for c in pod.status.container_statuses or []]
+    log = read_log(core, pod.metadata.name)
+    assert finished.status.succeeded == 1, f"conditions={conditions} states={states} log={log!r}"
     pod_name = only_pod(core, name).metadata.name
     assert (store / "store" / "seen").read_text() == f"{pod_name} sk-fake True"
     assert not Path("/home/agentic").exists()
