@@ -24,10 +24,11 @@ uid, node, IPs, labels and annotations; ``secretKeyRef`` / ``configMapKeyRef``; 
 Secrets and ConfigMaps, ``optional`` honoured, env winning over envFrom) on top of a small base
 env (``PATH`` with this interpreter's bin dir first, ``HOSTNAME``, a per-pod ``HOME``). Volume
 mounts map to local directories: a PVC to the directory given for its claim name, an emptyDir
-to a fresh per-pod directory. A process cannot see a different file tree, so every argument,
-command word, env value and ``workingDir`` that is (or is a ``file://`` URL of) a path under a
-``mountPath`` is rewritten to the local directory; mount a PVC at its own local path to keep
-paths identical inside and outside (paths a process builds in other ways are not rewritten).
+to a fresh per-pod directory. A process cannot see a different file tree, so every argument
+(after the executable, which is a program of this machine), env value and ``workingDir`` that
+is (or is a ``file://`` URL of) a path under a ``mountPath`` is rewritten to the local directory;
+mount a PVC at its own local path to keep paths identical inside and outside (paths a process
+builds in other ways are not rewritten).
 Pod and Job status follow the real controllers: Pending → Running → Succeeded/Failed with
 container states (running, terminated with exit code and reason Completed/Error/OOMKilled/
 StartError), Job ``startTime``, ``active``/``succeeded``/``failed``, ``completionTime`` and

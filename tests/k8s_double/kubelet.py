@@ -231,7 +231,10 @@ class Kubelet:
         tmp = [local for path, local in mapping if path == "/tmp"]
         if tmp and "TMPDIR" not in resolved:
             env["TMPDIR"] = str(tmp[0])
-        argv = [translate(a, mapping) for a in [*container["command"], *container.get("args", [])]]
+        # The executable is a program of this machine (the double has no images), never a path
+        # inside the pod: a host interpreter under /tmp must not become the pod's /tmp volume.
+        executable, *rest = [*container["command"], *container.get("args", [])]
+        argv = [executable, *(translate(a, mapping) for a in rest)]
         if container.get("workingDir"):
             cwd = Path(translate(container["workingDir"], mapping))
         else:  # the image's working directory: a fresh one per pod
