@@ -12,9 +12,12 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Protocol, Self, TypeVar
 
 from agentic.errors import BusError, MessageTooLargeError, StoreError
+
+if TYPE_CHECKING:
+    from agentic.store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +90,18 @@ async def persist(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), delay)
         delay = min(delay * 2, MAX_RETRY_DELAY_S)
+
+
+LOCAL_PROTOCOLS = frozenset({"file", "local", "memory"})
+
+
+def reads_inline(store: RunStore) -> bool:
+    """Whether a small document of ``store`` is best read on the event loop itself.
+
+    True for local files and memory: reading a few KB from the page cache takes tens of
+    microseconds, less than the hop to a thread and back (and its GIL hand-offs). A remote
+    store's round trip (S3: milliseconds) must stay off the loop, in a thread.
+    """
+    protocol = store.fs.protocol
+    protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
+    return any(p in LOCAL_PROTOCOLS for p in protocols)

@@ -128,6 +128,15 @@ class RunTimeline:
         if cached is None or stream_seq > cached[1]:
             self._remember(event.run_id, event.seq, stream_seq)
 
+    async def prime(self, run_id: str) -> None:
+        """Know the run's last event, so that the next :meth:`publish` sends its message
+        without first waiting for a read (a no-op when it is cached).
+
+        Raises:
+            BusError: JetStream failed (the caller may retry).
+        """
+        await self._last_event(run_id)
+
     def forget(self, run_id: str) -> None:
         """Drop what is cached about ``run_id`` (its run finished)."""
         self._last.pop(run_id, None)
@@ -153,6 +162,7 @@ class RunTimeline:
             # Not one of ours; its stream sequence still orders what follows it.
             log.warning("the last event of run %s is not a RunEvent: %s", run_id, exc)
             seq = msg.seq or 0
+        self._remember(run_id, seq, msg.seq or 0)
         return seq, msg.seq or 0
 
     def _remember(self, run_id: str, seq: int, stream_seq: int) -> None:

@@ -23,10 +23,11 @@ from agentic.ids import check_id
 from agentic.materialize import materialize
 from agentic.settings import Settings
 from agentic.submit import mark_cancelled
+from services.coordinator.dead_letters import dead_letter_message
 from services.coordinator.effects import Deps
 from services.coordinator.intake import WORKERS_ENV, Intake, parse_request
 from services.coordinator.restore import reusable_results, stored_progress, unfinished_runs
-from services.coordinator.runs import RunDriver, dead_letter_message
+from services.coordinator.runs import RunDriver
 from services.lifecycle import persist
 
 if TYPE_CHECKING:
@@ -93,6 +94,9 @@ class Control:
         if record.is_terminal:  # a goal the planner could not plan: stored as a failed run
             await self._publish(record.run_id, record.status, {"error": record.error or ""})
             return {"run_id": record.run_id}
+        # Created ``running``: the driver need not write it again, and a restart continues
+        # the run even if this process dies before the run's first step is out.
+        record = record.model_copy(update={"status": "running"})
         async with self._registry:
             created = await self._io("creating the run", self.store.create_run, record)
             driver = await self._driver_or_fail(record) if created else None

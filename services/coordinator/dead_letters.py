@@ -33,6 +33,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+DEAD_LETTER_ERROR_TYPE = "DeadLettered"
+
+
+def dead_letter_message(spec: StepSpec, deliveries: int) -> str:
+    """Why a step that exhausted its deliveries failed (also the dead letter's reason)."""
+    return (
+        f"step {spec.step_id!r} of run {spec.run_id!r} exhausted {deliveries} deliveries: its "
+        "worker crashed or was killed every time; message moved to the dead-letter queue "
+        f"({names.dlq_subject(spec.pool)})"
+    )
+
 
 async def handle_advisory(msg: Msg, control: Control) -> bool:
     """Handle one stored advisory; True when it may be acknowledged."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -52,6 +52,7 @@ class Deps:
     ensure_pool: Callable[[str], Awaitable[None]]
     spawn: Callable[[Coroutine[Any, Any, Any]], None]
     finished: Callable[[str], None]
+    inline_reads: bool = False
 
 
 class RunEffects:
@@ -74,8 +75,21 @@ class RunEffects:
             stopping=self.deps.stopping,
         )
 
-    async def write_run(self, record: RunRecord) -> None:
-        await self.io("writing run.json", self.deps.store.write_run, record)
+    async def read(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """A store read on a transition's critical path: on the event loop for a local store
+        (:func:`~services.lifecycle.reads_inline`), else as :meth:`io`."""
+        if not self.deps.inline_reads:
+            return await self.io(what, fn, *args)
+
+        async def now() -> T:
+            return fn(*args)
+
+        return await persist(f"run {self.run_id}: {what}", now, stopping=self.deps.stopping)
+
+    async def write_run(self, record: RunRecord, specs: Sequence[StepSpec] = ()) -> None:
+        """Write the ``spec.json`` of the attempts just dispatched, then ``run.json``, in one
+        trip to a thread (each write is fsync'd)."""
+        await self.io("writing run.json", _write_run, self.deps.store, record, specs)
 
     async def publish(self, command: Emit) -> None:
         """Publish one run event (its ``seq`` is the run's next)."""
@@ -98,27 +112,45 @@ class RunEffects:
         except MessageTooLargeError as exc:
             log.error("run %s: event %s not published: %s", self.run_id, command.type, exc)
 
-    async def dispatch(self, spec: StepSpec) -> StepError | None:
-        """Queue the attempt and write its ``spec.json``; the error of a step that never can be.
+    async def ready(self, command: Emit, spec: StepSpec) -> StepError | None:
+        """Publish ``step_ready`` and queue the step it announces, without waiting in between.
 
-        Workers take the spec from the message, so the (fsync'd) write runs alongside the
-        publish instead of before it; both are done when the transition is.
+        Both messages go out on the coordinator's connection back to back, the event first:
+        nats-server handles a connection's messages in order, so the event is stored before
+        a worker can take the step and report it started, and the step does not wait for the
+        event's acknowledgement. (The run's last event is read first when it is not cached,
+        so that nothing delays the event's message behind the step's.)
         """
+        deps = self.deps
+        await persist(
+            f"reading the last event of run {self.run_id}",
+            lambda: deps.timeline.prime(self.run_id),
+            stopping=deps.stopping,
+        )
+        published, dispatched = await asyncio.gather(
+            self.publish(command), self.dispatch(spec), return_exceptions=True
+        )
+        if isinstance(published, BaseException):
+            raise published
+        if isinstance(dispatched, BaseException):
+            raise dispatched
+        return dispatched
+
+    async def dispatch(self, spec: StepSpec) -> StepError | None:
+        """Queue the attempt; the error of a step that never can be. (Workers take the spec
+        from the message: its ``spec.json``, the record, is written with the snapshot.)"""
         deps = self.deps
         try:
             await deps.ensure_pool(spec.pool)
-            await asyncio.gather(
-                self.io("writing a step spec", deps.store.write_spec, spec),
-                persist(
-                    f"publishing step {spec.step_id} of run {spec.run_id}",
-                    lambda: publish_step(
-                        deps.js,
-                        spec,
-                        max_bytes=deps.settings.max_message_bytes,
-                        timeout=PUBLISH_TIMEOUT_S,
-                    ),
-                    stopping=deps.stopping,
+            await persist(
+                f"publishing step {spec.step_id} of run {spec.run_id}",
+                lambda: publish_step(
+                    deps.js,
+                    spec,
+                    max_bytes=deps.settings.max_message_bytes,
+                    timeout=PUBLISH_TIMEOUT_S,
                 ),
+                stopping=deps.stopping,
             )
         except (MessageTooLargeError, ConfigError) as exc:
             return StepError(type=UNPUBLISHABLE_ERROR_TYPE, message=str(exc), retryable=False)
@@ -147,6 +179,12 @@ class RunEffects:
         )
         if outcome is not None and outcome.status == "failed":
             await self.io("committing a failed step", store.commit_result, outcome)
+
+
+def _write_run(store: RunStore, record: RunRecord, specs: Sequence[StepSpec]) -> None:
+    for spec in specs:
+        store.write_spec(spec)
+    store.write_run(record)
 
 
 def _bounded(data: dict[str, Any], max_bytes: int) -> dict[str, Any]:

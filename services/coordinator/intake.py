@@ -12,6 +12,7 @@ with a message naming the variable.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator, Mapping
 
@@ -73,6 +74,8 @@ class Intake:
         self._settings = settings.model_copy(update={"execution_backend": NATS_BACKEND})
         self._catalog: Catalog | None = None
         self._loaded_at = 0.0
+        # Requests are resolved in threads: a burst of them must parse the catalog once.
+        self._loading = threading.Lock()
         self.planner = GoalPlanner(self._settings)
 
     async def prepare(self, request: RunRequest) -> RunRecord:
@@ -95,11 +98,11 @@ class Intake:
         return prepare_run(request, settings=self._settings, catalog=self._load_catalog())
 
     def _load_catalog(self) -> Catalog:
-        now = time.monotonic()
-        if self._catalog is None or now - self._loaded_at > CATALOG_TTL_S:
-            # An inline workflow needs no catalog on disk, so missing roots are skipped.
-            self._catalog = load_catalog(
-                catalog_dirs(self._settings), env=WORKERS_ENV, missing_ok=True
-            )
-            self._loaded_at = now
-        return self._catalog
+        with self._loading:
+            if self._catalog is None or time.monotonic() - self._loaded_at > CATALOG_TTL_S:
+                # An inline workflow needs no catalog on disk, so missing roots are skipped.
+                self._catalog = load_catalog(
+                    catalog_dirs(self._settings), env=WORKERS_ENV, missing_ok=True
+                )
+                self._loaded_at = time.monotonic()
+            return self._catalog

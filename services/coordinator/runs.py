@@ -3,15 +3,19 @@
 A :class:`RunDriver` owns one run's :class:`~agentic.coordinator.RunState` and turns its
 commands into effects:
 
-* ``Dispatch``: write the attempt's ``spec.json``, make sure the pool's ``workers-<pool>``
-  consumer exists, publish the StepSpec (``Nats-Msg-Id = <run>.<step>.<attempt>``);
+* ``Dispatch``: make sure the pool's ``workers-<pool>`` consumer exists, publish the
+  StepSpec (``Nats-Msg-Id = <run>.<step>.<attempt>``) right behind the ``step_ready`` that
+  announces it, and write its ``spec.json`` with the transition's ``run.json``;
 * ``Emit``: publish the run event, unless a worker already did (``from_worker``);
 * ``Terminate``: send a kill notice on ``agentic.control.terminate.<run_id>``;
 * ``ScheduleRetry``: a timer that calls ``on_retry_due``;
 * ``FinishRun``: the final ``run.json`` (written before the terminal event is published, so
   a client that sees ``succeeded`` reads a finished run).
 
-Every transition ends with ``run.json`` holding the step snapshot. Step outcomes are always
+Every transition ends with ``run.json`` holding the step snapshot, but for one that only
+marks a step running: that snapshot is written within :data:`SNAPSHOT_DELAY_S` (usually
+by the step's end). A restart rebuilds runs from committed results and attempt files,
+never from the snapshot. Step outcomes are always
 read from the store: events only say where to look. A step's timeout is counted from its
 ``step_started`` (a step may wait in the queue for a worker as long as it takes), plus
 :data:`TIMEOUT_MARGIN_S`, because the worker enforces ``timeout_s`` itself and reports it;
@@ -21,10 +25,8 @@ the coordinator's timer is the backstop for a worker that cannot.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 
-from agentic import names
 from agentic.backends.journal import dispatched_spec
 from agentic.backends.outcome import attempt_outcome, committed_success
 from agentic.contracts import (
@@ -35,6 +37,8 @@ from agentic.contracts import (
     StepResult,
     StepSpec,
     StepState,
+    decode,
+    encode,
     utcnow,
 )
 from agentic.coordinator import (
@@ -46,21 +50,20 @@ from agentic.coordinator import (
     ScheduleRetry,
     Terminate,
 )
+from services.coordinator.dead_letters import DEAD_LETTER_ERROR_TYPE, dead_letter_message
 from services.coordinator.effects import Deps, RunEffects
+from services.coordinator.transitions import (
+    SeededLazily,
+    announced,
+    is_current,
+    published_here,
+)
 
 log = logging.getLogger(__name__)
 
 TIMEOUT_MARGIN_S = 5.0
-DEAD_LETTER_ERROR_TYPE = "DeadLettered"
-
-
-def dead_letter_message(spec: StepSpec, deliveries: int) -> str:
-    """Why a step that exhausted its deliveries failed (also the dead letter's reason)."""
-    return (
-        f"step {spec.step_id!r} of run {spec.run_id!r} exhausted {deliveries} deliveries: its "
-        "worker crashed or was killed every time; message moved to the dead-letter queue "
-        f"({names.dlq_subject(spec.pool)})"
-    )
+# How long run.json may lag behind a step that started (see RunDriver._execute).
+SNAPSHOT_DELAY_S = 1.0
 
 
 class RunDriver:
@@ -74,7 +77,9 @@ class RunDriver:
 
     def __init__(self, record: RunRecord, specs: list[StepSpec], deps: Deps) -> None:
         self.record = record
-        self._specs = {spec.step_id: spec for spec in specs}
+        # Kept encoded: a third of the memory of the models, for runs that wait long.
+        self._specs = {spec.step_id: encode(spec) for spec in specs}
+        self._unwritten: list[StepSpec] = []
         self._deps = deps
         self._effects = RunEffects(record.run_id, deps)
         self._lock = asyncio.Lock()
@@ -82,6 +87,7 @@ class RunDriver:
         self._timeouts_s: dict[str, float] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
+        self._snapshot_due: asyncio.TimerHandle | None = None
 
     @property
     def run_id(self) -> str:
@@ -94,14 +100,20 @@ class RunDriver:
     # --- starting ---------------------------------------------------------------------
 
     async def start(self, reused: dict[str, StepResult]) -> None:
-        """Start the run: ``running``, ``planned``, then its first steps."""
+        """Start the run: ``running`` (unless ``run.json`` was created so), ``planned``,
+        then its first steps."""
         assert self.record.workflow is not None
         async with self._lock:
             state, commands = RunState.start(
-                self.record.workflow, self.run_id, self._deps.settings, reused=reused
+                self.record.workflow,
+                self.run_id,
+                self._deps.settings,
+                reused=reused,
+                rng=SeededLazily(self.run_id).as_random(),
             )
             self._state = state
-            await self._save(status="running")
+            if self.record.status != "running":
+                await self._save(status="running")
             steps = list(self.record.workflow.task_sequence)
             await self._effects.publish(
                 Emit("planned", data={"workflow": self.record.workflow.name, "steps": steps})
@@ -113,7 +125,12 @@ class RunDriver:
         assert self.record.workflow is not None
         async with self._lock:
             state, commands = RunState.restore(
-                self.record.workflow, self.run_id, self._deps.settings, committed, attempts_seen
+                self.record.workflow,
+                self.run_id,
+                self._deps.settings,
+                committed,
+                attempts_seen,
+                rng=SeededLazily(self.run_id).as_random(),
             )
             self._state = state
             await self._execute(commands)
@@ -131,7 +148,7 @@ class RunDriver:
             if event.type == "step_started":
                 await self._on_started(current, event.attempt)
                 return
-            outcome = await self._effects.io(
+            outcome = await self._effects.read(
                 "reading a step result",
                 attempt_outcome,
                 self._deps.store,
@@ -148,7 +165,7 @@ class RunDriver:
         """The coordinator's timer of a running attempt ran out."""
         async with self._lock:
             current = self._step(step_id)
-            if self.finished or current is None or not _is_current(current, attempt):
+            if self.finished or current is None or not is_current(current, attempt):
                 return
             done = await self._effects.io(
                 "reading a step result", committed_success, self._deps.store, self.run_id, step_id
@@ -179,7 +196,7 @@ class RunDriver:
         message = dead_letter_message(spec, deliveries)
         async with self._lock:
             current = self._step(spec.step_id)
-            if self.finished or current is None or not _is_current(current, spec.attempt):
+            if self.finished or current is None or not is_current(current, spec.attempt):
                 return message
             done = await self._effects.io(
                 "reading a step result",
@@ -209,15 +226,18 @@ class RunDriver:
             handle.cancel()
         self._timers.clear()
         self._retries.clear()
+        if self._snapshot_due is not None:
+            self._snapshot_due.cancel()
+            self._snapshot_due = None
 
     # --- transitions ------------------------------------------------------------------
 
     async def _on_started(self, current: StepState, attempt: int) -> None:
-        if not _is_current(current, attempt):
+        if not is_current(current, attempt):
             return
         # Every delivery restarts the clock: a redelivered attempt runs again from scratch.
         self._arm_timeout(current.step_id, attempt)
-        await self._execute(self._machine.on_step_started(current.step_id, attempt))
+        await self._execute(self._machine.on_step_started(current.step_id, attempt), save_now=False)
 
     async def _apply(self, current: StepState, outcome: StepResult) -> None:
         step_id = current.step_id
@@ -241,50 +261,64 @@ class RunDriver:
         await self._effects.record_failure(step_id, attempt, error)
         commands = self._machine.on_step_failed(step_id, attempt, error)
         # The machine marks step_failed as the worker's word; here nobody else publishes it.
-        await self._execute([_published_here(c) for c in commands])
+        await self._execute([published_here(c) for c in commands])
         await self._commit_if_final(step_id, attempt)
 
-    async def _execute(self, commands: list[Command]) -> None:
-        """Carry out one transition's commands in order, then save the snapshot."""
+    async def _execute(self, commands: list[Command], *, save_now: bool = True) -> None:
+        """Carry out one transition's commands in order, then save the snapshot.
+
+        Args:
+            commands: The transition's commands.
+            save_now: False when the transition only marked a step running: ``run.json``
+                is then written within :data:`SNAPSHOT_DELAY_S` (by the step's end, for a
+                short step), which spares a store write per step. A restart rebuilds runs
+                from committed results and attempts, never from this snapshot.
+        """
         if not commands:
             return
         finish = next((c for c in commands if isinstance(c, FinishRun)), None)
-        unpublishable = []
-        for command in commands:
-            failure = await self._carry_out(command, finish)
+        unpublishable: list[tuple[Command, StepError]] = []
+        for command, dispatch in announced(commands):
+            failure = await self._carry_out(command, dispatch, finish)
             if failure is not None:
-                unpublishable.append(failure)
+                unpublishable.append((dispatch or command, failure))
         if finish is not None:
             await self._finish(finish)
-        else:
+        elif save_now or self._unwritten:
             await self._save()
-        for step_id, attempt, error in unpublishable:
-            if not self.finished:
-                await self._fail_step(step_id, attempt, error)
+        else:
+            self._save_soon()
+        for failed, error in unpublishable:
+            if isinstance(failed, Dispatch) and not self.finished:
+                await self._fail_step(failed.step_id, failed.attempt, error)
 
     async def _carry_out(
-        self, command: Command, finish: FinishRun | None
-    ) -> tuple[str, int, StepError] | None:
-        """One command; returns the failure of a step that cannot be dispatched."""
+        self, command: Command, dispatch: Dispatch | None, finish: FinishRun | None
+    ) -> StepError | None:
+        """One command (a ``step_ready`` with its dispatch); the error of a step that cannot
+        be dispatched."""
+        if isinstance(command, Emit) and dispatch is not None:
+            return await self._effects.ready(command, self._spec_of(dispatch))
         if isinstance(command, Emit):
             if finish is not None and command.type in TERMINAL_EVENTS:
                 await self._finish(finish)  # run.json is final before anyone hears of it
             if not command.from_worker:
                 await self._effects.publish(command)
         elif isinstance(command, Dispatch):
-            error = await self._dispatch(command)
-            if error is not None:
-                return command.step_id, command.attempt, error
+            return await self._effects.dispatch(self._spec_of(command))
         elif isinstance(command, Terminate):
             await self._terminate(command)
         elif isinstance(command, ScheduleRetry):
             self._schedule_retry(command)
         return None
 
-    async def _dispatch(self, command: Dispatch) -> StepError | None:
-        spec = dispatched_spec(self._specs[command.step_id], command, self._deps.settings)
+    def _spec_of(self, command: Dispatch) -> StepSpec:
+        """The spec of the attempt ``command`` dispatches (written with the snapshot)."""
         self._timeouts_s[command.step_id] = command.timeout_s
-        return await self._effects.dispatch(spec)
+        base = decode(StepSpec, self._specs[command.step_id])
+        spec = dispatched_spec(base, command, self._deps.settings)
+        self._unwritten.append(spec)
+        return spec
 
     async def _terminate(self, command: Terminate) -> None:
         self._disarm(command.step_id)
@@ -315,11 +349,26 @@ class RunDriver:
 
     # --- records ----------------------------------------------------------------------
 
+    def _save_soon(self) -> None:
+        if self._snapshot_due is None:
+            self._snapshot_due = asyncio.get_running_loop().call_later(
+                SNAPSHOT_DELAY_S, lambda: self._deps.spawn(self._save_due())
+            )
+
+    async def _save_due(self) -> None:
+        async with self._lock:
+            if self._snapshot_due is not None and not self.finished:
+                await self._save()
+
     async def _save(self, **changes: object) -> None:
+        if self._snapshot_due is not None:
+            self._snapshot_due.cancel()
+            self._snapshot_due = None
         self.record = self.record.model_copy(
             update={**changes, "steps": self._machine.snapshot(), "updated_at": utcnow()}
         )
-        await self._effects.write_run(self.record)
+        specs, self._unwritten = self._unwritten, []
+        await self._effects.write_run(self.record, specs)
 
     async def _finish(self, command: FinishRun) -> None:
         if self.record.finished_at is not None:
@@ -347,13 +396,3 @@ class RunDriver:
     def _machine(self) -> RunState:
         assert self._state is not None, "the run has not started"
         return self._state
-
-
-def _published_here(command: Command) -> Command:
-    if isinstance(command, Emit) and command.from_worker:
-        return dataclasses.replace(command, from_worker=False)
-    return command
-
-
-def _is_current(step: StepState, attempt: int) -> bool:
-    return step.attempt == attempt and step.status in ("ready", "running")

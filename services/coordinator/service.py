@@ -44,7 +44,7 @@ from agentic.settings import Settings
 from services.coordinator.control import Control
 from services.coordinator.dead_letters import handle_advisory
 from services.coordinator.effects import Deps
-from services.lifecycle import persist
+from services.lifecycle import persist, reads_inline
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
@@ -174,6 +174,7 @@ class CoordinatorService:
             ensure_pool=lambda pool: self._ensure_pool(js, pool),
             spawn=self._spawn,
             finished=lambda run_id: None,
+            inline_reads=reads_inline(self.store),
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

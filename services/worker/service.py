@@ -22,7 +22,8 @@ import json
 import logging
 import os
 import socket
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -35,13 +36,15 @@ from agentic.bus.timeline import RunTimeline
 from agentic.contracts import StepResult, StepSpec
 from agentic.errors import BusError, ConfigError
 from agentic.settings import Settings
-from services.lifecycle import persist
+from services.lifecycle import persist, reads_inline
 from services.worker.slot import Slot
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_GRACE_S = 25.0
 KILL_WAIT_S = 10.0
@@ -69,6 +72,7 @@ class WorkerContext:
         self.timeline = RunTimeline(js, publisher="worker", max_bytes=settings.max_message_bytes)
         self._stores: dict[str, RunStore] = {store.url: store} if store is not None else {}
         self._worker = {"host": socket.gethostname(), "pid": os.getpid()}
+        self._inline: dict[str, bool] = {}
 
     async def bind(self) -> JetStreamContext.PullSubscription:
         """A pull subscription of ``workers-<pool>`` (one per slot)."""
@@ -97,6 +101,15 @@ class WorkerContext:
 
             store = self._stores[url] = await asyncio.to_thread(open_store, url)
         return store
+
+    async def read(self, store: RunStore, fn: Callable[..., T], *args: Any) -> T:
+        """A store read before a step starts: on the event loop for a local store (a
+        page-cache read costs less than a thread hop), in a thread for a remote one."""
+        if store.url not in self._inline:
+            self._inline[store.url] = reads_inline(store)
+        if self._inline[store.url]:
+            return fn(*args)
+        return await asyncio.to_thread(fn, *args)
 
     async def started(self, spec: StepSpec, *, delivery: int, step_pid: int | None) -> None:
         """Publish ``step_started`` (once per delivery)."""

@@ -21,6 +21,10 @@ the worker is shutting down (SIGTERM)  killed after the grace period, **nak** at
 an already committed step (duplicate)  its event published again, **ack**
 not a StepSpec                         **term**, reason logged
 =====================================  ============================================
+
+The step starts before ``step_started`` is published (the event goes out while it runs).
+A step that ran is recorded, reported and acked while the slot already fetches and runs
+the next one: the step process is free, so this is no prefetching.
 """
 
 from __future__ import annotations
@@ -34,12 +38,13 @@ from typing import TYPE_CHECKING, Literal
 import nats.errors
 from nats.aio.msg import Msg
 
+from agentic import names
 from agentic.backends.execute import record_attempt
 from agentic.backends.outcome import failed_attempt
 from agentic.bus import decode_spec, delivery_count, fetch_one, keep_in_progress
-from agentic.contracts import RunRecord, StepError, StepResult, StepSpec
+from agentic.contracts import TERMINAL_STATUSES, StepError, StepResult, StepSpec
 from agentic.coordinator import TIMEOUT_ERROR_TYPE
-from agentic.errors import AgenticError, DecodeError, UnknownRunError
+from agentic.errors import AgenticError, DecodeError
 from services.worker.runner import StepProcessError, StepRunner
 
 if TYPE_CHECKING:
@@ -78,6 +83,7 @@ class Slot:
         self.current: StepSpec | None = None
         self._interrupt: Interrupt | None = None
         self._wake = asyncio.Event()
+        self._finishing: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start the step process."""
@@ -97,27 +103,30 @@ class Slot:
         """Fetch and handle steps until the worker stops (or, in burst mode, runs dry)."""
         ctx = self._ctx
         sub = await ctx.bind()
-        while not ctx.stopping.is_set():
-            if not self.runner.running:
-                # Killed or crashed with its last step. A step process that cannot start
-                # stops the slot (StepProcessError): every step would fail the same way.
-                await self.runner.restart()
-            try:
-                msg = await fetch_one(sub, timeout=FETCH_TIMEOUT_S)
-            except nats.errors.Error as exc:  # disconnected: nats-py reconnects on its own
-                log.warning("slot %d: fetching failed: %s", self.index, exc)
-                await asyncio.sleep(FETCH_TIMEOUT_S)
-                continue
-            if msg is None:
-                if ctx.burst and await ctx.queue_empty():
-                    return
-                continue
-            try:
-                await self._handle(msg)
-            except Exception:  # one bad step must not stop the slot: the message comes back
-                log.exception("slot %d: handling %s failed", self.index, msg.subject)
-                with contextlib.suppress(nats.errors.Error):
-                    await msg.nak(delay=CRASH_REDELIVERY_DELAY_S)
+        try:
+            while not ctx.stopping.is_set():
+                if not self.runner.running:
+                    # Killed or crashed with its last step. A step process that cannot start
+                    # stops the slot (StepProcessError): every step would fail the same way.
+                    await self.runner.restart()
+                try:
+                    msg = await fetch_one(sub, timeout=FETCH_TIMEOUT_S)
+                except nats.errors.Error as exc:  # disconnected: nats-py reconnects on its own
+                    log.warning("slot %d: fetching failed: %s", self.index, exc)
+                    await asyncio.sleep(FETCH_TIMEOUT_S)
+                    continue
+                if msg is None:
+                    if ctx.burst and await self._settled() and await ctx.queue_empty():
+                        return
+                    continue
+                try:
+                    await self._handle(msg)
+                except Exception:  # one bad step must not stop the slot: the message comes back
+                    log.exception("slot %d: handling %s failed", self.index, msg.subject)
+                    with contextlib.suppress(nats.errors.Error):
+                        await msg.nak(delay=CRASH_REDELIVERY_DELAY_S)
+        finally:
+            await self._settled()
 
     # --- one message ----------------------------------------------------------------------
 
@@ -130,46 +139,69 @@ class Slot:
             await msg.term()
             return
         store = await ctx.store_for(spec.store_url)
-        committed, record = await asyncio.to_thread(_what_is_stored, store, spec)
+        committed, run_over = await ctx.read(store, _what_is_stored, store, spec)
         if committed is not None:  # a duplicate delivery: say it again, run nothing
             await ctx.report(committed)
             await msg.ack()
             return
-        if record is not None and record.is_terminal:
+        if run_over:
             log.info("run %s is over: dropping step %s", spec.run_id, spec.step_id)
             await msg.term()
             return
-        await ctx.started(spec, delivery=delivery_count(msg), step_pid=self.runner.pid)
         async with keep_in_progress(msg, every_s=ctx.heartbeat_s):
-            outcome = await self._execute(spec)
-        await self._decide(msg, spec, outcome)
+            outcome = await self._execute(spec, delivery_count(msg))
+        await self._settled()  # one step finishing at a time: its ack comes before the next
+        if outcome.kind in ("finished", "timed_out"):
+            # Recording, reporting and acking overlap the slot's next step: the step process
+            # is free, and the next message is fetched only now that it is.
+            self._finishing = asyncio.create_task(self._finish(msg, spec, outcome))
+        else:
+            await self._decide(msg, spec, outcome)
 
-    async def _execute(self, spec: StepSpec) -> Outcome:
-        """Run the step in the step process, watching its timeout and its run."""
+    async def _execute(self, spec: StepSpec, delivery: int) -> Outcome:
+        """Run the step in the step process, watching its timeout and its run.
+
+        The step starts before ``step_started`` is published, which goes out while it runs
+        and is stored before the step's outcome is reported.
+        """
         loop = asyncio.get_running_loop()
         timeout = spec.timeout_s or self._ctx.settings.default_step_timeout_s
         deadline = loop.time() + timeout
         self.current, self._interrupt = spec, None
         self._wake.clear()
-        task = asyncio.create_task(self.runner.run(spec))
-        reason: str | None = None
+        task = asyncio.create_task(self._run(spec))
+        started = asyncio.create_task(
+            self._ctx.started(spec, delivery=delivery, step_pid=self.runner.pid)
+        )
         try:
-            while True:
-                waiting = max(0.0, min(deadline - loop.time(), self._ctx.heartbeat_s))
-                waker = asyncio.create_task(self._wake.wait())
-                await asyncio.wait(
-                    {task, waker}, timeout=waiting, return_when=asyncio.FIRST_COMPLETED
-                )
-                waker.cancel()
-                if task.done():
-                    break
-                reason = await self._reason_to_stop(spec, deadline)
-                if reason is not None:
-                    self.runner.kill()
-                    break
-            return await self._outcome(task, reason, timeout)
+            reason = await self._watch(spec, task, deadline)
+            outcome = await self._outcome(task, reason, timeout)
+            await _published(started, spec)
+            return outcome
         finally:
             self.current = None
+            started.cancel()  # done by now, unless the slot itself is being cancelled
+
+    async def _run(self, spec: StepSpec) -> StepResult:
+        await self.runner.send(spec)
+        return await self.runner.receive()
+
+    async def _watch(
+        self, spec: StepSpec, task: asyncio.Task[StepResult], deadline: float
+    ) -> str | None:
+        """Wait for the step; the reason it was killed (None when it ended by itself)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            waiting = max(0.0, min(deadline - loop.time(), self._ctx.heartbeat_s))
+            waker = asyncio.create_task(self._wake.wait())
+            await asyncio.wait({task, waker}, timeout=waiting, return_when=asyncio.FIRST_COMPLETED)
+            waker.cancel()
+            if task.done():
+                return None
+            reason = await self._reason_to_stop(spec, deadline)
+            if reason is not None:
+                self.runner.kill()
+                return reason
 
     async def _reason_to_stop(self, spec: StepSpec, deadline: float) -> str | None:
         if self._interrupt is not None:
@@ -193,6 +225,21 @@ class Slot:
                 return Outcome("timed_out", detail=f"exceeded its timeout of {timeout:g} s")
             return Outcome(reason)  # type: ignore[arg-type]
         return Outcome("finished", result=result)  # it finished before the kill landed
+
+    async def _finish(self, msg: Msg, spec: StepSpec, outcome: Outcome) -> None:
+        try:
+            await self._decide(msg, spec, outcome)
+        except Exception:  # the attempt is not reported: its message comes back
+            log.exception("slot %d: finishing %s/%s failed", self.index, spec.run_id, spec.step_id)
+            with contextlib.suppress(nats.errors.Error):
+                await msg.nak(delay=CRASH_REDELIVERY_DELAY_S)
+
+    async def _settled(self) -> bool:
+        """Wait until the previous step has finished (recorded, reported, acked); True."""
+        task, self._finishing = self._finishing, None
+        if task is not None:
+            await task
+        return True
 
     async def _decide(self, msg: Msg, spec: StepSpec, outcome: Outcome) -> None:
         ctx = self._ctx
@@ -228,11 +275,18 @@ class Slot:
     async def _run_is_over(self, spec: StepSpec) -> bool:
         try:
             store = await self._ctx.store_for(spec.store_url)
-            record = await asyncio.to_thread(_read_or_none, store, spec.run_id)
+            return await self._ctx.read(store, _run_is_over, store, spec.run_id)
         except AgenticError as exc:
             log.warning("reading run %s failed: %s", spec.run_id, exc)
             return False
-        return record is not None and record.is_terminal
+
+
+async def _published(started: asyncio.Task[None], spec: StepSpec) -> None:
+    """Wait for ``step_started`` (it must be stored before the outcome's event)."""
+    try:
+        await started
+    except AgenticError as exc:  # only while stopping: the outcome is still worth recording
+        log.warning("step_started of %s/%s not published: %s", spec.run_id, spec.step_id, exc)
 
 
 def _timed_out(spec: StepSpec, detail: str) -> StepResult:
@@ -242,13 +296,13 @@ def _timed_out(spec: StepSpec, detail: str) -> StepResult:
     return failed_attempt(spec.run_id, spec.step_id, spec.attempt, error)
 
 
-def _read_or_none(store: RunStore, run_id: str) -> RunRecord | None:
-    try:
-        return store.read_run(run_id)
-    except UnknownRunError:
-        return None
+def _run_is_over(store: RunStore, run_id: str) -> bool:
+    """Whether ``run.json`` says the run finished; only its status is read (no validation
+    of the whole record, on every step's critical path)."""
+    doc = store.read_json(names.run_json(run_id))
+    return isinstance(doc, dict) and doc.get("status") in TERMINAL_STATUSES
 
 
-def _what_is_stored(store: RunStore, spec: StepSpec) -> tuple[StepResult | None, RunRecord | None]:
-    """The step's committed result and its run's record, read in one go."""
-    return store.read_result(spec.run_id, spec.step_id), _read_or_none(store, spec.run_id)
+def _what_is_stored(store: RunStore, spec: StepSpec) -> tuple[StepResult | None, bool]:
+    """The step's committed result, and whether its run is over, read in one go."""
+    return store.read_result(spec.run_id, spec.step_id), _run_is_over(store, spec.run_id)
