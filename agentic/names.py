@@ -147,6 +147,11 @@ def max_deliveries_advisory(stream: str = STEPS_STREAM, consumer: str = "*") -> 
     return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"
 
 
+def pull_request_subject(stream: str, consumer: str) -> str:
+    """The JetStream API subject that asks a pull consumer for its next messages."""
+    return f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+
+
 # --- run store -----------------------------------------------------------------------------
 RUNS_DIR = "runs"
 

@@ -14,6 +14,7 @@ Typical use by a service::
 from agentic.bus.connect import connect, server_urls
 from agentic.bus.dlq import DeadLetter, MaxDeliveries, dead_letter, parse_max_deliveries
 from agentic.bus.embedded import EmbeddedNats, nats_server_binary
+from agentic.bus.feed import PullFeed
 from agentic.bus.messages import decode_event, decode_spec, publish_event, publish_step
 from agentic.bus.provision import (
     Provisioned,
@@ -36,6 +37,7 @@ __all__ = [
     "EmbeddedNats",
     "MaxDeliveries",
     "Provisioned",
+    "PullFeed",
     "connect",
     "dead_letter",
     "decode_event",

@@ -36,7 +36,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from agentic import names
-from agentic.bus import connect, ensure_consumer, fetch_one, provision, workers_consumer_config
+from agentic.bus import PullFeed, connect, ensure_consumer, provision, workers_consumer_config
 from agentic.bus.coordination import provision_coordinator
 from agentic.bus.timeline import RunTimeline
 from agentic.errors import AgenticError
@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FETCH_TIMEOUT_S = 1.0
+# Messages a consumer loop holds at most unhandled (each one's ack wait runs meanwhile).
+FEED_BATCH = 32
 DEFAULT_GRACE_S = 10.0
 
 
@@ -239,27 +241,30 @@ class CoordinatorService:
         durable: str,
         handle: Callable[[Msg], Awaitable[None]],
     ) -> None:
-        """Handle the consumer's messages one at a time, in order.
+        """Handle the consumer's messages one at a time, in order, as they arrive.
 
-        One message per pull request: nats-py's batch fetch waits for a full batch (or the
-        timeout) once the consumer runs dry, which would delay an event by the timeout.
+        A :class:`~agentic.bus.PullFeed` keeps pull requests outstanding: no request and
+        round trip per message, and no wait for a full batch (docs/nats.md).
         """
-        sub = await persist(
-            f"binding consumer {durable}",
-            lambda: _bind(js, stream, durable),
+        await persist(
+            f"finding consumer {durable}",
+            lambda: _find(js, stream, durable),
             stopping=self._stopping,
         )
-        while not self._stopping.is_set():
-            try:
-                msg = await fetch_one(sub, timeout=FETCH_TIMEOUT_S)
-            except TimeoutError:
-                continue
-            except nats.errors.Error as exc:  # disconnected: nats-py reconnects on its own
-                log.warning("fetching from %s failed: %s", durable, exc)
-                await asyncio.sleep(FETCH_TIMEOUT_S)
-                continue
-            if msg is not None:
-                await handle(msg)
+        feed = PullFeed(self._nc, stream, durable, batch=FEED_BATCH)
+        await feed.start()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    msg = await feed.next(timeout=FETCH_TIMEOUT_S)
+                except nats.errors.Error as exc:  # disconnected: nats-py reconnects on its own
+                    log.warning("fetching from %s failed: %s", durable, exc)
+                    await asyncio.sleep(FETCH_TIMEOUT_S)
+                    continue
+                if msg is not None:
+                    await handle(msg)
+        finally:
+            await feed.stop()  # what it held unhandled goes to the next coordinator at once
 
     async def _on_event(self, msg: Msg) -> None:
         control = self._control
@@ -281,15 +286,13 @@ class CoordinatorService:
                 await msg.ack()
 
 
-async def _bind(
-    js: JetStreamContext, stream: str, durable: str
-) -> JetStreamContext.PullSubscription:
+async def _find(js: JetStreamContext, stream: str, durable: str) -> None:
     try:
-        return await js.pull_subscribe_bind(durable=durable, stream=stream)
+        await js.consumer_info(stream, durable)
     except (NotFoundError, nats.errors.Error) as exc:
         from agentic.errors import BusError
 
-        raise BusError(f"cannot bind consumer {stream}/{durable}: {exc}", cause=exc) from exc
+        raise BusError(f"cannot find consumer {stream}/{durable}: {exc}", cause=exc) from exc
 
 
 async def _respond(msg: Msg, answer: Callable[[], Awaitable[dict[str, Any]]]) -> None:
