@@ -88,6 +88,7 @@ class RunDriver:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._snapshot_due: asyncio.TimerHandle | None = None
+        self._snapshot: list[StepState] | None = None
 
     @property
     def run_id(self) -> str:
@@ -274,6 +275,7 @@ class RunDriver:
                 short step), which spares a store write per step. A restart rebuilds runs
                 from committed results and attempts, never from this snapshot.
         """
+        self._snapshot = None  # the machine has moved (or not: reading it again is cheap)
         if not commands:
             return
         finish = next((c for c in commands if isinstance(c, FinishRun)), None)
@@ -365,7 +367,7 @@ class RunDriver:
             self._snapshot_due.cancel()
             self._snapshot_due = None
         self.record = self.record.model_copy(
-            update={**changes, "steps": self._machine.snapshot(), "updated_at": utcnow()}
+            update={**changes, "steps": self._steps(), "updated_at": utcnow()}
         )
         specs, self._unwritten = self._unwritten, []
         await self._effects.write_run(self.record, specs)
@@ -390,7 +392,13 @@ class RunDriver:
             await self._effects.commit_failure(step_id, attempt)
 
     def _step(self, step_id: str) -> StepState | None:
-        return next((s for s in self._machine.snapshot() if s.step_id == step_id), None)
+        return next((s for s in self._steps() if s.step_id == step_id), None)
+
+    def _steps(self) -> list[StepState]:
+        """The machine's snapshot, made once per transition (it builds a model per step)."""
+        if self._snapshot is None:
+            self._snapshot = self._machine.snapshot()
+        return self._snapshot
 
     @property
     def _machine(self) -> RunState:

@@ -169,7 +169,12 @@ class Slot:
         deadline = loop.time() + timeout
         self.current, self._interrupt = spec, None
         self._wake.clear()
-        task = asyncio.create_task(self._run(spec))
+        try:
+            await self.runner.send(spec)  # here, not in a task: the step starts at once
+        except StepProcessError as exc:
+            self.current = None
+            return Outcome("crashed", detail=str(exc))
+        task = asyncio.create_task(self.runner.receive())
         started = asyncio.create_task(
             self._ctx.started(spec, delivery=delivery, step_pid=self.runner.pid)
         )
@@ -181,10 +186,6 @@ class Slot:
         finally:
             self.current = None
             started.cancel()  # done by now, unless the slot itself is being cancelled
-
-    async def _run(self, spec: StepSpec) -> StepResult:
-        await self.runner.send(spec)
-        return await self.runner.receive()
 
     async def _watch(
         self, spec: StepSpec, task: asyncio.Task[StepResult], deadline: float
