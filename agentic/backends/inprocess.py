@@ -7,10 +7,17 @@ needs no broker and no child process. The run is still recorded like any other:
   as the other backends materialize it (prior outputs merged), so a run can be shown and
   replayed on any backend;
 * every task's StepResult is written as attempt 1 and committed as the step's result the
-  moment the task completes (a crash later leaves the finished steps in the store);
+  moment the task completes, in one write (:meth:`~agentic.store.RunStore.commit_attempt`),
+  so a crash later leaves the finished steps in the store;
 * ``run.json`` and the run events follow the coordinator state machine, as on the other
   backends: ``step_ready``, ``step_started``, ``step_succeeded`` / ``step_failed``, then
-  ``succeeded`` with the last step's output or ``failed`` naming the step.
+  ``succeeded`` with the last step's output or ``failed`` naming the step. Events are
+  handed over as they happen; ``run.json`` snapshots less than
+  :data:`~agentic.backends.writebehind.RUN_INTERVAL_S` apart are coalesced into the newest
+  (:mod:`agentic.backends.writebehind`), and the final one is written before ``run`` returns.
+
+Every write is fsync'd and done on a background thread, in order; all of them are in the
+store when ``run`` returns.
 
 A replay (``reused`` results) kicks off the crew of the remaining tasks only, with the
 reused outputs written into the descriptions of the tasks that see them
@@ -153,8 +160,7 @@ class _Recorder:
 
     def on_step(self, result: StepResult) -> None:
         """A task of the crew finished: record it, advance the run, save ``run.json`` once."""
-        self._store.write_attempt(result)
-        self._store.commit_result(result)
+        self._store.commit_attempt(result)
         if result.status == "succeeded":
             self.execute(
                 self._state.on_step_succeeded(result.step_id, result.attempt, result.output)

@@ -61,6 +61,7 @@ class _Reporter:
     ) -> None:
         self.run_id, self.on_step, self.store, self.env = run_id, on_step, store, env
         self.finished: set[str] = set()
+        self.worker = worker_info(env)  # every task runs in this process
 
     def callback(self, step_id: str, crew_task: Any, agent: Any) -> Callable[[Any], None]:
         def _report(output: Any) -> None:
@@ -81,7 +82,7 @@ class _Reporter:
                         started_at=as_utc(crew_task.start_time),
                         finished_at=as_utc(crew_task.end_time) or utcnow(),
                     ),
-                    worker=worker_info(self.env),
+                    worker=self.worker,
                     reused_from=None,
                 )
             )
@@ -100,7 +101,7 @@ class _Reporter:
                 status="failed",
                 error=error,
                 timing=Timing(started_at=started, finished_at=utcnow()),
-                worker=worker_info(self.env),
+                worker=self.worker,
                 reused_from=None,
             )
         )

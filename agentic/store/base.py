@@ -26,3 +26,13 @@ class Writer(Protocol):
         Returns:
             True when this call created the file, False when it already existed.
         """
+
+    def create_from(self, source: str, path: str, data: bytes) -> bool:
+        """:meth:`create` of ``path`` when ``source`` is a complete file holding ``data``.
+
+        A filesystem with hard links makes ``path`` a second name of ``source`` (no second
+        write); the others write ``data``.
+
+        Returns:
+            True when this call created the file, False when it already existed.
+        """

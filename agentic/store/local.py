@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
 from typing import Any, ClassVar
 
 from fsspec import AbstractFileSystem
+
+# Temp file names: unique per process (pid and a random tag, for stores shared between
+# machines) and per write (a counter); no random draw, which is a system call, per write.
+_TMP_TAG = secrets.token_hex(4)
+_tmp_numbers = itertools.count()
 
 
 class LocalWriter:
@@ -44,23 +50,64 @@ class LocalWriter:
         _fsync_dir(os.path.dirname(path))
         return True
 
+    def create_from(self, source: str, path: str, data: bytes) -> bool:
+        # ``source`` was written by write(): complete and fsync'd. A second name for it costs
+        # a link and a directory fsync instead of writing and syncing the same bytes again;
+        # a later write() of ``source`` replaces its name with a new file, so ``path`` keeps
+        # these bytes.
+        try:
+            os.link(source, path)
+        except FileExistsError:
+            return False
+        except FileNotFoundError:  # ``source`` is gone: write the bytes after all
+            return self.create(path, data)
+        _fsync_dir(os.path.dirname(path))
+        return True
+
 
 def _write_temp(path: str, data: bytes) -> str:
     """Write ``data`` to a hidden, uniquely named file next to ``path`` and fsync it."""
     parent, name = os.path.split(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{name}.{secrets.token_hex(6)}.tmp")
+    tmp = os.path.join(parent, f".{name}.{os.getpid()}-{_TMP_TAG}-{next(_tmp_numbers)}.tmp")
     # os.open with 0o666 lets the umask decide permissions, as a plain open() would.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        fd = os.open(tmp, flags, 0o666)
+    except FileNotFoundError:  # a new folder: most writes replace a file in an existing one
+        _make_dirs(parent)
+        fd = os.open(tmp, flags, 0o666)
+    try:
+        try:
+            # Plain descriptor calls: a file object would add system calls of its own.
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     except BaseException:
         _unlink(tmp)
         raise
     return tmp
+
+
+def _make_dirs(path: str) -> None:
+    """``os.makedirs(path, exist_ok=True)`` that tries the folder itself first.
+
+    A new file's folder is most often missing alone (``attempts/``): one ``mkdir`` then,
+    where ``os.makedirs`` checks the parent first.
+    """
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:
+        parent = os.path.dirname(path)
+        if parent in ("", path):
+            raise
+        _make_dirs(parent)
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another writer
+            os.mkdir(path)
+    except FileExistsError:
+        pass
 
 
 def _fsync_dir(path: str) -> None:

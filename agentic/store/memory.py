@@ -29,3 +29,6 @@ class MemoryWriter:
                 return False
             self.fs.pipe_file(path, data)
             return True
+
+    def create_from(self, source: str, path: str, data: bytes) -> bool:
+        return self.create(path, data)

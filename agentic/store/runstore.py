@@ -152,10 +152,28 @@ class RunStore:
         path = names.result_json(result.run_id, result.step_id)
         if self._write_doc(path, encode(result), exclusive=True):
             return result, True
-        existing = self._read_doc(path, StepResult)
-        if existing is None:  # only if someone deleted it between our two calls
-            raise StoreError(f"{self._url(self._abs(path))} vanished after a commit conflict")
-        return existing, False
+        return self._existing_commit(path), False
+
+    def commit_attempt(self, result: StepResult) -> tuple[StepResult, bool]:
+        """:meth:`write_attempt` then :meth:`commit_result` of the same ``result``.
+
+        One encode, and on a local store one file write: the committed result is a hard link
+        of the attempt file just written. Exactly once as :meth:`commit_result`. For a
+        writer that alone writes this attempt (the ``inprocess`` backend): a concurrent
+        rewrite of the same attempt file could be what gets committed.
+
+        Returns:
+            ``(committed, by_this_call)``: the result now committed, and whether it is ours.
+        """
+        data = encode(result)
+        attempt = names.attempt_json(result.run_id, result.step_id, result.attempt)
+        self._write_doc(attempt, data)
+        path = names.result_json(result.run_id, result.step_id)
+        with self._io("write", self._abs(path)):
+            created = self.writer.create_from(self._abs(attempt), self._abs(path), data)
+        if created:
+            return result, True
+        return self._existing_commit(path), False
 
     def read_result(self, run_id: str, step_id: str) -> StepResult | None:
         """The step's committed result, or None when nothing is committed yet."""
@@ -295,6 +313,13 @@ class RunStore:
         except DecodeError as exc:
             url = self._url(self._abs(rel))
             raise DecodeError(f"{url}: {exc.message}", raw=exc.raw, cause=exc.cause) from exc
+
+    def _existing_commit(self, rel: str) -> StepResult:
+        """The result another writer committed at ``rel`` first."""
+        existing = self._read_doc(rel, StepResult)
+        if existing is None:  # only if someone deleted it between our two calls
+            raise StoreError(f"{self._url(self._abs(rel))} vanished after a commit conflict")
+        return existing
 
     def _write_doc(self, rel: str, data: bytes, *, exclusive: bool = False) -> bool:
         if len(data) > self.max_doc_bytes:

@@ -238,6 +238,16 @@ def test_concurrent_commits_from_eight_threads_commit_exactly_one(store: RunStor
     assert store.read_result("run-1", "research") == winners[0]
 
 
+def test_commit_attempt_records_the_attempt_and_commits_it_once(store: RunStore) -> None:
+    first, second = make_result(output="first"), make_result(attempt=2, output="second")
+
+    assert store.commit_attempt(first) == (first, True)
+    assert store.commit_attempt(second) == (first, False)
+
+    assert store.read_attempts("run-1", "research") == [first, second]
+    assert store.read_result("run-1", "research") == first
+
+
 def test_steps_with_anything_stored_are_listed(store: RunStore) -> None:
     store.write_spec(make_spec(step_id="write", store_url=store.url))
     store.write_attempt(make_result(step_id="research"))

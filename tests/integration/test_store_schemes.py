@@ -78,6 +78,26 @@ def test_local_writes_leave_no_temporary_files_behind(tmp_path: Path) -> None:
     assert files == ["runs/run-1/run.json", "runs/run-1/steps/research/result.json"]
 
 
+def test_a_local_commit_of_an_attempt_links_its_file_and_keeps_it_when_the_attempt_is_rewritten(
+    tmp_path: Path,
+) -> None:
+    store = open_store(str(tmp_path))
+    step = tmp_path / "runs" / "run-1" / "steps" / "research"
+    store.commit_attempt(make_result(output="committed"))
+    # One file written, two names: the commit did not write the same bytes again.
+    assert (step / "result.json").samefile(step / "attempts" / "1.json")
+
+    store.write_attempt(make_result(output="rewritten"))
+
+    assert store.read_result("run-1", "research") == make_result(output="committed")
+    assert store.read_attempts("run-1", "research") == [make_result(output="rewritten")]
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert files == [
+        "runs/run-1/steps/research/attempts/1.json",
+        "runs/run-1/steps/research/result.json",
+    ]
+
+
 def test_memory_stores_with_different_roots_do_not_see_each_others_runs() -> None:
     first = open_store(f"memory://iso-{uuid.uuid4().hex}")
     second = open_store(f"memory://iso-{uuid.uuid4().hex}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from agentic.backends.writebehind import WriteBehindStore
@@ -40,22 +42,63 @@ def test_reads_go_straight_to_the_store() -> None:
         assert writes.read_run("r1").status == "running"
 
 
+class Recording:
+    """A store that logs its writes in order, and fails the attempt of ``fail_step``."""
+
+    url = "memory:///recording"
+
+    def __init__(self, fail_step: str | None = None) -> None:
+        self.log: list[str] = []
+        self.fail_step = fail_step
+
+    def write_run(self, rec: RunRecord) -> None:
+        self.log.append(f"run {rec.status}")
+
+    def write_attempt(self, result: StepResult) -> None:
+        if result.step_id == self.fail_step:
+            raise StoreError("disk full")
+        self.log.append(f"attempt {result.step_id}")
+
+
+def attempt(step_id: str) -> StepResult:
+    return StepResult(run_id="r1", step_id=step_id, attempt=1, status="succeeded")
+
+
 def test_a_failed_write_is_raised_by_close_and_nothing_after_it_is_written() -> None:
-    class Failing:
-        url = "memory:///failing"
-
-        def __init__(self) -> None:
-            self.written: list[str] = []
-
-        def write_run(self, rec: RunRecord) -> None:
-            if rec.status == "running":
-                raise StoreError("disk full")
-            self.written.append(rec.status)
-
-    target = Failing()
+    target = Recording(fail_step="a")
     writes = WriteBehindStore(target)  # type: ignore[arg-type]
-    for status in ("pending", "running", "succeeded"):
-        writes.write_run(record(status))
+    writes.write_run(record("pending"))
+    writes.write_attempt(attempt("a"))
+    writes.write_attempt(attempt("b"))
+    writes.write_run(record("succeeded"))
     with pytest.raises(StoreError, match="disk full"):
         writes.close()
-    assert target.written == ["pending"]
+    assert target.log == ["run pending"]
+
+
+def test_snapshots_within_the_interval_are_coalesced_into_the_newest_after_earlier_writes() -> None:
+    target = Recording()
+    with WriteBehindStore(target, run_interval_s=60) as writes:  # type: ignore[arg-type]
+        writes.write_run(record("pending"))
+        writes.write_attempt(attempt("a"))
+        writes.write_run(record("running"))
+        writes.write_attempt(attempt("b"))
+        writes.write_run(record("succeeded"))
+    assert target.log == ["run pending", "attempt a", "attempt b", "run succeeded"]
+
+
+def test_a_held_snapshot_is_written_once_its_interval_has_passed_without_waiting_for_close() -> (
+    None
+):
+    target = Recording()
+    writes = WriteBehindStore(target, run_interval_s=0.2)  # type: ignore[arg-type]
+    try:
+        writes.write_run(record("pending"))
+        writes.write_run(record("running"))
+        deadline = time.monotonic() + 10
+        while "run running" not in target.log and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert target.log == ["run pending", "run running"]
+    finally:
+        writes.close()
+    assert target.log == ["run pending", "run running"]
