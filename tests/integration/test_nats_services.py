@@ -108,6 +108,39 @@ async def test_a_retry_waiting_out_its_backoff_survives_a_coordinator_restart(
     assert [(a.attempt, a.status) for a in attempts] == [(1, "failed"), (2, "succeeded")]
 
 
+async def test_run_json_shows_a_long_step_running_and_keeps_the_spec_of_every_step(
+    server: EmbeddedNats, stack: Stack
+) -> None:
+    await stack.start_coordinator()
+    await stack.start_workers(1)
+    nc = await connect(Settings(nats_url=server.url), name="snapshot-test")
+    try:
+        slow = scripted_provider("slow", delay_s=3.0)
+        await submit(nc, inline_request("snapshot-1", ["one", "two"], slow))
+        await wait_event(nc.jetstream(), "snapshot-1", "step_started", step_id="one")
+        store = stack.store()
+        running = None
+        for _ in range(40):  # run.json catches up within a second or so
+            steps = {s.step_id: s.status for s in store.read_run("snapshot-1").steps}
+            if steps["one"] == "running":
+                running = steps
+                break
+            await asyncio.sleep(0.05)
+        record = await wait_finished(store, "snapshot-1", timeout=60)
+    finally:
+        await nc.close()
+
+    assert running == {"one": "running", "two": "pending"}
+    assert record.status == "succeeded"
+    assert [(s.step_id, s.status) for s in record.steps] == [
+        ("one", "succeeded"),
+        ("two", "succeeded"),
+    ]
+    second = store.read_spec("snapshot-1", "two")
+    assert second.attempt == 1
+    assert "one done for guarantees" in second.task.description  # prior output merged
+
+
 async def test_a_burst_worker_runs_the_queued_steps_and_exits_once_the_queue_is_empty(
     server: EmbeddedNats, stack: Stack
 ) -> None:
