@@ -49,14 +49,20 @@ def record_attempt(store: RunStore, result: StepResult) -> StepResult:
     last failure is committed by the coordinator once it gives up. An existing commit (an
     earlier attempt's, or a duplicate delivery's) is never overwritten.
 
+    The commit is :meth:`RunStore.commit_attempt`: on a local store ``result.json`` is a
+    second name of the attempt file just written (one write and fsync fewer on every
+    step's critical path). If a duplicate delivery of the same attempt rewrites that file
+    in between, its result is the one committed: still exactly one committed result of
+    this attempt, which every reader of the store sees.
+
     Returns:
         The step's committed result, or ``result`` when nothing was committed.
     """
-    store.write_attempt(result)
     final = result.status == "succeeded" or (
         result.error is not None and not result.error.retryable
     )
     if not final:
+        store.write_attempt(result)
         return result
-    committed, _ = store.commit_result(result)
+    committed, _ = store.commit_attempt(result)
     return committed

@@ -150,13 +150,14 @@ class Slot:
             return
         async with keep_in_progress(msg, every_s=ctx.heartbeat_s):
             outcome = await self._execute(spec, delivery_count(msg))
-        await self._settled()  # one step finishing at a time: its ack comes before the next
-        if outcome.kind in ("finished", "timed_out"):
-            # Recording, reporting and acking overlap the slot's next step: the step process
-            # is free, and the next message is fetched only now that it is.
-            self._finishing = asyncio.create_task(self._finish(msg, spec, outcome))
-        else:
-            await self._decide(msg, spec, outcome)
+            await self._settled()  # one step finishing at a time: its ack before the next
+            if outcome.kind in ("finished", "timed_out"):
+                # Recording, reporting and acking overlap the slot's next step: the step
+                # process is free, and the next message is fetched only now that it is.
+                # Started here, the recording goes first on the next turn of the loop.
+                self._finishing = asyncio.create_task(self._finish(msg, spec, outcome))
+                return
+        await self._decide(msg, spec, outcome)
 
     async def _execute(self, spec: StepSpec, delivery: int) -> Outcome:
         """Run the step in the step process, watching its timeout and its run.
