@@ -71,7 +71,7 @@ async def connect(settings: Settings, *, name: str, url: str | None = None) -> N
             **options,
         )
     except Exception as exc:  # nats-py raises several unrelated types here
-        reason = errors[-1] if errors else exc
+        reason = _reason(errors, exc)
         raise BusError(
             f"cannot connect to NATS at {', '.join(servers)}: {_describe(reason)}", cause=exc
         ) from exc
@@ -126,6 +126,15 @@ def _require_nkeys(setting: str) -> None:
         raise ConfigError(
             f"{setting} needs the 'nkeys' package: pip install 'nats-py[nkeys]'"
         ) from exc
+
+
+def _reason(errors: list[BaseException], final: BaseException) -> BaseException:
+    """Why connecting failed: the server's latest own error (e.g. an authorization
+    violation) explains a socket reset that follows it, so it wins over socket errors."""
+    from_server = [e for e in errors if not isinstance(e, OSError)]
+    if from_server:
+        return from_server[-1]
+    return errors[-1] if errors else final
 
 
 def _describe(exc: BaseException) -> str:
