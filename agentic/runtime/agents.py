@@ -14,6 +14,7 @@ from typing import Any
 from crewai import Agent, Crew, CrewOutput, Process, Task
 from crewai.agents.agent_builder.base_agent import BaseAgent
 from crewai.tools import BaseTool
+from crewai.utilities.string_utils import sanitize_tool_name
 from pydantic import Field, ValidationError
 
 from agentic.contracts import AgentProvider, first_error
@@ -46,10 +47,10 @@ class LoopHostedTool(BaseTool):
     inner: BaseTool = Field(exclude=True)
 
     @classmethod
-    def wrap(cls, tool: BaseTool) -> LoopHostedTool:
-        """``tool`` with its calls hosted in an event loop."""
+    def wrap(cls, tool: BaseTool, *, name: str | None = None) -> LoopHostedTool:
+        """``tool`` with its calls hosted in an event loop, offered as ``name`` if given."""
         return cls(
-            name=tool.name,
+            name=name or tool.name,
             description=tool.description,
             args_schema=tool.args_schema,
             inner=tool,
@@ -73,26 +74,62 @@ async def _run_in_loop(tool: BaseTool, args: tuple[Any, ...], kwargs: dict[str, 
     return tool.run(*args, **kwargs)
 
 
+def offered_tool_name(provider_id: str, tool: str) -> str:
+    """The name an agent sees for MCP tool ``tool`` of MCP provider ``provider_id``.
+
+    CrewAI prefixes an MCP tool with a server name made of the stdio command line or the
+    URL, so the same tool would be offered as ``work_main_venv_bin_python_m_…_lookup_fact``
+    on one machine and as a hashed 64-character name on another, and an HTTP tool's name
+    would change with the port. agentic offers ``<provider id>_<tool>`` instead
+    (``demo_tools_lookup_fact``): the same on every machine and backend, and made of names
+    the catalog's author chose.
+    """
+    return sanitize_tool_name(f"{provider_id}_{tool}")
+
+
 class StepAgent(Agent):
-    """A CrewAI agent whose MCP tools (from ``mcps=``) are wrapped in LoopHostedTool."""
+    """A CrewAI agent whose MCP tools are named after their provider (``offered_tool_name``)
+    and wrapped in LoopHostedTool.
+
+    ``mcp_ids[i]`` is the MCP provider id of ``mcps[i]``.
+    """
+
+    mcp_ids: list[str] = Field(default_factory=list)
 
     def get_mcp_tools(self, mcps: list[Any]) -> list[BaseTool]:
-        """CrewAI's own MCP tool resolution, each tool wrapped (see LoopHostedTool)."""
-        return [LoopHostedTool.wrap(tool) for tool in super().get_mcp_tools(mcps)]
+        """CrewAI's own MCP tool resolution, one server at a time, each tool renamed."""
+        if len(self.mcp_ids) != len(mcps):
+            raise ValueError(f"{len(mcps)} MCP servers but {len(self.mcp_ids)} provider ids")
+        tools: list[BaseTool] = []
+        for provider_id, server in zip(self.mcp_ids, mcps, strict=True):
+            for tool in super().get_mcp_tools([server]):
+                original = getattr(tool, "original_tool_name", None) or tool.name
+                name = offered_tool_name(provider_id, original)
+                tools.append(LoopHostedTool.wrap(tool, name=name))
+        return tools
 
 
-def build_agent(provider: AgentProvider, *, llm: Any, mcps: list[Any]) -> StepAgent:
+def build_agent(
+    provider: AgentProvider, *, llm: Any, mcps: Mapping[str, Any] | None = None
+) -> StepAgent:
     """One CrewAI agent for a provider, with its LLM and MCP servers.
+
+    Args:
+        provider: The agent provider.
+        llm: The CrewAI LLM.
+        mcps: MCP provider id -> CrewAI MCP server configuration, in the task's order.
 
     ``max_retry_limit=0``: CrewAI would otherwise re-run a failed task up to twice inside
     one attempt; agentic's coordinator owns retries (with backoff, retryable errors only).
     """
+    mcps = mcps or {}
     return StepAgent(
         role=provider.role,
         goal=provider.goal,
         backstory=provider.backstory,
         llm=llm,
-        mcps=mcps or None,
+        mcps=list(mcps.values()) or None,
+        mcp_ids=list(mcps),
         verbose=provider.verbose,
         allow_delegation=provider.allow_delegation,
         max_retry_limit=0,

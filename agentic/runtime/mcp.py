@@ -6,7 +6,8 @@ placeholders kept. Here, in the worker, the placeholders of ``stdio.command``,
 expanded from the worker's environment (a missing variable is a fatal step error naming it),
 and the entry becomes one of CrewAI's own MCP configurations (``MCPServerStdio`` or
 ``MCPServerHTTP``), handed to ``Agent(mcps=...)``: CrewAI discovers the tools when the task
-starts and calls each through a fresh MCP client.
+starts and calls each through a fresh MCP client. The agent sees each tool as
+``<provider id>_<tool>`` (:func:`agentic.runtime.agents.offered_tool_name`).
 
 The command of a stdio server comes only from its catalog entry, never from model output.
 A command written as ``python`` or ``python3`` runs the worker's own interpreter
@@ -83,11 +84,7 @@ def server_config(entry: Mapping[str, Any], env: Mapping[str, str]) -> MCPServer
         CatalogError: the entry is not a valid MCP provider.
         MissingEnvError: a required or referenced variable is not set.
     """
-    try:
-        provider = MCPProvider.model_validate(dict(entry))
-    except ValidationError as exc:
-        name = entry.get("id", "<unnamed>")
-        raise CatalogError(first_error(exc), file=f"mcp provider {name!r}") from exc
+    provider = _provider(entry)
     check_required_env(provider, env)
 
     def expand(value: str, field: str) -> str:
@@ -116,18 +113,26 @@ def server_config(entry: Mapping[str, Any], env: Mapping[str, str]) -> MCPServer
 
 def server_configs(
     entries: Iterable[ResolvedMCP | Mapping[str, Any]], env: Mapping[str, str]
-) -> list[MCPServerConfig]:
-    """Every MCP provider of a step -> CrewAI MCP configurations, in order.
+) -> dict[str, MCPServerConfig]:
+    """Every MCP provider of a step -> ``{provider id: CrewAI MCP configuration}``, in order.
 
     A provider whose ``tools`` list is empty offers nothing and is not started.
     """
-    configs = []
+    configs: dict[str, MCPServerConfig] = {}
     for entry in entries:
         resolved = entry.resolved if isinstance(entry, ResolvedMCP) else entry
         if resolved.get("tools") == []:
             continue
-        configs.append(server_config(resolved, env))
+        configs[_provider(resolved).id] = server_config(resolved, env)
     return configs
+
+
+def _provider(entry: Mapping[str, Any]) -> MCPProvider:
+    try:
+        return MCPProvider.model_validate(dict(entry))
+    except ValidationError as exc:
+        name = entry.get("id", "<unnamed>")
+        raise CatalogError(first_error(exc), file=f"mcp provider {name!r}") from exc
 
 
 def _tool_filter(tools: list[str] | None) -> Any:

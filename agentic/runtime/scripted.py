@@ -10,9 +10,9 @@ custom models) that answers each call of one step with the next reply of that sc
 * a tool call is answered in CrewAI's text ReAct format (``Thought / Action / Action
   Input``), so CrewAI's executor parses it and runs the tool through its normal path. The
   script names a tool as the MCP server does (``word_count``); like a real model, the
-  scripted one reads the offered tool names from its prompt (CrewAI prefixes MCP tools with
-  a server name derived from the command or URL) and picks the one ending in
-  ``_word_count``. String arguments are templated like answers.
+  scripted one reads the offered tool names from its prompt (agentic offers MCP tools as
+  ``<MCP provider id>_<tool>``) and picks the one ending in ``_word_count``. String
+  arguments are templated like answers.
 
 When the replies run out, the last final answer is repeated. ``delay_s`` sleeps before
 each reply. ``fail`` makes attempts ``1..times`` of every step fail: ``error`` raises a

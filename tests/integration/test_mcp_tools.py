@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agentic.contracts import StepResult, StepSpec
+from agentic.contracts import AgentProvider, StepResult, StepSpec
 from agentic.tools.demo_mcp import FACTS
 from tests.fixtures.servers import free_port
 
@@ -15,6 +17,9 @@ with warnings.catch_warnings():
     # Importing CrewAI emits an ImportWarning about its own package layout (crewai.rag).
     warnings.simplefilter("ignore", ImportWarning)
     from agentic.runtime import execute_step
+    from agentic.runtime.agents import build_agent
+    from agentic.runtime.llm import build_llm
+    from agentic.runtime.mcp import server_configs
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::ImportWarning"),
@@ -56,6 +61,43 @@ LOOKUP = [{"tool": "lookup_fact", "args": {"topic": "{topic}"}}, "Fact: {tool_re
 
 def test_an_agent_calls_a_tool_of_a_stdio_server_and_uses_its_result() -> None:
     result = run(STDIO_DEMO, LOOKUP)
+    assert result.status == "succeeded", result.error
+    assert result.output == f"Fact: {FACTS['nats']}"
+
+
+def deep_interpreter(tmp_path: Path) -> str:
+    """This interpreter, reached through a path long enough to make CrewAI hash its tool names."""
+    checkout = tmp_path.joinpath(*["a-rather-deep-checkout"] * 4)
+    checkout.mkdir(parents=True)
+    (checkout / ".venv").symlink_to(sys.prefix, target_is_directory=True)
+    return str(checkout / ".venv" / "bin" / Path(sys.executable).name)
+
+
+def test_tools_are_offered_as_provider_id_and_tool_wherever_the_server_is(
+    tmp_path: Path, demo_mcp_http_url: str
+) -> None:
+    stdio = {
+        "id": "local_tools",
+        "stdio": {**STDIO_DEMO["stdio"], "command": deep_interpreter(tmp_path)},
+    }
+    http = {"id": "remote", "streamable_http": {"url": demo_mcp_http_url}, "tools": ["word_count"]}
+    provider = AgentProvider(
+        id="r", type="scripted", role="R", goal="G", backstory="B", script={"replies": []}
+    )
+    llm = build_llm(provider, step_id="s", topic="t", env={})
+    agent = build_agent(provider, llm=llm, mcps=server_configs([stdio, http], {}))
+    tools = agent.get_mcp_tools(agent.mcps or [])
+    assert [t.name for t in tools] == [
+        "local_tools_word_count",
+        "local_tools_lookup_fact",
+        "remote_word_count",
+    ]
+
+
+def test_a_tool_of_a_server_started_from_a_deep_path_is_called(tmp_path: Path) -> None:
+    # CrewAI alone would offer this tool under a 64-character name ending in a hash.
+    entry = {**STDIO_DEMO, "stdio": {**STDIO_DEMO["stdio"], "command": deep_interpreter(tmp_path)}}
+    result = run(entry, LOOKUP)
     assert result.status == "succeeded", result.error
     assert result.output == f"Fact: {FACTS['nats']}"
 

@@ -93,7 +93,7 @@ def test_a_provider_with_an_empty_tools_list_is_not_started() -> None:
         {"id": "web", "streamable_http": {"url": "http://x"}},
     ]
     configs = server_configs(entries, {})
-    assert [type(c) for c in configs] == [MCPServerHTTP]
+    assert {i: type(c) for i, c in configs.items()} == {"web": MCPServerHTTP}
 
 
 def test_an_invalid_entry_is_a_catalog_error_naming_the_provider_and_field() -> None:
