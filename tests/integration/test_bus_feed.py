@@ -45,16 +45,23 @@ async def feed(nats_client: NATS, feed_parts: tuple[str, str]) -> AsyncIterator[
 
 
 async def test_a_message_is_handed_over_as_soon_as_it_is_stored(
-    js: JetStreamContext, feed: PullFeed, feed_parts: tuple[str, str]
+    nats_client: NATS, js: JetStreamContext, feed_parts: tuple[str, str]
 ) -> None:
-    _, subject = feed_parts
-    waiting = asyncio.create_task(feed.next(timeout=5))
-    await asyncio.sleep(0.2)  # the feed is waiting with its requests out
-    sent = time.monotonic()
-    await js.publish(subject, b"one")
-    msg = await waiting
-    assert msg is not None and msg.data == b"one"
-    assert time.monotonic() - sent < 0.5  # not held back until a batch fills up
+    stream, subject = feed_parts
+    # Requests that expire after 4 s: a feed waiting for its batch of 8 to fill would hand
+    # the one message over only then.
+    feed = PullFeed(nats_client, stream, "c", batch=8, expires_s=4.0)
+    await feed.start()
+    try:
+        waiting = asyncio.create_task(feed.next(timeout=8))
+        await asyncio.sleep(0.2)  # the feed is waiting with its requests out
+        sent = time.monotonic()
+        await js.publish(subject, b"one")
+        msg = await waiting
+        assert msg is not None and msg.data == b"one"
+        assert time.monotonic() - sent < 2.0  # not held back until a batch fills up
+    finally:
+        await feed.stop()
 
 
 async def test_every_message_comes_in_order_with_a_request_per_several_messages(

@@ -104,4 +104,5 @@ def test_stopping_ends_an_open_watch_at_once(k8s_double: KubeDouble, k8s_api_cli
     started = time.monotonic()
     jobs.stop(timeout=5)
 
-    assert time.monotonic() - started < 1.0
+    # A watch left to end by itself would take WATCH_TIMEOUT_S (240 s).
+    assert time.monotonic() - started < 3.0

@@ -319,9 +319,15 @@ def test_a_reader_polling_run_json_never_sees_a_partial_file(store: RunStore) ->
     sys.setswitchinterval(1e-5)
     reader.start()
     try:
-        deadline = time.monotonic() + 1.5
+        # At least 100 rewrites, then on until the reader has seen both sizes (a loaded
+        # machine can starve the reader thread for a while), within 20 seconds.
+        deadline = time.monotonic() + 20
         n = 0
-        while time.monotonic() < deadline and n < 300:
+
+        def enough() -> bool:
+            return n >= 100 and len(seen) > 10 and {10, 200_000} <= set(seen)
+
+        while time.monotonic() < deadline and not enough():
             # Sizes alternate between small and ~200 kB, so a torn write would show.
             pad = "x" * (200_000 if n % 2 else 10)
             store.write_run(make_record("run-1", labels={"pad": pad}))

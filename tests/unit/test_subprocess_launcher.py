@@ -109,8 +109,9 @@ def test_waiting_wakes_up_as_soon_as_the_step_exits(launcher: SubprocessLauncher
     started = time.monotonic()
     launcher.wait([handle], 10.0)
     woke = time.monotonic() - started
-    # The script sleeps 0.3 s: the wait must end with it, not at its 10 s timeout.
-    assert 0.25 < woke < 1.0
+    # The script sleeps 0.3 s: the wait must end with it, not at its 10 s timeout (the
+    # upper bound leaves room for a slow interpreter start on a loaded machine).
+    assert 0.25 < woke < 5.0
     assert launcher.check(handle).state == "exited"
 
 
@@ -134,7 +135,7 @@ def test_a_step_that_ignores_sigterm_is_killed_after_the_grace_period(
     read_pid(tmp_path / "out")
     started = time.monotonic()
     launcher.terminate(handle)
-    assert 0.25 < time.monotonic() - started < 2.0
+    assert 0.25 < time.monotonic() - started < 5.0
     assert launcher.check(handle).exit_code == -9
 
 
