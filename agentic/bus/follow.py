@@ -28,7 +28,7 @@ from nats.js.errors import NotFoundError
 from agentic import names
 from agentic.bus.messages import decode_event
 from agentic.bus.provision import ensure_stream, stream_configs
-from agentic.contracts import RunEvent
+from agentic.contracts import RunEvent, decode
 from agentic.errors import BusError, DecodeError
 from agentic.settings import Settings
 
@@ -133,3 +133,40 @@ async def _ensure_events_stream(js: JetStreamContext, settings: Settings) -> Non
         pass
     config = next(c for c in stream_configs(settings) if c.name == names.EVENTS_STREAM)
     await ensure_stream(js, config)
+
+
+async def started_attempts(
+    js: JetStreamContext, run_id: str, *, max_bytes: int | None = None
+) -> dict[str, int]:
+    """The highest attempt of each step of ``run_id`` that a worker reported started.
+
+    Reads the run's stored ``step_started`` events one by one with JetStream's direct
+    "next message on this subject" lookups (no consumer to create and delete): a run has
+    few of them. A coordinator restoring a run uses this to tell a step that a worker holds
+    (its message stays in ``AGENTIC_STEPS`` until the worker acknowledges it, and comes back
+    if the worker dies) from one that must be published again. Undecodable events are
+    skipped; an events stream that does not exist yet holds none.
+
+    Raises:
+        BusError: JetStream failed (the caller may retry).
+    """
+    subject = names.events_subject(run_id, "step_started")
+    started: dict[str, int] = {}
+    seq = 1
+    while True:
+        try:
+            raw = await js.get_msg(names.EVENTS_STREAM, seq=seq, subject=subject, next=True)
+        except NotFoundError:  # no more such events (or no stream)
+            return started
+        except nats.errors.Error as exc:
+            raise BusError(f"cannot read the step_started events of run {run_id!r}: {exc}") from exc
+        if raw.seq is None or raw.seq < seq:  # a server answering otherwise than asked
+            raise BusError(f"JetStream answered sequence {raw.seq} for a lookup from {seq}")
+        seq = raw.seq + 1
+        try:
+            event = decode(RunEvent, raw.data or b"", max_bytes=max_bytes)
+        except DecodeError as exc:
+            log.warning("skipping an undecodable message on %s: %s", subject, exc)
+            continue
+        if event.step_id is not None and event.attempt is not None:
+            started[event.step_id] = max(started.get(event.step_id, 0), event.attempt)

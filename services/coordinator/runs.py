@@ -29,6 +29,7 @@ import logging
 
 from agentic.backends.journal import dispatched_spec
 from agentic.backends.outcome import attempt_outcome, committed_success
+from agentic.bus.follow import started_attempts
 from agentic.contracts import (
     TERMINAL_EVENTS,
     RunEvent,
@@ -58,6 +59,7 @@ from services.coordinator.transitions import (
     is_current,
     published_here,
 )
+from services.lifecycle import persist
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,8 @@ class RunDriver:
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._snapshot_due: asyncio.TimerHandle | None = None
         self._snapshot: list[StepState] | None = None
+        # Attempts a worker holds while a restored run's first transition runs (see resume).
+        self._held: set[tuple[str, int]] = set()
 
     @property
     def run_id(self) -> str:
@@ -122,7 +126,17 @@ class RunDriver:
             await self._execute(commands)
 
     async def resume(self, committed: dict[str, StepResult], attempts_seen: dict[str, int]) -> None:
-        """Continue a run after a coordinator restart, from what the store holds."""
+        """Continue a run after a coordinator restart, from what the store holds.
+
+        The restored run dispatches each ready step's next attempt. An attempt that a worker
+        already reported started is not published again: its message stays in
+        ``AGENTIC_STEPS`` until a worker acknowledges it (after the outcome is committed and
+        reported) and is delivered again if that worker dies, so a second copy could only
+        run the step twice (after the 2-minute Msg-Id window, dedup would not stop it). Such
+        a step is marked running with its timeout armed, as if its ``step_started`` had just
+        arrived; its ``spec.json`` is written again (the same bytes, in case the previous
+        coordinator died before writing it).
+        """
         assert self.record.workflow is not None
         async with self._lock:
             state, commands = RunState.restore(
@@ -134,7 +148,30 @@ class RunDriver:
                 rng=SeededLazily(self.run_id).as_random(),
             )
             self._state = state
-            await self._execute(commands)
+            self._held = await self._held_by_workers(commands)
+            try:
+                await self._execute(commands)
+            finally:
+                held, self._held = self._held, set()
+            for step_id, attempt in sorted(held):
+                current = self._step(step_id)
+                if current is not None and not self.finished:
+                    await self._on_started(current, attempt)
+
+    async def _held_by_workers(self, commands: list[Command]) -> set[tuple[str, int]]:
+        """The dispatches among ``commands`` whose attempt a worker reported started."""
+        dispatches = [c for c in commands if isinstance(c, Dispatch)]
+        if not dispatches:
+            return set()
+        deps = self._deps
+        started = await persist(
+            f"reading the started steps of run {self.run_id}",
+            lambda: started_attempts(
+                deps.js, self.run_id, max_bytes=deps.settings.max_message_bytes
+            ),
+            stopping=deps.stopping,
+        )
+        return {(d.step_id, d.attempt) for d in dispatches if started.get(d.step_id) == d.attempt}
 
     # --- events -----------------------------------------------------------------------
 
@@ -299,6 +336,10 @@ class RunDriver:
     ) -> StepError | None:
         """One command (a ``step_ready`` with its dispatch); the error of a step that cannot
         be dispatched."""
+        held = dispatch or command
+        if isinstance(held, Dispatch) and (held.step_id, held.attempt) in self._held:
+            self._spec_of(held)  # already with a worker (see resume): not published again
+            return None
         if isinstance(command, Emit) and dispatch is not None:
             return await self._effects.ready(command, self._spec_of(dispatch))
         if isinstance(command, Emit):

@@ -11,7 +11,7 @@ import pytest
 
 from agentic import names
 from agentic.bus import EmbeddedNats, connect, provision, publish_event
-from agentic.bus.follow import RunEvents
+from agentic.bus.follow import RunEvents, started_attempts
 from agentic.bus.requests import cancel_run, submit_run
 from agentic.contracts import RunEvent, RunRequest
 from agentic.errors import BusError, MessageTooLargeError
@@ -51,6 +51,34 @@ async def test_events_published_before_subscribing_arrive_in_order_and_only_for_
         (2, "step_ready"),
         (3, "succeeded"),
     ]
+
+
+async def test_started_attempts_are_the_highest_started_attempt_of_each_step(
+    nats_settings: Settings,
+) -> None:
+    nc = await connect(nats_settings, name="test-started")
+    js = nc.jetstream()
+    await provision(js, nats_settings)
+    started = [("a", 1), ("b", 1), ("a", 2), ("a", 2)]  # a redelivered attempt: twice
+    for seq, (step, attempt) in enumerate(started):
+        event = RunEvent(
+            run_id="held.1", seq=seq, type="step_started", step_id=step, attempt=attempt
+        )
+        await publish_event(js, event)
+    await publish_event(
+        js, RunEvent(run_id="held.1", seq=4, type="step_ready", step_id="c", attempt=1)
+    )
+    # Neither another run's event (even one whose id extends this one) nor a bad message counts.
+    await publish_event(
+        js, RunEvent(run_id="held.1.x", seq=0, type="step_started", step_id="d", attempt=1)
+    )
+    await js.publish(names.events_subject("held.1", "step_started"), b"not an event")
+    try:
+        assert await started_attempts(js, "held.1") == {"a": 2, "b": 1}
+        assert await started_attempts(js, "held.1.x") == {"d": 1}
+        assert await started_attempts(js, "never-ran") == {}
+    finally:
+        await nc.close()
 
 
 async def test_a_client_creates_the_events_stream_when_no_coordinator_did(

@@ -108,6 +108,35 @@ async def test_a_retry_waiting_out_its_backoff_survives_a_coordinator_restart(
     assert [(a.attempt, a.status) for a in attempts] == [(1, "failed"), (2, "succeeded")]
 
 
+async def test_a_restarted_coordinator_leaves_a_started_step_with_its_worker(
+    server: EmbeddedNats, stack: Stack
+) -> None:
+    # The step's message stays in AGENTIC_STEPS until the worker acknowledges it: publishing
+    # it again would only be stopped by Msg-Id dedup, and only within its 2-minute window.
+    await asyncio.gather(stack.start_coordinator(), stack.start_workers(1))
+    nc = await connect(Settings(nats_url=server.url), name="held-step-test")
+    try:
+        js = nc.jetstream()
+        slow = scripted_provider("slow", delay_s=4.0)
+        await submit(nc, inline_request("held-1", ["long", "after"], slow))
+        await wait_event(js, "held-1", "step_started", step_id="long")
+
+        assert stack.coordinator is not None
+        stack.coordinator.kill9()
+        await stack.start_coordinator()  # while "long" still runs on the worker
+        record = await wait_finished(stack.store(), "held-1", timeout=60)
+        events = await run_events(js, "held-1")
+    finally:
+        await nc.close()
+
+    assert record.status == "succeeded"
+    assert [e.seq for e in events] == list(range(len(events)))
+    long_events = [e.type for e in events if e.step_id == "long"]
+    assert long_events == ["step_ready", "step_started", "step_succeeded"]
+    assert [a.attempt for a in stack.store().read_attempts("held-1", "long")] == [1]
+    assert "resumed 1 unfinished runs" in stack.coordinator.log_text()
+
+
 async def test_run_json_shows_a_long_step_running_and_keeps_the_spec_of_every_step(
     server: EmbeddedNats, stack: Stack
 ) -> None:
