@@ -16,6 +16,9 @@ class Writer(Protocol):
     default_options: ClassVar[dict[str, Any]]
     #: Exceptions of this filesystem that mean "the store failed" (become ``StoreError``).
     io_errors: tuple[type[BaseException], ...]
+    #: How many small documents to read at once when reading many (``list_runs``): 1 where
+    #: a read is a page-cache copy, more where each is a network round trip.
+    read_concurrency: ClassVar[int]
 
     def write(self, path: str, data: bytes) -> None:
         """Replace ``path`` with ``data`` so that no reader ever sees a partial file."""

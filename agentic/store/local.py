@@ -25,6 +25,7 @@ class LocalWriter:
     """
 
     default_options: ClassVar[dict[str, Any]] = {}
+    read_concurrency: ClassVar[int] = 1
     io_errors: tuple[type[BaseException], ...] = (OSError,)
 
     def __init__(self, fs: AbstractFileSystem) -> None:

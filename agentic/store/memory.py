@@ -15,6 +15,7 @@ class MemoryWriter:
     """``pipe_file`` builds the whole file and then stores it with one dict assignment."""
 
     default_options: ClassVar[dict[str, Any]] = {}
+    read_concurrency: ClassVar[int] = 1
     io_errors: tuple[type[BaseException], ...] = (OSError,)
 
     def __init__(self, fs: AbstractFileSystem) -> None:

@@ -11,6 +11,7 @@ import json
 import logging
 import posixpath
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -88,16 +89,22 @@ class RunStore:
         A run whose ``run.json`` cannot be read is logged and left out, so that one damaged
         run does not hide all the others.
         """
-        records = []
-        for run_id in self._list(names.RUNS_DIR, dirs=True):
-            try:
-                record = self._read_doc(names.run_json(run_id), RunRecord)
-            except DecodeError as exc:
-                log.warning("skipping run %s: %s", run_id, exc)
-                continue
-            if record is not None:
-                records.append(record)
+        run_ids = self._list(names.RUNS_DIR, dirs=True)
+        workers = min(self.writer.read_concurrency, len(run_ids))
+        if workers > 1:  # a remote store: round trips overlap
+            with ThreadPoolExecutor(workers, thread_name_prefix="agentic-list-runs") as pool:
+                read = list(pool.map(self._read_listed_run, run_ids))
+        else:
+            read = [self._read_listed_run(run_id) for run_id in run_ids]
+        records = [record for record in read if record is not None]
         return sorted(records, key=lambda r: (r.created_at, r.run_id), reverse=True)
+
+    def _read_listed_run(self, run_id: str) -> RunRecord | None:
+        try:
+            return self._read_doc(names.run_json(run_id), RunRecord)
+        except DecodeError as exc:
+            log.warning("skipping run %s: %s", run_id, exc)
+            return None
 
     # --- steps -------------------------------------------------------------------------
 

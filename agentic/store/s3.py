@@ -21,6 +21,8 @@ class S3Writer:
 
     # Listings are shared state written by other processes: never answer from a stale cache.
     default_options: ClassVar[dict[str, Any]] = {"use_listings_cache": False}
+    # Each read is a round trip (S3: tens of ms): list_runs reads this many run.json at once.
+    read_concurrency: ClassVar[int] = 16
 
     def __init__(self, fs: AbstractFileSystem) -> None:
         self.fs = fs

@@ -146,6 +146,17 @@ def test_runs_are_listed_newest_first(store: RunStore) -> None:
     assert [r.run_id for r in store.list_runs()] == ["a-newest", "b-middle", "c-oldest"]
 
 
+def test_more_runs_than_concurrent_reads_are_all_listed_in_order(store: RunStore) -> None:
+    # S3 reads run.json documents several at a time: more runs than that, one damaged.
+    for minutes in range(40):
+        store.create_run(
+            make_record(f"run-{minutes:02d}", created_at=T0 + timedelta(minutes=minutes))
+        )
+    put_raw(store, names.run_json("run-damaged"), b"{")
+
+    assert [r.run_id for r in store.list_runs()] == [f"run-{m:02d}" for m in reversed(range(40))]
+
+
 def test_an_empty_store_lists_no_runs_and_no_steps(store: RunStore) -> None:
     assert store.list_runs() == []
     assert store.list_step_ids("run-1") == []
