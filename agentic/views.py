@@ -6,7 +6,9 @@ is parsed by machines: scripts use the ``--json`` documents instead.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.markdown import Markdown
@@ -114,10 +116,70 @@ def run_report(detail: RunDetail) -> RenderableType:
     artifacts = _artifacts_table(detail)
     if artifacts is not None:
         parts += [Text(), Text("artifacts", style="bold"), artifacts]
+    if detail.record.plan:
+        parts += [Text(), Text("planner", style="bold"), planner_text(detail.record.plan)]
+        parts.append(Text("prompts and raw replies: --json", style="dim"))
     if detail.record.error:
         parts += [Text(), Text(f"error: {detail.record.error}", style="red")]
     parts += [Text(), Text(f"usage: {_usage_text(detail.usage)}")]
     return Group(*parts)
+
+
+def planner_text(plan: Mapping[str, Any]) -> Text:
+    """What the planner did for a goal run: its calls and their verdicts, the planned steps.
+
+    ``plan`` is ``run.json``'s ``plan``: one planning (``replies``, ``plan``) or, for
+    ``--iterative``, one per round (``rounds``).
+    """
+    text = Text()
+    rows = [
+        ("goal", plan.get("goal")),
+        ("planner", plan.get("planner")),
+        ("session", plan.get("session")),
+    ]
+    if plan.get("mode") == "iterative":
+        rows.append(("stopped", plan.get("stopped")))
+    for name, value in rows:
+        if value:
+            text.append(f"  {name:<10}", style="dim")
+            text.append(f"{value}\n")
+    if plan.get("mode") == "iterative":
+        for entry in plan.get("rounds") or []:
+            label = f"round {entry.get('round', '?')}"
+            _append_calls(text, label, entry.get("replies") or [], entry.get("plan"))
+            if entry.get("step"):
+                status = entry.get("status", "running")
+                text.append(f"    ran {entry['step']} as run {entry.get('run_id')}: {status}\n")
+    else:
+        _append_calls(text, "plan", plan.get("replies") or [], plan.get("plan"))
+    if plan.get("error"):
+        text.append(f"  error: {plan['error']}\n", style="red")
+    text.rstrip()
+    return text
+
+
+def _append_calls(
+    text: Text, label: str, replies: Sequence[Mapping[str, Any]], accepted: Any
+) -> None:
+    for number, reply in enumerate(replies, start=1):
+        problems = reply.get("problems") or []
+        text.append(f"  {label}, call {number}: ")
+        if problems:
+            text.append(f"{len(problems)} problem(s): ", style="yellow")
+            text.append(f"{_cut(str(problems[0]))}\n")
+        else:
+            text.append("accepted\n", style="green")
+    if isinstance(accepted, Mapping):
+        steps = [s for s in accepted.get("steps") or [] if isinstance(s, Mapping)]
+        if steps:
+            planned = ", ".join(f"{s.get('id')} ({s.get('agent_provider_id')})" for s in steps)
+            text.append(f"    steps: {planned}\n")
+        if accepted.get("done"):
+            text.append("    the planner said the goal is done\n")
+
+
+def _cut(value: str, limit: int = CELL_CHARS) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 def _header(detail: RunDetail) -> Text:

@@ -231,6 +231,69 @@ def test_show_of_a_failed_run_shows_its_error(seeded):
     assert "step 'write' failed after 1 attempt" in result.stdout
 
 
+def test_show_of_a_goal_run_says_what_the_planner_did(store_url):
+    store = open_store(store_url)
+    record = seed_run(store, "run-goal", name="plan-otters", status="succeeded", age_h=0,
+                      steps={"research": "succeeded", "write": "succeeded"})  # fmt: skip
+    plan = {
+        "mode": "once", "goal": "Explain otters", "planner": "planner", "prompt": "…",
+        "replies": [
+            {"raw": "{}", "problems": ["steps[1].agent_provider_id: unknown agent 'ghost'"]},
+            {"raw": "{}", "problems": []},
+        ],
+        "plan": {"steps": [{"id": "research", "agent_provider_id": "researcher"},
+                           {"id": "write", "agent_provider_id": "writer"}]},
+    }  # fmt: skip
+    store.write_run(record.model_copy(update={"plan": plan}))
+
+    result = invoke("show", "run-goal")
+
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    section = lines[lines.index("planner") + 1 :]
+    assert section[:5] == [
+        "goal      Explain otters",
+        "planner   planner",
+        "plan, call 1: 1 problem(s): steps[1].agent_provider_id: unknown agent 'ghost'",
+        "plan, call 2: accepted",
+        "steps: research (researcher), write (writer)",
+    ]
+
+
+def test_show_of_an_iterative_goal_run_lists_its_rounds(store_url):
+    store = open_store(store_url)
+    record = seed_run(store, "run-rounds", name="plan-otters", status="succeeded", age_h=0,
+                      steps={"research": "succeeded"})  # fmt: skip
+    plan = {
+        "mode": "iterative", "goal": "Explain otters", "planner": "planner",
+        "stopped": "done", "rounds": [
+            {"round": 1, "replies": [{"raw": "{}", "problems": []}], "step": "research",
+             "run_id": "run-rounds-r1", "status": "succeeded",
+             "plan": {"steps": [{"id": "research", "agent_provider_id": "researcher"}]}},
+            {"round": 2, "replies": [{"raw": "{}", "problems": []}],
+             "plan": {"steps": [], "done": True}},
+        ],
+    }  # fmt: skip
+    store.write_run(record.model_copy(update={"plan": plan}))
+
+    result = invoke("show", "run-rounds")
+
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    section = lines[lines.index("planner") + 1 :]
+    assert section[:9] == [
+        "goal      Explain otters",
+        "planner   planner",
+        "stopped   done",
+        "round 1, call 1: accepted",
+        "steps: research (researcher)",
+        "ran research as run run-rounds-r1: succeeded",
+        "round 2, call 1: accepted",
+        "the planner said the goal is done",
+        "prompts and raw replies: --json",
+    ]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["show", "run-missing"], "no run 'run-missing'"),
     (["show", "../../etc"], "unsafe run id"),
