@@ -164,6 +164,11 @@ def run_json(run_id: str) -> str:
     return f"{run_dir(run_id)}/run.json"
 
 
+def cancel_json(run_id: str) -> str:
+    """A request to cancel a run driven by a local process (``agentic cancel``)."""
+    return f"{run_dir(run_id)}/cancel.json"
+
+
 def steps_dir(run_id: str) -> str:
     """The folder holding one sub-folder per step of a run."""
     return f"{run_dir(run_id)}/steps"

@@ -13,7 +13,9 @@ decisions:
   without recording anything is a crash (exit code and stderr tail), recorded as a failed
   attempt; a step past its ``timeout_s`` is terminated and reported as a timeout;
 * it carries out retries after their backoff, and cancellation (:meth:`LocalDriver.cancel`
-  from any thread, or Ctrl-C in the calling thread) terminates every running step.
+  from any thread, Ctrl-C in the calling thread, or ``agentic cancel`` from anywhere
+  through the store's ``cancel.json``, see :mod:`agentic.backends.cancel`) terminates
+  every running step.
 
 Every run event goes to ``on_event`` in order, with increasing ``seq``.
 """
@@ -29,6 +31,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from agentic.backends.base import EventCallback, StepHealth, StepLauncher
+from agentic.backends.cancel import CancelRequests
 from agentic.backends.journal import RunJournal, dispatched_spec
 from agentic.backends.outcome import attempt_outcome, committed_success, failed_attempt
 from agentic.contracts import RunRecord, StepError, StepResult, StepSpec, utcnow
@@ -122,6 +125,7 @@ class LocalDriver:
         self._specs: dict[str, StepSpec] = {}
         self._state: RunState | None = None
         self._journal: RunJournal | None = None
+        self._requests: CancelRequests | None = None
 
     # --- public API ---------------------------------------------------------------------
 
@@ -167,6 +171,7 @@ class LocalDriver:
         self._state = state
         self._journal = RunJournal(self._store, record, state, self._on_event)
         self._journal.start()
+        self._requests = CancelRequests(self._store, record.run_id, clock=self._clock)
         try:
             self._execute(commands)
             while not state.finished:
@@ -194,6 +199,9 @@ class LocalDriver:
             if now >= due:
                 del self._retries[step_id]
                 self._execute(self._machine.on_retry_due(step_id))
+        reason = self._requests.due() if self._requests is not None else None
+        if reason is not None:  # `agentic cancel` from another process
+            self.cancel(reason)
         if self._cancel.is_set():
             self._execute(self._machine.on_cancel(self._cancel_reason))
 

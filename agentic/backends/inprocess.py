@@ -26,7 +26,9 @@ reused outputs written into the descriptions of the tasks that see them
 Semantics that differ from the step-per-process backends, because CrewAI's whole-crew
 kickoff cannot restart one task: **no per-step retries** (a failed task fails the run; use
 ``subprocess``, ``kubernetes`` or ``nats`` for retries) and **no per-step timeouts**.
-Ctrl-C ends the kickoff and the run is recorded ``cancelled``.
+Ctrl-C ends the kickoff and the run is recorded ``cancelled``; so does ``agentic cancel``
+from another process when the run is driven from the main thread (it interrupts the kickoff
+the same way, see :mod:`agentic.backends.cancel`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
 from agentic.backends.base import EventCallback
+from agentic.backends.cancel import MainThreadInterrupter
 from agentic.backends.journal import RunJournal, dispatched_spec
 from agentic.backends.outcome import failed_attempt
 from agentic.backends.reuse import commit_reused, remaining_crew
@@ -100,11 +103,13 @@ class InprocessBackend:
                 reused,
                 max_chars=settings.prior_output_max_chars,
             )
+            interrupter = MainThreadInterrupter(store, record.run_id)
             try:
-                if not state.finished:
-                    _kickoff(record, store, recorder, crew, {**literal, **record.inputs})
+                with interrupter:
+                    if not state.finished:
+                        _kickoff(record, store, recorder, crew, {**literal, **record.inputs})
             except KeyboardInterrupt:
-                recorder.execute(state.on_cancel(CANCELLED_BY_INTERRUPT))
+                recorder.execute(state.on_cancel(interrupter.reason or CANCELLED_BY_INTERRUPT))
         return journal.record
 
 
@@ -127,6 +132,8 @@ def _kickoff(
 
     recorder.crew_order = [task.id for task in execution_order(crew)]
     recorder.crew_reached(0)
+    # run.json shows the first step running (later ones: saved as the step before ends).
+    recorder.journal.save()
     try:
         run_workflow_inprocess(
             crew,

@@ -22,6 +22,9 @@ from agentic.cli._common import (
 
 if TYPE_CHECKING:
     from agentic.cli.stack import ProcessStack
+    from agentic.contracts import RunRecord
+    from agentic.settings import Settings
+    from agentic.store import RunStore
 
 DEFAULT_DATA_DIR = ".agentic/nats"
 
@@ -118,20 +121,83 @@ def _shown_store(url: str) -> str:
     return url if "://" in url else str(Path(url).resolve())
 
 
+CancelWait = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        min=0,
+        help="Seconds to wait for a run driven by a local process to stop (0: do not wait).",
+    ),
+]
+
+
 @app.command("cancel")
 @config_errors()
 def cancel(
     run_id: str = typer.Argument(..., help="The run to cancel.", show_default=False),
+    wait_s: CancelWait = 15.0,
 ) -> None:
-    """Cancel a run of the nats backend: its running steps are stopped.
+    """Cancel a run: its running steps are stopped and it ends ``cancelled``.
 
-    Exit codes: 0 the coordinator cancelled it (or it had already finished); 1 the
-    coordinator could not be reached or refused; 2 no such run, or bad usage.
+    A ``nats`` run is cancelled by the coordinator (asked over NATS). A run of another
+    backend is driven by the process that started it (``agentic run``): the request is
+    written to the run store (``cancel.json``) and that process stops the run within about
+    a second.
+
+    Exit codes: 0 the run is cancelled (or had already finished); 1 it could not be
+    cancelled (no coordinator, or the process running it did not stop within --wait);
+    2 no such run, or bad usage.
     """
+    from agentic.errors import ConfigError, UnknownRunError
+    from agentic.submit import open_run_store
+
+    settings = load_settings()
+    store = open_run_store(settings)
+    try:
+        record = store.read_run(run_id)
+    except UnknownRunError as exc:
+        if not settings.nats_url:  # the coordinator may use a store this client cannot see
+            raise ConfigError(
+                f"{exc}; to cancel a run of the nats backend, set AGENTIC_NATS_URL "
+                "(`agentic up` prints it)"
+            ) from exc
+        record = None
+    if record is not None and record.backend != "nats":
+        _cancel_local(store, record, wait_s)
+        return
+    _cancel_on_nats(settings, run_id)
+
+
+def _cancel_local(store: RunStore, record: RunRecord, wait_s: float) -> None:
+    """Ask the process driving a local backend's run to cancel it, through the store."""
+    from agentic.backends.cancel import cancel_document
+
+    run_id = record.run_id
+    if record.is_terminal:
+        typer.echo(f"run {run_id}: {record.status}")
+        return
+    store.request_cancel(run_id, cancel_document("cancelled with agentic cancel"))
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        record = store.read_run(run_id)
+        if record.is_terminal:
+            typer.echo(f"run {run_id}: {record.status}")
+            return
+    if wait_s == 0:
+        typer.echo(f"cancel requested for run {run_id}")
+        return
+    print_error(
+        f"cancel requested for run {run_id!r}, but it is still {record.status} after "
+        f"{wait_s:g} s: is the process running it (backend {record.backend}) still alive?"
+    )
+    raise typer.Exit(EXIT_FAILED)
+
+
+def _cancel_on_nats(settings: Settings, run_id: str) -> None:
     from agentic.backends.nats import request_cancel
     from agentic.errors import BusError, ConfigError
 
-    settings = load_settings()
     if not settings.nats_url:
         raise ConfigError(
             "agentic cancel asks the coordinator over NATS: set AGENTIC_NATS_URL "

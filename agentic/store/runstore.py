@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -82,6 +82,24 @@ class RunStore:
         path = self._abs(names.run_json(run_id))
         with self._io("check", path):
             return bool(self.fs.exists(path))
+
+    def request_cancel(self, run_id: str, request: Mapping[str, Any]) -> bool:
+        """Ask the process driving ``run_id`` to cancel it: write ``cancel.json`` once.
+
+        The local backends' driver looks for it while the run goes on (the ``nats``
+        backend's coordinator is asked over NATS instead).
+
+        Returns:
+            False when a cancel was already requested (the first request is kept).
+        """
+        return self._write_doc(
+            names.cancel_json(run_id), json.dumps(dict(request)).encode(), exclusive=True
+        )
+
+    def cancel_request(self, run_id: str) -> dict[str, Any] | None:
+        """The cancel request of ``run_id`` (:meth:`request_cancel`), or None."""
+        doc = self.read_json(names.cancel_json(run_id))
+        return doc if isinstance(doc, dict) else None
 
     def list_runs(self) -> list[RunRecord]:
         """Every run, newest first by ``created_at``.

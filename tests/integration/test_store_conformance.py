@@ -157,6 +157,17 @@ def test_more_runs_than_concurrent_reads_are_all_listed_in_order(store: RunStore
     assert [r.run_id for r in store.list_runs()] == [f"run-{m:02d}" for m in reversed(range(40))]
 
 
+def test_a_cancel_request_is_kept_as_first_written(store: RunStore) -> None:
+    store.create_run(make_record("run-1"))
+    assert store.cancel_request("run-1") is None
+
+    assert store.request_cancel("run-1", {"reason": "first"})
+    assert not store.request_cancel("run-1", {"reason": "second"})
+
+    assert store.cancel_request("run-1") == {"reason": "first"}
+    assert [r.run_id for r in store.list_runs()] == ["run-1"]  # not mistaken for a run
+
+
 def test_an_empty_store_lists_no_runs_and_no_steps(store: RunStore) -> None:
     assert store.list_runs() == []
     assert store.list_step_ids("run-1") == []

@@ -1,0 +1,166 @@
+"""Cancelling a run driven by a local process from anywhere: ``cancel.json`` in the store.
+
+The ``nats`` backend's runs are cancelled by asking the coordinator over NATS. The other
+backends' runs are driven by the process that started them (``agentic run``, ``agentic
+replay``); ``agentic cancel`` reaches those through the store: it writes
+``runs/<run_id>/cancel.json`` once (:meth:`~agentic.store.RunStore.request_cancel`), and the
+driving process looks for it about every :data:`CANCEL_POLL_S` seconds:
+
+* the step-per-process backends (``subprocess``, ``kubernetes``) check it in their driver
+  loop and cancel as :meth:`~agentic.backends.driver.LocalDriver.cancel` does: running
+  steps are terminated and the run ends ``cancelled``;
+* ``inprocess`` checks it on a watcher thread, which interrupts the kickoff as Ctrl-C does
+  (a ``SIGINT`` to the main thread; a run driven from another thread cannot be interrupted
+  and is left to finish).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from agentic.contracts import utcnow
+from agentic.errors import DecodeError, StoreError
+
+if TYPE_CHECKING:
+    from agentic.store import RunStore
+
+log = logging.getLogger(__name__)
+
+CANCEL_POLL_S = 1.0
+DEFAULT_REASON = "cancelled by request"
+
+
+def cancel_document(reason: str) -> dict[str, Any]:
+    """What ``cancel.json`` holds: the reason, when, and who asked."""
+    return {
+        "reason": reason,
+        "requested_at": utcnow().isoformat(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+
+
+class CancelRequests:
+    """The cancel request of one run, read from the store at most every ``interval_s``.
+
+    Args:
+        store: The run store.
+        run_id: The run.
+        interval_s: Least time between two reads.
+        clock: Monotonic seconds; tests may inject one.
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        run_id: str,
+        *,
+        interval_s: float = CANCEL_POLL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store, self._run_id = store, run_id
+        self._interval_s, self._clock = interval_s, clock
+        self._next = clock() + interval_s
+
+    def due(self) -> str | None:
+        """The request's reason if one is stored and a read was due; else None.
+
+        A store that cannot be read is logged and read again at the next interval: a
+        store outage must not stop the run.
+        """
+        now = self._clock()
+        if now < self._next:
+            return None
+        self._next = now + self._interval_s
+        try:
+            request = self._store.cancel_request(self._run_id)
+        except (StoreError, DecodeError) as exc:
+            log.warning("run %s: cannot read its cancel request: %s", self._run_id, exc)
+            return None
+        if request is None:
+            return None
+        return str(request.get("reason") or DEFAULT_REASON)
+
+
+class MainThreadInterrupter:
+    """While entered, a stored cancel request interrupts the main thread as Ctrl-C does.
+
+    It sends the main thread a ``SIGINT`` and, while entered, handles ``SIGINT`` itself: its
+    own interrupt raises ``KeyboardInterrupt`` even in a process that inherited an ignored
+    ``SIGINT`` (a background job), and any other ``SIGINT`` goes to the handler that was
+    there before (Ctrl-C behaves as without it). The ``SIGINT`` is only sent while entered:
+    leaving takes the lock the sender holds, so the interrupt surfaces inside the ``with``
+    block at the latest while leaving it. Does nothing when entered from another thread
+    (signal handlers belong to the main thread).
+
+    Args:
+        store: The run store.
+        run_id: The run.
+        interval_s: How often the store is read.
+    """
+
+    def __init__(self, store: RunStore, run_id: str, *, interval_s: float = CANCEL_POLL_S):
+        self._requests = CancelRequests(store, run_id, interval_s=interval_s)
+        self._interval_s = interval_s
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._previous: Any = None
+        self._sent = False
+        self.reason: str | None = None
+
+    def __enter__(self) -> MainThreadInterrupter:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        self._thread = threading.Thread(
+            target=self._watch, name="agentic-cancel-watch", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with self._lock:
+            self._stopped.set()
+        if self._thread is None:
+            return
+        self._thread.join()
+        if signal.getsignal(signal.SIGINT) == self._on_sigint:  # not replaced meanwhile
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self._sent:
+            self._sent = False
+            raise KeyboardInterrupt(self.reason)
+        previous = self._previous
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
+        # SIG_IGN (or unknown): ignored, as before
+
+    def _watch(self) -> None:
+        main = threading.main_thread().ident
+        while not self._stopped.wait(self._interval_s):
+            reason = self._requests.due()
+            if reason is None:
+                continue
+            with self._lock:
+                if self._stopped.is_set() or main is None:
+                    return
+                self.reason, self._sent = reason, True
+                signal.pthread_kill(main, signal.SIGINT)
+            return

@@ -1,0 +1,258 @@
+"""`agentic cancel` of runs driven by a local process (inprocess, subprocess), through the store.
+
+The run and the cancel are separate processes, as for a user with two terminals: the
+cancel writes ``cancel.json``, the driving process finds it and stops the run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentic.backends.cancel import CancelRequests, cancel_document
+from agentic.backends.launched import LauncherBackend
+from agentic.backends.subprocess import StepProcess
+from agentic.cli import _register, app
+from agentic.contracts import RunEvent, RunRecord, RunRequest, ScriptedFailure
+from agentic.settings import Settings
+from agentic.store import open_store
+from tests.integration.test_backends_local import alive, one_step, provider, recording_backend
+
+_register()
+
+# Twelve steps of 1.5 s each. An inprocess cancel, like Ctrl-C, takes effect once the model
+# call in progress returns (CrewAI runs it on a thread that cannot be stopped).
+SLOW_CATALOG = {
+    "agent_providers/sleeper.yaml": """
+        id: sleeper
+        type: scripted
+        role: Sleeper
+        goal: Take your time with {topic}
+        backstory: Slow on purpose.
+        script:
+          replies: ["slept on {topic}"]
+          delay_s: 1.5
+    """,
+    "workflows/slow.yaml": """
+        workflow:
+          name: slow
+          topic: patience
+          agent_providers: [sleeper]
+          tasks:
+            - id: nap1
+              agent_provider_id: sleeper
+              description: Sleep on {topic}.
+              expected_output: One line.
+            - id: nap2
+              agent_provider_id: sleeper
+              description: Sleep on {topic}.
+              expected_output: One line.
+            - id: nap3
+              agent_provider_id: sleeper
+              description: Sleep on {topic}.
+              expected_output: One line.
+            - id: nap4
+              agent_provider_id: sleeper
+              description: Sleep on {topic}.
+              expected_output: One line.
+            - id: nap5
+              agent_provider_id: sleeper
+              description: Sleep on {topic}.
+              expected_output: One line.
+            - id: nap6
+              agent_provider_id: sleeper
+              description: Sleep on {topic}.
+              expected_output: One line.
+            - id: nap7
+              agent_provider_id: sleeper
+              description: Sleep on {topic}.
+              expected_output: One line.
+            - id: nap8
+              agent_provider_id: sleeper
+              description: Sleep on {topic}.
+              expected_output: One line.
+            - id: nap9
+              agent_provider_id: sleeper
+              description: Sleep on {topic}.
+              expected_output: One line.
+            - id: nap10
+              agent_provider_id: sleeper
+              description: Sleep on {topic}.
+              expected_output: One line.
+            - id: nap11
+              agent_provider_id: sleeper
+              description: Sleep on {topic}.
+              expected_output: One line.
+            - id: nap12
+              agent_provider_id: sleeper
+              description: Sleep on {topic}.
+              expected_output: One line.
+    """,
+}
+
+
+def cli_env(store_url: str, config_dir: Path | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTIC_")}
+    env["AGENTIC_RUN_STORE_URL"] = store_url
+    if config_dir is not None:
+        env["AGENTIC_CONFIG_DIR"] = str(config_dir)
+    return env
+
+
+def agentic_cancel(
+    run_id: str, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``agentic cancel`` in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "agentic", "cancel", run_id, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def wait_running(store_url: str, run_id: str, step_id: str, timeout: float = 90.0) -> None:
+    store = open_store(store_url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if store.run_exists(run_id):
+            steps = {s.step_id: s.status for s in store.read_run(run_id).steps}
+            if steps.get(step_id) == "running":
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"step {step_id} of run {run_id} never showed running")
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    return str(tmp_path / "store")
+
+
+def test_agentic_cancel_stops_a_subprocess_run_driven_by_another_process(store_url: str) -> None:
+    handles: list[StepProcess] = []
+    backend: LauncherBackend = recording_backend(handles)
+    agent = provider(fail=ScriptedFailure(times=5, mode="hang"))
+    wf = one_step(agent)
+    record = RunRecord(run_id="far-cancel", request=RunRequest(workflow=wf), workflow=wf,
+                       backend="subprocess")  # fmt: skip
+    store = open_store(store_url)
+    store.create_run(record)
+    events: list[RunEvent] = []
+    finals: list[RunRecord] = []
+    driver = threading.Thread(
+        target=lambda: finals.append(backend.run(record, store, Settings(), events.append))
+    )
+    driver.start()
+    try:
+        wait_running(store_url, "far-cancel", "only")
+        done = agentic_cancel("far-cancel", cli_env(store_url))
+    finally:
+        backend.cancel("far-cancel", reason="test cleanup")  # only if the cancel failed
+        driver.join(timeout=60)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "run far-cancel: cancelled"
+    (final,) = finals
+    assert final.status == "cancelled" and final.error == "cancelled with agentic cancel"
+    assert events[-1].type == "cancelled"
+    assert not alive(handles[0].process.pid)
+    request = store.cancel_request("far-cancel")
+    assert request is not None and request["pid"] != os.getpid()
+
+
+def test_agentic_cancel_interrupts_an_inprocess_run_as_ctrl_c_does(
+    store_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    for name, text in SLOW_CATALOG.items():
+        (config / name).parent.mkdir(parents=True, exist_ok=True)
+        (config / name).write_text(textwrap.dedent(text))
+    env = cli_env(store_url, config)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "agentic", "run", "slow", "--run-id", "nap-1", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_running(store_url, "nap-1", "nap2")
+        done = agentic_cancel("nap-1", env)
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "run nap-1: cancelled"
+    assert run.returncode == 1, err  # the run was cancelled
+    record = open_store(store_url).read_run("nap-1")
+    assert record.status == "cancelled"
+    assert record.error == "cancelled with agentic cancel"
+    assert '"status": "cancelled"' in out
+    statuses = [s.status for s in record.steps]  # stopped between two steps' model calls
+    assert statuses[0] == "succeeded" and statuses[-1] == "skipped"
+
+
+def test_cancelling_a_finished_run_reports_its_status(store_url: str) -> None:
+    store = open_store(store_url)
+    wf = one_step(provider())
+    record = RunRecord(run_id="done-1", request=RunRequest(workflow=wf), workflow=wf,
+                       backend="subprocess", status="succeeded")  # fmt: skip
+    store.create_run(record)
+
+    result = CliRunner().invoke(app, ["cancel", "done-1"], env=cli_env(store_url))
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "run done-1: succeeded"
+    assert store.cancel_request("done-1") is None  # nothing to ask
+
+
+def test_a_run_no_process_drives_is_not_cancelled_and_exits_1(store_url: str) -> None:
+    store = open_store(store_url)
+    wf = one_step(provider())
+    record = RunRecord(run_id="orphan-1", request=RunRequest(workflow=wf), workflow=wf,
+                       backend="subprocess", status="running")  # fmt: skip
+    store.create_run(record)
+
+    result = CliRunner().invoke(
+        app, ["cancel", "orphan-1", "--wait", "0.5"], env=cli_env(store_url)
+    )
+
+    assert result.exit_code == 1
+    assert "still running after 0.5 s" in result.stderr
+    assert "backend subprocess" in result.stderr
+    assert store.cancel_request("orphan-1") is not None  # a later driver would still see it
+
+
+def test_cancelling_an_unknown_run_without_nats_exits_2(store_url: str) -> None:
+    result = CliRunner().invoke(app, ["cancel", "nowhere"], env=cli_env(store_url))
+    assert result.exit_code == 2
+    assert "no run 'nowhere'" in result.stderr
+
+
+def test_a_cancel_request_is_written_once_and_read_at_most_every_interval(
+    store_url: str,
+) -> None:
+    store = open_store(store_url)
+    now = [100.0]
+    requests = CancelRequests(store, "r-1", interval_s=1.0, clock=lambda: now[0])
+    assert store.request_cancel("r-1", cancel_document("first"))
+    assert not store.request_cancel("r-1", cancel_document("second"))  # the first is kept
+
+    assert requests.due() is None  # not yet due
+    now[0] += 1.0
+    assert requests.due() == "first"
+    assert requests.due() is None  # read again only after another interval
+    now[0] += 1.0
+    assert requests.due() == "first"
