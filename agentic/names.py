@@ -29,6 +29,8 @@ TERMINATE_SUBJECTS = "agentic.control.terminate.>"
 # Max-deliveries advisories are core NATS messages; this stream keeps them until the
 # coordinator has moved the step to the DLQ, so an advisory raised while it is down is not lost.
 ADVISORIES_STREAM = "AGENTIC_ADVISORIES"
+# The coordinators' key-value bucket: the leader's lease (agentic.bus.lease).
+COORDINATOR_BUCKET = "AGENTIC_COORDINATOR"
 DLQ_ADVISORIES_CONSUMER = "coordinator-dlq"
 
 # Who published a run event (``coordinator`` or ``worker``).

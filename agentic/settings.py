@@ -114,6 +114,18 @@ class Settings(BaseSettings):
     step_max_ack_pending: int = Field(
         1000, description="Unacked step messages per pool before delivery pauses."
     )
+    coordinator_id: str | None = Field(
+        None,
+        description="This coordinator's identity for leadership; unset: the host name (a "
+        "restarted coordinator with the same id takes its lease back at once).",
+    )
+    coordinator_lease_s: float = Field(
+        10.0,
+        gt=0,
+        description="How long the leader's lease outlives its last renewal (renewed every "
+        "third of it): how soon a standby coordinator takes over. Set when the KV bucket "
+        "AGENTIC_COORDINATOR is created.",
+    )
 
     # --- Kubernetes ------------------------------------------------------------------------
     k8s_namespace: str = Field("agentic", description="Namespace of step Jobs and worker Jobs.")

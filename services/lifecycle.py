@@ -43,14 +43,16 @@ async def serve(service: Service) -> int:
         The exit code ``run()`` returned.
     """
     loop = asyncio.get_running_loop()
-    async with service:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, service.request_stop)
-        try:
+    # Before entering: a coordinator on standby waits inside __aenter__ and must stop on
+    # SIGTERM like any other.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, service.request_stop)
+    try:
+        async with service:
             return await service.run()
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
 
 def configure_logging(level: str) -> None:

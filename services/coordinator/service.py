@@ -17,7 +17,11 @@ store (a restart loses nothing), and then serves:
 * the ``coordinator-dlq`` consumer of max-deliveries advisories: the step message moves to
   ``AGENTIC_DLQ`` and its step fails, which fails its run.
 
-Run exactly one coordinator per NATS cluster and store. The process never imports CrewAI.
+Several coordinators may run for availability: one leads, holding a lease in the KV bucket
+``AGENTIC_COORDINATOR`` (:mod:`agentic.bus.lease`); the others wait on standby (streams
+provisioned, nothing consumed, no request answered), and the first to get the lease after
+the leader stops or dies restores every unfinished run and serves. The process never
+imports CrewAI.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Self
 
@@ -38,6 +43,7 @@ from nats.js.errors import NotFoundError
 from agentic import names
 from agentic.bus import PullFeed, connect, ensure_consumer, provision, workers_consumer_config
 from agentic.bus.coordination import provision_coordinator
+from agentic.bus.lease import Lease
 from agentic.bus.timeline import RunTimeline
 from agentic.errors import AgenticError
 from agentic.settings import Settings
@@ -78,6 +84,8 @@ class CoordinatorService:
         self._pools: set[str] = set()
         self._control: Control | None = None
         self._nc: Any = None
+        self._lease: Lease | None = None
+        self._lease_lost = False
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -97,6 +105,13 @@ class CoordinatorService:
                 if info.config.filter_subject
             )
             await provision_coordinator(js, settings)
+            identity = settings.coordinator_id or socket.gethostname()
+            self._lease = await Lease.acquire(
+                js, identity, settings.coordinator_lease_s, stopping=self._stopping
+            )
+            if self._lease is None:  # stopped while on standby
+                return self
+            log.warning("coordinator %r leads", identity)
             self._control = Control(settings, self._deps(js))
             await self._control.restore()
             await self._subscribe()
@@ -113,9 +128,13 @@ class CoordinatorService:
         self._stopping.set()
 
     async def run(self) -> int:
-        """Serve until :meth:`request_stop`; returns the exit code (0)."""
+        """Serve until :meth:`request_stop`; returns the exit code: 0, or 1 when another
+        coordinator took the lease (this one stopped at once, without draining)."""
+        if self._lease is None:
+            return 0
         js = self._nc.jetstream()
         loops = [
+            asyncio.create_task(self._keep_lease(self._lease)),
             asyncio.create_task(
                 self._consume(
                     js,
@@ -142,13 +161,36 @@ class CoordinatorService:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
         # The loops finish the batch in hand; unfinished work is redelivered to the next start.
-        done, pending = await asyncio.wait([*loops, *self._tasks], timeout=self._grace_s)
+        # A coordinator that lost its lease stops at once: another one leads now.
+        grace_s = 0.0 if self._lease_lost else self._grace_s
+        done, pending = await asyncio.wait([*loops, *self._tasks], timeout=grace_s)
         for task in pending:
             task.cancel()
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 log.error("coordinator task failed: %r", task.exception())
+        if self._lease_lost:
+            return 1
+        await self._lease.release()
         return 0
+
+    async def _keep_lease(self, lease: Lease) -> None:
+        """Renew the lease until the service stops; stop it at once if the lease is lost."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=lease.renew_every_s)
+            if self._stopping.is_set():
+                return
+            try:
+                still_ours = await lease.renew()
+            except nats.errors.Error as exc:  # NATS out of reach: the lease may still be ours
+                log.warning("renewing the coordinator lease failed: %s", exc)
+                continue
+            if not still_ours:
+                log.error("another coordinator took the lease: stopping now")
+                self._lease_lost = True
+                self._stopping.set()
+                return
 
     @property
     def store(self) -> RunStore:

@@ -158,11 +158,20 @@ class Stack:
         return self.root / f"{self._count:02d}-{name}.log"
 
     async def start_coordinator(self, *python_args: str) -> ServiceProcess:
-        log = self._log("coordinator")
-        self.coordinator = ServiceProcess(["coordinator"], self.env, log, python_args)
-        self.coordinators.append(self.coordinator)
+        self.coordinator = self.spawn_coordinator(python_args=python_args)
         await self.coordinator.wait_ready("coordinator ready")
         return self.coordinator
+
+    def spawn_coordinator(
+        self, *, identity: str | None = None, python_args: tuple[str, ...] = ()
+    ) -> ServiceProcess:
+        """A coordinator process, not waited for (it may stay on standby)."""
+        env = dict(self.env)
+        if identity is not None:
+            env["AGENTIC_COORDINATOR_ID"] = identity
+        coordinator = ServiceProcess(["coordinator"], env, self._log("coordinator"), python_args)
+        self.coordinators.append(coordinator)
+        return coordinator
 
     def spawn_worker(self, *args: str) -> ServiceProcess:
         worker = ServiceProcess(["worker", *args], self.env, self._log("worker"))
@@ -180,8 +189,8 @@ class Stack:
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
-        if self.coordinator is not None:
-            self.coordinator.stop()
+        for coordinator in self.coordinators:
+            coordinator.stop()
 
     def store(self) -> RunStore:
         from agentic.store import open_store

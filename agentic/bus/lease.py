@@ -1,0 +1,166 @@
+"""Leadership among coordinators: a lease held in a JetStream key-value bucket.
+
+Run several coordinators for availability; one leads (answers submits and cancels, consumes
+events, drives runs), the others wait on standby. The lease is one key, ``leader``, in the
+KV bucket ``AGENTIC_COORDINATOR`` whose entries expire ``ttl_s`` after their last write
+(the bucket's max age). The leader rewrites it every ``ttl_s / 3`` with a compare-and-set on
+its revision; a standby tries to create it every ``ttl_s / 3``, which succeeds once the
+leader let it expire (crashed, stopped, or cut off from NATS) or deleted it (a clean stop).
+
+A coordinator that finds the lease held under its own identity takes it over at once: it is
+the same coordinator restarted (the identity defaults to the host name, which is the pod's
+name on Kubernetes). Give every replica its own ``AGENTIC_COORDINATOR_ID`` when several run
+on one host.
+
+A leader that cannot renew (NATS unreachable for a while) keeps going as long as nobody else
+took the lease: when it can write again it re-creates the key, and the revision JetStream
+gives it shows whether any other coordinator wrote in between (the bucket's sequence moved
+by more than its own write). If one did, :meth:`Lease.renew` reports the lease lost and the
+coordinator must stop at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Self
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from agentic import names
+from agentic.errors import BusError
+
+log = logging.getLogger(__name__)
+
+LEADER_KEY = "leader"
+
+
+async def lease_bucket(js: JetStreamContext, ttl_s: float) -> KeyValue:
+    """The coordinators' KV bucket, created with ``ttl_s`` when missing (an existing bucket
+    keeps the max age it was created with)."""
+    try:
+        return await js.key_value(names.COORDINATOR_BUCKET)
+    except BucketNotFoundError:
+        pass
+    config = KeyValueConfig(
+        bucket=names.COORDINATOR_BUCKET, history=1, ttl=ttl_s, storage=StorageType.FILE
+    )
+    try:
+        return await js.create_key_value(config)
+    except nats.errors.Error as exc:  # created meanwhile by another coordinator, or worse
+        try:
+            return await js.key_value(names.COORDINATOR_BUCKET)
+        except BucketNotFoundError:
+            raise BusError(
+                f"cannot create the KV bucket {names.COORDINATOR_BUCKET}: {exc}"
+            ) from exc
+
+
+class Lease:
+    """One coordinator's claim to lead.
+
+    Args:
+        kv: The bucket (:func:`lease_bucket`).
+        identity: This coordinator's id.
+        ttl_s: How long the lease outlives its last renewal.
+    """
+
+    def __init__(self, kv: KeyValue, identity: str, ttl_s: float) -> None:
+        self.identity = identity
+        self.ttl_s = ttl_s
+        self._kv = kv
+        self._revision: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._revision is not None
+
+    @property
+    def renew_every_s(self) -> float:
+        return self.ttl_s / 3
+
+    @classmethod
+    async def acquire(
+        cls, js: JetStreamContext, identity: str, ttl_s: float, *, stopping: asyncio.Event
+    ) -> Self | None:
+        """Wait until this coordinator leads; None if ``stopping`` is set first."""
+        lease = cls(await lease_bucket(js, ttl_s), identity, ttl_s)
+        announced: str | None = None
+        while not stopping.is_set():
+            holder = await lease.try_acquire()
+            if holder is None:
+                return lease
+            if holder != announced:
+                log.warning("standby: coordinator %r leads; waiting for its lease", holder)
+                announced = holder
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=lease.renew_every_s)
+        return None
+
+    async def try_acquire(self) -> str | None:
+        """Take the lease if it is free or ours; else the identity of its holder."""
+        try:
+            self._revision = await self._kv.create(LEADER_KEY, self.identity.encode())
+            return None
+        except KeyWrongLastSequenceError:
+            pass
+        try:
+            entry = await self._kv.get(LEADER_KEY)
+        except KeyNotFoundError:  # expired between the two calls: try again next time
+            return "(expiring)"
+        holder = (entry.value or b"").decode(errors="replace")
+        if holder != self.identity:
+            return holder
+        try:  # our own lease, from before a restart
+            self._revision = await self._kv.update(
+                LEADER_KEY, self.identity.encode(), last=entry.revision
+            )
+        except (KeyWrongLastSequenceError, KeyNotFoundError):
+            return "(changing)"
+        return None
+
+    async def renew(self) -> bool:
+        """Extend the lease; False when another coordinator has taken it (stop leading).
+
+        Raises:
+            nats.errors.Error: NATS could not be reached (try again; the lease may still
+                be ours).
+        """
+        if self._revision is None:
+            return False
+        try:
+            self._revision = await self._kv.update(
+                LEADER_KEY, self.identity.encode(), last=self._revision
+            )
+            return True
+        except KeyWrongLastSequenceError:
+            pass
+        # Our entry is gone (it expired while NATS was out of reach) or was replaced. Ours
+        # still, if re-creating it lands right after our last write: nobody wrote between.
+        last = self._revision
+        try:
+            revision = await self._kv.create(LEADER_KEY, self.identity.encode())
+        except KeyWrongLastSequenceError:
+            self._revision = None
+            return False
+        if revision != last + 1:
+            log.error("lease %s was held by another coordinator meanwhile", LEADER_KEY)
+            self._revision = None
+            with contextlib.suppress(nats.errors.Error):  # best effort: it expires anyway
+                await self._kv.delete(LEADER_KEY, last=revision)
+            return False
+        self._revision = revision
+        return True
+
+    async def release(self) -> None:
+        """Give the lease up (a clean stop): a standby takes over without waiting for expiry."""
+        revision, self._revision = self._revision, None
+        if revision is None:
+            return
+        with contextlib.suppress(nats.errors.Error):  # best effort: it expires anyway
+            await self._kv.delete(LEADER_KEY, last=revision)
