@@ -16,7 +16,9 @@ A leader that cannot renew (NATS unreachable for a while) keeps going as long as
 took the lease: when it can write again it re-creates the key, and the revision JetStream
 gives it shows whether any other coordinator wrote in between (the bucket's sequence moved
 by more than its own write). If one did, :meth:`Lease.renew` reports the lease lost and the
-coordinator must stop at once.
+coordinator must stop at once. Meanwhile :meth:`Lease.valid` turns False one lease after the
+last write that went through, and the coordinator's timers wait for it (no store writes
+from a leader that may have been replaced).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Self
 
 import nats.errors
@@ -75,6 +78,7 @@ class Lease:
         self.ttl_s = ttl_s
         self._kv = kv
         self._revision: int | None = None
+        self._written_at: float | None = None  # when the last write that succeeded was sent
 
     @property
     def held(self) -> bool:
@@ -83,6 +87,19 @@ class Lease:
     @property
     def renew_every_s(self) -> float:
         return self.ttl_s / 3
+
+    def valid(self) -> bool:
+        """Whether the lease is surely still ours: held, and written less than ``ttl_s`` ago.
+
+        Counted from when the last successful write was *sent*, so this turns False before
+        JetStream lets the entry expire. A leader acts on its own timers only while this
+        holds: cut off from NATS, it stops writing to the store before a standby can lead.
+        """
+        return (
+            self._revision is not None
+            and self._written_at is not None
+            and time.monotonic() < self._written_at + self.ttl_s
+        )
 
     @classmethod
     async def acquire(
@@ -104,8 +121,10 @@ class Lease:
 
     async def try_acquire(self) -> str | None:
         """Take the lease if it is free or ours; else the identity of its holder."""
+        sent = time.monotonic()
         try:
             self._revision = await self._kv.create(LEADER_KEY, self.identity.encode())
+            self._written_at = sent
             return None
         except KeyWrongLastSequenceError:
             pass
@@ -116,12 +135,14 @@ class Lease:
         holder = (entry.value or b"").decode(errors="replace")
         if holder != self.identity:
             return holder
+        sent = time.monotonic()
         try:  # our own lease, from before a restart
             self._revision = await self._kv.update(
                 LEADER_KEY, self.identity.encode(), last=entry.revision
             )
         except (KeyWrongLastSequenceError, KeyNotFoundError):
             return "(changing)"
+        self._written_at = sent
         return None
 
     async def renew(self) -> bool:
@@ -133,10 +154,12 @@ class Lease:
         """
         if self._revision is None:
             return False
+        sent = time.monotonic()
         try:
             self._revision = await self._kv.update(
                 LEADER_KEY, self.identity.encode(), last=self._revision
             )
+            self._written_at = sent
             return True
         except KeyWrongLastSequenceError:
             pass
@@ -154,7 +177,7 @@ class Lease:
             with contextlib.suppress(nats.errors.Error):  # best effort: it expires anyway
                 await self._kv.delete(LEADER_KEY, last=revision)
             return False
-        self._revision = revision
+        self._revision, self._written_at = revision, sent
         return True
 
     async def release(self) -> None:

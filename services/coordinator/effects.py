@@ -53,6 +53,8 @@ class Deps:
     spawn: Callable[[Coroutine[Any, Any, Any]], None]
     finished: Callable[[str], None]
     inline_reads: bool = False
+    # Whether this coordinator surely still holds the leader's lease (timers act only then).
+    leading: Callable[[], bool] = lambda: True
 
 
 class RunEffects:

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from agentic.backends.journal import dispatched_spec
 from agentic.backends.outcome import attempt_outcome, committed_success
@@ -64,6 +66,8 @@ from services.lifecycle import persist
 log = logging.getLogger(__name__)
 
 TIMEOUT_MARGIN_S = 5.0
+# How soon a timer that fired while the lease was in doubt fires again.
+NOT_LEADING_RECHECK_S = 1.0
 # How long run.json may lag behind a step that started (see RunDriver._execute).
 SNAPSHOT_DELAY_S = 1.0
 
@@ -201,6 +205,10 @@ class RunDriver:
 
     async def on_timeout(self, step_id: str, attempt: int) -> None:
         """The coordinator's timer of a running attempt ran out."""
+        if not self._while_leading(
+            self._timers, step_id, lambda: self.on_timeout(step_id, attempt)
+        ):
+            return
         async with self._lock:
             current = self._step(step_id)
             if self.finished or current is None or not is_current(current, attempt):
@@ -220,6 +228,8 @@ class RunDriver:
 
     async def on_retry_due(self, step_id: str) -> None:
         """A retry's backoff has passed."""
+        if not self._while_leading(self._retries, step_id, lambda: self.on_retry_due(step_id)):
+            return
         async with self._lock:
             self._retries.pop(step_id, None)
             if not self.finished:
@@ -375,6 +385,25 @@ class RunDriver:
         self._retries[command.step_id] = loop.call_later(
             command.delay_s, lambda: self._deps.spawn(self.on_retry_due(command.step_id))
         )
+
+    def _while_leading(
+        self,
+        timers: dict[str, asyncio.TimerHandle],
+        step_id: str,
+        again: Callable[[], Coroutine[Any, Any, None]],
+    ) -> bool:
+        """True if this coordinator surely still leads; else the timer fires again later.
+
+        A leader cut off from NATS cannot renew its lease; once it may have expired, its
+        timers wait instead of writing timeouts or retries to the store, which a standby
+        may be driving by then (the first renewal that works stops this one, or confirms
+        that it still leads).
+        """
+        if self._deps.leading():
+            return True
+        loop = asyncio.get_running_loop()
+        timers[step_id] = loop.call_later(NOT_LEADING_RECHECK_S, lambda: self._deps.spawn(again()))
+        return False
 
     def _arm_timeout(self, step_id: str, attempt: int) -> None:
         self._disarm(step_id)

@@ -219,6 +219,7 @@ class CoordinatorService:
             spawn=self._spawn,
             finished=lambda run_id: None,
             inline_reads=reads_inline(self.store),
+            leading=lambda: self._lease is not None and self._lease.valid(),
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

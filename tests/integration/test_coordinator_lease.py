@@ -131,10 +131,13 @@ async def test_a_lease_that_expired_unseen_is_kept_unless_another_coordinator_he
     assert lease is not None and lease.held
     kv = await lease_bucket(js, ttl)
 
+    assert lease.valid()
     await asyncio.sleep(2 * ttl)  # no renewal, as if NATS had been out of reach
+    assert not lease.valid()  # its timers wait from now on
     with pytest.raises(KeyNotFoundError):
         await kv.get(LEADER_KEY)
     assert await lease.renew()  # nobody wrote in between: still ours
+    assert lease.valid()
     assert (await kv.get(LEADER_KEY)).value == b"coord-a"
 
     await asyncio.sleep(2 * ttl)
