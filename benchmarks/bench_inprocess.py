@@ -18,7 +18,7 @@ import tempfile
 import time
 from typing import Any
 
-from benchmarks.figures import interleaved, parser, report, summary_ms
+from benchmarks.figures import interleaved, parser, report, summary_ms, timed_backend_run
 
 os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
 
@@ -101,29 +101,8 @@ def bare_kickoff(wf: Any, cpu: list[float]) -> float:
 
 def backend_run(wf: Any, store_dir: str, counter: list[int], cpu: list[float]) -> float:
     """Seconds for ``InprocessBackend.run`` of a fresh run in a file store (CPU to ``cpu``)."""
-    from agentic.backends.inprocess import InprocessBackend
-    from agentic.contracts import RunRecord, RunRequest
-    from agentic.settings import Settings
-    from agentic.store import open_store
-
     counter[0] += 1
-    store = open_store(store_dir)
-    record = RunRecord(
-        run_id=f"bench-{counter[0]}",
-        request=RunRequest(workflow=wf, inputs=INPUTS),
-        workflow=wf,
-        inputs=INPUTS,
-        backend="inprocess",
-    )
-    store.create_run(record)
-    events: list[Any] = []
-    cpu_start, start = time.process_time(), time.perf_counter()
-    final = InprocessBackend().run(record, store, Settings(), events.append)
-    elapsed = time.perf_counter() - start
-    cpu.append(time.process_time() - cpu_start)
-    if final.status != "succeeded":
-        raise RuntimeError(f"benchmark run failed: {final.error}")
-    return elapsed
+    return timed_backend_run("inprocess", wf, store_dir, f"bench-{counter[0]}", INPUTS, cpu=cpu)
 
 
 def measure(n: int = 30, warmup: int = 3) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import tempfile
 import time
 from typing import Any
 
-from benchmarks.figures import interleaved, parser, report, summary_ms
+from benchmarks.figures import interleaved, parser, report, summary_ms, timed_backend_run
 
 TARGET_RATIO = 1.3
 INPUTS = {"topic": "benchmarks"}
@@ -75,28 +75,10 @@ def workflow() -> Any:
 
 def subprocess_step(wf: Any, store_dir: str, counter: list[int], cpu: list[float]) -> float:
     """Seconds for a one-step run on the subprocess backend (CPU seconds go to ``cpu``)."""
-    from agentic.backends import get_backend
-    from agentic.contracts import RunRecord, RunRequest
-    from agentic.settings import Settings
-    from agentic.store import open_store
-
     counter[0] += 1
-    store = open_store(store_dir)
-    record = RunRecord(
-        run_id=f"bench-{counter[0]}",
-        request=RunRequest(workflow=wf, inputs=INPUTS),
-        workflow=wf,
-        inputs=INPUTS,
-        backend="subprocess",
+    return timed_backend_run(
+        "subprocess", wf, store_dir, f"bench-{counter[0]}", INPUTS, cpu=cpu, cpu_clock=cpu_seconds
     )
-    store.create_run(record)
-    cpu_start, start = cpu_seconds(), time.perf_counter()
-    final = get_backend("subprocess").run(record, store, Settings(), lambda event: None)
-    elapsed = time.perf_counter() - start
-    cpu.append(cpu_seconds() - cpu_start)
-    if final.status != "succeeded":
-        raise RuntimeError(f"benchmark run failed: {final.error}")
-    return elapsed
 
 
 def measure(n: int = 5, warmup: int = 1) -> dict[str, Any]:

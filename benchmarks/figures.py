@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -76,3 +77,43 @@ def report(figures: dict[str, Any], lines: list[str], args: argparse.Namespace) 
     if before is not None:
         print("\n".join(compare_lines(figures, before)))
     return 0
+
+
+def timed_backend_run(
+    backend: str,
+    wf: Any,
+    store_dir: str,
+    run_id: str,
+    inputs: Mapping[str, str],
+    *,
+    cpu: list[float],
+    cpu_clock: Callable[[], float] = time.process_time,
+) -> float:
+    """Seconds for one run of ``wf`` on ``backend`` in a file store; its CPU time (by
+    ``cpu_clock``) is appended to ``cpu``.
+
+    Raises:
+        RuntimeError: the run did not succeed (a benchmark of a failing run means nothing).
+    """
+    from agentic.backends import get_backend
+    from agentic.contracts import RunRecord, RunRequest
+    from agentic.settings import Settings
+    from agentic.store import open_store
+
+    store = open_store(store_dir)
+    record = RunRecord(
+        run_id=run_id,
+        request=RunRequest(workflow=wf, inputs=dict(inputs)),
+        workflow=wf,
+        inputs=dict(inputs),
+        backend=backend,
+    )
+    store.create_run(record)
+    runner = get_backend(backend)
+    cpu_start, start = cpu_clock(), time.perf_counter()
+    final = runner.run(record, store, Settings(), lambda event: None)
+    elapsed = time.perf_counter() - start
+    cpu.append(cpu_clock() - cpu_start)
+    if final.status != "succeeded":
+        raise RuntimeError(f"benchmark run failed: {final.error}")
+    return elapsed
