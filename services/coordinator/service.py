@@ -133,8 +133,11 @@ class CoordinatorService:
         if self._lease is None:
             return 0
         js = self._nc.jetstream()
+        # Renewed until the drain below is over: a standby must not lead while this one
+        # still handles what it holds.
+        drained = asyncio.Event()
+        keeper = asyncio.create_task(self._keep_lease(self._lease, drained))
         loops = [
-            asyncio.create_task(self._keep_lease(self._lease)),
             asyncio.create_task(
                 self._consume(
                     js,
@@ -169,23 +172,29 @@ class CoordinatorService:
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 log.error("coordinator task failed: %r", task.exception())
+        drained.set()
+        await keeper
         if self._lease_lost:
             return 1
         await self._lease.release()
         return 0
 
-    async def _keep_lease(self, lease: Lease) -> None:
-        """Renew the lease until the service stops; stop it at once if the lease is lost."""
-        while not self._stopping.is_set():
+    async def _keep_lease(self, lease: Lease, drained: asyncio.Event) -> None:
+        """Renew the lease until ``drained``; stop the service at once if the lease is lost
+        (or cannot be kept: an unexpected error counts as lost)."""
+        while not drained.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=lease.renew_every_s)
-            if self._stopping.is_set():
+                await asyncio.wait_for(drained.wait(), timeout=lease.renew_every_s)
+            if drained.is_set():
                 return
             try:
                 still_ours = await lease.renew()
             except nats.errors.Error as exc:  # NATS out of reach: the lease may still be ours
                 log.warning("renewing the coordinator lease failed: %s", exc)
                 continue
+            except Exception:
+                log.exception("renewing the coordinator lease failed")
+                still_ours = False
             if not still_ours:
                 log.error("another coordinator took the lease: stopping now")
                 self._lease_lost = True
