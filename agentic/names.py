@@ -154,6 +154,9 @@ def pull_request_subject(stream: str, consumer: str) -> str:
     return f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
 
 
+# The label that marks a round's run of an ``--iterative`` goal with the goal's run id.
+ITERATIVE_PARENT_LABEL = "agentic.iterative-of"
+
 # --- run store -----------------------------------------------------------------------------
 RUNS_DIR = "runs"
 

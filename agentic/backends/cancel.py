@@ -26,7 +26,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from agentic.contracts import utcnow
+from agentic import names
+from agentic.contracts import RunRecord, utcnow
 from agentic.errors import DecodeError, StoreError
 
 if TYPE_CHECKING:
@@ -36,6 +37,13 @@ log = logging.getLogger(__name__)
 
 CANCEL_POLL_S = 1.0
 DEFAULT_REASON = "cancelled by request"
+
+
+def cancel_scope(record: RunRecord) -> list[str]:
+    """The runs whose cancel request cancels ``record``: itself, and for a round of an
+    ``--iterative`` goal, the goal's run (so cancelling the goal stops the round)."""
+    parent = record.labels.get(names.ITERATIVE_PARENT_LABEL)
+    return [record.run_id] if not parent else [record.run_id, parent]
 
 
 def cancel_document(reason: str) -> dict[str, Any]:
@@ -49,11 +57,11 @@ def cancel_document(reason: str) -> dict[str, Any]:
 
 
 class CancelRequests:
-    """The cancel request of one run, read from the store at most every ``interval_s``.
+    """The cancel request of a run, read from the store at most every ``interval_s``.
 
     Args:
         store: The run store.
-        run_id: The run.
+        run_ids: The run, and the runs whose cancel also cancels it (:func:`cancel_scope`).
         interval_s: Least time between two reads.
         clock: Monotonic seconds; tests may inject one.
     """
@@ -61,12 +69,13 @@ class CancelRequests:
     def __init__(
         self,
         store: RunStore,
-        run_id: str,
+        run_ids: str | list[str],
         *,
         interval_s: float = CANCEL_POLL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._store, self._run_id = store, run_id
+        self._store = store
+        self._run_ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
         self._interval_s, self._clock = interval_s, clock
         self._next = clock() + interval_s
 
@@ -80,14 +89,15 @@ class CancelRequests:
         if now < self._next:
             return None
         self._next = now + self._interval_s
-        try:
-            request = self._store.cancel_request(self._run_id)
-        except (StoreError, DecodeError) as exc:
-            log.warning("run %s: cannot read its cancel request: %s", self._run_id, exc)
-            return None
-        if request is None:
-            return None
-        return str(request.get("reason") or DEFAULT_REASON)
+        for run_id in self._run_ids:
+            try:
+                request = self._store.cancel_request(run_id)
+            except (StoreError, DecodeError) as exc:
+                log.warning("run %s: cannot read its cancel request: %s", run_id, exc)
+                continue
+            if request is not None:
+                return str(request.get("reason") or DEFAULT_REASON)
+        return None
 
 
 class MainThreadInterrupter:
@@ -107,8 +117,10 @@ class MainThreadInterrupter:
         interval_s: How often the store is read.
     """
 
-    def __init__(self, store: RunStore, run_id: str, *, interval_s: float = CANCEL_POLL_S):
-        self._requests = CancelRequests(store, run_id, interval_s=interval_s)
+    def __init__(
+        self, store: RunStore, run_ids: str | list[str], *, interval_s: float = CANCEL_POLL_S
+    ):
+        self._requests = CancelRequests(store, run_ids, interval_s=interval_s)
         self._interval_s = interval_s
         self._lock = threading.Lock()
         self._stopped = threading.Event()

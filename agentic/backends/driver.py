@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from agentic.backends.base import EventCallback, StepHealth, StepLauncher
-from agentic.backends.cancel import CancelRequests
+from agentic.backends.cancel import CancelRequests, cancel_scope
 from agentic.backends.journal import RunJournal, dispatched_spec
 from agentic.backends.outcome import attempt_outcome, committed_success, failed_attempt
 from agentic.contracts import RunRecord, StepError, StepResult, StepSpec, utcnow
@@ -171,7 +171,7 @@ class LocalDriver:
         self._state = state
         self._journal = RunJournal(self._store, record, state, self._on_event)
         self._journal.start()
-        self._requests = CancelRequests(self._store, record.run_id, clock=self._clock)
+        self._requests = CancelRequests(self._store, cancel_scope(record), clock=self._clock)
         try:
             self._execute(commands)
             while not state.finished:

@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
 from agentic.backends.base import EventCallback
-from agentic.backends.cancel import MainThreadInterrupter
+from agentic.backends.cancel import MainThreadInterrupter, cancel_scope
 from agentic.backends.journal import RunJournal, dispatched_spec
 from agentic.backends.outcome import failed_attempt
 from agentic.backends.reuse import commit_reused, remaining_crew
@@ -103,7 +103,7 @@ class InprocessBackend:
                 reused,
                 max_chars=settings.prior_output_max_chars,
             )
-            interrupter = MainThreadInterrupter(store, record.run_id)
+            interrupter = MainThreadInterrupter(store, cancel_scope(record))
             try:
                 with interrupter:
                     if not state.finished:

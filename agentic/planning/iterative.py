@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from agentic import names
 from agentic.backends import EventCallback
 from agentic.catalog import Catalog
 from agentic.contracts import (
@@ -49,7 +50,7 @@ from agentic.settings import Settings
 if TYPE_CHECKING:
     from agentic.store import RunStore
 
-PARENT_LABEL = "agentic.iterative-of"
+PARENT_LABEL = names.ITERATIVE_PARENT_LABEL
 ROUND_LABEL = "agentic.round"
 SYNTHESIS_ID = "synthesis"
 _CREWAI_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_\-]*)\}")

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agentic.backends.cancel import CancelRequests, cancel_document
+from agentic import names
+from agentic.backends.cancel import CancelRequests, cancel_document, cancel_scope
 from agentic.backends.launched import LauncherBackend
 from agentic.backends.subprocess import StepProcess
 from agentic.cli import _register, app
@@ -256,3 +257,19 @@ def test_a_cancel_request_is_written_once_and_read_at_most_every_interval(
     assert requests.due() is None  # read again only after another interval
     now[0] += 1.0
     assert requests.due() == "first"
+
+
+def test_a_round_of_an_iterative_goal_is_cancelled_with_its_goal(store_url: str) -> None:
+    store = open_store(store_url)
+    wf = one_step(provider())
+    labels = {names.ITERATIVE_PARENT_LABEL: "goal-1"}
+    round_run = RunRecord(run_id="goal-1-r2", request=RunRequest(workflow=wf), workflow=wf,
+                          backend="subprocess", labels=labels)  # fmt: skip
+    now = [0.0]
+    requests = CancelRequests(store, cancel_scope(round_run), interval_s=1.0, clock=lambda: now[0])
+    assert cancel_scope(round_run) == ["goal-1-r2", "goal-1"]
+
+    store.request_cancel("goal-1", cancel_document("the goal was cancelled"))
+    now[0] += 1.0
+
+    assert requests.due() == "the goal was cancelled"
