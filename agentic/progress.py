@@ -128,7 +128,7 @@ def _next_row(row: StepRow, event: RunEvent) -> StepRow:
     if event.type == "step_started":
         return replace(row, status="running", attempt=attempt, started_at=ts, finished_at=None)
     if event.type == "step_progress":
-        return replace(row, note=_short(str(data.get("message") or data.get("note") or "")))
+        return replace(row, note=one_line(str(data.get("message") or data.get("note") or "")))
     if event.type == "step_succeeded":
         note = (
             f"reused from {data.get('reused_from') or 'an earlier run'}"
@@ -142,18 +142,19 @@ def _next_row(row: StepRow, event: RunEvent) -> StepRow:
         )
     if event.type == "step_retrying":
         delay = float(data.get("delay_s") or 0.0)
-        return replace(row, status="retrying", note=_short(f"retry in {delay:.1f}s; {row.note}"))
+        return replace(row, status="retrying", note=one_line(f"retry in {delay:.1f}s; {row.note}"))
     return row
 
 
 def _error_note(data: dict[str, Any]) -> str:
     error = data.get("error")
     if isinstance(error, dict):
-        return _short(f"{error.get('type', 'Error')}: {error.get('message', '')}")
-    return _short(str(error or "failed"))
+        return one_line(f"{error.get('type', 'Error')}: {error.get('message', '')}")
+    return one_line(str(error or "failed"))
 
 
-def _short(text: str, limit: int = NOTE_CHARS) -> str:
+def one_line(text: str, limit: int = NOTE_CHARS) -> str:
+    """``text`` on one line (runs of white space folded), cut to ``limit`` with "…"."""
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from pydantic import ValidationError
 
 from agentic.backends import BACKENDS, EventCallback, get_backend
+from agentic.backends.followed import stopped_step
 from agentic.catalog import Catalog, catalog_dirs, load_catalog, load_workflow, resolve_workflow
 from agentic.catalog.dag import check_workflow
 from agentic.contracts import (
@@ -341,7 +342,7 @@ def mark_cancelled(store: RunStore, run_id: str, reason: str) -> RunRecord:
     if record.is_terminal:
         return record
     now = utcnow()
-    steps = [_cancelled_step(step) for step in record.steps]
+    steps = [stopped_step(step) for step in record.steps]
     cancelled = record.model_copy(
         update={
             "status": "cancelled",
@@ -353,14 +354,6 @@ def mark_cancelled(store: RunStore, run_id: str, reason: str) -> RunRecord:
     )
     store.write_run(cancelled)
     return cancelled
-
-
-def _cancelled_step(step: StepState) -> StepState:
-    if step.status in ("ready", "running", "retrying"):
-        return step.model_copy(update={"status": "cancelled"})
-    if step.status == "pending":
-        return step.model_copy(update={"status": "skipped"})
-    return step
 
 
 def _check_inputs(inputs: Mapping[str, str]) -> None:

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from agentic.contracts import Usage
 from agentic.inspect import RunDetail, RunListing, StepDetail, worker_label
-from agentic.progress import STATUS_STYLES, format_duration
+from agentic.progress import STATUS_STYLES, format_duration, one_line
 
 OUTPUT_PREVIEW_CHARS = 400
 CELL_CHARS = 60
@@ -166,7 +166,7 @@ def _append_calls(
         text.append(f"  {label}, call {number}: ")
         if problems:
             text.append(f"{len(problems)} problem(s): ", style="yellow")
-            text.append(f"{_cut(str(problems[0]))}\n")
+            text.append(f"{one_line(str(problems[0]), CELL_CHARS)}\n")
         else:
             text.append("accepted\n", style="green")
     if isinstance(accepted, Mapping):
@@ -176,10 +176,6 @@ def _append_calls(
             text.append(f"    steps: {planned}\n")
         if accepted.get("done"):
             text.append("    the planner said the goal is done\n")
-
-
-def _cut(value: str, limit: int = CELL_CHARS) -> str:
-    return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 def _header(detail: RunDetail) -> Text:

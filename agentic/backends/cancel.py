@@ -22,7 +22,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -69,13 +69,13 @@ class CancelRequests:
     def __init__(
         self,
         store: RunStore,
-        run_ids: str | list[str],
+        run_ids: Sequence[str],
         *,
         interval_s: float = CANCEL_POLL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
-        self._run_ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
+        self._run_ids = list(run_ids)
         self._interval_s, self._clock = interval_s, clock
         self._next = clock() + interval_s
 
@@ -113,14 +113,15 @@ class MainThreadInterrupter:
 
     Args:
         store: The run store.
-        run_id: The run.
+        run_ids: The run and the runs whose cancel also cancels it (:func:`cancel_scope`).
         interval_s: How often the store is read.
     """
 
     def __init__(
-        self, store: RunStore, run_ids: str | list[str], *, interval_s: float = CANCEL_POLL_S
+        self, store: RunStore, run_ids: Sequence[str], *, interval_s: float = CANCEL_POLL_S
     ):
-        self._requests = CancelRequests(store, run_ids, interval_s=interval_s)
+        # The watcher paces itself (it sleeps interval_s between reads).
+        self._requests = CancelRequests(store, run_ids, interval_s=0.0)
         self._interval_s = interval_s
         self._lock = threading.Lock()
         self._stopped = threading.Event()

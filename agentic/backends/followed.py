@@ -87,7 +87,7 @@ def record_from_events(record: RunRecord, events: Iterable[RunEvent]) -> RunReco
                 "updated_at": event.ts,
             }
     if changes:
-        steps = {k: _stopped(s) for k, s in steps.items()}
+        steps = {k: stopped_step(s) for k, s in steps.items()}
     elif events:
         changes = {"status": "running"}
     return record.model_copy(update={**changes, "steps": list(steps.values())})
@@ -102,7 +102,7 @@ _STEP_STATUS: dict[str, StepStatus] = {
 }
 
 
-def _stopped(step: StepState) -> StepState:
+def stopped_step(step: StepState) -> StepState:
     """A step of a finished run: what was still going was cancelled, what never ran skipped."""
     if step.status in ("ready", "running", "retrying"):
         return step.model_copy(update={"status": "cancelled"})
@@ -120,7 +120,7 @@ def mark_failed(store: RunStore, record: RunRecord, error: str) -> RunRecord:
             "error": error,
             "updated_at": now,
             "finished_at": now,
-            "steps": [_stopped(step) for step in record.steps],
+            "steps": [stopped_step(step) for step in record.steps],
         }
     )
     store.write_run(failed)

@@ -98,8 +98,6 @@ class StepAgent(Agent):
 
     def get_mcp_tools(self, mcps: list[Any]) -> list[BaseTool]:
         """CrewAI's own MCP tool resolution, one server at a time, each tool renamed."""
-        if len(self.mcp_ids) != len(mcps):
-            raise ValueError(f"{len(mcps)} MCP servers but {len(self.mcp_ids)} provider ids")
         tools: list[BaseTool] = []
         for provider_id, server in zip(self.mcp_ids, mcps, strict=True):
             for tool in super().get_mcp_tools([server]):

@@ -84,7 +84,10 @@ def server_config(entry: Mapping[str, Any], env: Mapping[str, str]) -> MCPServer
         CatalogError: the entry is not a valid MCP provider.
         MissingEnvError: a required or referenced variable is not set.
     """
-    provider = _provider(entry)
+    return _server_config(_provider(entry), env)
+
+
+def _server_config(provider: MCPProvider, env: Mapping[str, str]) -> MCPServerConfig:
     check_required_env(provider, env)
 
     def expand(value: str, field: str) -> str:
@@ -123,7 +126,8 @@ def server_configs(
         resolved = entry.resolved if isinstance(entry, ResolvedMCP) else entry
         if resolved.get("tools") == []:
             continue
-        configs[_provider(resolved).id] = server_config(resolved, env)
+        provider = _provider(resolved)
+        configs[provider.id] = _server_config(provider, env)
     return configs
 
 
