@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator
@@ -33,15 +34,21 @@ async def feed_parts(js: JetStreamContext) -> tuple[str, str]:
     return await new_stream(js)
 
 
-@pytest.fixture
-async def feed(nats_client: NATS, feed_parts: tuple[str, str]) -> AsyncIterator[PullFeed]:
-    stream, _ = feed_parts
-    pulled = PullFeed(nats_client, stream, "c", batch=8, expires_s=0.5)
+@contextlib.asynccontextmanager
+async def started_feed(nc: NATS, stream: str, *, expires_s: float) -> AsyncIterator[PullFeed]:
+    """A started PullFeed of consumer ``c`` (batch 8), stopped on leaving."""
+    pulled = PullFeed(nc, stream, "c", batch=8, expires_s=expires_s)
     await pulled.start()
     try:
         yield pulled
     finally:
         await pulled.stop()
+
+
+@pytest.fixture
+async def feed(nats_client: NATS, feed_parts: tuple[str, str]) -> AsyncIterator[PullFeed]:
+    async with started_feed(nats_client, feed_parts[0], expires_s=0.5) as pulled:
+        yield pulled
 
 
 async def test_a_message_is_handed_over_as_soon_as_it_is_stored(
@@ -50,9 +57,7 @@ async def test_a_message_is_handed_over_as_soon_as_it_is_stored(
     stream, subject = feed_parts
     # Requests that expire after 4 s: a feed waiting for its batch of 8 to fill would hand
     # the one message over only then.
-    feed = PullFeed(nats_client, stream, "c", batch=8, expires_s=4.0)
-    await feed.start()
-    try:
+    async with started_feed(nats_client, stream, expires_s=4.0) as feed:
         waiting = asyncio.create_task(feed.next(timeout=8))
         await asyncio.sleep(0.2)  # the feed is waiting with its requests out
         sent = time.monotonic()
@@ -60,8 +65,6 @@ async def test_a_message_is_handed_over_as_soon_as_it_is_stored(
         msg = await waiting
         assert msg is not None and msg.data == b"one"
         assert time.monotonic() - sent < 2.0  # not held back until a batch fills up
-    finally:
-        await feed.stop()
 
 
 async def test_every_message_comes_in_order_with_a_request_per_several_messages(

@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -133,6 +134,14 @@ def wait_running(store_url: str, run_id: str, step_id: str, timeout: float = 90.
     raise AssertionError(f"step {step_id} of run {run_id} never showed running")
 
 
+def subprocess_run(run_id: str, **fields: Any) -> RunRecord:
+    """A one-step run record of the subprocess backend (``fields``: status, labels …)."""
+    wf = one_step(provider())
+    return RunRecord(
+        run_id=run_id, request=RunRequest(workflow=wf), workflow=wf, backend="subprocess", **fields
+    )
+
+
 @pytest.fixture
 def store_url(tmp_path: Path) -> str:
     return str(tmp_path / "store")
@@ -207,10 +216,7 @@ def test_agentic_cancel_interrupts_an_inprocess_run_as_ctrl_c_does(
 
 def test_cancelling_a_finished_run_reports_its_status(store_url: str) -> None:
     store = open_store(store_url)
-    wf = one_step(provider())
-    record = RunRecord(run_id="done-1", request=RunRequest(workflow=wf), workflow=wf,
-                       backend="subprocess", status="succeeded")  # fmt: skip
-    store.create_run(record)
+    store.create_run(subprocess_run("done-1", status="succeeded"))
 
     result = CliRunner().invoke(app, ["cancel", "done-1"], env=cli_env(store_url))
 
@@ -221,10 +227,7 @@ def test_cancelling_a_finished_run_reports_its_status(store_url: str) -> None:
 
 def test_a_run_no_process_drives_is_not_cancelled_and_exits_1(store_url: str) -> None:
     store = open_store(store_url)
-    wf = one_step(provider())
-    record = RunRecord(run_id="orphan-1", request=RunRequest(workflow=wf), workflow=wf,
-                       backend="subprocess", status="running")  # fmt: skip
-    store.create_run(record)
+    store.create_run(subprocess_run("orphan-1", status="running"))
 
     result = CliRunner().invoke(
         app, ["cancel", "orphan-1", "--wait", "0.5"], env=cli_env(store_url)
@@ -247,7 +250,7 @@ def test_a_cancel_request_is_written_once_and_read_at_most_every_interval(
 ) -> None:
     store = open_store(store_url)
     now = [100.0]
-    requests = CancelRequests(store, "r-1", interval_s=1.0, clock=lambda: now[0])
+    requests = CancelRequests(store, ["r-1"], interval_s=1.0, clock=lambda: now[0])
     assert store.request_cancel("r-1", cancel_document("first"))
     assert not store.request_cancel("r-1", cancel_document("second"))  # the first is kept
 
@@ -261,10 +264,7 @@ def test_a_cancel_request_is_written_once_and_read_at_most_every_interval(
 
 def test_a_round_of_an_iterative_goal_is_cancelled_with_its_goal(store_url: str) -> None:
     store = open_store(store_url)
-    wf = one_step(provider())
-    labels = {names.ITERATIVE_PARENT_LABEL: "goal-1"}
-    round_run = RunRecord(run_id="goal-1-r2", request=RunRequest(workflow=wf), workflow=wf,
-                          backend="subprocess", labels=labels)  # fmt: skip
+    round_run = subprocess_run("goal-1-r2", labels={names.ITERATIVE_PARENT_LABEL: "goal-1"})
     now = [0.0]
     requests = CancelRequests(store, cancel_scope(round_run), interval_s=1.0, clock=lambda: now[0])
     assert cancel_scope(round_run) == ["goal-1-r2", "goal-1"]

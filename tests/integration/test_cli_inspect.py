@@ -231,6 +231,14 @@ def test_show_of_a_failed_run_shows_its_error(seeded):
     assert "step 'write' failed after 1 attempt" in result.stdout
 
 
+def planner_section(run_id: str) -> list[str]:
+    """The lines after `planner` in `agentic show RUN_ID` (which must exit 0)."""
+    result = invoke("show", run_id)
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    return lines[lines.index("planner") + 1 :]
+
+
 def test_show_of_a_goal_run_says_what_the_planner_did(store_url):
     store = open_store(store_url)
     record = seed_run(store, "run-goal", name="plan-otters", status="succeeded", age_h=0,
@@ -245,12 +253,7 @@ def test_show_of_a_goal_run_says_what_the_planner_did(store_url):
                            {"id": "write", "agent_provider_id": "writer"}]},
     }  # fmt: skip
     store.write_run(record.model_copy(update={"plan": plan}))
-
-    result = invoke("show", "run-goal")
-
-    assert result.exit_code == 0, result.output
-    lines = [line.strip() for line in result.stdout.splitlines()]
-    section = lines[lines.index("planner") + 1 :]
+    section = planner_section("run-goal")
     assert section[:5] == [
         "goal      Explain otters",
         "planner   planner",
@@ -275,12 +278,7 @@ def test_show_of_an_iterative_goal_run_lists_its_rounds(store_url):
         ],
     }  # fmt: skip
     store.write_run(record.model_copy(update={"plan": plan}))
-
-    result = invoke("show", "run-rounds")
-
-    assert result.exit_code == 0, result.output
-    lines = [line.strip() for line in result.stdout.splitlines()]
-    section = lines[lines.index("planner") + 1 :]
+    section = planner_section("run-rounds")
     assert section[:9] == [
         "goal      Explain otters",
         "planner   planner",

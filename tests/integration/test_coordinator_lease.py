@@ -19,6 +19,7 @@ from agentic.bus import EmbeddedNats, connect
 from agentic.bus.lease import LEADER_KEY, Lease, lease_bucket
 from agentic.settings import Settings
 from tests.integration.nats_stack import (
+    ServiceProcess,
     Stack,
     inline_request,
     run_events,
@@ -58,14 +59,20 @@ async def nc(server: EmbeddedNats) -> AsyncIterator[NATS]:
         await client.close()
 
 
-async def test_a_standby_coordinator_takes_over_a_run_when_the_leader_is_killed(
-    stack: Stack, nc: NATS
-) -> None:
+async def leader_standby_and_worker(stack: Stack) -> tuple[ServiceProcess, ServiceProcess]:
+    """``coord-a`` leading, ``coord-b`` on standby, and one worker."""
     leader = stack.spawn_coordinator(identity="coord-a")
     await leader.wait_ready("coordinator ready")
     standby = stack.spawn_coordinator(identity="coord-b")
     await standby.wait_ready("standby: coordinator 'coord-a' leads")
     await stack.start_workers(1)
+    return leader, standby
+
+
+async def test_a_standby_coordinator_takes_over_a_run_when_the_leader_is_killed(
+    stack: Stack, nc: NATS
+) -> None:
+    leader, standby = await leader_standby_and_worker(stack)
     js = nc.jetstream()
 
     steady = scripted_provider("steady", delay_s=1.0)
@@ -91,11 +98,7 @@ async def test_a_standby_coordinator_takes_over_a_run_when_the_leader_is_killed(
 async def test_a_leader_that_stops_hands_over_and_the_new_one_serves_submits(
     stack: Stack, nc: NATS
 ) -> None:
-    leader = stack.spawn_coordinator(identity="coord-a")
-    await leader.wait_ready("coordinator ready")
-    standby = stack.spawn_coordinator(identity="coord-b")
-    await standby.wait_ready("standby: coordinator 'coord-a' leads")
-    await stack.start_workers(1)
+    leader, standby = await leader_standby_and_worker(stack)
     quick = scripted_provider("quick")
 
     await submit(nc, inline_request("before-1", ["only"], quick))
