@@ -10,6 +10,7 @@ Every error the library raises on purpose derives from :class:`AgenticError`::
     │   └── UnknownRunError    a run or step id that the store does not hold
     ├── DecodeError            bytes that are not a valid message (carries the raw bytes)
     ├── StoreError             the run store failed (I/O, permissions, backend)
+    │   └── DocumentTooLargeError  a document over the size limit was not written
     ├── BusError               NATS / JetStream failed
     │   └── MessageTooLargeError   a message over the size limit was not published
     ├── StepError              one step attempt failed
@@ -18,8 +19,9 @@ Every error the library raises on purpose derives from :class:`AgenticError`::
     ├── PlanError              the planner's output cannot become a workflow
     └── CancelledError         the run was cancelled
 
-Retry semantics are explicit: a :class:`StepError` carries ``retryable``; code decides by
-type or by that flag, never by matching message strings.
+Retry semantics are explicit: a :class:`StepError`, :class:`StoreError` or :class:`BusError`
+carries ``retryable`` (may the same operation succeed later?); code decides by type or by that
+flag, never by matching message strings.
 """
 
 from __future__ import annotations
@@ -91,11 +93,21 @@ class DecodeError(AgenticError):
 
 
 class StoreError(AgenticError):
-    """The run store could not read or write."""
+    """The run store could not read or write (``retryable``: an outage may end)."""
+
+    retryable: bool = True
+
+
+class DocumentTooLargeError(StoreError):
+    """A document over the store's size limit: writing it again fails again."""
+
+    retryable = False
 
 
 class BusError(AgenticError):
-    """NATS or JetStream failed."""
+    """NATS or JetStream failed (``retryable``: a server may come back)."""
+
+    retryable: bool = True
 
 
 class MessageTooLargeError(BusError):
@@ -103,6 +115,8 @@ class MessageTooLargeError(BusError):
 
     ``limit`` is ``max_message_bytes``, or None when the server refused the message.
     """
+
+    retryable = False
 
     def __init__(
         self,

@@ -15,7 +15,15 @@ from collections.abc import Mapping
 
 from agentic.catalog.dag import check_workflow, step_dependencies, task_mcp_providers
 from agentic.catalog.resolve import require_workflow_env
-from agentic.contracts import ResolvedMCP, StepSpec, TaskConfig, TaskText, WorkflowConfig
+from agentic.contracts import (
+    ResolvedMCP,
+    StepSpec,
+    TaskConfig,
+    TaskText,
+    WorkflowConfig,
+    encode,
+)
+from agentic.errors import ConfigError
 from agentic.ids import check_id
 from agentic.settings import Settings
 
@@ -54,31 +62,95 @@ def materialize(
     check_id(run_id, "run id")
     check_workflow(wf)
     require_workflow_env(wf, env)
-    topic = inputs.get("topic") or wf.topic
-    variables = {**inputs, "topic": topic}
-    dependencies = step_dependencies(wf)
-    return [
-        StepSpec(
-            run_id=run_id,
+    specs = SpecFactory(wf, run_id=run_id, inputs=inputs, store_url=store_url, settings=settings)
+    return [specs.spec(step_id) for step_id in wf.task_sequence]
+
+
+class SpecFactory:
+    """Builds the attempt-1 spec of any step of one run, as :func:`materialize` does.
+
+    A driver keeps this instead of every spec: the workflow holds each provider once, while
+    every spec carries its own copy (a 200-step run would hold 200 copies). What all steps
+    share (dependencies, positions, provider entries) is worked out once.
+
+    Args:
+        wf: The run's resolved workflow (not checked here: :func:`materialize` checks).
+        run_id: The run.
+        inputs: The run's inputs.
+        store_url: The run store the worker writes to.
+        settings: Default pool and timeout.
+    """
+
+    def __init__(
+        self,
+        wf: WorkflowConfig,
+        *,
+        run_id: str,
+        inputs: Mapping[str, str],
+        store_url: str,
+        settings: Settings,
+    ) -> None:
+        self.workflow = wf
+        self._run_id = run_id
+        self._inputs = dict(sorted(inputs.items()))
+        self._topic = inputs.get("topic") or wf.topic
+        self._variables = {**inputs, "topic": self._topic}
+        self._store_url = store_url
+        self._settings = settings
+        self._index = {step_id: i for i, step_id in enumerate(wf.task_sequence)}
+        self._tasks = {task.id: task for task in wf.tasks}
+        self._dependencies = step_dependencies(wf)
+        self._agents = {
+            p.id: p.model_dump(mode="json", exclude_none=True) for p in wf.agent_providers
+        }
+
+    def spec(self, step_id: str) -> StepSpec:
+        """The attempt-1 spec of ``step_id`` (``KeyError`` for a step the run does not have)."""
+        wf, task = self.workflow, self._tasks[step_id]
+        return StepSpec(
+            run_id=self._run_id,
             step_id=step_id,
-            step_index=index,
+            step_index=self._index[step_id],
             attempt=1,
             workflow_name=wf.name,
-            topic=topic,
-            inputs=dict(sorted(inputs.items())),
-            task=_task_text(wf.task(step_id), variables),
-            agent_provider=_provider_dict(wf, wf.task(step_id)),
+            topic=self._topic,
+            inputs=self._inputs,
+            task=_task_text(task, self._variables),
+            agent_provider=self._agents[task.agent_provider_id],
             mcp_providers=[
                 ResolvedMCP(id=m.id, resolved=m.model_dump(mode="json", exclude_none=True))
-                for m in task_mcp_providers(wf, wf.task(step_id))
+                for m in task_mcp_providers(wf, task)
             ],
-            depends_on=dependencies[step_id],
-            timeout_s=wf.task(step_id).timeout_s or settings.default_step_timeout_s,
-            pool=_pool(wf, wf.task(step_id), settings),
-            store_url=store_url,
+            depends_on=self._dependencies[step_id],
+            timeout_s=task.timeout_s or self._settings.default_step_timeout_s,
+            pool=_pool(wf, task, self._settings),
+            store_url=self._store_url,
         )
-        for index, step_id in enumerate(wf.task_sequence)
-    ]
+
+
+def check_run_size(specs: SpecFactory, settings: Settings) -> None:
+    """Refuse a run too big to drive: too many tasks, or specs adding up to too many bytes.
+
+    Specs are built and measured one at a time, so checking costs the memory of one.
+
+    Raises:
+        ConfigError: over ``max_workflow_tasks`` or ``max_run_spec_bytes`` (the message
+            names the setting).
+    """
+    wf = specs.workflow
+    if len(wf.tasks) > settings.max_workflow_tasks:
+        raise ConfigError(
+            f"workflow {wf.name!r} has {len(wf.tasks)} tasks, over the limit of "
+            f"{settings.max_workflow_tasks} (AGENTIC_MAX_WORKFLOW_TASKS)"
+        )
+    total = 0
+    for step_id in wf.task_sequence:
+        total += len(encode(specs.spec(step_id)))
+        if total > settings.max_run_spec_bytes:
+            raise ConfigError(
+                f"the steps of workflow {wf.name!r} add up to more than "
+                f"{settings.max_run_spec_bytes} bytes (AGENTIC_MAX_RUN_SPEC_BYTES)"
+            )
 
 
 def with_prior_outputs(spec: StepSpec, outputs: Mapping[str, str], *, max_chars: int) -> StepSpec:
@@ -133,10 +205,6 @@ def _task_text(task: TaskConfig, variables: Mapping[str, str]) -> TaskText:
         description=interpolate(task.description, variables),
         expected_output=interpolate(task.expected_output, variables),
     )
-
-
-def _provider_dict(wf: WorkflowConfig, task: TaskConfig) -> dict[str, object]:
-    return wf.provider(task.agent_provider_id).model_dump(mode="json", exclude_none=True)
 
 
 def _pool(wf: WorkflowConfig, task: TaskConfig, settings: Settings) -> str:

@@ -40,6 +40,24 @@ PUBLISHER_HEADER = "Agentic-Publisher"
 EXPECTED_LAST_SUBJECT_SEQ_HEADER = "Nats-Expected-Last-Subject-Sequence"
 EXPECTED_LAST_SUBJECT_SEQ_SUBJECT_HEADER = "Nats-Expected-Last-Subject-Sequence-Subject"
 
+# A StepSpec or kill notice signed by the coordinator: the ed25519 signature of the payload
+# (base64) and the public key (an nkey) it verifies with. Workers run nothing unsigned.
+SIGNATURE_HEADER = "Agentic-Signature"
+SIGNER_HEADER = "Agentic-Signer"
+
+# Queued-work notices (core NATS, no payload): the coordinator queued a step of a pool. They
+# wake the scaler without giving it the step itself to read.
+QUEUED_SUBJECTS = "agentic.control.queued.>"
+
+# What a worker puts before its reason when it refuses a step message (``+TERM <reason>``);
+# JetStream repeats the reason in its ``MSG_TERMINATED`` advisory, which the coordinator reads.
+REFUSED_PREFIX = "agentic refused: "
+
+# Event types a worker publishes; every other type is the coordinator's.
+WORKER_EVENT_TYPES = ("step_started", "step_progress", "step_succeeded", "step_failed")
+# A run id has at most this many subject tokens (128 characters, no empty token).
+MAX_RUN_ID_TOKENS = 64
+
 # Headers of a dead letter: where the step message was and why it was moved.
 DLQ_SUBJECT_HEADER = "Agentic-Dlq-Subject"
 DLQ_STREAM_SEQ_HEADER = "Agentic-Dlq-Stream-Seq"
@@ -101,6 +119,39 @@ def event_type_from_subject(subject: str) -> str:
     """The event type (last token) of ``agentic.events.<run_id>.<type>``."""
     run_id_from_events_subject(subject)
     return subject.rsplit(".", 1)[1]
+
+
+def event_type_patterns(event_type: str) -> list[str]:
+    """Subjects matching ``agentic.events.<run_id>.<event_type>`` for every run id.
+
+    A run id may contain dots, so it spans 1 to :data:`MAX_RUN_ID_TOKENS` subject tokens and
+    no single wildcard can stand for it while the last token is fixed: one pattern per
+    length (what a worker's publish permissions list).
+    """
+    return [
+        "agentic.events." + ".".join(["*"] * tokens) + f".{event_type}"
+        for tokens in range(1, MAX_RUN_ID_TOKENS + 1)
+    ]
+
+
+def queued_subject(pool: str) -> str:
+    """``agentic.control.queued.<pool>``: a step of ``pool`` was queued (no payload)."""
+    return f"agentic.control.queued.{check_pool(pool)}"
+
+
+def terminated_advisory(stream: str = STEPS_STREAM, consumer: str = "*") -> str:
+    """The advisory JetStream publishes when a consumer's message is terminated (``+TERM``)."""
+    return f"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{stream}.{consumer}"
+
+
+def inbox_prefix(identity: str) -> str:
+    """``_agentic_inbox.<identity>``: where a service's replies and deliveries arrive.
+
+    Every service identity has inboxes of its own, outside ``_INBOX.>`` (which clients
+    share), so a client that may read its own replies cannot read a worker's step
+    deliveries or the coordinator's API replies.
+    """
+    return f"_agentic_inbox.{check_id(identity, 'identity')}"
 
 
 def check_pool(pool: str) -> str:
@@ -213,6 +264,14 @@ def artifact_path(run_id: str, step_id: str, relpath: str) -> str:
     for part in parts:
         check_id(part, "artifact path segment")
     return f"{artifacts_dir(run_id, step_id)}/{'/'.join(parts)}"
+
+
+KEYS_DIR = "keys"
+
+
+def signer_json(public_key: str) -> str:
+    """``keys/<public key>.json``: a coordinator's step-signing public key (never a seed)."""
+    return f"{KEYS_DIR}/{check_id(public_key, 'public key')}.json"
 
 
 def sessions_dir() -> str:

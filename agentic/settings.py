@@ -82,6 +82,50 @@ class Settings(BaseSettings):
         1_048_576, description="Largest RunRequest, StepSpec or event accepted."
     )
 
+    # --- trust and limits ----------------------------------------------------------------
+    allow_inline_providers: bool = Field(
+        False,
+        description="Accept submitted workflows that define agent or MCP providers inline "
+        "(commands, URLs, key variables) instead of naming catalog ids, and let workers run "
+        "them. Only for stacks whose every client may run commands as the workers "
+        "(`agentic up` and the embedded stack turn it on).",
+    )
+    max_request_bytes: int = Field(
+        262_144, gt=0, description="Largest submit request the coordinator accepts."
+    )
+    max_workflow_tasks: int = Field(200, gt=0, description="Most tasks one workflow may have.")
+    max_run_spec_bytes: int = Field(
+        8_388_608,
+        gt=0,
+        description="Most bytes the StepSpecs of one run may add up to (before prior outputs).",
+    )
+    step_signing_seed_file: str | None = Field(
+        None,
+        description="Coordinator: nkey seed file that signs StepSpecs and kill notices; "
+        "unset: a fresh key per start, its public key published in the run store (keys/).",
+    )
+    step_trusted_keys: str | None = Field(
+        None,
+        description="Workers: comma-separated public keys whose signed steps they run; unset: "
+        "the keys coordinators published in the run store (keys/).",
+    )
+    nats_inbox_prefix: str | None = Field(
+        None,
+        description="Inbox prefix of this process's NATS connection; unset: `_INBOX` for "
+        "clients, `_agentic_inbox.<identity>` for services.",
+    )
+    nats_credentials_dir: str = Field(
+        "~/.agentic/credentials",
+        description="Where `agentic up` leaves the client credential of its server "
+        "(`<host>_<port>.nk`, readable by you alone) and where clients look for it.",
+    )
+    coordinator_stall_s: float = Field(
+        60.0,
+        gt=0,
+        description="`agentic coordinator --check` reports a coordinator whose event loop or "
+        "consumers have made no progress for this long.",
+    )
+
     # --- NATS ----------------------------------------------------------------------------
     nats_url: str | None = Field(
         None,

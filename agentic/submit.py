@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
+from agentic import redact
 from agentic.backends import BACKENDS, EventCallback, get_backend
 from agentic.backends.followed import stopped_step
 from agentic.catalog import Catalog, catalog_dirs, load_catalog, load_workflow, resolve_workflow
@@ -278,6 +279,7 @@ def run_to_completion(
 
         return failed_plan_record(store, request, settings, exc)
     backend = get_backend(record.backend)
+    protect_workflow(record.workflow)
     if not store.create_run(record):
         return store.read_run(record.run_id)  # a concurrent submit of the same id won
     if on_start is not None:
@@ -330,6 +332,15 @@ def submit_detached(
     if store.create_run(record):
         backend.submit(record, store, settings)
     return store.read_run(record.run_id)
+
+
+def protect_workflow(workflow: WorkflowConfig | None) -> None:
+    """Mask, in everything this process writes and prints, the values of the variables the
+    workflow's providers name (:mod:`agentic.redact`): its steps may run right here."""
+    if workflow is None:
+        return
+    entries = [*workflow.agent_providers, *workflow.mcp_providers]
+    redact.protect_entries(e.model_dump(mode="json", exclude_none=True) for e in entries)
 
 
 def mark_cancelled(store: RunStore, run_id: str, reason: str) -> RunRecord:

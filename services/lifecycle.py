@@ -14,7 +14,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol, Self, TypeVar
 
-from agentic.errors import BusError, MessageTooLargeError, StoreError
+from agentic import redact
+from agentic.errors import BusError, StoreError
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
@@ -56,12 +57,16 @@ async def serve(service: Service) -> int:
 
 
 def configure_logging(level: str) -> None:
-    """Log lines on stderr: ``time level logger: message``."""
+    """Log lines on stderr: ``time level logger: message``, secrets masked
+    (:mod:`agentic.redact`: every credential-like variable of this process)."""
     logging.basicConfig(
         stream=sys.stderr,
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,  # replaces the CLI's plain handler
     )
+    redact.protect_environment()
+    redact.install_log_filter()
 
 
 async def persist(
@@ -74,19 +79,19 @@ async def persist(
 
     A NATS server restarting or an object store hiccup must not lose a transition: the
     operation is retried with a growing delay (up to 2 s) for as long as the service runs.
+    A failure that cannot go away (``retryable`` false: a message or document over its size
+    limit) is raised at once.
 
     Raises:
-        MessageTooLargeError: at once (retrying cannot help).
-        BusError, StoreError: the last failure, once ``stopping`` is set.
+        BusError, StoreError: at once when not ``retryable``; else the last failure, once
+            ``stopping`` is set.
     """
     delay = FIRST_RETRY_DELAY_S
     while True:
         try:
             return await operation()
-        except MessageTooLargeError:
-            raise
         except (BusError, StoreError) as exc:
-            if stopping.is_set():
+            if not exc.retryable or stopping.is_set():
                 raise
             log.warning("%s failed, retrying in %.1f s: %s", what, delay, exc)
         with contextlib.suppress(TimeoutError):

@@ -1,9 +1,14 @@
 """Shared test configuration. Fixtures live in tests/fixtures/<area>.py, one module per area."""
 
 import os
+import tempfile
 
 os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+# `agentic up` leaves its client credential there; never in the real home of whoever tests.
+os.environ.setdefault(
+    "AGENTIC_NATS_CREDENTIALS_DIR", tempfile.mkdtemp(prefix="agentic-test-credentials-")
+)
 
 pytest_plugins = [
     "tests.fixtures.servers",

@@ -12,8 +12,11 @@ hands it over and follows it:
    does not share the coordinator's store (or cannot reach it) gets a record folded from
    the events instead, written to its own store so ``agentic show`` works there too.
 
-The request carries the workflow as the client resolved it (and planned it, for a goal), so
-the coordinator runs exactly what the client validated, whatever its own catalog holds.
+A catalog workflow is submitted by name, for the coordinator to resolve against its own
+catalog; a workflow file (or a planned goal) is submitted as the client resolved it, and the
+coordinator accepts it only if every provider in it is the coordinator's catalog entry of that
+id, unless it allows inline providers (``AGENTIC_ALLOW_INLINE_PROVIDERS``, docs/security.md).
+A terminal event is believed only if ``run.json`` agrees, when the client shares the store.
 
 Ctrl-C asks the coordinator to cancel the run and waits for ``cancelled``; a second Ctrl-C
 stops waiting. The client survives a nats-server restart: the connection reconnects and
@@ -212,22 +215,53 @@ class _Watcher:
             event = await self._events.next(timeout=1.0)
             if event is not None:
                 silent_since = time.monotonic()
-                self._take(event)
+                await self._take(event)
             elif time.monotonic() - silent_since >= SILENCE_CHECK_S:
                 silent_since = time.monotonic()
                 if await self._finished_in_store():
                     return
 
-    def _take(self, event: RunEvent) -> None:
+    async def _take(self, event: RunEvent) -> None:
+        if event.run_id != self._run_id:  # delivered on this run's subject, about another
+            log.warning("ignoring an event of run %s among those of %s", event.run_id, self._run_id)
+            return
         # A coordinator that restarts may publish an event again: forward it once.
         key = (event.seq, event.type, event.step_id, event.attempt)
         if key in self._seen:
+            return
+        if event.type in TERMINAL_EVENTS and not await self._confirmed(event):
             return
         self._seen.add(key)
         self._followed.events.append(event)
         self._on_event(event)
         if event.type in TERMINAL_EVENTS:
             self._followed.terminal = event
+
+    async def _confirmed(self, event: RunEvent) -> bool:
+        """Whether the run store agrees that the run ended as ``event`` says.
+
+        The coordinator writes the final ``run.json`` before it publishes the terminal
+        event, so a client that shares its store can check: a terminal event that the store
+        contradicts (still running, or ended otherwise) was not the coordinator's and is
+        ignored. A client with a store of its own (the coordinator never wrote this run's
+        record there: it is still ``pending``) cannot check and believes the event.
+        """
+        try:
+            stored = await asyncio.to_thread(self._store.read_run, self._run_id)
+        except (AgenticError, OSError):
+            return True
+        if stored.status == "pending":
+            return True
+        if stored.status == event.type:
+            self._followed.stored = stored
+            return True
+        log.warning(
+            "ignoring a %s event of run %s: its run.json says %s",
+            event.type,
+            self._run_id,
+            stored.status,
+        )
+        return False
 
     async def _finished_in_store(self) -> bool:
         try:
@@ -266,10 +300,24 @@ def request_cancel(
 
 
 def run_request(record: RunRecord) -> RunRequest:
-    """What the backend submits for ``record``: its id and the workflow as resolved here."""
+    """What the backend submits for ``record``.
+
+    A catalog workflow is sent by name (the coordinator resolves it against its own
+    catalog); any other workflow as resolved here, whose providers the coordinator accepts
+    only if they are its catalog's entries (:mod:`agentic.catalog.trust`).
+    """
     original = record.request
     if record.workflow is None:  # nothing resolved here (a replay): the coordinator resolves
         return original.model_copy(update={"run_id": record.run_id, "backend": "nats"})
+    if original.workflow_ref is not None and original.goal is None:
+        return RunRequest(
+            run_id=record.run_id,
+            workflow_ref=original.workflow_ref,
+            inputs=dict(record.inputs),
+            backend="nats",
+            labels=dict(record.labels),
+            replay_of=original.replay_of,
+        )
     return RunRequest(
         run_id=record.run_id,
         workflow=record.workflow,

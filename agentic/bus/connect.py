@@ -10,10 +10,14 @@ import logging
 import ssl
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from nats.aio.client import Client as NATS
 
+from agentic import names
+from agentic.bus.credentials import local_credential
 from agentic.errors import BusError, ConfigError
+from agentic.redact import mask_url
 from agentic.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,15 +35,22 @@ def server_urls(value: str) -> list[str]:
     return [u.strip() for u in value.split(",") if u.strip()]
 
 
-async def connect(settings: Settings, *, name: str, url: str | None = None) -> NATS:
+async def connect(
+    settings: Settings, *, name: str, url: str | None = None, identity: str | None = None
+) -> NATS:
     """Connect to NATS as configured by ``settings``.
 
     Args:
         settings: ``nats_url`` (comma-separated list), ``nats_user``/``nats_password``,
-            ``nats_token``, ``nats_nkey_seed_file``, ``nats_creds_file`` and
-            ``nats_tls_*`` are used.
+            ``nats_token``, ``nats_nkey_seed_file``, ``nats_creds_file``,
+            ``nats_inbox_prefix`` and ``nats_tls_*`` are used.
         name: the connection name servers show in their monitoring (``connz``).
         url: overrides ``settings.nats_url`` (e.g. the URL of an embedded server).
+        identity: the service this process is (``coordinator``, ``worker-<pool>``,
+            ``scaler``): its replies and deliveries come to inboxes of its own
+            (:func:`agentic.names.inbox_prefix`). ``None`` for a client, which uses
+            ``_INBOX`` and, when no credential is configured, the one ``agentic up`` left
+            for its server (:func:`agentic.bus.credentials.local_credential`).
 
     Returns:
         A connected client. It reconnects forever after a disconnect (logging each
@@ -54,7 +65,11 @@ async def connect(settings: Settings, *, name: str, url: str | None = None) -> N
     if not servers:
         raise ConfigError("no NATS server: set AGENTIC_NATS_URL (comma-separated URLs)")
     errors: list[BaseException] = []
-    options = _auth_options(settings) | _tls_options(settings, servers)
+    options = _auth_options(settings, servers, client=identity is None)
+    options |= _tls_options(settings, servers)
+    prefix = settings.nats_inbox_prefix or (names.inbox_prefix(identity) if identity else None)
+    if prefix:
+        options["inbox_prefix"] = prefix
     nc = NATS()
     try:
         await nc.connect(
@@ -72,8 +87,9 @@ async def connect(settings: Settings, *, name: str, url: str | None = None) -> N
         )
     except Exception as exc:  # nats-py raises several unrelated types here
         reason = _reason(errors, exc)
+        shown = ", ".join(mask_url(server) for server in servers)
         raise BusError(
-            f"cannot connect to NATS at {', '.join(servers)}: {_describe(reason)}", cause=exc
+            f"cannot connect to NATS at {shown}: {_describe(reason)}", cause=exc
         ) from exc
     # nats-py has one limit for the first connection and for reconnects; we want a bounded
     # first attempt and unbounded reconnects, so lift the limit once connected.
@@ -81,7 +97,7 @@ async def connect(settings: Settings, *, name: str, url: str | None = None) -> N
     return nc
 
 
-def _auth_options(settings: Settings) -> dict[str, Any]:
+def _auth_options(settings: Settings, servers: list[str], *, client: bool) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if settings.nats_user is not None:
         options["user"] = settings.nats_user
@@ -94,6 +110,10 @@ def _auth_options(settings: Settings) -> dict[str, Any]:
     if settings.nats_creds_file is not None:
         _require_nkeys("AGENTIC_NATS_CREDS_FILE")
         options["user_credentials"] = _existing(settings.nats_creds_file, "CREDS_FILE")
+    if client and not options and not any(urlsplit(s).username for s in servers):
+        found = local_credential(settings, servers)
+        if found is not None:
+            options["nkeys_seed"] = str(found)
     return options
 
 
@@ -163,7 +183,8 @@ def _disconnected_cb(name: str, nc: NATS) -> Any:
 def _reconnected_cb(name: str, nc: NATS) -> Any:
     async def on_reconnected() -> None:
         url = nc.connected_url
-        log.warning("NATS connection %r reconnected to %s", name, url.netloc if url else "?")
+        shown = mask_url(url.geturl()) if url else "?"
+        log.warning("NATS connection %r reconnected to %s", name, shown)
 
     return on_reconnected
 

@@ -7,9 +7,10 @@ and the workers consumers), the coordinator needs:
   filter on the event type is impossible because run ids may contain dots). It starts with
   the events published after its creation; the coordinator handles them one at a time, in
   order, and acknowledges each once handled (a crash redelivers what it had not finished).
-* ``AGENTIC_ADVISORIES``: a work-queue stream that stores the max-deliveries advisories of
-  ``AGENTIC_STEPS``. JetStream publishes those as plain NATS messages, once; stored, an
-  advisory raised while the coordinator restarts still reaches it.
+* ``AGENTIC_ADVISORIES``: a work-queue stream that stores the max-deliveries and
+  terminated-message advisories of ``AGENTIC_STEPS`` (a worker that refuses a step ends it
+  with ``+TERM <reason>``). JetStream publishes those as plain NATS messages, once; stored,
+  an advisory raised while the coordinator restarts still reaches it.
 * ``coordinator-dlq``: the durable pull consumer of those advisories.
 """
 
@@ -39,8 +40,12 @@ def advisories_stream_config(settings: Settings) -> StreamConfig:
     """``AGENTIC_ADVISORIES``: the max-deliveries advisories of ``AGENTIC_STEPS``."""
     return StreamConfig(
         name=names.ADVISORIES_STREAM,
-        description="max-deliveries advisories of AGENTIC_STEPS, until moved to AGENTIC_DLQ",
-        subjects=[names.max_deliveries_advisory(names.STEPS_STREAM, "*")],
+        description="max-deliveries and terminated-message advisories of AGENTIC_STEPS, "
+        "until the coordinator has handled them",
+        subjects=[
+            names.max_deliveries_advisory(names.STEPS_STREAM, "*"),
+            names.terminated_advisory(names.STEPS_STREAM, "*"),
+        ],
         retention=RetentionPolicy.WORK_QUEUE,
         storage=StorageType.FILE,
         max_age=settings.events_max_age_s,

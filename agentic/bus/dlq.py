@@ -21,6 +21,7 @@ from agentic import names
 from agentic.errors import BusError, DecodeError
 
 MAX_DELIVERIES_TYPE = "io.nats.jetstream.advisory.v1.max_deliver"
+TERMINATED_TYPE = "io.nats.jetstream.advisory.v1.terminated"
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,18 @@ class MaxDeliveries:
     consumer: str
     stream_seq: int
     deliveries: int
+
+
+@dataclass(frozen=True)
+class Terminated:
+    """A terminated-message advisory: a consumer's message was ended with ``+TERM <reason>``
+    (JetStream removes it from a work-queue stream)."""
+
+    stream: str
+    consumer: str
+    stream_seq: int
+    deliveries: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,72 @@ def parse_max_deliveries(raw: bytes) -> MaxDeliveries:
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DecodeError(f"invalid max-deliveries advisory: {exc}", raw=raw, cause=exc) from exc
+
+
+def advisory_type(raw: bytes) -> str | None:
+    """The ``type`` of a JetStream advisory, or None when ``raw`` is not one."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    kind = doc.get("type") if isinstance(doc, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def parse_terminated(raw: bytes) -> Terminated:
+    """Decode a terminated-message advisory.
+
+    Raises:
+        DecodeError: not a terminated-message advisory (carries the bytes).
+    """
+    try:
+        doc = json.loads(raw)
+        if doc.get("type") != TERMINATED_TYPE:
+            raise ValueError(f"type is {doc.get('type')!r}, not {TERMINATED_TYPE!r}")
+        return Terminated(
+            stream=str(doc["stream"]),
+            consumer=str(doc["consumer"]),
+            stream_seq=int(doc["stream_seq"]),
+            deliveries=int(doc.get("deliveries", 1)),
+            reason=str(doc.get("reason") or ""),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DecodeError(f"invalid terminated advisory: {exc}", raw=raw, cause=exc) from exc
+
+
+async def record_refusal(js: JetStreamContext, refused: Terminated, *, detail: str) -> int:
+    """Put a dead letter for a step message a worker refused (and so removed) on
+    ``agentic.dlq.<pool>``: headers as for :func:`dead_letter`, a JSON body saying what was
+    refused. Idempotent within the duplicate window (``Nats-Msg-Id``).
+
+    Returns:
+        The dead letter's sequence in ``AGENTIC_DLQ``.
+
+    Raises:
+        BusError: JetStream failed; calling again later is safe.
+    """
+    pool = refused.consumer.removeprefix("workers-")
+    subject = names.steps_subject(pool)
+    headers = {
+        names.MSG_ID_HEADER: names.dlq_msg_id(refused.stream, refused.stream_seq),
+        names.DLQ_SUBJECT_HEADER: subject,
+        names.DLQ_STREAM_SEQ_HEADER: str(refused.stream_seq),
+        names.DLQ_DELIVERIES_HEADER: str(refused.deliveries),
+        names.DLQ_REASON_HEADER: refused.reason,
+    }
+    body = {
+        "refused": True,
+        "subject": subject,
+        "stream_seq": refused.stream_seq,
+        "consumer": refused.consumer,
+        "reason": refused.reason,
+        "detail": detail,
+    }
+    try:
+        ack = await js.publish(names.dlq_subject(pool), json.dumps(body).encode(), headers=headers)
+    except (APIError, nats.errors.Error) as exc:
+        raise BusError(f"recording refused message {refused.stream_seq} failed: {exc}") from exc
+    return ack.seq
 
 
 async def dead_letter(

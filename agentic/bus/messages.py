@@ -16,7 +16,8 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import APIError
 
-from agentic import names
+from agentic import names, redact
+from agentic.bus.signing import Signer
 from agentic.contracts import RunEvent, StepSpec, decode, encode
 from agentic.errors import BusError, MessageTooLargeError
 from agentic.settings import Settings
@@ -32,6 +33,7 @@ async def publish_step(
     *,
     max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     timeout: float | None = None,
+    signer: Signer | None = None,
 ) -> PubAck:
     """Publish one step attempt to its pool's work queue.
 
@@ -40,6 +42,7 @@ async def publish_step(
         spec: the step attempt; its ``pool`` picks the subject.
         max_bytes: payload limit (pass ``settings.max_message_bytes``).
         timeout: how long to wait for the stream's acknowledgement (nats-py's default if None).
+        signer: signs the payload (the coordinator's key): workers run only signed steps.
 
     Returns:
         The stream's acknowledgement; ``ack.duplicate`` is true when the same attempt was
@@ -49,9 +52,11 @@ async def publish_step(
         MessageTooLargeError: the encoded spec exceeds ``max_bytes``; nothing was published.
         BusError: JetStream did not store the message.
     """
-    payload = encode(spec)
+    payload = redact.current().bytes(encode(spec))
     _check_size(payload, max_bytes, "StepSpec", run_id=spec.run_id, step_id=spec.step_id)
     headers = {names.MSG_ID_HEADER: names.step_msg_id(spec.run_id, spec.step_id, spec.attempt)}
+    if signer is not None:
+        headers |= signer.headers(payload)
     return await _publish(
         js,
         names.steps_subject(spec.pool),
@@ -76,7 +81,7 @@ async def publish_event(
         MessageTooLargeError: the encoded event exceeds ``max_bytes``; nothing was published.
         BusError: JetStream did not store the message.
     """
-    payload = encode(event)
+    payload = redact.current().bytes(encode(event))
     _check_size(payload, max_bytes, "RunEvent", run_id=event.run_id, step_id=event.step_id)
     return await _publish(
         js,

@@ -24,7 +24,7 @@ import nats.errors
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
-from agentic import names
+from agentic import names, redact
 from agentic.contracts import EventType, RunEvent, encode
 from agentic.errors import BusError, MessageTooLargeError
 
@@ -172,7 +172,7 @@ class RunTimeline:
             self._last.popitem(last=False)
 
     def _checked(self, event: RunEvent) -> bytes:
-        payload = encode(event)
+        payload = redact.current().bytes(encode(event))
         if len(payload) > self._max_bytes:
             raise MessageTooLargeError(
                 f"event {event.type} of run {event.run_id!r} is {len(payload)} bytes, over the "

@@ -24,6 +24,7 @@ def _root() -> None:
 def _register() -> None:
     # Each module adds its commands to `app` on import. Keep one import per command group.
     from agentic.cli import (
+        commands_credentials,  # noqa: F401
         commands_inspect,  # noqa: F401
         commands_replay,  # noqa: F401
         commands_run,  # noqa: F401
@@ -37,5 +38,21 @@ def _register() -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    _secrets_masked()
     _register()
     app()
+
+
+def _secrets_masked() -> None:
+    """Mask this process's credential-like variables in everything it logs or prints.
+
+    Log records go through a handler of our own (the same ``message`` lines Python's
+    fallback handler prints), which masks them; a service command reconfigures it.
+    """
+    import logging
+
+    from agentic import redact
+
+    redact.protect_environment()
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)
+    redact.install_log_filter()

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from rich.console import Console
 
+from agentic import redact
 from agentic.contracts.base import first_error
 from agentic.errors import ConfigError
 from agentic.settings import Settings, get_settings
@@ -27,7 +28,8 @@ def print_error(message: str) -> None:
     # A console per call sees the current stderr and colour variables (tests swap both).
     console = Console(stderr=True)
     # Messages hold field paths like `tasks[0]`, which rich would take for markup.
-    console.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+    shown = redact.current().text(message)
+    console.print(f"error: {shown}", style="red", markup=False, highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager

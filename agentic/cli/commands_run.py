@@ -6,6 +6,7 @@ module, and `agentic execute-step` (one per step) must not pay for the catalog o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -15,7 +16,7 @@ from agentic.cli._common import EXIT_FAILED, EXIT_OK, config_errors, load_settin
 
 if TYPE_CHECKING:
     from agentic.catalog import Catalog
-    from agentic.contracts import RunRecord, RunRequest
+    from agentic.contracts import RunEvent, RunRecord, RunRequest
     from agentic.settings import Settings
 
 WorkflowArg = Annotated[
@@ -155,7 +156,7 @@ def _run_and_report(
             record = run_to_completion(
                 request,
                 settings,
-                progress.on_event,
+                masked(progress.on_event),
                 catalog=catalog,
                 store=store,
                 on_start=progress.start,
@@ -174,6 +175,17 @@ def _run_and_report(
     else:
         print_run_outcome(out, detail, err=err)
     return EXIT_OK if record.status == "succeeded" else EXIT_FAILED
+
+
+def masked(on_event: Callable[[RunEvent], None]) -> Callable[[RunEvent], None]:
+    """``on_event`` fed events whose data has secret values masked (an in-process run's
+    events never pass through the store or the bus, which mask them)."""
+    from agentic import redact
+
+    def forward(event: RunEvent) -> None:
+        on_event(event.model_copy(update={"data": redact.current().data(event.data)}))
+
+    return forward
 
 
 def _not_finished(record: RunRecord) -> int:

@@ -28,7 +28,7 @@ def coordinator(check: bool = typer.Option(False, "--check", help=CHECK_HELP)) -
     """Run the coordinator: answers submits and cancels, and drives every nats run."""
     settings = load_settings()
     if check:
-        raise typer.Exit(_check(settings))
+        raise typer.Exit(_check(settings, identity="coordinator"))
     from services.coordinator import CoordinatorService
     from services.lifecycle import configure_logging, serve
 
@@ -47,7 +47,7 @@ def worker(
     """Run a worker: pulls steps of one pool from NATS and runs them."""
     settings = load_settings()
     if check:
-        raise typer.Exit(_check(settings, pool=pool))
+        raise typer.Exit(_check(settings, pool=pool, identity=f"worker-{pool}"))
     from services.lifecycle import configure_logging, serve
     from services.worker import WorkerService
 
@@ -69,10 +69,10 @@ def _serve(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
         return EXIT_FAILED
 
 
-def _check(settings: Settings, *, pool: str | None = None) -> int:
+def _check(settings: Settings, *, pool: str | None = None, identity: str) -> int:
     from services.health import problems
 
-    found = asyncio.run(problems(settings, pool=pool))
+    found = asyncio.run(problems(settings, pool=pool, identity=identity))
     for problem in found:
         print_error(problem)
     if found:

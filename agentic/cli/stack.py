@@ -42,6 +42,7 @@ from agentic.settings import Settings
 
 if TYPE_CHECKING:
     from agentic.bus.embedded import EmbeddedNats
+    from agentic.cli.local_auth import StackCredentials
 
 log = logging.getLogger(__name__)
 
@@ -92,24 +93,40 @@ def embedded_stack(settings: Settings) -> Iterator[Settings]:
         BusError: nats-server did not start.
     """
     from agentic.bus.embedded import EmbeddedNats
+    from agentic.cli.local_auth import StackCredentials
 
-    with EmbeddedNats.from_settings(settings, terminate_with_parent=True) as server:
-        local = settings.model_copy(update={"nats_url": server.url})
-        quiet_services(settings)
-        with ServiceThread(local):
-            yield local
+    credentials = StackCredentials()
+    try:
+        with EmbeddedNats.from_settings(
+            settings, terminate_with_parent=True, config_file=credentials.server_conf
+        ) as server:
+            local = settings.model_copy(update={"nats_url": server.url})
+            quiet_services(settings)
+            coordinator = credentials.settings_for(local, "coordinator")
+            with ServiceThread(coordinator, credentials.settings_for(local, "worker")):
+                yield credentials.client_settings(local)
+    finally:
+        credentials.close()
 
 
 class ServiceThread:
     """A :class:`CoordinatorService` and a :class:`WorkerService` on a background loop.
 
     Args:
-        settings: The services' settings (``nats_url`` set).
+        settings: The coordinator's settings (``nats_url`` set).
+        worker_settings: The worker's (default: the coordinator's).
         concurrency: The worker's slots.
     """
 
-    def __init__(self, settings: Settings, *, concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        worker_settings: Settings | None = None,
+        *,
+        concurrency: int = 1,
+    ) -> None:
         self._settings = settings
+        self._worker_settings = worker_settings or settings
         self._concurrency = concurrency
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -176,7 +193,9 @@ class ServiceThread:
             # while the worker starts its step process (CrewAI's import, seconds).
             self._ready.set()
             worker = WorkerService(
-                self._settings, concurrency=self._concurrency, grace_s=EMBEDDED_WORKER_GRACE_S
+                self._worker_settings,
+                concurrency=self._concurrency,
+                grace_s=EMBEDDED_WORKER_GRACE_S,
             )
             async with worker:
                 working = asyncio.create_task(worker.run())
@@ -240,6 +259,11 @@ class ProcessStack:
         data_dir: JetStream directory (kept: runs survive a restart of the stack).
         concurrency: Slots of each worker.
         env: Extra environment variables of the children.
+        secure: Fresh credentials per start: nats-server lets in only the stack's own
+            identities (:mod:`agentic.cli.local_auth`), and the client credential is left
+            for this user (:attr:`client_credential`). ``False`` only for comparisons
+            (``benchmarks/``): anyone on this machine could then use the stack.
+        service_command: How a service process is started (``agentic`` by default).
     """
 
     settings: Settings
@@ -248,8 +272,12 @@ class ProcessStack:
     data_dir: str | Path = ".agentic/nats"
     concurrency: int = 1
     env: dict[str, str] = field(default_factory=dict)
+    secure: bool = True
+    service_command: tuple[str, ...] = (sys.executable, "-m", "agentic")
     server: EmbeddedNats | None = None
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    credentials: StackCredentials | None = None
+    client_credential: Path | None = None
 
     def start(self) -> None:
         """Start everything; return once the coordinator answers on ``agentic.runs.submit``.
@@ -258,17 +286,22 @@ class ProcessStack:
             BusError: nats-server or the coordinator did not start (the stack is stopped).
         """
         from agentic.bus.embedded import EmbeddedNats
+        from agentic.cli.local_auth import StackCredentials
 
         if self.port:
             _check_port_free(self.port)
+        if self.secure:
+            self.credentials = StackCredentials()
         self.server = EmbeddedNats(
             store_dir=self.data_dir,
             port=self.port or None,  # 0: any free ports
             monitor_port=free_port() if self.port else None,
             terminate_with_parent=True,
+            config_file=self.credentials.server_conf if self.credentials else None,
         )
-        self.server.start()
         try:
+            self.server.start()
+            self._leave_client_credential()
             self.children["coordinator"] = self._spawn("coordinator")
             for i in range(1, self.workers + 1):
                 self.children[f"worker-{i}"] = self._spawn(
@@ -285,9 +318,25 @@ class ProcessStack:
         assert self.server is not None, "the stack is not started"
         return self.server.url
 
-    def child_env(self) -> dict[str, str]:
-        """The children's environment: ours, pointed at the embedded server."""
-        return {**os.environ, **self.env, "AGENTIC_NATS_URL": self.url}
+    def child_env(self, role: str = "client") -> dict[str, str]:
+        """The environment of a child of ``role``: ours, pointed at the embedded server, with
+        that role's credentials."""
+        env = {**os.environ, **self.env, "AGENTIC_NATS_URL": self.url}
+        if self.credentials is not None:
+            if role == "client":
+                env["AGENTIC_NATS_NKEY_SEED_FILE"] = str(self.credentials.client_seed)
+            else:
+                env.update(self.credentials.env_for(role))
+        return env
+
+    def _leave_client_credential(self) -> None:
+        """Put the client seed where this user's clients look for it (no flag needed)."""
+        if self.credentials is None:
+            return
+        from agentic.bus.credentials import leave_client_credential
+
+        seed = self.credentials.client_seed.read_bytes()
+        self.client_credential = leave_client_credential(self.settings, self.url, seed)
 
     def _spawn(self, command: str, *args: str) -> subprocess.Popen[bytes]:
         from agentic.bus.embedded import parent_death_signal
@@ -295,8 +344,8 @@ class ProcessStack:
         # Own process groups: a Ctrl-C in the terminal reaches only `agentic up`, which then
         # stops the children in order (workers drain before the coordinator goes).
         return subprocess.Popen(
-            [sys.executable, "-m", "agentic", command, *args],
-            env=self.child_env(),
+            [*self.service_command, command, *args],
+            env=self.child_env(command),
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             # Dies with `agentic up`, even when it is killed with SIGKILL (then SIGTERM drains).
@@ -331,6 +380,14 @@ class ProcessStack:
         self.children.clear()
         if self.server is not None:
             self.server.stop()
+        if self.client_credential is not None:
+            from agentic.bus.credentials import remove_credential
+
+            remove_credential(self.client_credential)
+            self.client_credential = None
+        if self.credentials is not None:
+            self.credentials.close()
+            self.credentials = None
 
 
 def _terminate_all(procs: list[subprocess.Popen[bytes]], grace_s: float) -> None:

@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Mapping
 
+from agentic import redact
 from agentic.contracts import Artifact, StepResult, StepSpec, Timing, Usage, utcnow
 from agentic.runtime.agents import build_agent, build_crew, build_task, kickoff, provider_from
 from agentic.runtime.artifacts import ArtifactSink, save_artifacts
@@ -67,6 +68,7 @@ def execute_step(
         failed one whose ``error`` says whether another attempt can help.
     """
     env = os.environ if env is None else env
+    redact.protect_entries([spec.agent_provider, *(m.resolved for m in spec.mcp_providers)], env)
     started = utcnow()
     try:
         output, usage = run_mini_crew(spec, env)

@@ -12,15 +12,15 @@ import logging
 import posixpath
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 from fsspec import AbstractFileSystem
 from pydantic import BaseModel
 
-from agentic import names
+from agentic import names, redact
 from agentic.contracts import Artifact, RunRecord, StepResult, StepSpec, decode, encode
-from agentic.errors import DecodeError, StoreError, UnknownRunError
+from agentic.errors import DecodeError, DocumentTooLargeError, StoreError, UnknownRunError
 from agentic.ids import check_id, is_safe_id
 from agentic.store.base import Writer
 
@@ -190,7 +190,7 @@ class RunStore:
         Returns:
             ``(committed, by_this_call)``: the result now committed, and whether it is ours.
         """
-        data = encode(result)
+        data = redact.current().bytes(encode(result))
         attempt = names.attempt_json(result.run_id, result.step_id, result.attempt)
         self._write_doc(attempt, data)
         path = names.result_json(result.run_id, result.step_id)
@@ -259,6 +259,32 @@ class RunStore:
             data = self.read_artifact(src_run_id, step_id, rel)
             self._write_bytes(names.artifact_path(dst_run_id, step_id, rel), data)
         return copied
+
+    # --- coordinators' public keys --------------------------------------------------------
+
+    def publish_signer(self, public_key: str, info: Mapping[str, Any]) -> None:
+        """Record a coordinator's step-signing *public* key (``keys/<key>.json``).
+
+        Workers that have no configured keys trust the keys recorded here
+        (:mod:`agentic.bus.signing`); a seed never goes into the store.
+        """
+        self._write_doc(names.signer_json(public_key), json.dumps(dict(info)).encode())
+
+    def signers(self) -> list[str]:
+        """The public keys coordinators recorded with :meth:`publish_signer`."""
+        found = self._list(names.KEYS_DIR, dirs=False)
+        return [name.removesuffix(".json") for name in found if name.endswith(".json")]
+
+    def signer_info(self, public_key: str) -> dict[str, Any] | None:
+        """What :meth:`publish_signer` recorded about ``public_key``, or None."""
+        doc = self.read_json(names.signer_json(public_key))
+        return doc if isinstance(doc, dict) else None
+
+    def forget_signer(self, public_key: str) -> None:
+        """Remove a recorded key (an old coordinator's): its signatures are refused from then."""
+        path = self._abs(names.signer_json(public_key))
+        with self._io("delete", path), suppress(FileNotFoundError):
+            self.fs.rm_file(path)
 
     # --- small documents ---------------------------------------------------------------
 
@@ -348,13 +374,16 @@ class RunStore:
 
     def _write_doc(self, rel: str, data: bytes, *, exclusive: bool = False) -> bool:
         if len(data) > self.max_doc_bytes:
-            raise StoreError(
+            raise DocumentTooLargeError(
                 f"{self._url(self._abs(rel))}: document of {len(data)} bytes exceeds the limit "
                 f"of {self.max_doc_bytes} bytes (setting AGENTIC_MAX_MESSAGE_BYTES)"
             )
         return self._write_bytes(rel, data, exclusive=exclusive)
 
     def _write_bytes(self, rel: str, data: bytes, *, exclusive: bool = False) -> bool:
+        """Write ``data`` at ``rel``, secret values masked (:mod:`agentic.redact`): whatever
+        a step, a model or a user put in it, no credential of this process lands here."""
+        data = redact.current().bytes(data)
         path = self._abs(rel)
         with self._io("write", path):
             if exclusive:

@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 from nats.aio.msg import Msg
 
 from agentic import names
-from agentic.contracts import RunEvent, RunRecord, StepSpec, decode
+from agentic.bus.signing import Verifier
+from agentic.contracts import RunEvent, RunRecord, StepSpec, decode, utcnow
 from agentic.errors import AgenticError, ConfigError, DecodeError, UnknownRunError
 from agentic.ids import check_id
-from agentic.materialize import materialize
 from agentic.settings import Settings
 from agentic.submit import mark_cancelled
 from services.coordinator.dead_letters import dead_letter_message
 from services.coordinator.effects import Deps
-from services.coordinator.intake import WORKERS_ENV, Intake, parse_request
+from services.coordinator.intake import Intake, parse_request
 from services.coordinator.restore import reusable_results, stored_progress, unfinished_runs
 from services.coordinator.runs import RunDriver
 from services.lifecycle import persist
@@ -51,8 +51,12 @@ class Control:
         self._settings = settings
         self.deps = dataclasses.replace(deps, finished=self._forget)
         self._runs: dict[str, RunDriver] = {}
+        # Run ids being created or started right now (outside the lock: see submit()).
+        self._claimed: set[str] = set()
         self._registry = asyncio.Lock()
         self._intake = Intake(settings)
+        # Whose signatures count: the keys coordinators published in the store (its own too).
+        self.verifier = Verifier(self.store.signers)
 
     @property
     def store(self) -> RunStore:
@@ -84,25 +88,32 @@ class Control:
     async def submit(self, raw: bytes) -> dict[str, Any]:
         """Answer a submit request: start the run unless its id is known.
 
+        The registry lock is held only to look up and claim a run id, never across store
+        I/O (which may wait out an outage): one slow submit holds up no other.
+
         Raises:
             AgenticError: the request cannot become a run (the reply's ``error``).
         """
-        request = parse_request(raw, max_bytes=self._settings.max_message_bytes)
+        request = parse_request(raw, settings=self._settings)
         if request.run_id is not None and await self._adopt(request.run_id):
             return {"run_id": request.run_id}
-        record = await self._intake.prepare(request)
+        record = await self._intake.prepare(request, store_url=self.store.url)
         if record.is_terminal:  # a goal the planner could not plan: stored as a failed run
             await self._publish(record.run_id, record.status, {"error": record.error or ""})
             return {"run_id": record.run_id}
         # Created ``running``: the driver need not write it again, and a restart continues
         # the run even if this process dies before the run's first step is out.
         record = record.model_copy(update={"status": "running"})
-        async with self._registry:
+        if not await self._claim(record.run_id):
+            return {"run_id": record.run_id}  # a concurrent submit of the same id has it
+        try:
             created = await self._io("creating the run", self.store.create_run, record)
             driver = await self._driver_or_fail(record) if created else None
             if driver is not None:
                 self._runs[record.run_id] = driver
-        if not created:  # a concurrent submit of the same id won
+        finally:
+            self._claimed.discard(record.run_id)
+        if not created:  # submitted meanwhile by a client that wrote run.json itself
             await self._adopt(record.run_id)
         elif driver is None:
             raise ConfigError(f"run {record.run_id!r} could not start: see its run.json")
@@ -112,39 +123,50 @@ class Control:
             )
         return {"run_id": record.run_id}
 
+    async def _claim(self, run_id: str) -> bool:
+        """Reserve ``run_id`` for the caller; False when it is driven or being started."""
+        async with self._registry:
+            if run_id in self._runs or run_id in self._claimed:
+                return False
+            self._claimed.add(run_id)
+            return True
+
     async def _adopt(self, run_id: str) -> bool:
         """True when ``run_id`` exists; a ``pending`` nats run is started now."""
         async with self._registry:
-            if run_id in self._runs:
+            if run_id in self._runs or run_id in self._claimed:
                 return True
-            record = await self._io("reading run.json", _read_or_none, self.store, run_id)
-            if record is None:
-                return False
-            if record.status != "pending" or record.backend != "nats":
-                return True
+        record = await self._io("reading run.json", _read_or_none, self.store, run_id)
+        if record is None:
+            return False
+        if record.status != "pending" or record.backend != "nats":
+            return True
+        if not await self._claim(run_id):
+            return True
+        try:
             driver = await self._driver_or_fail(record)
-            if driver is None:
-                return True
-            self._runs[run_id] = driver
-        await driver.start(await self._io("reading results", reusable_results, self.store, record))
+            if driver is not None:
+                self._runs[run_id] = driver
+        finally:
+            self._claimed.discard(run_id)
+        if driver is not None:
+            results = await self._io("reading results", reusable_results, self.store, record)
+            await driver.start(results)
         return True
 
     async def _driver_or_fail(self, record: RunRecord) -> RunDriver | None:
-        """A driver for ``record``, or None after recording why the run cannot run."""
+        """A driver for ``record``, or None after recording why the run cannot run.
+
+        A record found in the store (a client wrote it before submitting) passes the same
+        checks as a submitted request: its providers must be the catalog's.
+        """
         try:
-            if record.workflow is None:
-                raise ConfigError(f"run {record.run_id!r} has no resolved workflow")
-            specs = materialize(
-                record.workflow,
-                run_id=record.run_id,
-                inputs=record.inputs,
-                store_url=self.store.url,
-                settings=self._settings,
-                env=WORKERS_ENV,
-            )
+            specs = await asyncio.to_thread(self._intake.admit, record, store_url=self.store.url)
         except AgenticError as exc:
             log.error("run %s cannot run: %s", record.run_id, exc)
-            failed = record.model_copy(update={"status": "failed", "error": str(exc)})
+            failed = record.model_copy(
+                update={"status": "failed", "error": str(exc), "finished_at": utcnow()}
+            )
             await self._io("writing run.json", self.store.write_run, failed)
             await self._publish(record.run_id, "failed", {"error": str(exc)})
             return None
@@ -158,7 +180,7 @@ class Control:
         Raises:
             AgenticError: a malformed request, or a run this coordinator does not know.
         """
-        run_id, reason = _parse_cancel(raw, self._settings.max_message_bytes)
+        run_id, reason = _parse_cancel(raw, self._settings.max_request_bytes)
         driver = self._runs.get(run_id)
         if driver is not None:
             await driver.cancel(reason)
@@ -186,7 +208,9 @@ class Control:
             if names.event_type_from_subject(msg.subject) not in STEP_EVENTS:
                 return
             event = decode(RunEvent, msg.data)
-        except (ValueError, DecodeError) as exc:
+            if names.events_subject(event.run_id, event.type) != msg.subject:
+                raise ValueError(f"a {event.type} event of run {event.run_id!r}")
+        except (ValueError, AgenticError) as exc:
             log.warning("skipping event on %s: %s", msg.subject, exc)
             return
         self.deps.timeline.observe(event, msg.metadata.sequence.stream)
@@ -197,6 +221,14 @@ class Control:
             await driver.on_step_event(event)
         except Exception:  # one run's failure must not stop the others
             log.exception("run %s: handling %s failed", event.run_id, event.type)
+
+    async def on_refused(self, seq: int, reason: str) -> bool:
+        """A worker refused step message ``seq``; True when it was one of this coordinator's
+        runs' messages (whose step then fails)."""
+        for driver in list(self._runs.values()):
+            if await driver.on_refused(seq, reason):
+                return True
+        return False
 
     async def dead_letter(self, spec: StepSpec, deliveries: int) -> str:
         """Fail the step whose message ran out of deliveries; returns the reason."""

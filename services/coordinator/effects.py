@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from agentic import names
 from agentic.backends.outcome import attempt_outcome, failed_attempt
 from agentic.bus import publish_step
+from agentic.bus.signing import Signer
 from agentic.bus.timeline import RunTimeline
 from agentic.contracts import RunRecord, StepError, StepSpec
 from agentic.coordinator import Emit
@@ -52,6 +53,7 @@ class Deps:
     ensure_pool: Callable[[str], Awaitable[None]]
     spawn: Callable[[Coroutine[Any, Any, Any]], None]
     finished: Callable[[str], None]
+    signer: Signer
     inline_reads: bool = False
     # Whether this coordinator surely still holds the leader's lease (timers act only then).
     leading: Callable[[], bool] = lambda: True
@@ -68,6 +70,10 @@ class RunEffects:
     def __init__(self, run_id: str, deps: Deps) -> None:
         self.run_id = run_id
         self.deps = deps
+        # Stream sequence of each step's latest queued message -> (step, attempt): a worker
+        # that refuses a message is known by that sequence only (the MSG_TERMINATED advisory).
+        self.queued: dict[int, tuple[str, int]] = {}
+        self._queued_seq: dict[str, int] = {}
 
     async def io(self, what: str, fn: Callable[..., T], *args: Any) -> T:
         """A blocking store call off the event loop, retried while the store is unreachable."""
@@ -144,26 +150,50 @@ class RunEffects:
         deps = self.deps
         try:
             await deps.ensure_pool(spec.pool)
-            await persist(
+            ack = await persist(
                 f"publishing step {spec.step_id} of run {spec.run_id}",
                 lambda: publish_step(
                     deps.js,
                     spec,
                     max_bytes=deps.settings.max_message_bytes,
                     timeout=PUBLISH_TIMEOUT_S,
+                    signer=deps.signer,
                 ),
                 stopping=deps.stopping,
             )
         except (MessageTooLargeError, ConfigError) as exc:
             return StepError(type=UNPUBLISHABLE_ERROR_TYPE, message=str(exc), retryable=False)
+        self._remember_queued(spec.step_id, spec.attempt, ack.seq)
+        await self._notify_queued(spec.pool)
         return None
+
+    def forget_queued(self, step_id: str) -> None:
+        """The step's message is no longer waiting (it started, or its step ended)."""
+        seq = self._queued_seq.pop(step_id, None)
+        if seq is not None:
+            self.queued.pop(seq, None)
+
+    def _remember_queued(self, step_id: str, attempt: int, seq: int) -> None:
+        self.forget_queued(step_id)
+        self._queued_seq[step_id] = seq
+        self.queued[seq] = (step_id, attempt)
+
+    async def _notify_queued(self, pool: str) -> None:
+        """Tell scalers a step of ``pool`` is queued (core NATS, no payload, best effort)."""
+        try:
+            await self.deps.nc.publish(names.queued_subject(pool), b"")
+        except Exception as exc:  # best effort: scalers also poll the consumer
+            log.debug("queued-work notice for pool %s not sent: %s", pool, exc)
 
     async def send_kill(self, step_id: str, attempt: int) -> None:
         """Ask the worker running ``attempt`` of ``step_id`` to kill it (best effort)."""
         notice = {"run_id": self.run_id, "step_id": step_id, "attempt": attempt}
+        payload = json.dumps(notice).encode()
         try:
             await self.deps.nc.publish(
-                names.terminate_subject(self.run_id), json.dumps(notice).encode()
+                names.terminate_subject(self.run_id),
+                payload,
+                headers=self.deps.signer.headers(payload),
             )
         except Exception as exc:  # best effort: workers also watch run.json
             log.warning("run %s: kill notice for %s not sent: %s", self.run_id, step_id, exc)

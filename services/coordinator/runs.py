@@ -40,8 +40,6 @@ from agentic.contracts import (
     StepResult,
     StepSpec,
     StepState,
-    decode,
-    encode,
     utcnow,
 )
 from agentic.coordinator import (
@@ -53,6 +51,7 @@ from agentic.coordinator import (
     ScheduleRetry,
     Terminate,
 )
+from agentic.materialize import SpecFactory
 from services.coordinator.dead_letters import DEAD_LETTER_ERROR_TYPE, dead_letter_message
 from services.coordinator.effects import Deps, RunEffects
 from services.coordinator.transitions import (
@@ -66,6 +65,7 @@ from services.lifecycle import persist
 log = logging.getLogger(__name__)
 
 TIMEOUT_MARGIN_S = 5.0
+REFUSED_ERROR_TYPE = "StepRefused"
 # How soon a timer that fired while the lease was in doubt fires again.
 NOT_LEADING_RECHECK_S = 1.0
 # How long run.json may lag behind a step that started (see RunDriver._execute).
@@ -77,14 +77,14 @@ class RunDriver:
 
     Args:
         record: The run as stored, with its resolved workflow.
-        specs: Attempt-1 specs of every step (``agentic.materialize.materialize``).
+        specs: Builds each step's attempt-1 spec when it is dispatched (the workflow holds
+            each provider once; specs are not kept).
         deps: The coordinator's connections, store and settings.
     """
 
-    def __init__(self, record: RunRecord, specs: list[StepSpec], deps: Deps) -> None:
+    def __init__(self, record: RunRecord, specs: SpecFactory, deps: Deps) -> None:
         self.record = record
-        # Kept encoded: a third of the memory of the models, for runs that wait long.
-        self._specs = {spec.step_id: encode(spec) for spec in specs}
+        self._factory = specs
         self._unwritten: list[StepSpec] = []
         self._deps = deps
         self._effects = RunEffects(record.run_id, deps)
@@ -180,12 +180,23 @@ class RunDriver:
     # --- events -----------------------------------------------------------------------
 
     async def on_step_event(self, event: RunEvent) -> None:
-        """A worker reported ``step_started``, ``step_succeeded`` or ``step_failed``."""
+        """A worker reported ``step_started``, ``step_succeeded`` or ``step_failed``.
+
+        An event counts only for an attempt this run dispatched, and an outcome only when the
+        store holds it for that very attempt (the event only says where to look): a forged
+        or stale event changes nothing and is logged.
+        """
         if event.step_id is None or event.attempt is None:
             return
         async with self._lock:
             current = self._step(event.step_id)
             if self.finished or current is None:
+                return
+            if not 1 <= event.attempt <= current.attempt:
+                log.warning(
+                    "run %s: ignoring %s of step %s attempt %d: not an attempt dispatched",
+                    self.run_id, event.type, event.step_id, event.attempt,
+                )  # fmt: skip
                 return
             if event.type == "step_started":
                 await self._on_started(current, event.attempt)
@@ -198,10 +209,33 @@ class RunDriver:
                 event.step_id,
                 event.attempt,
             )
-            if outcome is None:
-                log.warning("run %s: %s event without a stored attempt", self.run_id, event.type)
+            if outcome is None or outcome.attempt != event.attempt:
+                log.warning(
+                    "run %s: ignoring %s of step %s attempt %d: the store holds no result of "
+                    "that attempt", self.run_id, event.type, event.step_id, event.attempt,
+                )  # fmt: skip
                 return
             await self._apply(current, outcome)
+
+    async def on_refused(self, seq: int, reason: str) -> bool:
+        """A worker refused the step message at stream sequence ``seq`` (``+TERM``).
+
+        Returns:
+            True when ``seq`` is a message of this run; its step, if the refused attempt is
+            still current, fails (not retryable: another worker would refuse it alike).
+        """
+        found = self._effects.queued.get(seq)
+        if found is None:
+            return False
+        step_id, attempt = found
+        async with self._lock:
+            current = self._step(step_id)
+            if self.finished or current is None or not is_current(current, attempt):
+                return True
+            message = f"a worker refused step {step_id!r} attempt {attempt}: {reason}"
+            error = StepError(type=REFUSED_ERROR_TYPE, message=message, retryable=False)
+            await self._fail_step(step_id, attempt, error)
+        return True
 
     async def on_timeout(self, step_id: str, attempt: int) -> None:
         """The coordinator's timer of a running attempt ran out."""
@@ -289,6 +323,7 @@ class RunDriver:
 
     async def _apply(self, current: StepState, outcome: StepResult) -> None:
         step_id = current.step_id
+        self._effects.forget_queued(step_id)
         if outcome.status == "succeeded":
             # Whichever attempt committed it, the step is done: the store is the truth.
             self._disarm(step_id)
@@ -306,6 +341,7 @@ class RunDriver:
     async def _fail_step(self, step_id: str, attempt: int, error: StepError) -> None:
         """Fail an attempt the coordinator saw fail (no worker reported it)."""
         self._disarm(step_id)
+        self._effects.forget_queued(step_id)
         await self._effects.record_failure(step_id, attempt, error)
         commands = self._machine.on_step_failed(step_id, attempt, error)
         # The machine marks step_failed as the worker's word; here nobody else publishes it.
@@ -368,7 +404,7 @@ class RunDriver:
     def _spec_of(self, command: Dispatch) -> StepSpec:
         """The spec of the attempt ``command`` dispatches (written with the snapshot)."""
         self._timeouts_s[command.step_id] = command.timeout_s
-        base = decode(StepSpec, self._specs[command.step_id])
+        base = self._factory.spec(command.step_id)
         spec = dispatched_spec(base, command, self._deps.settings)
         self._unwritten.append(spec)
         return spec

@@ -40,16 +40,20 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from agentic import names
+from agentic import names, redact
 from agentic.bus import PullFeed, connect, ensure_consumer, provision, workers_consumer_config
 from agentic.bus.coordination import provision_coordinator
 from agentic.bus.lease import Lease
+from agentic.bus.signing import Signer
 from agentic.bus.timeline import RunTimeline
 from agentic.errors import AgenticError
+from agentic.redact import mask_url
 from agentic.settings import Settings
 from services.coordinator.control import Control
 from services.coordinator.dead_letters import handle_advisory
 from services.coordinator.effects import Deps
+from services.coordinator.keys import keep_published, publish_signer
+from services.health import Heartbeat, heartbeat_path
 from services.lifecycle import persist, reads_inline
 
 if TYPE_CHECKING:
@@ -86,6 +90,9 @@ class CoordinatorService:
         self._nc: Any = None
         self._lease: Lease | None = None
         self._lease_lost = False
+        self._signer = _signer(settings)
+        self._heartbeat = Heartbeat(heartbeat_path(settings))
+        self._beating: asyncio.Task[None] | None = None
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -95,7 +102,8 @@ class CoordinatorService:
             from agentic.store import open_store
 
             self._store = await asyncio.to_thread(open_store, settings.run_store_url)
-        self._nc = await connect(settings, name="agentic-coordinator")
+        self._beating = asyncio.create_task(self._heartbeat.run(self._stopping))
+        self._nc = await connect(settings, name="agentic-coordinator", identity="coordinator")
         try:
             js = self._nc.jetstream()
             provisioned = await provision(js, settings)
@@ -112,6 +120,13 @@ class CoordinatorService:
             if self._lease is None:  # stopped while on standby
                 return self
             log.warning("coordinator %r leads", identity)
+            await publish_signer(
+                self.store,
+                self._signer,
+                identity,
+                stopping=self._stopping,
+                max_age_s=settings.events_max_age_s,
+            )
             self._control = Control(settings, self._deps(js))
             await self._control.restore()
             await self._subscribe()
@@ -137,6 +152,15 @@ class CoordinatorService:
         # still handles what it holds.
         drained = asyncio.Event()
         keeper = asyncio.create_task(self._keep_lease(self._lease, drained))
+        republisher = asyncio.create_task(
+            keep_published(
+                self.store,
+                self._signer,
+                self._lease.identity,
+                stopping=self._stopping,
+                max_age_s=self.settings.events_max_age_s,
+            )
+        )
         loops = [
             asyncio.create_task(
                 self._consume(
@@ -156,7 +180,9 @@ class CoordinatorService:
             ),
         ]
         log.warning(
-            "coordinator ready (NATS %s, store %s)", self._nc.connected_url.netloc, self.store.url
+            "coordinator ready (NATS %s, store %s)",
+            mask_url(self._nc.connected_url.geturl()),
+            mask_url(self.store.url),
         )
         await self._stopping.wait()
         log.warning("coordinator stopping")
@@ -174,6 +200,7 @@ class CoordinatorService:
                 log.error("coordinator task failed: %r", task.exception())
         drained.set()
         await keeper
+        republisher.cancel()
         if self._lease_lost:
             return 1
         await self._lease.release()
@@ -207,6 +234,10 @@ class CoordinatorService:
         return self._store
 
     async def _close(self) -> None:
+        self._stopping.set()  # ends the heartbeat, whose file goes with it
+        if self._beating is not None:
+            with contextlib.suppress(Exception):
+                await self._beating
         if self._control is not None:
             self._control.close()
         for task in list(self._tasks):
@@ -229,6 +260,7 @@ class CoordinatorService:
             finished=lambda run_id: None,
             inline_reads=reads_inline(self.store),
             leading=lambda: self._lease is not None and self._lease.valid(),
+            signer=self._signer,
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -307,6 +339,7 @@ class CoordinatorService:
         await feed.start()
         try:
             while not self._stopping.is_set():
+                self._heartbeat.turn(durable)
                 try:
                     msg = await feed.next(timeout=FETCH_TIMEOUT_S)
                 except nats.errors.Error as exc:  # disconnected: nats-py reconnects on its own
@@ -316,6 +349,7 @@ class CoordinatorService:
                 if msg is not None:
                     await handle(msg)
         finally:
+            self._heartbeat.forget(durable)
             await feed.stop()  # what it held unhandled goes to the next coordinator at once
 
     async def _on_event(self, msg: Msg) -> None:
@@ -338,6 +372,13 @@ class CoordinatorService:
                 await msg.ack()
 
 
+def _signer(settings: Settings) -> Signer:
+    """The key that signs this coordinator's steps: the configured one, or a fresh one."""
+    if settings.step_signing_seed_file:
+        return Signer.from_file(settings.step_signing_seed_file)
+    return Signer.generate()
+
+
 async def _find(js: JetStreamContext, stream: str, durable: str) -> None:
     try:
         await js.consumer_info(stream, durable)
@@ -352,10 +393,10 @@ async def _respond(msg: Msg, answer: Callable[[], Awaitable[dict[str, Any]]]) ->
     try:
         reply = await answer()
     except AgenticError as exc:
-        reply = {"error": str(exc)}
+        reply = {"error": redact.current().text(str(exc))}
     except Exception as exc:  # any other failure is ours: log it, tell the client, keep going
         log.exception("request on %s failed", msg.subject)
-        reply = {"error": f"internal error: {type(exc).__name__}: {exc}"}
+        reply = {"error": redact.current().text(f"internal error: {type(exc).__name__}: {exc}")}
     if not msg.reply:
         return
     try:

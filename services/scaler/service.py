@@ -13,9 +13,10 @@ Jobs, and creates Jobs running ``agentic worker --burst --pool P`` up to
 a reason to start the maximum. Finished worker Jobs are deleted (Foreground, so their pods
 go too), except the last few failed ones, kept for ``kubectl logs``.
 
-To react faster than the poll, it also subscribes (core NATS) to ``agentic.steps.<pool>``:
-a new step message wakes an early round of the same rule, so a Job is usually created one
-NATS round trip and one API call after the step was published. Rounds are at least
+To react faster than the poll, it also subscribes (core NATS) to the coordinator's
+queued-work notices ``agentic.control.queued.<pool>`` (no payload: the scaler's NATS identity
+may not read steps): a notice wakes an early round of the same rule, so a Job is usually
+created one NATS round trip and one API call after the step was queued. Rounds are at least
 ``min_round_gap_s`` apart, so a flood of messages cannot flood the API server.
 
 On SIGTERM it stops creating Jobs and returns; the worker Jobs it started finish their burst.
@@ -110,10 +111,12 @@ class ScalerService:
         if self._api_client is None:
             self._api_client = await asyncio.to_thread(k8s_api.load_api_client)
         self._batch = client.BatchV1Api(self._api_client)
-        self._nc = await connect(self.settings, name=f"agentic-scaler-{self.pool}")
+        self._nc = await connect(
+            self.settings, name=f"agentic-scaler-{self.pool}", identity="scaler"
+        )
         if self._wake_on_publish:
             # Only a wake-up: the rule reads the consumer, never counts these messages.
-            await self._nc.subscribe(names.steps_subject(self.pool), cb=self._on_step)
+            await self._nc.subscribe(names.queued_subject(self.pool), cb=self._on_step)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -279,7 +282,9 @@ async def problems(settings: Settings, *, pool: str, api_client: Any = None) -> 
     """What keeps the scaler of ``pool`` from working (``agentic scaler --check``)."""
     found: list[str] = []
     try:
-        nc = await asyncio.wait_for(connect(settings, name="agentic-scaler-check"), 8.0)
+        nc = await asyncio.wait_for(
+            connect(settings, name="agentic-scaler-check", identity="scaler"), 8.0
+        )
     except (AgenticError, TimeoutError) as exc:
         found.append(str(exc) or "NATS did not answer in time")
     else:

@@ -18,6 +18,7 @@ within the grace period, then kills them and naks their messages for another wor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -32,11 +33,16 @@ from nats.js.errors import NotFoundError
 
 from agentic import names
 from agentic.bus import connect, heartbeat_interval, provision, pull_steps
+from agentic.bus.signing import SignatureError, Verifier
 from agentic.bus.timeline import RunTimeline
+from agentic.catalog import Catalog
+from agentic.catalog.trust import CatalogCache
 from agentic.contracts import StepResult, StepSpec
 from agentic.errors import BusError, ConfigError
+from agentic.redact import protect_entries
 from agentic.settings import Settings
 from services.lifecycle import persist, reads_inline
+from services.worker.gate import StepGate
 from services.worker.slot import Slot
 
 if TYPE_CHECKING:
@@ -48,6 +54,8 @@ T = TypeVar("T")
 
 DEFAULT_GRACE_S = 25.0
 KILL_WAIT_S = 10.0
+# How often a worker started before its coordinator looks for its consumer again.
+CONSUMER_WAIT_S = 1.0
 
 
 class WorkerContext:
@@ -61,18 +69,20 @@ class WorkerContext:
         burst: bool,
         js: JetStreamContext,
         stopping: asyncio.Event,
-        store: RunStore | None,
+        store: RunStore,
+        gate: StepGate,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.burst = burst
         self.js = js
         self.stopping = stopping
+        self.store = store
+        self.gate = gate
         self.heartbeat_s = heartbeat_interval(settings.step_ack_wait_s)
         self.timeline = RunTimeline(js, publisher="worker", max_bytes=settings.max_message_bytes)
-        self._stores: dict[str, RunStore] = {store.url: store} if store is not None else {}
         self._worker = {"host": socket.gethostname(), "pid": os.getpid()}
-        self._inline: dict[str, bool] = {}
+        self._inline = reads_inline(store)
 
     async def bind(self) -> JetStreamContext.PullSubscription:
         """A pull subscription of ``workers-<pool>`` (one per slot)."""
@@ -93,21 +103,10 @@ class WorkerContext:
             return False
         return info.num_pending == 0
 
-    async def store_for(self, url: str) -> RunStore:
-        """The run store a spec names (opened once per URL)."""
-        store = self._stores.get(url)
-        if store is None:
-            from agentic.store import open_store
-
-            store = self._stores[url] = await asyncio.to_thread(open_store, url)
-        return store
-
-    async def read(self, store: RunStore, fn: Callable[..., T], *args: Any) -> T:
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """A store read before a step starts: on the event loop for a local store (a
         page-cache read costs less than a thread hop), in a thread for a remote one."""
-        if store.url not in self._inline:
-            self._inline[store.url] = reads_inline(store)
-        if self._inline[store.url]:
+        if self._inline:
             return fn(*args)
         return await asyncio.to_thread(fn, *args)
 
@@ -165,7 +164,8 @@ class WorkerService:
         pool: The worker pool whose steps it runs.
         concurrency: Steps it runs at once (one step process each).
         burst: Return from :meth:`run` once the queue is empty.
-        store: The run store (default: the one each step's spec names).
+        store: The run store (default: ``settings.run_store_url``); a step naming another
+            is refused.
         grace_s: How long a stop lets running steps finish before killing them.
 
     Raises:
@@ -193,19 +193,32 @@ class WorkerService:
         self._stopping = asyncio.Event()
         self._slots: list[Slot] = []
         self._nc: Any = None
+        self._kill_notices: Verifier | None = None
 
     async def __aenter__(self) -> Self:
-        self._nc = await connect(self.settings, name=f"agentic-worker-{self.pool}")
+        settings = self.settings
+        if self._store is None:
+            from agentic.store import open_store
+
+            self._store = await asyncio.to_thread(open_store, settings.run_store_url)
+        catalog = CatalogCache(settings)
+        protect_entries(_catalog_entries(await catalog.aget()))
+        self._nc = await connect(
+            settings, name=f"agentic-worker-{self.pool}", identity=f"worker-{self.pool}"
+        )
         try:
             js = self._nc.jetstream()
             await self._ensure_consumer(js)
+            gate = StepGate(settings, self._store, catalog)
+            self._kill_notices = gate.verifier
             ctx = WorkerContext(
-                self.settings,
+                settings,
                 pool=self.pool,
                 burst=self.burst,
                 js=js,
                 stopping=self._stopping,
                 store=self._store,
+                gate=gate,
             )
             self._slots = [Slot(i, ctx) for i in range(self.concurrency)]
             await asyncio.gather(*(slot.start() for slot in self._slots))
@@ -271,20 +284,38 @@ class WorkerService:
                     task.cancel()
 
     async def _ensure_consumer(self, js: JetStreamContext) -> None:
-        """The coordinator creates ``workers-<pool>``; a worker started first creates it."""
-        try:
-            await js.consumer_info(names.STEPS_STREAM, names.workers_consumer(self.pool))
-        except NotFoundError:
-            await provision(js, self.settings, pools=[self.pool])
-        except nats.errors.Error as exc:
-            raise BusError(
-                f"reading consumer {names.workers_consumer(self.pool)} failed: {exc}", cause=exc
-            ) from exc
+        """The coordinator creates ``workers-<pool>``; a worker started first creates it
+        where it may, or waits for the coordinator (a worker's own NATS identity may not
+        create streams or consumers)."""
+        consumer = names.workers_consumer(self.pool)
+        announced = False
+        while not self._stopping.is_set():
+            try:
+                await js.consumer_info(names.STEPS_STREAM, consumer)
+                return
+            except NotFoundError:
+                pass
+            except nats.errors.Error as exc:
+                raise BusError(f"reading consumer {consumer} failed: {exc}", cause=exc) from exc
+            try:
+                await provision(js, self.settings, pools=[self.pool])
+                return
+            except BusError as exc:
+                if not announced:
+                    log.warning("waiting for the coordinator to create %s (%s)", consumer, exc)
+                    announced = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), CONSUMER_WAIT_S)
 
     async def _on_terminate(self, msg: Msg) -> None:
+        assert self._kill_notices is not None
         try:
+            self._kill_notices.verify(msg.data, msg.headers)
             notice = json.loads(msg.data)
             run_id = notice["run_id"]
+        except SignatureError as exc:
+            log.warning("ignoring a kill notice on %s: %s", msg.subject, exc)
+            return
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed kill notice on %s", msg.subject)
             return
@@ -310,3 +341,9 @@ async def _bind(js: JetStreamContext, pool: str) -> JetStreamContext.PullSubscri
         return await pull_steps(js, pool)
     except nats.errors.Error as exc:
         raise BusError(f"cannot bind {names.workers_consumer(pool)}: {exc}", cause=exc) from exc
+
+
+def _catalog_entries(catalog: Catalog) -> list[dict[str, Any]]:
+    """Every provider entry of ``catalog`` as a dict (the variables they name are secret)."""
+    entries: list[Any] = [*catalog.agent_providers.values(), *catalog.mcp_providers.values()]
+    return [entry.model_dump(mode="json", exclude_none=True) for entry in entries]

@@ -19,7 +19,9 @@ its run was cancelled or the attempt   killed, **term** (nothing to record)
 was terminated by the coordinator
 the worker is shutting down (SIGTERM)  killed after the grace period, **nak** at once
 an already committed step (duplicate)  its event published again, **ack**
-not a StepSpec                         **term**, reason logged
+refused: unsigned, not a StepSpec,     **term** with the reason (``+TERM agentic
+another store, a provider that is not  refused: …``): nothing written, nothing
+this worker's catalog entry            published (:mod:`services.worker.gate`)
 =====================================  ============================================
 
 The step starts before ``step_started`` is published (the event goes out while it runs).
@@ -41,10 +43,11 @@ from nats.aio.msg import Msg
 from agentic import names
 from agentic.backends.execute import record_attempt
 from agentic.backends.outcome import failed_attempt
-from agentic.bus import decode_spec, delivery_count, fetch_one, keep_in_progress
+from agentic.bus import delivery_count, fetch_one, keep_in_progress
 from agentic.contracts import TERMINAL_STATUSES, StepError, StepResult, StepSpec
 from agentic.coordinator import TIMEOUT_ERROR_TYPE
-from agentic.errors import AgenticError, DecodeError
+from agentic.errors import AgenticError
+from services.worker.gate import Refused, refuse
 from services.worker.runner import StepProcessError, StepRunner
 
 if TYPE_CHECKING:
@@ -133,13 +136,11 @@ class Slot:
     async def _handle(self, msg: Msg) -> None:
         ctx = self._ctx
         try:
-            spec = decode_spec(msg, max_bytes=ctx.settings.max_message_bytes)
-        except DecodeError as exc:
-            log.error("terminating a step message that is not a StepSpec: %s", exc)
-            await msg.term()
+            spec = await ctx.gate.admit(msg)
+        except Refused as exc:
+            await refuse(msg, exc.reason)
             return
-        store = await ctx.store_for(spec.store_url)
-        committed, run_over = await ctx.read(store, _what_is_stored, store, spec)
+        committed, run_over = await ctx.read(_what_is_stored, ctx.store, spec)
         if committed is not None:  # a duplicate delivery: say it again, run nothing
             await ctx.report(committed)
             await msg.ack()
@@ -255,8 +256,7 @@ class Slot:
                     outcome.detail,
                 )
             result = outcome.result or _timed_out(spec, outcome.detail)
-            store = await ctx.store_for(spec.store_url)
-            committed = await asyncio.to_thread(record_attempt, store, result)
+            committed = await asyncio.to_thread(record_attempt, ctx.store, result)
             await ctx.report(committed if committed.status == "succeeded" else result)
             await msg.ack()
         elif outcome.kind == "crashed":
@@ -276,8 +276,7 @@ class Slot:
 
     async def _run_is_over(self, spec: StepSpec) -> bool:
         try:
-            store = await self._ctx.store_for(spec.store_url)
-            return await self._ctx.read(store, _run_is_over, store, spec.run_id)
+            return await self._ctx.read(_run_is_over, self._ctx.store, spec.run_id)
         except AgenticError as exc:
             log.warning("reading run %s failed: %s", spec.run_id, exc)
             return False

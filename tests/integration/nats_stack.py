@@ -146,6 +146,9 @@ class Stack:
             "AGENTIC_CONFIG_DIR": str(root / "config"),
             "AGENTIC_LOG_LEVEL": "INFO",
             "CREWAI_DISABLE_TELEMETRY": "true",
+            # These tests submit inline providers (scripted failure modes); the trust
+            # boundary itself is tested in tests/security.
+            "AGENTIC_ALLOW_INLINE_PROVIDERS": "true",
             **{f"AGENTIC_{k.upper()}": v for k, v in settings.items()},
         }
         self.coordinator: ServiceProcess | None = None

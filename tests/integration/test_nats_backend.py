@@ -79,7 +79,10 @@ WORKFLOWS = {
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTIC_")}
+    # Keeps where `agentic up` leaves its client credential (tests/conftest.py), so that
+    # clients find it as a user's would.
+    keep = {"AGENTIC_NATS_CREDENTIALS_DIR"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTIC_") or k in keep}
     env.update(CREWAI_DISABLE_TELEMETRY="true", COLUMNS="200", **extra)
     return env
 

@@ -5,13 +5,25 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from agentic.contracts import RunRecord, RunRequest
+from agentic.bus.signing import Signer
+from agentic.contracts import AgentProvider, RunRecord, RunRequest, TaskConfig, WorkflowConfig
+from agentic.materialize import SpecFactory
 from agentic.settings import Settings
 from agentic.store import open_store
 from services.coordinator.effects import Deps
 from services.coordinator.runs import RunDriver
 
-RUN = RunRecord(run_id="r-1", request=RunRequest(workflow_ref="w"), backend="nats")
+WORKFLOW = WorkflowConfig(
+    name="w",
+    agent_providers=[
+        AgentProvider(id="a", type="scripted", role="r", goal="g", backstory="b", script={})
+    ],
+    tasks=[TaskConfig(id="step", agent_provider_id="a", description="d", expected_output="o")],
+    task_sequence=["step"],
+)
+RUN = RunRecord(
+    run_id="r-1", request=RunRequest(workflow_ref="w"), workflow=WORKFLOW, backend="nats"
+)
 
 
 def driver(leading: list[bool], spawned: list[Any]) -> RunDriver:
@@ -26,8 +38,12 @@ def driver(leading: list[bool], spawned: list[Any]) -> RunDriver:
         spawn=spawned.append,
         finished=lambda run_id: None,
         leading=lambda: leading[0],
+        signer=Signer.generate(),
     )
-    return RunDriver(RUN, [], deps)
+    specs = SpecFactory(
+        WORKFLOW, run_id="r-1", inputs={}, store_url="memory://leading-tests", settings=Settings()
+    )
+    return RunDriver(RUN, specs, deps)
 
 
 async def test_timers_that_fire_while_the_lease_is_in_doubt_fire_again_later() -> None:

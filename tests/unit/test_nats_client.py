@@ -56,13 +56,21 @@ def test_a_reply_that_is_not_a_json_object_is_a_bus_error() -> None:
         parse_reply(b"[1]")
 
 
-def test_the_submitted_request_carries_the_workflow_as_resolved_by_the_client() -> None:
+def test_a_catalog_workflow_is_submitted_by_name_for_the_coordinator_to_resolve() -> None:
     record = make_record()
+    request = run_request(record)
+    assert request.run_id == "run.1" and request.workflow_ref == "demo"
+    assert request.workflow is None and request.goal is None
+    assert request.inputs == {"topic": "t"} and request.labels == {"team": "a"}
+    assert request.backend == "nats"
+
+
+def test_a_workflow_file_is_submitted_as_resolved_by_the_client() -> None:
+    record = make_record()
+    record = record.model_copy(update={"request": RunRequest(workflow=record.workflow)})
     request = run_request(record)
     assert request.run_id == "run.1" and request.workflow == record.workflow
     assert request.workflow_ref is None and request.goal is None
-    assert request.inputs == {"topic": "t"} and request.labels == {"team": "a"}
-    assert request.backend == "nats"
 
 
 def test_a_succeeded_run_folded_from_events_has_its_output_and_step_states() -> None:
