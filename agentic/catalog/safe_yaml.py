@@ -6,7 +6,10 @@ Catalog files and ``agentic replay --set`` values are read with :func:`load_yaml
 * refuses a key given twice in one mapping (PyYAML would silently keep the last one,
   hiding a typo);
 * refuses a document that, with its aliases expanded, has more than
-  :data:`MAX_EXPANDED_NODES` nodes.
+  :data:`MAX_EXPANDED_NODES` nodes;
+* refuses lists and mappings nested more than :data:`MAX_DEPTH` levels deep: PyYAML
+  composes recursively, and a few hundred ``[`` would end in a ``RecursionError`` (a
+  traceback instead of a message naming the file and line).
 
 The last one is the "billion laughs" defence. PyYAML builds an alias as a reference to the
 anchored object, so loading a few hundred bytes of nested aliases is cheap, but everything
@@ -28,13 +31,31 @@ MAX_EXPANDED_NODES = 100_000
 
 A large workflow file has a few thousand; an alias bomb has hundreds of millions."""
 
+MAX_DEPTH = 100
+"""The deepest nesting of lists and mappings; a workflow file nests fewer than ten levels."""
+
 
 class YAMLTooLargeError(yaml.constructor.ConstructorError):
-    """A document whose aliases expand to too many nodes, or to an endless cycle."""
+    """A document too big to load safely: too many nodes expanded, a cycle, or too deep."""
 
 
 class StrictSafeLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate keys and documents that expand too much."""
+    """A safe loader that refuses duplicate keys and documents too big to load safely."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            message = f"YAML nests lists and mappings more than {MAX_DEPTH} levels deep"
+            raise YAMLTooLargeError(None, None, message, mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_document(self, node: yaml.Node) -> Any:
         _ExpandedSize(MAX_EXPANDED_NODES).of(node)
@@ -58,7 +79,8 @@ def load_yaml(text: str) -> Any:
 
     Raises:
         YAMLTooLargeError: more than :data:`MAX_EXPANDED_NODES` nodes once aliases are
-            expanded, or an alias inside its own anchor (the problem mark names the line).
+            expanded, an alias inside its own anchor, or nesting deeper than
+            :data:`MAX_DEPTH` (the problem mark names the line).
         yaml.YAMLError: malformed YAML or a duplicate key (a ``MarkedYAMLError`` names the line).
     """
     return yaml.load(text, Loader=StrictSafeLoader)  # a SafeLoader subclass: no tags run

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agentic.catalog import load_catalog
-from agentic.catalog.safe_yaml import MAX_EXPANDED_NODES
+from agentic.catalog.safe_yaml import MAX_DEPTH, MAX_EXPANDED_NODES
 from tests.unit.catalog_helpers import (
     SCRIPTED_AGENT,
     alias_bomb,
@@ -54,6 +54,14 @@ def test_an_alias_that_contains_itself_is_refused(tmp_path):
 
     assert problem.field == "line 8"
     assert problem.message == "a YAML alias refers to a node that contains it"
+
+
+def test_nesting_too_deep_is_refused_naming_the_line_instead_of_a_recursion_error(tmp_path):
+    text = SCRIPTED_AGENT.format(id="alpha") + "tags:\n  - " + "[" * 1000 + "]" * 1000 + "\n"
+    problem = only_problem(make_catalog(tmp_path, {"agent_providers/alpha.yaml": text}))
+
+    assert problem.field == "line 9"
+    assert problem.message == f"YAML nests lists and mappings more than {MAX_DEPTH} levels deep"
 
 
 def test_an_anchor_reused_by_an_alias_still_works(tmp_path):
