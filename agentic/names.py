@@ -1,10 +1,15 @@
 """Every NATS subject, stream, consumer, header and run-store path, built in one place.
 
 No other module formats a subject or a store path. Ids are validated here before they
-become part of either.
+become part of either, and so are artifact paths: :func:`is_safe_artifact_path` is the one
+rule for the ``file=<path>`` an agent may name (``agentic.runtime.artifacts`` extracts
+exactly what :func:`artifact_path` accepts, so a name that passes extraction is never
+refused by the store).
 """
 
 from __future__ import annotations
+
+import re
 
 from agentic.errors import UnsafeIdError
 from agentic.ids import check_id
@@ -256,14 +261,39 @@ def artifacts_dir(run_id: str, step_id: str) -> str:
     return f"{run_dir(run_id)}/artifacts/{check_id(step_id, 'step id')}"
 
 
+ARTIFACT_SEGMENT_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$"
+"""One ``/``-separated segment of an artifact path. Wider than a safe id (``_notes.md``,
+``c++.md``: names agents write), but never empty, hidden (``.``-leading) or ``..``."""
+_ARTIFACT_SEGMENT = re.compile(ARTIFACT_SEGMENT_PATTERN)
+MAX_ARTIFACT_PATH_CHARS = 512
+
+
+def is_safe_artifact_path(relpath: object) -> bool:
+    """True for a relative ``/``-separated path that stays inside a step's artifacts folder.
+
+    Every segment matches :data:`ARTIFACT_SEGMENT_PATTERN` and has no ``..``; the path has at
+    most :data:`MAX_ARTIFACT_PATH_CHARS` characters. So no absolute path, backslash, empty,
+    hidden or ``..`` segment.
+    """
+    if not isinstance(relpath, str) or not relpath or len(relpath) > MAX_ARTIFACT_PATH_CHARS:
+        return False
+    return all(_ARTIFACT_SEGMENT.fullmatch(s) and ".." not in s for s in relpath.split("/"))
+
+
+def check_artifact_path(relpath: str) -> str:
+    """Return ``relpath`` or raise :class:`UnsafeIdError` (see :func:`is_safe_artifact_path`)."""
+    if not is_safe_artifact_path(relpath):
+        shown = relpath if isinstance(relpath, str) and len(relpath) <= 60 else f"{relpath!s:.60}…"
+        raise UnsafeIdError(
+            f"unsafe artifact path {shown!r}: at most {MAX_ARTIFACT_PATH_CHARS} characters of "
+            f"'/'-separated segments that match {ARTIFACT_SEGMENT_PATTERN} without '..'"
+        )
+    return relpath
+
+
 def artifact_path(run_id: str, step_id: str, relpath: str) -> str:
-    """Path of one artifact; ``relpath`` segments are each checked as safe ids."""
-    parts = [p for p in relpath.replace("\\", "/").split("/") if p]
-    if not parts:
-        raise ValueError("empty artifact path")
-    for part in parts:
-        check_id(part, "artifact path segment")
-    return f"{artifacts_dir(run_id, step_id)}/{'/'.join(parts)}"
+    """Path of one artifact; ``relpath`` must pass :func:`is_safe_artifact_path`."""
+    return f"{artifacts_dir(run_id, step_id)}/{check_artifact_path(relpath)}"
 
 
 KEYS_DIR = "keys"

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from agentic.backends import BACKENDS, EventCallback, get_backend
 from agentic.catalog import Catalog, check_workflow, require_workflow_env, step_dependencies
+from agentic.catalog.safe_yaml import YAMLTooLargeError, load_yaml
 from agentic.contracts import (
     ReplaySource,
     RunRecord,
@@ -282,8 +283,9 @@ def apply_sets(
     where list entries are named by id: ``tasks.write.agent_provider_id``,
     ``agent_providers.writer.model``, ``mcp_providers.tools.stdio.args``, ``description``.
     A value is used as the text given, or, when the field wants another type, parsed as
-    YAML (``retries=2``, ``mcp_providers=[tools]``). An agent or MCP provider the workflow
-    does not embed is taken from the catalog.
+    YAML (``retries=2``, ``mcp_providers=[tools]``) with the catalog's loader
+    (:func:`~agentic.catalog.safe_yaml.load_yaml`, which refuses an alias bomb). An agent or
+    MCP provider the workflow does not embed is taken from the catalog.
 
     Raises:
         ConfigError: a malformed assignment, an unknown path, an id change, a value the
@@ -319,7 +321,9 @@ def _assigned(data: dict[str, Any], keys: list[str], value: str, item: str) -> d
         raise ConfigError(f"--set {item!r}: ids cannot be changed by a replay")
     candidates: list[Any] = [value]
     try:
-        parsed = yaml.safe_load(value)
+        parsed = load_yaml(value)
+    except YAMLTooLargeError as exc:  # an alias bomb is no value for any field
+        raise ConfigError(f"--set {item!r}: {exc.problem}") from exc
     except yaml.YAMLError:
         parsed = value
     if parsed != value:

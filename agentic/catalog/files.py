@@ -1,7 +1,8 @@
 """Reading one catalog YAML file into a model, with every problem named by file and field.
 
-YAML is loaded with a safe loader that also refuses duplicate keys (PyYAML would silently
-keep the last one, hiding a typo). Pydantic errors become :class:`Problem` lines such as
+YAML is loaded by :mod:`agentic.catalog.safe_yaml`: a safe loader that also refuses
+duplicate keys and documents whose aliases expand to too many nodes (an alias bomb), each
+refusal naming the file and the line. Pydantic errors become :class:`Problem` lines such as
 ``config/workflows/demo.yaml: workflow.tasks[0].agent_provider_id: required field is missing``.
 """
 
@@ -15,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from agentic import contracts
+from agentic.catalog.safe_yaml import YAMLTooLargeError, load_yaml
 from agentic.contracts import AgentProvider, MCPProvider, WorkflowDefinition
 from agentic.errors import CatalogError
 from agentic.ids import SAFE_ID_PATTERN, is_safe_id
@@ -57,22 +59,6 @@ class Problem:
         return cls(exc.file or "<input>", exc.field, exc.reason)
 
 
-class _StrictSafeLoader(yaml.SafeLoader):
-    """A safe loader that refuses a key given twice in one mapping."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[str] = set()
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "<<":
-                continue
-            if key_node.value in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key_node.value!r} appears twice", key_node.start_mark
-                )
-            seen.add(key_node.value)
-        return super().construct_mapping(node, deep=deep)
-
-
 def read_yaml(path: Path, shown: str | None = None) -> Any:
     """Load one YAML document safely.
 
@@ -81,7 +67,9 @@ def read_yaml(path: Path, shown: str | None = None) -> Any:
         shown: How the file is named in messages (defaults to ``str(path)``).
 
     Raises:
-        CatalogError: unreadable, too big, or malformed YAML (the field names the line).
+        CatalogError: unreadable, too big, malformed YAML, or YAML whose aliases expand to
+            more than :data:`~agentic.catalog.safe_yaml.MAX_EXPANDED_NODES` nodes (the field
+            names the line).
     """
     shown = shown or str(path)
     try:
@@ -92,14 +80,20 @@ def read_yaml(path: Path, shown: str | None = None) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogError(f"cannot read the file: {exc}", file=shown) from exc
     try:
-        return yaml.load(text, Loader=_StrictSafeLoader)  # a SafeLoader subclass: no tags run
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f"line {mark.line + 1}" if mark is not None else None
-        reason = ": ".join(str(p) for p in (exc.context, exc.problem) if p)
-        raise CatalogError(f"malformed YAML: {reason or exc}", file=shown, field=line) from exc
+        return load_yaml(text)
     except yaml.YAMLError as exc:
-        raise CatalogError(f"malformed YAML: {exc}", file=shown) from exc
+        raise _yaml_problem(exc, shown) from exc
+
+
+def _yaml_problem(exc: yaml.YAMLError, shown: str) -> CatalogError:
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return CatalogError(f"malformed YAML: {exc}", file=shown)
+    mark = exc.problem_mark or exc.context_mark
+    line = f"line {mark.line + 1}" if mark is not None else None
+    if isinstance(exc, YAMLTooLargeError):  # well-formed, just too big: not "malformed"
+        return CatalogError(str(exc.problem), file=shown, field=line)
+    reason = ": ".join(str(p) for p in (exc.context, exc.problem) if p)
+    return CatalogError(f"malformed YAML: {reason or exc}", file=shown, field=line)
 
 
 def parse_entry(kind: str, data: Any, file: str) -> tuple[BaseModel | None, list[Problem]]:

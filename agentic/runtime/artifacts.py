@@ -12,10 +12,17 @@ An agent saves a file by writing a fenced code block whose info string has a
     ```
 
 The block's content becomes ``<store>/runs/<run_id>/artifacts/<step_id>/<path>`` and is
-listed in the step's result. A path must be relative, use ``/``, and have no ``..``,
-empty or hidden (``.``-leading) segment; blocks with other paths are skipped with a warning.
-When two blocks name the same path, the later one wins. Blocks without ``file=`` are
-ordinary text.
+listed in the step's result. Blocks without ``file=`` are ordinary text. Which paths are
+accepted is decided once, by :func:`agentic.names.is_safe_artifact_path` (relative, ``/``,
+segments of letters, digits and ``_.+-`` with no ``..``, empty or hidden (``.``-leading)
+segment), the same rule the store applies, so a block that passes here is never refused by
+the store. Other blocks are skipped with a warning, and so is a block whose path needs an
+earlier block's file to be a folder, or the reverse (``a`` and ``a/b``): no filesystem can
+hold both. When two blocks name the same path, the later one wins.
+
+Saving never fails a step: a file the store cannot write is left out of the result with a
+warning, because the step's output (which the model was paid for) matters more than one of
+its files.
 """
 
 from __future__ import annotations
@@ -27,13 +34,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from agentic.contracts import Artifact
+from agentic.errors import StoreError
+from agentic.names import is_safe_artifact_path
 
 log = logging.getLogger(__name__)
 
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _FILE_WORD = re.compile(r"""(?:^|\s)file=(?:"([^"]+)"|'([^']+)'|(\S+))""")
-_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$")
-MAX_PATH_CHARS = 512
 # Python's built-in table only: the system's mime.types differs between machines, and a
 # result must not depend on the worker that produced it.
 _MIME = mimetypes.MimeTypes()
@@ -62,13 +69,6 @@ class ArtifactSink(Protocol):
     def write_artifact(
         self, run_id: str, step_id: str, relpath: str, data: bytes, mime: str
     ) -> Artifact: ...
-
-
-def is_safe_relpath(path: str) -> bool:
-    """True for a relative ``/``-separated path without ``..``, empty or hidden segments."""
-    if not path or len(path) > MAX_PATH_CHARS or path.startswith("/") or "\\" in path:
-        return False
-    return all(_SEGMENT.fullmatch(seg) and ".." not in seg for seg in path.split("/"))
 
 
 def guess_mime(relpath: str) -> str:
@@ -113,23 +113,72 @@ def _blocks(output: str) -> list[tuple[str, str]]:
     return blocks
 
 
+class _Layout:
+    """The paths accepted so far, as files and the folders they need."""
+
+    def __init__(self) -> None:
+        self.files: set[str] = set()
+        self.folders: dict[str, str] = {}  # folder -> the first file that needs it
+
+    def conflict(self, path: str) -> str | None:
+        """An accepted path that makes ``path`` impossible: one must be a file and a folder."""
+        if path in self.folders:
+            return self.folders[path]
+        # Looked up by prefix, not compared with every accepted path: an output with many
+        # blocks costs its own length, not its number of blocks squared.
+        return next((f for f in _parents(path) if f in self.files), None)
+
+    def add(self, path: str) -> None:
+        self.files.add(path)
+        for folder in _parents(path):
+            self.folders.setdefault(folder, path)
+
+
+def _parents(path: str) -> list[str]:
+    """``a/b/c`` -> ``["a", "a/b"]``."""
+    parts = path.split("/")
+    return ["/".join(parts[:n]) for n in range(1, len(parts))]
+
+
 def extract_artifacts(output: str) -> list[ExtractedArtifact]:
-    """The files an output declares, in the order they first appear; later blocks win."""
+    """The files an output declares, in the order they first appear; later blocks win.
+
+    A block with an unsafe path, or with a path that conflicts with an earlier block's (one
+    of them would have to be a file and a folder at once), is skipped with a warning.
+    """
     found: dict[str, ExtractedArtifact] = {}
+    layout = _Layout()
     for info, content in _blocks(output):
         name = _file_name(info)
         if name is None:
             continue
-        if not is_safe_relpath(name):
+        if not is_safe_artifact_path(name):
             log.warning("artifact path %r is not a safe relative path; block skipped", name)
             continue
+        other = layout.conflict(name)
+        if other is not None:
+            log.warning(
+                "artifact path %r conflicts with the earlier %r (a path cannot be both a file "
+                "and a folder); block skipped",
+                name,
+                other,
+            )
+            continue
+        layout.add(name)
         found[name] = ExtractedArtifact(name, content.encode("utf-8"), guess_mime(name))
     return list(found.values())
 
 
 def save_artifacts(sink: ArtifactSink, run_id: str, step_id: str, output: str) -> list[Artifact]:
-    """Write every file ``output`` declares to the run store; return what was written."""
-    return [
-        sink.write_artifact(run_id, step_id, item.relpath, item.data, item.mime)
-        for item in extract_artifacts(output)
-    ]
+    """Write every file ``output`` declares to the run store; return what was written.
+
+    Never raises for a store failure: a file that cannot be written (a full disk, a folder an
+    earlier attempt left where this one writes a file) is logged and left out of the result.
+    """
+    saved: list[Artifact] = []
+    for item in extract_artifacts(output):
+        try:
+            saved.append(sink.write_artifact(run_id, step_id, item.relpath, item.data, item.mime))
+        except StoreError as exc:
+            log.warning("artifact %r of %s/%s not saved: %s", item.relpath, run_id, step_id, exc)
+    return saved

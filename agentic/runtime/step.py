@@ -59,7 +59,8 @@ def execute_step(
     Args:
         spec: The step attempt to run.
         store: Where artifacts declared in the output are saved (a ``RunStore``); without
-            one, nothing is saved and the result lists no artifacts.
+            one, nothing is saved and the result lists no artifacts. A file the store cannot
+            write is left out with a warning; it never fails the step.
         env: Environment for ``${VAR}`` placeholders, API keys and ``required_env``;
             default ``os.environ``.
 

@@ -1,4 +1,11 @@
-"""Local files (plain paths, ``file://``, a mounted PVC): temp file, fsync, rename or link."""
+"""Local files (plain paths, ``file://``, a mounted PVC): temp file, fsync, rename or link.
+
+The store holds prompts, model outputs and artifacts, so it is its owner's alone: every file
+is created with mode 0600 and every folder the store creates (the root, any missing folder
+above it, and each one inside) with 0700, whatever the process's umask. A committed result
+is a hard link of its attempt's file, so it has the same mode. Folders and files that
+existed before are left as they are.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,11 @@ from fsspec import AbstractFileSystem
 # machines) and per write (a counter); no random draw, which is a system call, per write.
 _TMP_TAG = secrets.token_hex(4)
 _tmp_numbers = itertools.count()
+
+# Explicit modes, not left to the umask: a permissive umask (0, 002) must not make prompts
+# and outputs readable by other users. The umask can only remove bits from these.
+FILE_MODE = 0o600
+DIR_MODE = 0o700
 
 
 class LocalWriter:
@@ -70,13 +82,12 @@ def _write_temp(path: str, data: bytes) -> str:
     """Write ``data`` to a hidden, uniquely named file next to ``path`` and fsync it."""
     parent, name = os.path.split(path)
     tmp = os.path.join(parent, f".{name}.{os.getpid()}-{_TMP_TAG}-{next(_tmp_numbers)}.tmp")
-    # os.open with 0o666 lets the umask decide permissions, as a plain open() would.
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        fd = os.open(tmp, flags, 0o666)
+        fd = os.open(tmp, flags, FILE_MODE)
     except FileNotFoundError:  # a new folder: most writes replace a file in an existing one
         _make_dirs(parent)
-        fd = os.open(tmp, flags, 0o666)
+        fd = os.open(tmp, flags, FILE_MODE)
     try:
         try:
             # Plain descriptor calls: a file object would add system calls of its own.
@@ -93,20 +104,21 @@ def _write_temp(path: str, data: bytes) -> str:
 
 
 def _make_dirs(path: str) -> None:
-    """``os.makedirs(path, exist_ok=True)`` that tries the folder itself first.
+    """``os.makedirs(path, DIR_MODE, exist_ok=True)`` that tries the folder itself first.
 
     A new file's folder is most often missing alone (``attempts/``): one ``mkdir`` then,
-    where ``os.makedirs`` checks the parent first.
+    where ``os.makedirs`` checks the parent first. Every folder it makes, parents included,
+    gets :data:`DIR_MODE`.
     """
     try:
-        os.mkdir(path)
+        os.mkdir(path, DIR_MODE)
     except FileNotFoundError:
         parent = os.path.dirname(path)
         if parent in ("", path):
             raise
         _make_dirs(parent)
         with contextlib.suppress(FileExistsError):  # made meanwhile by another writer
-            os.mkdir(path)
+            os.mkdir(path, DIR_MODE)
     except FileExistsError:
         pass
 

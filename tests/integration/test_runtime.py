@@ -121,6 +121,19 @@ def test_files_declared_in_the_output_are_saved_as_artifacts(tmp_path: Path) -> 
     assert store.read_artifact("run-rt", "write", "report.md") == b"# queues\n"
 
 
+def test_an_artifact_name_extraction_accepts_never_fails_the_step(tmp_path: Path) -> None:
+    store = open_store(f"file://{tmp_path}")
+    files = ("_notes.md", "a+b.txt", "a", "a/b")  # a/b needs the file a to be a folder
+    reply = "Done.\n" + "".join(f"```text file={name}\n{name}\n```\n" for name in files)
+
+    result = execute_step(spec(scripted("w", [reply])), store=store)
+
+    assert result.status == "succeeded", result.error
+    assert result.output.startswith("Done.")
+    assert [a.path for a in result.artifacts] == ["_notes.md", "a+b.txt", "a"]
+    assert store.read_artifact("run-rt", "write", "a+b.txt") == b"a+b.txt\n"
+
+
 def demo_workflow() -> WorkflowConfig:
     return load_workflow("demo", load_catalog([CONFIG], env={}))
 

@@ -301,7 +301,9 @@ def test_unsafe_ids_are_refused_before_anything_is_written(store: RunStore, bad:
     assert stored_files(store) == []
 
 
-@pytest.mark.parametrize("relpath", ["../../run.json", "out/../../x", "/abs/../x", "a/.b"])
+@pytest.mark.parametrize(
+    "relpath", ["../../run.json", "out/../../x", "/abs/../x", "a/.b", "a\\b", "/abs", "a//b"]
+)
 def test_artifact_paths_cannot_leave_the_step_folder(store: RunStore, relpath: str) -> None:
     with pytest.raises(UnsafeIdError):
         store.write_artifact("run-1", "research", relpath, b"x")
@@ -374,6 +376,18 @@ def test_an_artifact_round_trips_with_its_size_and_mime(store: RunStore) -> None
     assert (artifact.path, artifact.mime, artifact.size) == ("out/report.md", "text/markdown", 9)
     assert store.read_artifact("run-1", "research", "out/report.md") == b"# Otters\n"
     assert store.list_artifacts("run-1", "research") == ["out/report.md"]
+
+
+@pytest.mark.parametrize("relpath", ["_notes.md", "a+b.txt", "_drafts/c++_v1.2.md"])
+def test_every_artifact_name_an_agent_may_use_is_stored_listed_and_copied(
+    store: RunStore, relpath: str
+) -> None:
+    assert names.is_safe_artifact_path(relpath)  # what extraction accepts from an output
+    store.write_artifact("run-1", "research", relpath, b"x")
+
+    assert store.read_artifact("run-1", "research", relpath) == b"x"
+    assert store.list_artifacts("run-1", "research") == [relpath]
+    assert store.copy_artifacts("run-1", "run-2", "research") == [relpath]
 
 
 def test_a_missing_artifact_raises_unknown_run_error(store: RunStore) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import fsspec
@@ -16,7 +20,7 @@ from agentic.contracts import encode
 from agentic.errors import ConfigError, StoreError
 from agentic.store import open_store
 from tests.fixtures.s3 import S3Server
-from tests.integration.test_store_conformance import make_record, make_result
+from tests.integration.test_store_conformance import make_record, make_result, make_spec
 
 
 def test_commits_from_four_processes_on_a_local_store_commit_exactly_one(tmp_path: Path) -> None:
@@ -96,6 +100,51 @@ def test_a_local_commit_of_an_attempt_links_its_file_and_keeps_it_when_the_attem
         "runs/run-1/steps/research/attempts/1.json",
         "runs/run-1/steps/research/result.json",
     ]
+
+
+@contextmanager
+def umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_a_local_store_is_readable_by_its_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    top = tmp_path / "new"  # a folder above the root that the store creates too
+    with umask(0):  # the most permissive: every mode bit is the store's own choice
+        store = open_store(str(top / "store"))
+        store.create_run(make_record("run-1"))
+        store.request_cancel("run-1", {"reason": "test"})
+        store.write_spec(make_spec(store_url=store.url))
+        store.write_attempt(make_result(attempt=1, output="first"))
+        store.commit_attempt(make_result(attempt=2))  # a hard link of the attempt's file
+        store.commit_result(make_result(step_id="write"))
+        store.write_artifact("run-1", "research", "out/report.md", b"# Otters\n")
+
+    made = [top, *top.rglob("*")]
+    files = {p.relative_to(top / "store/runs/run-1").as_posix() for p in made if p.is_file()}
+    assert files == {
+        "run.json",
+        "cancel.json",
+        "steps/research/spec.json",
+        "steps/research/attempts/1.json",
+        "steps/research/attempts/2.json",
+        "steps/research/result.json",
+        "steps/write/result.json",
+        "artifacts/research/out/report.md",
+    }
+    wrong = {
+        p.relative_to(tmp_path).as_posix(): oct(mode(p))
+        for p in made
+        if mode(p) != (0o600 if p.is_file() else 0o700)
+    }
+    assert wrong == {}
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
 
 
 def test_memory_stores_with_different_roots_do_not_see_each_others_runs() -> None:

@@ -98,3 +98,16 @@ def only_problem(root: Path) -> Problem:
     problems = problems_of(root)
     assert len(problems) == 1, problems
     return problems[0]
+
+
+def alias_bomb(levels: int = 10, width: int = 10, *, flow: bool = False) -> str:
+    """A "billion laughs" document: each anchored list holds ``width`` aliases of the previous.
+
+    About 400 bytes that expand to ``width ** levels`` strings. Block style is a mapping of
+    one list per line (level ``n`` on line ``n + 1``); flow style is one line, for ``--set``.
+    """
+    lists = ["&l0 [" + ", ".join(["lol"] * width) + "]"]
+    lists += [f"&l{n} [" + ", ".join([f"*l{n - 1}"] * width) + "]" for n in range(1, levels)]
+    if flow:
+        return "[" + ", ".join(lists) + "]"
+    return "".join(f"k{n}: {body}\n" for n, body in enumerate(lists))

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from agentic.catalog import load_catalog
+from agentic.catalog.safe_yaml import MAX_DEPTH, MAX_EXPANDED_NODES
 from tests.unit.catalog_helpers import (
     SCRIPTED_AGENT,
+    alias_bomb,
     inline_agent,
     make_catalog,
     only_problem,
@@ -32,6 +35,49 @@ def test_a_key_written_twice_is_an_error_instead_of_silently_winning(tmp_path):
 
     assert problem.field == "line 8"
     assert "'role' appears twice" in problem.message
+
+
+def test_an_alias_bomb_is_refused_naming_the_file_and_the_line_before_it_expands(tmp_path):
+    bomb = alias_bomb()  # 10 ** 10 strings once expanded
+    assert len(bomb) < 1000
+    problem = only_problem(make_catalog(tmp_path, {"agent_providers/alpha.yaml": bomb}))
+
+    assert problem.file.endswith("agent_providers/alpha.yaml")
+    assert problem.field == "line 5"  # level 4: 111,111 nodes, the first level over the bound
+    expected = f"YAML expands to more than {MAX_EXPANDED_NODES} nodes once its aliases are expanded"
+    assert problem.message == expected
+
+
+def test_an_alias_that_contains_itself_is_refused(tmp_path):
+    text = SCRIPTED_AGENT.format(id="alpha") + "tags: &loop [a, *loop]\n"
+    problem = only_problem(make_catalog(tmp_path, {"agent_providers/alpha.yaml": text}))
+
+    assert problem.field == "line 8"
+    assert problem.message == "a YAML alias refers to a node that contains it"
+
+
+def test_nesting_too_deep_is_refused_naming_the_line_instead_of_a_recursion_error(tmp_path):
+    text = SCRIPTED_AGENT.format(id="alpha") + "tags:\n  - " + "[" * 1000 + "]" * 1000 + "\n"
+    problem = only_problem(make_catalog(tmp_path, {"agent_providers/alpha.yaml": text}))
+
+    assert problem.field == "line 9"
+    assert problem.message == f"YAML nests lists and mappings more than {MAX_DEPTH} levels deep"
+
+
+def test_an_anchor_reused_by_an_alias_still_works(tmp_path):
+    tasks = """\
+        - id: one
+          agent_provider_id: alpha
+          description: &brief Study {topic} and write down what matters
+          expected_output: notes
+        - {id: two, agent_provider_id: beta, description: *brief, expected_output: text}
+    """
+    root = make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)})
+
+    assert problems_of(root) == []
+    wf = load_catalog([root]).workflows["flow"].workflow
+    assert wf.tasks[1].description == wf.tasks[0].description
+    assert wf.tasks[1].description.startswith("Study")
 
 
 @pytest.mark.parametrize(

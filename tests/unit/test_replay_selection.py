@@ -15,7 +15,7 @@ from agentic.materialize import PRIOR_OUTPUTS_MARKER, materialize
 from agentic.replay import apply_sets, downstream, first_unfinished_step, reusable_results
 from agentic.settings import Settings
 from agentic.store import open_store
-from tests.unit.catalog_helpers import make_catalog, task, workflow_yaml
+from tests.unit.catalog_helpers import alias_bomb, make_catalog, task, workflow_yaml
 
 DIAMOND = workflow_yaml(
     task("a")
@@ -138,6 +138,13 @@ def test_a_bad_set_item_is_named_in_the_error(diamond, catalog, item, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as got:
         apply_sets(diamond, {}, [item], catalog)
     assert repr(item) in str(got.value) or item.split("=")[0] in str(got.value)
+
+
+def test_a_set_value_that_is_an_alias_bomb_is_refused_before_it_expands(diamond, catalog):
+    item = f"tasks.b.retries={alias_bomb(flow=True)}"
+
+    with pytest.raises(ConfigError, match=r"YAML expands to more than \d+ nodes once its aliases"):
+        apply_sets(diamond, {}, [item], catalog)
 
 
 def test_a_set_that_breaks_the_graph_is_refused(diamond, catalog):
