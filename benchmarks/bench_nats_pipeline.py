@@ -6,7 +6,8 @@ worker`` processes, a file run store), with zero-delay scripted steps:
 (a) **step-to-step transition** over sequential 20-step runs: from step k's result
     (``timing.finished_at``, stamped before the worker writes and commits it, so the commit
     is counted) to step k+1 running on a worker (its ``timing.started_at``). Targets: p50
-    ≤ 5 ms, p95 ≤ 15 ms.
+    ≤ 5 ms, p95 ≤ 15 ms; and authentication with signed steps (the default) within 1 ms of
+    the p50 of the same stack without them, run by run in turn in the same benchmark.
 (b) **throughput**: 200 concurrent 5-step runs on 2 worker processes; none may be lost.
     Compared with one process running the same 1,000 mini-crews (the specs the workers
     ran, read back from the store) back to back. Target: at least 1.2 times its steps per second.
@@ -49,6 +50,7 @@ from benchmarks.nats_stack import (
 )
 
 TARGET_TRANSITION_P50_MS = 5.0
+TARGET_SECURITY_COST_MS = 1.0
 TARGET_TRANSITION_P95_MS = 15.0
 TARGET_THROUGHPUT_RATIO = 1.2
 TARGET_COORDINATOR_RSS_MB = 100.0
@@ -59,7 +61,9 @@ THROUGHPUT_STEPS = 5
 
 
 def transitions(steps: int, runs: int) -> dict[str, Any]:
-    """Step-to-step transitions of ``runs`` sequential runs of ``steps`` steps, one worker.
+    """Step-to-step transitions of ``runs`` sequential runs of ``steps`` steps, one worker,
+    on the secured stack (authentication, signed steps) and on the same stack with neither,
+    run by run in turn, so both see the same machine.
 
     Each transition is also split into its legs by the timestamps of the run's events:
     the worker committing step k and reporting it (``finished_at`` → ``step_succeeded``),
@@ -67,37 +71,48 @@ def transitions(steps: int, runs: int) -> dict[str, Any]:
     the message (→ ``step_started``), and the hand-over to the step process
     (→ ``started_at``).
     """
-    from agentic.store import open_store
-
     wf = scripted_workflow(steps, name="transitions")
-    gaps_ms: list[float] = []
+    gaps: dict[bool, list[float]] = {True: [], False: []}
     legs: dict[str, list[float]] = {leg: [] for leg in LEGS}
-    with running_stack(workers=1) as stack:
-        warm_up(stack.url, workers=1)
-        store = open_store(stack.store_url)
+    with running_stack(workers=1) as secured, running_stack(workers=1, secure=False) as bare:
+        for stack in (secured, bare):
+            warm_up(stack.url, workers=1)
         for i in range(runs):  # one run at a time: this figure is latency, not load
-            request = requests_for(wf, f"transition{i}", 1)
-            run_id = str(request[0].run_id)
-            ended, _ = asyncio.run(submit_and_wait(stack.url, request, timeout_s=120))
-            if ended[run_id] != "succeeded":
-                raise RuntimeError(f"transition run {run_id} {ended}")
-            results = [store.read_result(run_id, step) for step in wf.task_sequence]
-            events = asyncio.run(run_events(stack.url, run_id))
-            gaps_ms += [
-                _ms(before.timing.finished_at, after.timing.started_at)
-                for before, after in pairwise(results)
-            ]
-            for leg, samples in transition_legs(results, events).items():
-                legs[leg] += samples
-    figures = percentiles(gaps_ms)
+            for secure, stack in ((False, bare), (True, secured)):
+                results, events = _transition_run(stack, wf, f"transition{i}")
+                gaps[secure] += [
+                    _ms(before.timing.finished_at, after.timing.started_at)
+                    for before, after in pairwise(results)
+                ]
+                if secure:
+                    for leg, samples in transition_legs(results, events).items():
+                        legs[leg] += samples
+    figures, bare_figures = percentiles(gaps[True]), percentiles(gaps[False])
     out = {
         "transition_p50_ms": figures["p50_ms"],
         "transition_p95_ms": figures["p95_ms"],
-        "transition_n": len(gaps_ms),
+        "transition_n": len(gaps[True]),
+        "transition_unsecured_p50_ms": bare_figures["p50_ms"],
+        "transition_unsecured_p95_ms": bare_figures["p95_ms"],
+        "transition_security_cost_p50_ms": round(figures["p50_ms"] - bare_figures["p50_ms"], 3),
     }
     for leg, samples in legs.items():
         out[f"transition_{leg}_p50_ms"] = round(statistics.median(samples), 3)
     return out
+
+
+def _transition_run(stack: Any, wf: Any, run_id: str) -> tuple[list[Any], list[Any]]:
+    """Run ``wf`` once on ``stack``: its step results and its events."""
+    from agentic.store import open_store
+
+    request = requests_for(wf, run_id, 1)
+    run_id = str(request[0].run_id)
+    ended, _ = asyncio.run(submit_and_wait(stack.url, request, timeout_s=120))
+    if ended[run_id] != "succeeded":
+        raise RuntimeError(f"transition run {run_id} {ended}")
+    store = open_store(stack.store_url)
+    results = [store.read_result(run_id, step) for step in wf.task_sequence]
+    return results, asyncio.run(run_events(stack.url, run_id))
 
 
 # The marks of a transition, in the order they happen: step k's ``finished_at`` -> its
@@ -202,6 +217,7 @@ def coordinator_footprint(runs: int) -> dict[str, Any]:
         with EmbeddedNats(store_dir=Path(tmp) / "js") as server:
             env = {
                 **os.environ,
+                "AGENTIC_ALLOW_INLINE_PROVIDERS": "true",  # its runs define their provider
                 "AGENTIC_NATS_URL": server.url,
                 "AGENTIC_RUN_STORE_URL": str(Path(tmp) / "store"),
                 "AGENTIC_LOG_LEVEL": os.environ.get("AGENTIC_LOG_LEVEL", "ERROR"),
@@ -268,6 +284,13 @@ def report_lines(f: dict[str, Any]) -> list[str]:
             f"({verdict(ok)} ≤ {TARGET_TRANSITION_P50_MS:g} / ≤ {TARGET_TRANSITION_P95_MS:g} ms; "
             f"{cycle}); legs p50: "
             + ", ".join(f"{leg} {f[f'transition_{leg}_p50_ms']:.2f}" for leg in LEGS)
+        )
+        cost = f["transition_security_cost_p50_ms"]
+        lines.append(
+            f"(a) without authentication and signing: p50 "
+            f"{f['transition_unsecured_p50_ms']:.2f} ms, p95 "
+            f"{f['transition_unsecured_p95_ms']:.2f} ms: they cost {cost:+.2f} ms at p50 "
+            f"({verdict(cost <= TARGET_SECURITY_COST_MS)} ≤ {TARGET_SECURITY_COST_MS:g} ms)"
         )
     if "throughput_ratio" in f:
         ok = f["throughput_ratio"] >= TARGET_THROUGHPUT_RATIO and f["throughput_runs_lost"] == 0

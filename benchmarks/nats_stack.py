@@ -2,7 +2,9 @@
 
 The stack is the real one (``agentic up``'s :class:`~agentic.cli.stack.ProcessStack`): an
 embedded nats-server, an ``agentic coordinator`` process and ``agentic worker`` processes,
-all on a file run store in a temporary directory.
+all on a file run store in a temporary directory. By default it is secured as ``agentic up``
+secures it (fresh credentials, signed steps); ``secure=False`` runs the same services with
+neither (``benchmarks.unsigned_services``), to measure what they cost.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from nats.js.api import DeliverPolicy
 
 from agentic.contracts import (
     AgentProvider,
@@ -27,6 +32,8 @@ from agentic.contracts import (
 from agentic.settings import Settings
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+SECURE_SERVICES = (sys.executable, "-m", "agentic")
+UNSIGNED_SERVICES = (sys.executable, "-m", "benchmarks.unsigned_services")
 
 
 def scripted_workflow(steps: int, *, name: str = "bench") -> WorkflowConfig:
@@ -95,8 +102,16 @@ def _process_table() -> dict[int, tuple[int, float]]:
 
 
 @contextlib.contextmanager
-def running_stack(workers: int, *, root: str | Path | None = None) -> Iterator[BenchStack]:
-    """nats-server, a coordinator and ``workers`` worker processes on a temporary store."""
+def running_stack(
+    workers: int, *, root: str | Path | None = None, secure: bool = True
+) -> Iterator[BenchStack]:
+    """nats-server, a coordinator and ``workers`` worker processes on a temporary store.
+
+    Args:
+        workers: Worker processes.
+        root: Where the temporary folder goes.
+        secure: Authentication and signed steps, as ``agentic up`` runs; False: neither.
+    """
     from agentic.cli.stack import ProcessStack
 
     with tempfile.TemporaryDirectory(prefix="agentic-bench-nats-", dir=root) as tmp:
@@ -104,10 +119,17 @@ def running_stack(workers: int, *, root: str | Path | None = None) -> Iterator[B
         env = {
             "AGENTIC_RUN_STORE_URL": store_url,
             "CREWAI_DISABLE_TELEMETRY": "true",
+            "AGENTIC_ALLOW_INLINE_PROVIDERS": "true",  # the benchmark workflows define theirs
             "AGENTIC_LOG_LEVEL": os.environ.get("AGENTIC_LOG_LEVEL", "ERROR"),  # no start notices
         }
         stack = ProcessStack(
-            Settings(), workers=workers, port=0, data_dir=Path(tmp) / "js", env=env
+            Settings(),
+            workers=workers,
+            port=0,
+            data_dir=Path(tmp) / "js",
+            env=env,
+            secure=secure,
+            service_command=SECURE_SERVICES if secure else UNSIGNED_SERVICES,
         )
         stack.start()
         try:
@@ -128,9 +150,8 @@ async def submit_and_wait(
 ) -> tuple[dict[str, str], float]:
     """Submit every request at once and wait until each run published an event in ``until``.
 
-    Events are read with a core NATS subscription on ``agentic.events.>`` opened before the
-    first submit (JetStream subjects are plain subjects to core subscribers), which costs the
-    pipeline nothing.
+    Events are read with an ordered consumer of new events on ``agentic.events.>`` created
+    before the first submit.
 
     Returns:
         The first such event type of each run (by default its terminal event), and the
@@ -157,7 +178,15 @@ async def submit_and_wait(
             if len(ended) == len(wanted):
                 all_done.set()
 
-    sub = await nc.subscribe("agentic.events.>", cb=on_event)
+    # An ordered consumer of new events: a client may read the events stream, not listen to
+    # its subjects directly (docs/security.md).
+    sub = await nc.jetstream().subscribe(
+        "agentic.events.>",
+        stream="AGENTIC_EVENTS",
+        cb=on_event,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.NEW,
+    )
     try:
         await nc.flush()
         start = time.perf_counter()

@@ -16,6 +16,11 @@ Usage::
 
     AGENTIC_NATS_URL=nats://127.0.0.1:4222 python scripts/submit_run.py demo topic="agent runs"
 
+The bus requires a credential (docs/security.md): an nkey seed file given with ``--nkey``
+(default ``$AGENTIC_NATS_NKEY_SEED_FILE``, else the client credential ``agentic up`` left for
+that URL in ``~/.agentic/credentials/<host>_<port>.nk``). A client only names a workflow of
+the coordinator's catalog and gives its inputs; it never defines providers.
+
 Exit status: 0 the run succeeded; 1 it failed, was cancelled or the wait timed out; 2 bad
 usage or the run was refused.
 """
@@ -29,6 +34,7 @@ import os
 import secrets
 import sys
 import time
+from urllib.parse import urlsplit
 
 import nats
 from nats.js.api import DeliverPolicy
@@ -47,6 +53,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--url",
         default=os.environ.get("AGENTIC_NATS_URL", "nats://127.0.0.1:4222"),
         help="NATS URL(s), comma-separated (default: $AGENTIC_NATS_URL)",
+    )
+    parser.add_argument(
+        "--nkey",
+        default=os.environ.get("AGENTIC_NATS_NKEY_SEED_FILE"),
+        help="nkey seed file of your client identity (default: $AGENTIC_NATS_NKEY_SEED_FILE, "
+        "else the one `agentic up` left for the URL)",
     )
     parser.add_argument("--run-id", help="the run id (default: a new one)")
     parser.add_argument("--timeout", type=float, help="give up after this many seconds")
@@ -69,9 +81,39 @@ def describe(event: dict) -> str:
     return f"[{event.get('seq')}] {event.get('type')}{where} {data}"
 
 
+def local_credential(url: str) -> str | None:
+    """The client seed `agentic up` left for the server at ``url``, if any."""
+    parsed = urlsplit(url if "://" in url else f"nats://{url}")
+    folder = os.environ.get("AGENTIC_NATS_CREDENTIALS_DIR", "~/.agentic/credentials")
+    path = os.path.join(os.path.expanduser(folder), f"{parsed.hostname}_{parsed.port or 4222}.nk")
+    return path if os.path.isfile(path) else None
+
+
+async def connect(args: argparse.Namespace) -> nats.NATS | None:
+    """Connect (a few attempts, then a clear error); None when no server let us in."""
+    servers = args.url.split(",")
+    seed = args.nkey or next(filter(None, map(local_credential, servers)), None)
+    errors: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    try:
+        nc = await nats.connect(
+            servers=servers, nkeys_seed=seed, max_reconnect_attempts=3, error_cb=on_error
+        )
+    except Exception as exc:  # nats-py raises several unrelated types here
+        print(f"cannot connect to {args.url}: {errors[-1] if errors else exc}", file=sys.stderr)
+        return None
+    nc.options["max_reconnect_attempts"] = -1  # once in, ride out server restarts
+    return nc
+
+
 async def follow(args: argparse.Namespace) -> int:
     run_id = args.run_id or f"ext-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-    nc = await nats.connect(servers=args.url.split(","), max_reconnect_attempts=-1)
+    nc = await connect(args)
+    if nc is None:
+        return 2
     try:
         js = nc.jetstream()
         try:
@@ -98,12 +140,12 @@ async def follow(args: argparse.Namespace) -> int:
             print(f"refused: {reply['error']}", file=sys.stderr)
             return 2
         print(f"submitted run {reply['run_id']}")
-        return await read_until_terminal(events, args.timeout)
+        return await read_until_terminal(events, run_id, args.timeout)
     finally:
         await nc.close()
 
 
-async def read_until_terminal(events, timeout: float | None) -> int:
+async def read_until_terminal(events, run_id: str, timeout: float | None) -> int:
     deadline = None if timeout is None else time.monotonic() + timeout
     while deadline is None or time.monotonic() < deadline:
         try:
@@ -111,6 +153,8 @@ async def read_until_terminal(events, timeout: float | None) -> int:
         except nats.errors.TimeoutError:
             continue
         event = json.loads(msg.data)
+        if event.get("run_id") != run_id:  # on this run's subject, but about another run
+            continue
         print(describe(event), flush=True)
         if event.get("type") in TERMINAL:
             if event["type"] == "succeeded":

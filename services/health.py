@@ -143,11 +143,13 @@ def stall_problems(settings: Settings) -> list[str]:
     path = heartbeat_path(settings)
     try:
         doc = json.loads(path.read_text())
-        written_at, stuck = float(doc["written_at"]), float(doc["stuck_s"])
+        pid, written_at, stuck = int(doc["pid"]), float(doc["written_at"]), float(doc["stuck_s"])
     except FileNotFoundError:
         return []
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return [f"unreadable coordinator heartbeat {path}: {exc}"]
+    if not _alive(pid):  # left by a coordinator that was killed: nobody to judge here
+        return []
     age = time.time() - written_at
     limit = settings.coordinator_stall_s
     if age > limit:
@@ -155,3 +157,13 @@ def stall_problems(settings: Settings) -> list[str]:
     if stuck > limit:
         return [f"a coordinator consumer has been stuck on one message for {stuck:.0f} s"]
     return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

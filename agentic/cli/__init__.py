@@ -54,5 +54,6 @@ def _secrets_masked() -> None:
     from agentic import redact
 
     redact.protect_environment()
+    redact.mask_standard_streams()  # what CrewAI prints, past every log handler
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
     redact.install_log_filter()

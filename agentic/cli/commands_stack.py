@@ -108,6 +108,8 @@ def _announce(stack: ProcessStack) -> None:
         f"coordinator pid {stack.children['coordinator'].pid}; "
         f"{stack.workers} worker(s){f' pids {pids}' if pids else ''}; "
         f"run store {_shown_store(stack.settings.run_store_url)}",
+        f"Your client credential: {stack.client_credential} (readable by you alone; "
+        "clients of this URL use it, nobody else gets in)",
         "Submit runs from another terminal:",
         f"  AGENTIC_NATS_URL={stack.url} agentic run demo --backend nats",
         f"  AGENTIC_NATS_URL={stack.url} python scripts/submit_run.py demo topic=NATS",

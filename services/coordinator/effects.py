@@ -53,7 +53,9 @@ class Deps:
     ensure_pool: Callable[[str], Awaitable[None]]
     spawn: Callable[[Coroutine[Any, Any, Any]], None]
     finished: Callable[[str], None]
-    signer: Signer
+    # Signs steps and kill notices (None only for measurements: workers then refuse them
+    # unless they verify nothing either).
+    signer: Signer | None
     inline_reads: bool = False
     # Whether this coordinator surely still holds the leader's lease (timers act only then).
     leading: Callable[[], bool] = lambda: True
@@ -190,10 +192,11 @@ class RunEffects:
         notice = {"run_id": self.run_id, "step_id": step_id, "attempt": attempt}
         payload = json.dumps(notice).encode()
         try:
+            signer = self.deps.signer
             await self.deps.nc.publish(
                 names.terminate_subject(self.run_id),
                 payload,
-                headers=self.deps.signer.headers(payload),
+                headers=signer.headers(payload) if signer is not None else None,
             )
         except Exception as exc:  # best effort: workers also watch run.json
             log.warning("run %s: kill notice for %s not sent: %s", self.run_id, step_id, exc)

@@ -74,10 +74,17 @@ class CoordinatorService:
         settings: NATS, store, stream and retry settings.
         store: The run store (default: ``settings.run_store_url``).
         grace_s: How long a stop waits for requests being answered and events being handled.
+        sign_steps: Sign every step and kill notice (docs/security.md). False only to measure
+            what signing costs (``benchmarks/``): workers that verify refuse unsigned steps.
     """
 
     def __init__(
-        self, settings: Settings, *, store: RunStore | None = None, grace_s: float = DEFAULT_GRACE_S
+        self,
+        settings: Settings,
+        *,
+        store: RunStore | None = None,
+        grace_s: float = DEFAULT_GRACE_S,
+        sign_steps: bool = True,
     ) -> None:
         self.settings = settings
         self._store = store
@@ -90,7 +97,7 @@ class CoordinatorService:
         self._nc: Any = None
         self._lease: Lease | None = None
         self._lease_lost = False
-        self._signer = _signer(settings)
+        self._signer = _signer(settings) if sign_steps else None
         self._heartbeat = Heartbeat(heartbeat_path(settings))
         self._beating: asyncio.Task[None] | None = None
 
@@ -120,13 +127,14 @@ class CoordinatorService:
             if self._lease is None:  # stopped while on standby
                 return self
             log.warning("coordinator %r leads", identity)
-            await publish_signer(
-                self.store,
-                self._signer,
-                identity,
-                stopping=self._stopping,
-                max_age_s=settings.events_max_age_s,
-            )
+            if self._signer is not None:
+                await publish_signer(
+                    self.store,
+                    self._signer,
+                    identity,
+                    stopping=self._stopping,
+                    max_age_s=settings.events_max_age_s,
+                )
             self._control = Control(settings, self._deps(js))
             await self._control.restore()
             await self._subscribe()
@@ -160,6 +168,8 @@ class CoordinatorService:
                 stopping=self._stopping,
                 max_age_s=self.settings.events_max_age_s,
             )
+            if self._signer is not None
+            else self._stopping.wait()
         )
         loops = [
             asyncio.create_task(

@@ -19,6 +19,7 @@ import signal
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
+from agentic import redact
 from agentic.contracts import StepError, StepResult, StepSpec, decode, encode
 
 if TYPE_CHECKING:
@@ -34,6 +35,9 @@ def child_main(conn: Connection) -> None:
     """Entry point of the step process (``multiprocessing`` spawn target)."""
     os.setsid()
     _die_with_parent()
+    # CrewAI prints an LLM's errors itself: keys a gateway echoes must not reach the log.
+    redact.protect_environment()
+    redact.mask_standard_streams()
     # Ctrl-C in a terminal reaches the worker, which decides what happens to the step.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from agentic.runtime import step  # noqa: F401  (pays for the CrewAI import now)

@@ -22,6 +22,9 @@ def test_the_pipeline_benchmark_reports_all_three_figures_at_tiny_sizes(
     assert figures["transition_n"] == 2  # 3 steps, 2 transitions
     assert 0 < figures["transition_p50_ms"] <= figures["transition_p95_ms"]
     assert all(f"transition_{leg}_p50_ms" in figures for leg in LEGS)
+    assert 0 < figures["transition_unsecured_p50_ms"] <= figures["transition_unsecured_p95_ms"]
+    cost = figures["transition_p50_ms"] - figures["transition_unsecured_p50_ms"]
+    assert figures["transition_security_cost_p50_ms"] == pytest.approx(cost, abs=0.002)
     assert figures["throughput_runs_lost"] == 0
     assert figures["throughput_results_committed"] == 2 * 5
     assert figures["throughput_steps_per_s"] > 0 and figures["single_process_steps_per_s"] > 0

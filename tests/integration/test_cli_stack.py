@@ -12,8 +12,15 @@ import time
 from pathlib import Path
 
 
+def clean_env() -> dict[str, str]:
+    """No AGENTIC_* setting of whoever runs the tests, except where `agentic up` leaves its
+    client credential (tests/conftest.py: never the real home)."""
+    keep = {"AGENTIC_NATS_CREDENTIALS_DIR"}
+    return {k: v for k, v in os.environ.items() if not k.startswith("AGENTIC_") or k in keep}
+
+
 def agentic(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTIC_")}
+    env = clean_env()
     return subprocess.run(
         [sys.executable, "-m", "agentic", *args],
         env=env,
@@ -82,7 +89,7 @@ def nats_server_of(data_dir: Path) -> list[int]:
 def test_killing_up_with_sigkill_takes_its_server_coordinator_and_workers_along(
     tmp_path: Path,
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTIC_")}
+    env = clean_env()
     env["AGENTIC_RUN_STORE_URL"] = str(tmp_path / "store")
     data_dir = tmp_path / "js"
     up = subprocess.Popen(
