@@ -6,6 +6,7 @@ and who may reach what are checked per role; the NATS configuration by a real na
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -62,6 +63,15 @@ ROLE_SECRETS = {
 STORE_SECRET = "agentic-store-credentials"
 STORE_USERS = {"Deployment/agentic-coordinator", "ScaledJob/agentic-worker-default"}
 SEED_VARIABLE = {"agentic-step-signing": "AGENTIC_STEP_SIGNING_SEED_FILE"}  # else the NATS one
+# The egress NetworkPolicies that select each kind of pod (by app.kubernetes.io/component).
+EGRESS = {
+    "coordinator": {"agentic-egress-dns", "agentic-egress-nats", "agentic-egress-kubernetes-api"},
+    "scaler": {"agentic-egress-dns", "agentic-egress-nats", "agentic-egress-kubernetes-api"},
+    "worker": {"agentic-egress-dns", "agentic-egress-nats", "agentic-egress-model-endpoints"},
+    "step": {"agentic-egress-dns", "agentic-egress-model-endpoints"},
+    "bus": {"agentic-egress-dns"},
+}
+PLACEHOLDER = ipaddress.ip_network("192.0.2.0/24")  # TEST-NET-1: no host answers there
 NKEY_SEED = re.compile(r"\bS[UOANCP][A-Z2-7]{50,}\b")
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
@@ -143,6 +153,22 @@ def secret_refs(pod: dict[str, Any]) -> set[str]:
             if "secretKeyRef" in var.get("valueFrom", {}):
                 found.add(var["valueFrom"]["secretKeyRef"]["name"])
     return found
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels and matchExpressions) selects ``labels``."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    tests = {
+        "In": lambda key, values: labels.get(key) in values,
+        "NotIn": lambda key, values: labels.get(key) not in values,
+        "Exists": lambda key, _: key in labels,
+        "DoesNotExist": lambda key, _: key not in labels,
+    }
+    return all(
+        tests[e["operator"]](e["key"], e.get("values", []))
+        for e in selector.get("matchExpressions", [])
+    )
 
 
 def openai_step(conf: Settings, **overrides: Any) -> StepSpec:
@@ -641,6 +667,74 @@ def test_the_seed_pattern_finds_real_seeds(tmp_path) -> None:
     creds = write_credentials(tmp_path, scaler=False)
     assert NKEY_SEED.search(creds.seed_file("coordinator").read_text())
     assert NKEY_SEED.search(creds.signing_seed.read_text())
+
+
+# --- egress ----------------------------------------------------------------------------------
+def egress_policies(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        d for d in objects(docs, "NetworkPolicy") if "Egress" in d["spec"].get("policyTypes", [])
+    ]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_egress_is_denied_by_default_and_opened_per_role(rendered, target: str) -> None:
+    docs = rendered[target]
+    deny = one(docs, "NetworkPolicy", "agentic-default-deny-egress")["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Egress"]}
+    conf = settings_from(docs)
+    labelled = [(where, t["metadata"]["labels"]) for where, t in pod_templates(docs)]
+    for manifest in (
+        worker_job_manifest("default", conf, name="agentic-worker-default-1"),
+        step_job_manifest(openai_step(conf), conf, spec_url=f"{conf.run_store_url}/spec.json"),
+    ):
+        labelled.append(
+            (manifest["metadata"]["name"], manifest["spec"]["template"]["metadata"]["labels"])
+        )
+    assert {labels["app.kubernetes.io/component"] for _, labels in labelled} >= (
+        {"coordinator", "worker", "step", "bus"}
+    )
+    for where, labels in labelled:
+        component = labels["app.kubernetes.io/component"]
+        wanted = EGRESS[component] | {"agentic-default-deny-egress"}
+        if target == "overlays/s3" and component in ("coordinator", "worker", "step"):
+            wanted.add("agentic-egress-store")
+        got = {
+            p["metadata"]["name"]
+            for p in egress_policies(docs)
+            if selects(p["spec"]["podSelector"], labels)
+        }
+        assert got == wanted, where
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_egress_rules_reach_dns_nats_and_only_edited_addresses(rendered, target: str) -> None:
+    docs = rendered[target]
+    dns = one(docs, "NetworkPolicy", "agentic-egress-dns")["spec"]
+    assert dns["podSelector"] == {}
+    [rule] = dns["egress"]
+    assert rule["to"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}
+    ]
+    assert {(p["protocol"], p["port"]) for p in rule["ports"]} == {("UDP", 53), ("TCP", 53)}
+
+    [rule] = one(docs, "NetworkPolicy", "agentic-egress-nats")["spec"]["egress"]
+    nats_labels = one(docs, "StatefulSet", "nats")["spec"]["template"]["metadata"]["labels"]
+    [to] = rule["to"]
+    assert set(to) == {"podSelector"} and selects(to["podSelector"], nats_labels)
+    assert rule["ports"] == [{"protocol": "TCP", "port": 4222}]
+
+    # As shipped, the addresses users must edit reach nothing (TEST-NET-1), except kind's API.
+    editable = ["agentic-egress-model-endpoints", "agentic-egress-kubernetes-api"]
+    if target == "overlays/s3":
+        editable.append("agentic-egress-store")
+    for name in editable:
+        for rule in one(docs, "NetworkPolicy", name)["spec"]["egress"]:
+            cidrs = [ipaddress.ip_network(to["ipBlock"]["cidr"]) for to in rule["to"]]
+            if target == "overlays/kind" and name == "agentic-egress-kubernetes-api":
+                assert rule["ports"] == [{"protocol": "TCP", "port": 6443}]
+                continue
+            assert cidrs and all(c.subnet_of(PLACEHOLDER) for c in cidrs), name
+            assert {p["port"] for p in rule["ports"]} <= {443, 6443}, name
 
 
 # --- images --------------------------------------------------------------------------------
