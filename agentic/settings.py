@@ -28,6 +28,16 @@ class K8sPool(BaseModel):
     )
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    secrets: list[str] = Field(
+        default_factory=list,
+        description="Secrets given whole (`envFrom`, optional) to this pool's worker Jobs: the "
+        "keys its providers need, nothing of other pools.",
+    )
+    nats_secret: str | None = Field(
+        None,
+        description="Secret holding this pool's worker nkey seed; unset: "
+        "`AGENTIC_K8S_WORKER_NATS_SECRET`.",
+    )
 
 
 class Settings(BaseSettings):
@@ -177,7 +187,28 @@ class Settings(BaseSettings):
     k8s_service_account: str = Field(
         "agentic", description="ServiceAccount of step and worker Jobs."
     )
-    k8s_secret_name: str | None = Field(None, description="Secret exposed to Jobs with `envFrom`.")
+    k8s_secret_name: str | None = Field(
+        None,
+        description="Secret of the step Jobs' provider keys, one key per variable: a step Job "
+        "gets only the variables its providers name (`secretKeyRef`). Worker Jobs take "
+        "their pool's `secrets` instead.",
+    )
+    k8s_store_secret: str | None = Field(
+        None,
+        description="Secret with the run store's credentials (`AWS_*` for `s3://`), given "
+        "whole to step and worker Jobs; never LLM keys.",
+    )
+    k8s_worker_nats_secret: str | None = Field(
+        None,
+        description="Secret holding a pool's worker nkey seed (key `seed.nk`), mounted into "
+        "its worker Jobs; `{pool}` becomes the pool (`agentic-nats-worker-{pool}`). A pool's "
+        "`nats_secret` wins. Unset: no seed (NATS without authentication).",
+    )
+    k8s_step_trust_configmap: str | None = Field(
+        None,
+        description="Optional ConfigMap whose key `trusted-keys` worker Jobs read as "
+        "`AGENTIC_STEP_TRUSTED_KEYS`; unset or absent: the keys published in the run store.",
+    )
     k8s_store_pvc: str | None = Field(
         None, description="PVC holding a file run store, mounted by Jobs."
     )
@@ -187,8 +218,8 @@ class Settings(BaseSettings):
     k8s_job_ttl_s: int = Field(3600, description="`ttlSecondsAfterFinished` of Jobs.")
     k8s_pools: dict[str, K8sPool] = Field(
         default_factory=dict,
-        description="Per-pool Job scheduling as JSON: `{pool: {resources, node_selector, "
-        "tolerations}}`; a provider's own hints win.",
+        description="Per-pool Job settings as JSON: `{pool: {resources, node_selector, "
+        "tolerations, secrets, nats_secret}}`; a provider's own scheduling hints win.",
     )
     k8s_reconcile_interval_s: float = Field(
         10.0, description="Period of the reconcile that backs the Job watch."

@@ -10,6 +10,9 @@
 # in-repository tests cover the same paths against a Kubernetes API server test double
 # (tests/k8s_double) and validate every manifest against the real schemas.
 #
+# NATS demands a credential from every role: the script makes a set with `agentic credentials`
+# (kept in $CREDENTIALS, reused by later runs) and gives each role its Secret before applying.
+#
 # Usage: scripts/k8s-kind-e2e.sh            (KEEP_CLUSTER=1 to leave the cluster running)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +25,7 @@ COORDINATOR_IMAGE=agentic-coordinator:${VERSION}
 WORKFLOW=scripts/k8s-e2e-workflow.yaml
 AGENTIC=${AGENTIC:-.venv/bin/agentic}
 LOCAL_NATS_PORT=${LOCAL_NATS_PORT:-14222}
+CREDENTIALS=${CREDENTIALS:-.agentic/kind-e2e-credentials}
 
 for tool in docker kind kubectl; do
   command -v "$tool" >/dev/null || { echo "missing: $tool (see the header of $0)" >&2; exit 2; }
@@ -43,6 +47,23 @@ echo "== create the cluster and load the images (kind nodes cannot pull local im
 kind get clusters | grep -qx "$CLUSTER" || kind create cluster --name "$CLUSTER" --wait 120s
 kind load docker-image --name "$CLUSTER" "$WORKER_IMAGE" "$COORDINATOR_IMAGE"
 
+echo "== credentials: one NATS identity per role, the step-signing keys, nats-server's auth.conf"
+# One set per cluster: a new set only helps if every Secret and pod gets it together.
+[ -f "$CREDENTIALS/auth.conf" ] || "$AGENTIC" credentials --out "$CREDENTIALS" --pool default
+kubectl apply -f deploy/base/namespace.yaml
+secret() {  # secret NAME --from-file=KEY=PATH: create or replace one Secret
+  kubectl -n "$NS" create secret generic "$1" "$2" --dry-run=client -o yaml | kubectl apply -f -
+}
+secret agentic-nats-auth --from-file=auth.conf="$CREDENTIALS/auth.conf"
+secret agentic-nats-coordinator --from-file=seed.nk="$CREDENTIALS/coordinator.nk"
+secret agentic-step-signing --from-file=seed.nk="$CREDENTIALS/step-signing.nk"
+secret agentic-nats-scaler --from-file=seed.nk="$CREDENTIALS/scaler.nk"
+secret agentic-nats-worker-default --from-file=seed.nk="$CREDENTIALS/worker-default.nk"
+kubectl -n "$NS" create configmap agentic-step-trust \
+  --from-file=trusted-keys="$CREDENTIALS/step-signing.pub" --dry-run=client -o yaml |
+  kubectl apply -f -
+# The example catalogs use the offline `scripted` provider: no agentic-llm-default Secret.
+
 echo "== deploy (namespace, RBAC, store PVC, NATS, coordinator, scaler)"
 kubectl apply -k deploy/overlays/kind
 kubectl -n "$NS" rollout status statefulset/nats --timeout=180s
@@ -60,7 +81,9 @@ echo "== 2. the nats backend: burst workers started by agentic scaler"
 kubectl -n "$NS" port-forward svc/nats "$LOCAL_NATS_PORT:4222" >/dev/null &
 PF_PID=$!
 for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$LOCAL_NATS_PORT") 2>/dev/null && break; sleep 0.2; done
-AGENTIC_NATS_URL="nats://127.0.0.1:$LOCAL_NATS_PORT" "$AGENTIC" run "$WORKFLOW" --backend nats
+AGENTIC_NATS_URL="nats://127.0.0.1:$LOCAL_NATS_PORT" \
+  AGENTIC_NATS_NKEY_SEED_FILE="$CREDENTIALS/client.nk" \
+  "$AGENTIC" run "$WORKFLOW" --backend nats
 kubectl -n "$NS" get jobs -l app.kubernetes.io/component=worker
 
 echo "== the runs, as the cluster's run store holds them"

@@ -6,10 +6,14 @@ A step Job runs ``agentic execute-step <spec_url>`` for one attempt of one step 
 
 * have deterministic names (a retried step gets a new name: the attempt is part of it),
 * carry ``backoffLimit: 0`` because the coordinator owns retries,
-* see secrets only through ``envFrom: secretRef`` (``AGENTIC_K8S_SECRET_NAME``): no value of a
-  ``required_env`` variable, NATS password or token is ever written into a manifest,
+* see Secrets only by name, and only those of their role (:mod:`agentic.k8s.credentials`):
+  a step Job the variables its providers name, a worker Job its pool's Secrets and NATS seed;
+  no value of a ``required_env`` variable, seed, NATS password or token is ever written into a
+  manifest,
 * reach a file run store only through the PVC ``AGENTIC_K8S_STORE_PVC`` (an ``s3://`` store
-  needs no volume: its credentials come from the Secret),
+  needs no volume: its credentials come from ``AGENTIC_K8S_STORE_SECRET``),
+* take their image from ``AGENTIC_K8S_IMAGE`` as it is: a tag or a digest
+  (``registry/agentic-worker@sha256:…``),
 * run as uid 10001 with a read-only root filesystem, no privilege escalation, no
   capabilities and the RuntimeDefault seccomp profile; ``/tmp`` and ``$HOME`` are emptyDirs.
 """
@@ -26,6 +30,7 @@ from urllib.parse import urlsplit
 from agentic.contracts.messages import StepSpec
 from agentic.errors import ConfigError
 from agentic.ids import check_id
+from agentic.k8s.credentials import PodCredentials, step_credentials, worker_credentials
 from agentic.k8s.scheduling import Scheduling, scheduling_for
 from agentic.settings import Settings
 
@@ -162,17 +167,6 @@ def _store_volumes(url: str, settings: Settings, what: str) -> tuple[list[dict],
     return [volume], [{"name": "run-store", "mountPath": mount}]
 
 
-def _required_env(spec: StepSpec) -> list[str]:
-    """Names of the secret env vars the step's agent and MCP providers need."""
-    names = list(spec.agent_provider.get("required_env") or [])
-    if spec.agent_provider.get("api_key_env"):
-        names.append(spec.agent_provider["api_key_env"])
-    for mcp in spec.mcp_providers:
-        names += list(mcp.resolved.get("required_env") or [])
-        names += list(mcp.resolved.get("required_env_any") or [])
-    return sorted(set(names))
-
-
 def _env(plain: dict[str, str], settings: Settings) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -193,6 +187,7 @@ def _pod_spec(
     settings: Settings,
     scheduling: Scheduling,
     store: tuple[list[dict], list[dict]],
+    creds: PodCredentials,
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": CONTAINER,
@@ -200,18 +195,17 @@ def _pod_spec(
         "imagePullPolicy": "IfNotPresent",
         "command": ["agentic"],
         "args": args,
-        "env": env,
+        "env": env + creds.env,
         "securityContext": container_security_context(),
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "home", "mountPath": HOME},
             *store[1],
+            *creds.mounts,
         ],
     }
-    if settings.k8s_secret_name:
-        # Optional: a missing Secret then shows up as the runtime's clear MissingEnvError
-        # naming the variables, not as a pod stuck in CreateContainerConfigError.
-        container["envFrom"] = [{"secretRef": {"name": settings.k8s_secret_name, "optional": True}}]
+    if creds.env_from:
+        container["envFrom"] = creds.env_from
     if scheduling.resources:
         container["resources"] = copy.deepcopy(scheduling.resources)
     pod: dict[str, Any] = {
@@ -225,6 +219,7 @@ def _pod_spec(
             {"name": "tmp", "emptyDir": {}},
             {"name": "home", "emptyDir": {}},
             *store[0],
+            *creds.volumes,
         ],
     }
     if scheduling.node_selector:
@@ -277,21 +272,14 @@ def step_job_manifest(spec: StepSpec, settings: Settings, *, spec_url: str) -> d
 
     Args:
         spec: the attempt's StepSpec (its ``store_url`` is where the result goes).
-        settings: namespace, image, service account, Secret, PVC, TTL and pool settings.
+        settings: namespace, image, service account, Secrets, PVC, TTL and pool settings.
         spec_url: where the Job reads the spec; on the PVC or in the remote store.
 
     Raises:
         ConfigError: the store cannot be reached from a pod, a scheduling hint is malformed,
             or the providers need secret variables while no Secret is configured.
     """
-    needed = _required_env(spec)
-    if needed and not settings.k8s_secret_name:
-        raise ConfigError(
-            f"step {spec.step_id!r} needs {', '.join(needed)}; Jobs get secrets only from a "
-            "Secret: set AGENTIC_K8S_SECRET_NAME to a Secret holding them",
-            run_id=spec.run_id,
-            step_id=spec.step_id,
-        )
+    creds = step_credentials(spec, settings)
     store = _store_volumes(spec.store_url, settings, "run store")
     _store_volumes(spec_url, settings, "spec URL")  # the same volume must reach the spec
     timeout = spec.timeout_s if spec.timeout_s is not None else settings.default_step_timeout_s
@@ -300,7 +288,7 @@ def step_job_manifest(spec: StepSpec, settings: Settings, *, spec_url: str) -> d
         "AGENTIC_LOG_LEVEL": settings.log_level,
     }
     env = _env(plain, settings)
-    clash = needed and {e["name"] for e in env} & set(needed)
+    clash = {e["name"] for e in env} & {e["name"] for e in creds.env}
     if clash:
         raise ConfigError(f"step {spec.step_id!r}: {sorted(clash)} must come from the Secret")
     labels, annotations = _step_metadata(spec)
@@ -308,8 +296,11 @@ def step_job_manifest(spec: StepSpec, settings: Settings, *, spec_url: str) -> d
         args=["execute-step", spec_url],
         env=env,
         settings=settings,
+        # Only the kubernetes backend builds step Jobs, in the process of the user whose own
+        # catalog or workflow file defines the provider (docs/kubernetes.md, Trust).
         scheduling=scheduling_for(spec.agent_provider, settings.k8s_pools.get(spec.pool)),
         store=store,
+        creds=creds,
     )
     job = _job(
         step_job_name(spec.run_id, spec.step_id, spec.attempt), settings, labels, annotations, pod
@@ -326,8 +317,8 @@ def _nats_url(settings: Settings) -> str:
     for url in settings.nats_url.split(","):
         if "@" in urlsplit(url.strip()).netloc:
             raise ConfigError(
-                "AGENTIC_NATS_URL holds credentials; worker Jobs get NATS credentials only from "
-                "the Secret (AGENTIC_NATS_USER/AGENTIC_NATS_PASSWORD or AGENTIC_NATS_TOKEN)"
+                "AGENTIC_NATS_URL holds credentials; worker Jobs get their NATS identity only "
+                "from their pool's seed Secret (AGENTIC_K8S_WORKER_NATS_SECRET)"
             )
     return settings.nats_url
 
@@ -337,11 +328,13 @@ def worker_job_manifest(pool: str, settings: Settings, *, name: str) -> dict[str
 
     Args:
         pool: the worker pool whose queue the Job drains.
-        settings: NATS URL, run store and the Kubernetes settings of step Jobs.
+        settings: NATS URL, run store, the Kubernetes settings of step Jobs and the pool's
+            entry of ``AGENTIC_K8S_POOLS``.
         name: the Job name, e.g. from :func:`worker_job_name`.
 
     Raises:
-        ConfigError: no NATS URL (or one with credentials in it), or an unreachable store.
+        ConfigError: no NATS URL (or one with credentials in it), an unreachable store, or a
+            Secret name Kubernetes would refuse.
     """
     check_id(pool, "pool")
     if len(name) > MAX_NAME or not _DNS_LABEL.match(name):
@@ -360,7 +353,9 @@ def worker_job_manifest(pool: str, settings: Settings, *, name: str) -> dict[str
         args=["worker", "--burst", "--pool", pool],
         env=_env(plain, settings),
         settings=settings,
+        # The pool's settings only: nothing of a submitted step shapes a worker Job.
         scheduling=scheduling_for(None, settings.k8s_pools.get(pool)),
         store=_store_volumes(settings.run_store_url, settings, "run store"),
+        creds=worker_credentials(pool, settings),
     )
     return _job(name, settings, labels, {LABEL_POOL: pool}, pod)

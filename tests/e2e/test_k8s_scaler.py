@@ -32,9 +32,14 @@ from services.scaler import ScalerService
 from tests.e2e.k8s_cluster import NS, PVC, Cluster, cluster_settings, two_steps
 from tests.fixtures.nats import make_spec
 from tests.k8s_double import KubeDouble, wait_for
+from tests.k8s_double.podenv import default_base_env
 from tests.parity import run_workflow
 
 pytestmark = pytest.mark.slow
+
+# These tests submit inline scripted providers; the trust boundary itself is tested in
+# tests/security. Worker Jobs get it from the double's base env, as from an image's ENV.
+INLINE = {"AGENTIC_ALLOW_INLINE_PROVIDERS": "true"}
 
 UNPULLABLE = "registry.invalid/agentic-worker:missing"
 
@@ -51,6 +56,7 @@ def cluster(
         unpullable_images=[UNPULLABLE],
         workdir=root / "double",
         kill_grace_s=1.0,
+        base_env={**default_base_env(), **INLINE},
     )
     with double:
         client = double.api_client()
@@ -70,6 +76,7 @@ def coordinator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> I
         AGENTIC_NATS_URL=cluster.settings.nats_url or "",
         AGENTIC_RUN_STORE_URL=cluster.store_url,
         CREWAI_DISABLE_TELEMETRY="true",
+        **INLINE,
     )
     with log_path.open("w") as log:
         proc = subprocess.Popen(

