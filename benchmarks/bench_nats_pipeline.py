@@ -210,7 +210,7 @@ def coordinator_footprint(runs: int) -> dict[str, Any]:
     """The coordinator's memory with ``runs`` unfinished runs, and whether it has CrewAI."""
     from agentic import names
     from agentic.bus import EmbeddedNats
-    from agentic.cli.stack import has_interest
+    from agentic.cli.process_stack import has_interest
 
     with tempfile.TemporaryDirectory(prefix="agentic-bench-footprint-") as tmp:
         report = Path(tmp) / "report.json"

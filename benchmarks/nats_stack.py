@@ -112,7 +112,7 @@ def running_stack(
         root: Where the temporary folder goes.
         secure: Authentication and signed steps, as ``agentic up`` runs; False: neither.
     """
-    from agentic.cli.stack import ProcessStack
+    from agentic.cli.process_stack import ProcessStack
 
     with tempfile.TemporaryDirectory(prefix="agentic-bench-nats-", dir=root) as tmp:
         store_url = str(Path(tmp) / "store")

@@ -21,7 +21,7 @@ from agentic.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from agentic.cli.stack import ProcessStack
+    from agentic.cli.process_stack import ProcessStack
     from agentic.contracts import RunRecord
     from agentic.settings import Settings
     from agentic.store import RunStore
@@ -59,7 +59,7 @@ def up(
     first so running steps finish. Exit codes: 0 stopped on request; 1 a process of the
     stack failed.
     """
-    from agentic.cli.stack import ProcessStack
+    from agentic.cli.process_stack import ProcessStack
 
     settings = load_settings()
     stack = ProcessStack(

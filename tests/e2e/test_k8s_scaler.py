@@ -38,7 +38,7 @@ from tests.parity import run_workflow
 pytestmark = pytest.mark.slow
 
 # These tests submit inline scripted providers; the trust boundary itself is tested in
-# tests/security. Worker Jobs get it from the double's base env, as from an image's ENV.
+# tests/security. The scaler passes the installation's setting on to the worker Jobs.
 INLINE = {"AGENTIC_ALLOW_INLINE_PROVIDERS": "true"}
 
 UNPULLABLE = "registry.invalid/agentic-worker:missing"
@@ -56,12 +56,16 @@ def cluster(
         unpullable_images=[UNPULLABLE],
         workdir=root / "double",
         kill_grace_s=1.0,
-        base_env={**default_base_env(), **INLINE},
+        base_env=default_base_env(),
     )
     with double:
         client = double.api_client()
         settings = cluster_settings(
-            store_dir, nats_url=nats_server.url, scaler_poll_interval_s=1.0, scaler_max_jobs=3
+            store_dir,
+            nats_url=nats_server.url,
+            scaler_poll_interval_s=1.0,
+            scaler_max_jobs=3,
+            allow_inline_providers=True,
         )
         yield Cluster(double, client, str(store_dir), settings)
         client.close()

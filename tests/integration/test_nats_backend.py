@@ -21,7 +21,7 @@ import pytest
 
 from agentic.backends.nats import NatsBackend
 from agentic.catalog import load_catalog, load_workflow
-from agentic.cli.stack import ProcessStack
+from agentic.cli.process_stack import ProcessStack
 from agentic.settings import Settings
 from agentic.store import open_store
 from tests.parity import run_workflow, stored_layout

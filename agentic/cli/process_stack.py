@@ -1,0 +1,222 @@
+"""``agentic up``: nats-server, one ``agentic coordinator`` process and N ``agentic worker``
+processes in the foreground until Ctrl-C or SIGTERM.
+
+Composed here, in the CLI, because the core never imports ``services`` (DESIGN §8). Each
+start makes fresh credentials (:mod:`agentic.cli.local_auth`): nats-server lets in only the
+stack's own processes and its user, whose client credential it leaves where that user's
+clients find it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agentic import names
+from agentic.errors import BusError
+from agentic.settings import Settings
+
+if TYPE_CHECKING:
+    from agentic.bus.embedded import EmbeddedNats
+    from agentic.cli.local_auth import StackCredentials
+
+log = logging.getLogger(__name__)
+
+SERVICES_START_TIMEOUT_S = 60.0
+CHILD_STOP_GRACE_S = 20.0
+
+
+@dataclass
+class ProcessStack:
+    """nats-server, a coordinator process and ``workers`` worker processes.
+
+    Args:
+        settings: Settings the children inherit (through the environment).
+        workers: Worker processes to start.
+        port: Client port of nats-server (``0``: a free one).
+        data_dir: JetStream directory (kept: runs survive a restart of the stack).
+        concurrency: Slots of each worker.
+        env: Extra environment variables of the children.
+        secure: Fresh credentials per start: nats-server lets in only the stack's own
+            identities (:mod:`agentic.cli.local_auth`), and the client credential is left
+            for this user (:attr:`client_credential`). ``False`` only for comparisons
+            (``benchmarks/``): anyone on this machine could then use the stack.
+        service_command: How a service process is started (``agentic`` by default).
+    """
+
+    settings: Settings
+    workers: int = 1
+    port: int = 4222
+    data_dir: str | Path = ".agentic/nats"
+    concurrency: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+    secure: bool = True
+    service_command: tuple[str, ...] = (sys.executable, "-m", "agentic")
+    server: EmbeddedNats | None = None
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    credentials: StackCredentials | None = None
+    client_credential: Path | None = None
+
+    def start(self) -> None:
+        """Start everything; return once the coordinator answers on ``agentic.runs.submit``.
+
+        Raises:
+            BusError: nats-server or the coordinator did not start (the stack is stopped).
+        """
+        from agentic.bus.embedded import EmbeddedNats
+        from agentic.cli.local_auth import StackCredentials
+
+        if self.port:
+            _check_port_free(self.port)
+        if self.secure:
+            self.credentials = StackCredentials()
+        self.server = EmbeddedNats(
+            store_dir=self.data_dir,
+            port=self.port or None,  # 0: any free ports
+            monitor_port=free_port() if self.port else None,
+            terminate_with_parent=True,
+            config_file=self.credentials.server_conf if self.credentials else None,
+        )
+        try:
+            self.server.start()
+            self._leave_client_credential()
+            self.children["coordinator"] = self._spawn("coordinator")
+            for i in range(1, self.workers + 1):
+                self.children[f"worker-{i}"] = self._spawn(
+                    "worker", "--concurrency", str(self.concurrency)
+                )
+            self._wait_coordinator()
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        """The NATS URL clients use."""
+        assert self.server is not None, "the stack is not started"
+        return self.server.url
+
+    def child_env(self, role: str = "client") -> dict[str, str]:
+        """The environment of a child of ``role``: ours, pointed at the embedded server, with
+        that role's credentials."""
+        env = {**os.environ, **self.env, "AGENTIC_NATS_URL": self.url}
+        if self.credentials is not None:
+            if role == "client":
+                env["AGENTIC_NATS_NKEY_SEED_FILE"] = str(self.credentials.client_seed)
+            else:
+                env.update(self.credentials.env_for(role))
+        return env
+
+    def _leave_client_credential(self) -> None:
+        """Put the client seed where this user's clients look for it (no flag needed)."""
+        if self.credentials is None:
+            return
+        from agentic.bus.credentials import leave_client_credential
+
+        seed = self.credentials.client_seed.read_bytes()
+        self.client_credential = leave_client_credential(self.settings, self.url, seed)
+
+    def _spawn(self, command: str, *args: str) -> subprocess.Popen[bytes]:
+        from agentic.bus.embedded import parent_death_signal
+
+        # Own process groups: a Ctrl-C in the terminal reaches only `agentic up`, which then
+        # stops the children in order (workers drain before the coordinator goes).
+        return subprocess.Popen(
+            [*self.service_command, command, *args],
+            env=self.child_env(command),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            # Dies with `agentic up`, even when it is killed with SIGKILL (then SIGTERM drains).
+            preexec_fn=parent_death_signal(),
+        )
+
+    def _wait_coordinator(self, timeout_s: float = SERVICES_START_TIMEOUT_S) -> None:
+        assert self.server is not None
+        deadline = time.monotonic() + timeout_s
+        while not has_interest(self.server.monitor_url, names.SUBMIT_SUBJECT):
+            exited = self.exited()
+            if exited:
+                raise BusError(f"{exited[0]} exited at start with code {exited[1]}")
+            if time.monotonic() >= deadline:
+                raise BusError(f"the coordinator did not answer within {timeout_s:g}s")
+            time.sleep(0.05)
+
+    def exited(self) -> tuple[str, int] | None:
+        """The first child that has exited, and its exit code."""
+        for name, proc in self.children.items():
+            code = proc.poll()
+            if code is not None:
+                return name, code
+        return None
+
+    def stop(self, grace_s: float = CHILD_STOP_GRACE_S) -> None:
+        """SIGTERM the workers, then the coordinator (each drains), then stop nats-server."""
+        order = [n for n in self.children if n != "coordinator"] + ["coordinator"]
+        for group in ([n for n in order if n != "coordinator"], ["coordinator"]):
+            procs = [self.children[n] for n in group if n in self.children]
+            _terminate_all(procs, grace_s)
+        self.children.clear()
+        if self.server is not None:
+            self.server.stop()
+        if self.client_credential is not None:
+            from agentic.bus.credentials import remove_credential
+
+            remove_credential(self.client_credential)
+            self.client_credential = None
+        if self.credentials is not None:
+            self.credentials.close()
+            self.credentials = None
+
+
+def _terminate_all(procs: list[subprocess.Popen[bytes]], grace_s: float) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("process %s did not stop within %gs; killing it", proc.pid, grace_s)
+            proc.kill()
+            proc.wait()
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Like nats-server itself: a port left in TIME_WAIT by a stopped server is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise BusError(
+                f"port {port} is in use (another `agentic up` or nats-server?): "
+                "choose one with --port, or --port 0 for any free port"
+            ) from exc
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def has_interest(monitor_url: str, subject: str) -> bool:
+    """Whether a client subscribes to ``subject``, from the server's ``/subsz`` endpoint."""
+    try:
+        with urllib.request.urlopen(f"{monitor_url}/subsz?subs=1&test={subject}", timeout=1) as r:
+            return int(json.loads(r.read()).get("total", 0)) > 0
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
