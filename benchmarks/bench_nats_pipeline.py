@@ -321,7 +321,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--only", default="abc", help="which figures: any of a, b, c (default abc)")
     p.add_argument("--steps", type=int, default=20, help="steps of a transition run (20)")
-    p.add_argument("--transition-runs", type=int, default=3, help="transition runs (3)")
+    p.add_argument("--transition-runs", type=int, default=6, help="transition runs per stack (6)")
     p.add_argument("--runs", type=int, default=200, help="concurrent runs of (b) (200)")
     p.add_argument("--workers", type=int, default=2, help="worker processes of (b) (2)")
     p.add_argument("--footprint-runs", type=int, default=1000, help="runs of (c) (1000)")
