@@ -309,22 +309,17 @@ def run_request(record: RunRecord) -> RunRequest:
     original = record.request
     if record.workflow is None:  # nothing resolved here (a replay): the coordinator resolves
         return original.model_copy(update={"run_id": record.run_id, "backend": "nats"})
-    if original.workflow_ref is not None and original.goal is None:
-        return RunRequest(
-            run_id=record.run_id,
-            workflow_ref=original.workflow_ref,
-            inputs=dict(record.inputs),
-            backend="nats",
-            labels=dict(record.labels),
-            replay_of=original.replay_of,
-        )
+    by_name = original.workflow_ref is not None and original.goal is None
+    source: dict[str, Any] = (
+        {"workflow_ref": original.workflow_ref} if by_name else {"workflow": record.workflow}
+    )
     return RunRequest(
         run_id=record.run_id,
-        workflow=record.workflow,
         inputs=dict(record.inputs),
         backend="nats",
         labels=dict(record.labels),
         replay_of=original.replay_of,
+        **source,
     )
 
 

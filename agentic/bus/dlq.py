@@ -10,8 +10,11 @@ dlq.<stream>.<seq>``, so a second move within the duplicate window stores nothin
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import nats.errors
 from nats.js import JetStreamContext
@@ -63,18 +66,27 @@ def parse_max_deliveries(raw: bytes) -> MaxDeliveries:
     Raises:
         DecodeError: not a max-deliveries advisory (carries the bytes).
     """
-    try:
-        doc = json.loads(raw)
-        if doc.get("type") != MAX_DELIVERIES_TYPE:
-            raise ValueError(f"type is {doc.get('type')!r}, not {MAX_DELIVERIES_TYPE!r}")
+    with _advisory(raw, MAX_DELIVERIES_TYPE, "max-deliveries") as doc:
         return MaxDeliveries(
             stream=str(doc["stream"]),
             consumer=str(doc["consumer"]),
             stream_seq=int(doc["stream_seq"]),
             deliveries=int(doc["deliveries"]),
         )
+
+
+@contextlib.contextmanager
+def _advisory(raw: bytes, kind: str, what: str) -> Iterator[dict[str, Any]]:
+    """The JSON document of an advisory of ``kind``; a missing or malformed field read in
+    the block is a :class:`DecodeError` too."""
+    try:
+        doc = json.loads(raw)
+        if not isinstance(doc, dict) or doc.get("type") != kind:
+            found = doc.get("type") if isinstance(doc, dict) else type(doc).__name__
+            raise ValueError(f"type is {found!r}, not {kind!r}")
+        yield doc
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DecodeError(f"invalid max-deliveries advisory: {exc}", raw=raw, cause=exc) from exc
+        raise DecodeError(f"invalid {what} advisory: {exc}", raw=raw, cause=exc) from exc
 
 
 def advisory_type(raw: bytes) -> str | None:
@@ -93,10 +105,7 @@ def parse_terminated(raw: bytes) -> Terminated:
     Raises:
         DecodeError: not a terminated-message advisory (carries the bytes).
     """
-    try:
-        doc = json.loads(raw)
-        if doc.get("type") != TERMINATED_TYPE:
-            raise ValueError(f"type is {doc.get('type')!r}, not {TERMINATED_TYPE!r}")
+    with _advisory(raw, TERMINATED_TYPE, "terminated") as doc:
         return Terminated(
             stream=str(doc["stream"]),
             consumer=str(doc["consumer"]),
@@ -104,8 +113,6 @@ def parse_terminated(raw: bytes) -> Terminated:
             deliveries=int(doc.get("deliveries", 1)),
             reason=str(doc.get("reason") or ""),
         )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DecodeError(f"invalid terminated advisory: {exc}", raw=raw, cause=exc) from exc
 
 
 async def record_refusal(js: JetStreamContext, refused: Terminated, *, detail: str) -> int:

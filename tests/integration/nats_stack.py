@@ -338,3 +338,27 @@ async def dead_letter_of(js: JetStreamContext, run_id: str, timeout: float = 10.
         if time.monotonic() > deadline:
             raise AssertionError(f"no dead letter of run {run_id} within {timeout} s")
         await asyncio.sleep(0.05)
+
+
+def start_agentic_up(
+    data_dir: Path, env: Mapping[str, str], cwd: Path, *args: str
+) -> tuple[subprocess.Popen[str], str]:
+    """``agentic up --port 0`` in the background; returns it once it printed ``Ready.``, with
+    everything it announced (the NATS URL, the pids, the credential)."""
+    up = subprocess.Popen(
+        [sys.executable, "-m", "agentic", "up", "--port", "0", "--data-dir", str(data_dir), *args],
+        env=dict(env),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert up.stdout is not None
+    announced = ""
+    while "Ready." not in announced:
+        line = up.stdout.readline()
+        if not line:
+            up.kill()
+            raise AssertionError(f"agentic up exited before it was ready:\n{announced}")
+        announced += line
+    return up, announced

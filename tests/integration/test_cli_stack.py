@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.integration.nats_stack import start_agentic_up
+
 
 def clean_env() -> dict[str, str]:
     """No AGENTIC_* setting of whoever runs the tests, except where `agentic up` leaves its
@@ -92,20 +94,7 @@ def test_killing_up_with_sigkill_takes_its_server_coordinator_and_workers_along(
     env = clean_env()
     env["AGENTIC_RUN_STORE_URL"] = str(tmp_path / "store")
     data_dir = tmp_path / "js"
-    up = subprocess.Popen(
-        [sys.executable, "-m", "agentic", "up", "--port", "0", "--data-dir", str(data_dir)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert up.stdout is not None
-    announced = ""
-    while "Ready." not in announced:
-        line = up.stdout.readline()
-        assert line, "agentic up exited before it was ready"
-        announced += line
+    up, announced = start_agentic_up(data_dir, env, tmp_path)
     children = [int(p) for p in re.findall(r"pids? (\d+)", announced)]
     server = nats_server_of(data_dir)
     assert len(children) == 2 and len(server) == 1

@@ -9,6 +9,7 @@ connection without a credential, "authorization violation"), and nothing reaches
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -101,23 +102,31 @@ async def coordinator(server: EmbeddedNats, credentials: CredentialSet) -> Async
 
 @pytest.fixture
 async def worker(server: EmbeddedNats, credentials: CredentialSet, coordinator: Peer):
-    peer = await _peer(server, credentials.seed_file("worker-default"), "worker-default")
-    yield peer
-    await peer.nc.close()
+    async with _role(server, credentials, "worker-default", "worker-default") as peer:
+        yield peer
 
 
 @pytest.fixture
 async def client(server: EmbeddedNats, credentials: CredentialSet, coordinator: Peer):
-    peer = await _peer(server, credentials.seed_file("client"), None)
-    yield peer
-    await peer.nc.close()
+    async with _role(server, credentials, "client", None) as peer:
+        yield peer
 
 
 @pytest.fixture
 async def scaler(server: EmbeddedNats, credentials: CredentialSet, coordinator: Peer):
-    peer = await _peer(server, credentials.seed_file("scaler"), "scaler")
-    yield peer
-    await peer.nc.close()
+    async with _role(server, credentials, "scaler", "scaler") as peer:
+        yield peer
+
+
+@contextlib.asynccontextmanager
+async def _role(
+    server: EmbeddedNats, credentials: CredentialSet, name: str, identity: str | None
+) -> AsyncIterator[Peer]:
+    peer = await _peer(server, credentials.seed_file(name), identity)
+    try:
+        yield peer
+    finally:
+        await peer.nc.close()
 
 
 async def test_a_client_without_a_credential_is_not_authorized(

@@ -22,6 +22,7 @@ from agentic.bus import connect
 from agentic.bus.credentials import credential_path
 from agentic.errors import BusError
 from agentic.settings import Settings
+from tests.integration.nats_stack import start_agentic_up
 
 pytestmark = pytest.mark.slow
 
@@ -43,20 +44,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
         "AGENTIC_NATS_CREDENTIALS_DIR": str(root / "credentials"),
         "AGENTIC_CONFIG_DIR": str(Path(__file__).resolve().parents[2] / "config"),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "agentic", "up", "--port", "0", "--data-dir", str(root / "js")],
-        env=env,
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    announced = ""
-    while "Ready." not in announced:
-        line = process.stdout.readline()
-        assert line, "agentic up exited before it was ready"
-        announced += line
+    process, announced = start_agentic_up(root / "js", env, root)
     found = re.search(r"nats://127\.0\.0\.1:\d+", announced)
     assert found is not None, announced
     try:
@@ -142,17 +130,7 @@ async def test_even_the_users_client_may_not_dispatch_steps(up: Up) -> None:
 def test_stopping_up_removes_the_credential_it_left(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTIC_")}
     env |= {"AGENTIC_NATS_CREDENTIALS_DIR": str(tmp_path / "credentials")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "agentic", "up", "--port", "0", "--data-dir",
-         str(tmp_path / "js"), "--workers", "0"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    announced = ""
-    while "Ready." not in announced:
-        line = process.stdout.readline()
-        assert line, "agentic up exited before it was ready"
-        announced += line
+    process, _ = start_agentic_up(tmp_path / "js", env, tmp_path, "--workers", "0")
     assert list((tmp_path / "credentials").iterdir())
 
     process.send_signal(signal.SIGTERM)
