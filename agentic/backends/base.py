@@ -12,21 +12,19 @@ Two protocols, one per level:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
-from agentic.contracts import RunEvent, RunRecord, StepError, StepSpec
+from agentic import failures
+from agentic.contracts import RunRecord, StepError, StepSpec
+from agentic.recording.journal import EventCallback
 from agentic.settings import Settings
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
 
 STDERR_TAIL_CHARS = 2000
-CRASH_ERROR_TYPE = "StepCrashed"
 
-EventCallback = Callable[[RunEvent], None]
-"""Receives every run event as the backend records it (live progress in the CLI)."""
 
 HandleT = TypeVar("HandleT")
 
@@ -73,7 +71,7 @@ class StepHealth:
         message = f"step process exited with code {self.exit_code}"
         if self.stderr_tail.strip():
             message += f"; stderr ends with:\n{self.stderr_tail.rstrip()}"
-        return StepError(type=CRASH_ERROR_TYPE, message=message, retryable=True)
+        return StepError(type=failures.CRASHED, message=message, retryable=True)
 
 
 class StepLauncher(Protocol[HandleT]):

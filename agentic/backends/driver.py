@@ -14,7 +14,7 @@ decisions:
   attempt; a step past its ``timeout_s`` is terminated and reported as a timeout;
 * it carries out retries after their backoff, and cancellation (:meth:`LocalDriver.cancel`
   from any thread, Ctrl-C in the calling thread, or ``agentic cancel`` from anywhere
-  through the store's ``cancel.json``, see :mod:`agentic.backends.cancel`) terminates
+  through the store's ``cancel.json``, see :mod:`agentic.recording.cancel`) terminates
   every running step.
 
 Every run event goes to ``on_event`` in order, with increasing ``seq``.
@@ -30,27 +30,31 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from agentic import failures
 from agentic.backends.base import EventCallback, StepHealth, StepLauncher
-from agentic.backends.cancel import CancelRequests, cancel_scope
-from agentic.backends.journal import RunJournal, dispatched_spec
-from agentic.backends.outcome import attempt_outcome, committed_success, failed_attempt
 from agentic.contracts import RunRecord, StepError, StepResult, StepSpec, utcnow
 from agentic.coordinator import (
     Command,
+    CommitFailure,
     Dispatch,
     Emit,
     FinishRun,
+    RecordFailure,
     RunState,
     ScheduleRetry,
     Terminate,
 )
 from agentic.errors import ConfigError
+from agentic.recording.attempts import commit_failure, record_failure
+from agentic.recording.cancel import CancelRequests, cancel_scope
+from agentic.recording.journal import RunJournal, dispatched_spec
+from agentic.recording.outcome import attempt_outcome, committed_success
+from agentic.recording.reactions import reactions
 from agentic.settings import Settings
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
 
-LAUNCH_ERROR_TYPE = "StepLaunchFailed"
 CANCELLED_BY_INTERRUPT = "cancelled by Ctrl-C"
 
 
@@ -123,6 +127,8 @@ class LocalDriver:
         self._running: dict[str, _Attempt] = {}
         self._retries: dict[str, float] = {}
         self._specs: dict[str, StepSpec] = {}
+        # Attempts that ended before the machine heard of it (their timing, for the record).
+        self._ended: dict[tuple[str, int], _Attempt] = {}
         self._state: RunState | None = None
         self._journal: RunJournal | None = None
         self._requests: CancelRequests | None = None
@@ -231,12 +237,12 @@ class LocalDriver:
                 attempt.handle = self._launcher.launch(attempt.spec)
             except Exception as exc:  # any launch failure is a failed attempt, never a crash
                 error = StepError(
-                    type=LAUNCH_ERROR_TYPE,
+                    type=failures.LAUNCH_FAILED,
                     message=f"could not start the step: {type(exc).__name__}: {exc}",
                     retryable=True,
                 )
-                self._record_failure(attempt, error)
-                self._execute(self._machine.on_step_failed(*attempt.key, error))
+                self._ended[attempt.key] = attempt
+                self._execute(self._machine.on_step_failed(*attempt.key, error, observed=True))
                 continue
             attempt.started_at = utcnow()
             attempt.deadline = self._clock() + attempt.timeout_s
@@ -245,14 +251,18 @@ class LocalDriver:
 
     def _on_exit(self, attempt: _Attempt, health: StepHealth) -> None:
         del self._running[attempt.spec.step_id]
+        self._ended[attempt.key] = attempt
         spec = attempt.spec
         result = attempt_outcome(self._store, spec.run_id, spec.step_id, spec.attempt)
-        if result is None:
-            result = self._record_failure(attempt, health.crash_error())
+        if result is None:  # it exited without recording anything: a crash
+            crash = health.crash_error()
+            self._execute(self._machine.on_step_failed(*attempt.key, crash, observed=True))
+            return
         self._after_result(attempt, result)
 
     def _on_deadline(self, attempt: _Attempt) -> None:
         del self._running[attempt.spec.step_id]
+        self._ended[attempt.key] = attempt
         self._launcher.terminate(attempt.handle)
         spec = attempt.spec
         # The step may have committed its result just before it was killed: the store wins.
@@ -260,54 +270,57 @@ class LocalDriver:
         if done is not None:
             self._after_result(attempt, done)
             return
-        commands = self._machine.on_timeout(*attempt.key)
-        failed = next(
-            (c for c in commands if isinstance(c, Emit) and c.type == "step_failed"), None
-        )
-        if failed is not None:
-            error = StepError.model_validate(failed.data["error"])
-            self._record_failure(attempt, error)
-        self._execute(commands)
-        self._commit_if_final(attempt)
+        self._execute(self._machine.on_timeout(*attempt.key))
 
     def _after_result(self, attempt: _Attempt, result: StepResult) -> None:
         if result.status == "succeeded":
             self._execute(self._machine.on_step_succeeded(*attempt.key, result.output))
             return
-        error = result.error or StepError(type="StepFailed", message="no error recorded")
-        self._execute(self._machine.on_step_failed(*attempt.key, error))
-        self._commit_if_final(attempt)
+        self._execute(self._machine.on_step_failed(*attempt.key, result.failure))
 
-    # --- commands -----------------------------------------------------------------------
+    # --- commands (agentic.recording.reactions.Transport) ----------------------------------
 
     def _execute(self, commands: list[Command]) -> None:
         """Carry out one transition's commands in order, then save the step snapshot."""
         if not commands:
             return
-        journal = self._recorder
-        finish: FinishRun | None = None
-        for command in commands:
-            if isinstance(command, Emit):
-                journal.emit(command)
-            elif isinstance(command, Dispatch):
-                self._dispatch(command)
-            elif isinstance(command, Terminate):
-                self._terminate(command)
-            elif isinstance(command, ScheduleRetry):
-                self._retries[command.step_id] = self._clock() + command.delay_s
-            elif isinstance(command, FinishRun):
-                finish = command
-        if finish is None:
-            journal.save()
-        else:
-            journal.finish(finish)
+        for call in reactions(commands, self):
+            call()
+        if not self._machine.finished:
+            self._recorder.save()
 
-    def _dispatch(self, command: Dispatch) -> None:
+    def record_failure(self, command: RecordFailure) -> None:
+        attempt = self._ended.get((command.step_id, command.attempt))
+        record_failure(
+            self._store,
+            self._recorder.record.run_id,
+            command,
+            queued_at=attempt.queued_at if attempt else None,
+            started_at=attempt.started_at if attempt else None,
+        )
+
+    def commit_failure(self, command: CommitFailure) -> None:
+        commit_failure(self._store, self._recorder.record.run_id, command)
+
+    def ready(self, announce: Emit, command: Dispatch) -> None:
+        self.emit(announce)
+        self.dispatch(command)
+
+    def emit(self, command: Emit) -> None:
+        self._recorder.emit(command)
+
+    def dispatch(self, command: Dispatch) -> None:
         spec = dispatched_spec(self._specs[command.step_id], command, self._settings)
         self._store.write_spec(spec)
         self._queue.append(_Attempt(spec=spec, timeout_s=command.timeout_s))
 
-    def _terminate(self, command: Terminate) -> None:
+    def schedule_retry(self, command: ScheduleRetry) -> None:
+        self._retries[command.step_id] = self._clock() + command.delay_s
+
+    def finish(self, command: FinishRun) -> None:
+        self._recorder.finish(command)
+
+    def terminate(self, command: Terminate) -> None:
         key = (command.step_id, command.attempt)
         for queued in list(self._queue):
             if queued.key == key:
@@ -323,31 +336,6 @@ class LocalDriver:
         while self._running:
             _, attempt = self._running.popitem()
             self._launcher.terminate(attempt.handle)
-
-    # --- store --------------------------------------------------------------------------
-
-    def _record_failure(self, attempt: _Attempt, error: StepError) -> StepResult:
-        spec = attempt.spec
-        result = failed_attempt(
-            spec.run_id,
-            spec.step_id,
-            spec.attempt,
-            error,
-            queued_at=attempt.queued_at,
-            started_at=attempt.started_at,
-        )
-        self._store.write_attempt(result)
-        return result
-
-    def _commit_if_final(self, attempt: _Attempt) -> None:
-        """Commit the last failed attempt of a step that will not be retried."""
-        spec = attempt.spec
-        status = next(s.status for s in self._machine.snapshot() if s.step_id == spec.step_id)
-        if status != "failed":
-            return
-        outcome = attempt_outcome(self._store, spec.run_id, spec.step_id, spec.attempt)
-        if outcome is not None and outcome.status == "failed":
-            self._store.commit_result(outcome)
 
     @property
     def _recorder(self) -> RunJournal:

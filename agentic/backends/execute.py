@@ -5,13 +5,9 @@ Imports only what a step needs: the spec, the store, the runtime. Never the cata
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from agentic.contracts import StepResult
 from agentic.errors import ConfigError, DecodeError, StoreError
-
-if TYPE_CHECKING:
-    from agentic.store import RunStore
+from agentic.recording.attempts import record_attempt
 
 
 class SpecUnreadable(ConfigError):
@@ -39,30 +35,3 @@ def execute_spec_url(spec_url: str) -> StepResult:
     result = execute_step(spec, store=store)
     record_attempt(store, result)
     return result
-
-
-def record_attempt(store: RunStore, result: StepResult) -> StepResult:
-    """Write ``result`` as its attempt, and commit it when it is the step's final word.
-
-    A success is committed; so is a failure that is not retryable (no other attempt will
-    follow). A retryable failure is only an attempt: the coordinator may retry, and the
-    last failure is committed by the coordinator once it gives up. An existing commit (an
-    earlier attempt's, or a duplicate delivery's) is never overwritten.
-
-    The commit is :meth:`RunStore.commit_attempt`: on a local store ``result.json`` is a
-    second name of the attempt file just written (one write and fsync fewer on every
-    step's critical path). If a duplicate delivery of the same attempt rewrites that file
-    in between, its result is the one committed: still exactly one committed result of
-    this attempt, which every reader of the store sees.
-
-    Returns:
-        The step's committed result, or ``result`` when nothing was committed.
-    """
-    final = result.status == "succeeded" or (
-        result.error is not None and not result.error.retryable
-    )
-    if not final:
-        store.write_attempt(result)
-        return result
-    committed, _ = store.commit_attempt(result)
-    return committed

@@ -28,7 +28,7 @@ kickoff cannot restart one task: **no per-step retries** (a failed task fails th
 ``subprocess``, ``kubernetes`` or ``nats`` for retries) and **no per-step timeouts**.
 Ctrl-C ends the kickoff and the run is recorded ``cancelled``; so does ``agentic cancel``
 from another process when the run is driven from the main thread (it interrupts the kickoff
-the same way, see :mod:`agentic.backends.cancel`).
+the same way, see :mod:`agentic.recording.cancel`).
 """
 
 from __future__ import annotations
@@ -37,15 +37,27 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
 from agentic.backends.base import EventCallback
-from agentic.backends.cancel import MainThreadInterrupter, cancel_scope
-from agentic.backends.journal import RunJournal, dispatched_spec
-from agentic.backends.outcome import failed_attempt
 from agentic.backends.reuse import commit_reused, remaining_crew
 from agentic.backends.writebehind import WriteBehindStore
 from agentic.contracts import RunRecord, StepError, StepResult, StepSpec, WorkflowConfig
-from agentic.coordinator import Command, Dispatch, Emit, FinishRun, RunState
+from agentic.coordinator import (
+    Command,
+    CommitFailure,
+    Dispatch,
+    Emit,
+    FinishRun,
+    RecordFailure,
+    RunState,
+    ScheduleRetry,
+    Terminate,
+)
 from agentic.errors import ConfigError
 from agentic.errors import StepError as StepFailure
+from agentic.recording.attempts import record_failure
+from agentic.recording.cancel import MainThreadInterrupter, cancel_scope
+from agentic.recording.journal import RunJournal, dispatched_spec
+from agentic.recording.outcome import failed_attempt
+from agentic.recording.reactions import reactions
 from agentic.settings import Settings
 
 if TYPE_CHECKING:
@@ -174,8 +186,7 @@ class _Recorder:
             )
             self.crew_reached(self.crew_order.index(result.step_id) + 1)
         else:
-            error = result.error or StepError(type="StepFailed", message="no error recorded")
-            self.execute(self._state.on_step_failed(result.step_id, result.attempt, error))
+            self.execute(self._state.on_step_failed(result.step_id, result.attempt, result.failure))
         if not self._state.finished:
             self.journal.save()
 
@@ -198,18 +209,37 @@ class _Recorder:
         The step snapshot in ``run.json`` is saved by the callers, once per finished task
         rather than once per transition: every store write is fsync'd, and the kickoff waits.
         """
-        finish: FinishRun | None = None
-        for command in commands:
-            if isinstance(command, Emit):
-                self.journal.emit(command)
-            elif isinstance(command, Dispatch):
-                spec = dispatched_spec(self._specs[command.step_id], command, self._settings)
-                self._store.write_spec(spec)
-            elif isinstance(command, FinishRun):
-                finish = command
-            # Terminate and ScheduleRetry cannot happen: one kickoff, retries are 0.
-        if finish is not None:
-            self.journal.finish(finish)
+        for call in reactions(commands, self):
+            call()
+
+    # --- commands (agentic.recording.reactions.Transport) -------------------------------
+
+    def record_failure(self, command: RecordFailure) -> None:
+        record_failure(self._store, self.journal.record.run_id, command)
+
+    def commit_failure(self, command: CommitFailure) -> None:
+        """Nothing left to do: :meth:`on_step` commits every task's result, failures too."""
+
+    def ready(self, announce: Emit, command: Dispatch) -> None:
+        self.emit(announce)
+        self.dispatch(command)
+
+    def emit(self, command: Emit) -> None:
+        self.journal.emit(command)
+
+    def dispatch(self, command: Dispatch) -> None:
+        spec = dispatched_spec(self._specs[command.step_id], command, self._settings)
+        self._store.write_spec(spec)
+
+    def terminate(self, command: Terminate) -> None:
+        """The kickoff is one call: a task cannot be stopped alone (and the machine only
+        terminates steps of a run that is ending, which Ctrl-C or the error ends anyway)."""
+
+    def schedule_retry(self, command: ScheduleRetry) -> None:
+        raise AssertionError("an in-process run has no retries (retries: 0 on every task)")
+
+    def finish(self, command: FinishRun) -> None:
+        self.journal.finish(command)
 
 
 def create_backend(**options: object) -> InprocessBackend:

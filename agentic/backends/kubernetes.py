@@ -40,7 +40,6 @@ from agentic.backends import k8s_api
 from agentic.backends.base import StepHealth
 from agentic.backends.k8s_watch import WatchedObjects
 from agentic.backends.launched import LauncherBackend
-from agentic.backends.outcome import attempt_outcome, failed_attempt
 from agentic.contracts import RunRecord, StepError, StepResult, StepSpec, utcnow
 from agentic.errors import ConfigError
 from agentic.k8s import failures
@@ -53,6 +52,7 @@ from agentic.k8s.jobs import (
     step_selector,
 )
 from agentic.k8s.scaler_rule import job_finished
+from agentic.recording.outcome import attempt_outcome, failed_attempt
 from agentic.settings import Settings
 
 if TYPE_CHECKING:

@@ -172,7 +172,7 @@ def cancel(
 
 def _cancel_local(store: RunStore, record: RunRecord, wait_s: float) -> None:
     """Ask the process driving a local backend's run to cancel it, through the store."""
-    from agentic.backends.cancel import cancel_document
+    from agentic.recording.cancel import cancel_document
 
     run_id = record.run_id
     if record.is_terminal:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from agentic import failures
 from agentic.contracts.base import SCHEMA_VERSION, Frozen
 from agentic.contracts.catalog import WorkflowConfig, WorkflowDefinition
 from agentic.ids import SafeId
@@ -131,6 +132,11 @@ class StepResult(Frozen):
     reused_from: SafeId | None = Field(
         default=None, description="Run id whose committed result a replay reused (no LLM call)."
     )
+
+    @property
+    def failure(self) -> StepError:
+        """Why the attempt failed (a result that says nothing reads as ``StepFailed``)."""
+        return self.error or StepError(type=failures.UNRECORDED, message="no error recorded")
 
     @model_validator(mode="after")
     def _failed_has_error(self) -> StepResult:

@@ -6,10 +6,12 @@ drivers (backends, the coordinator service) feed it events and carry out its com
 
 from agentic.coordinator.commands import (
     Command,
+    CommitFailure,
     Dispatch,
     Emit,
     FinishRun,
     FinishStatus,
+    RecordFailure,
     ScheduleRetry,
     Terminate,
 )
@@ -26,11 +28,13 @@ __all__ = [
     "TIMEOUT_ERROR_TYPE",
     "Backoff",
     "Command",
+    "CommitFailure",
     "CommittedResult",
     "Dispatch",
     "Emit",
     "FinishRun",
     "FinishStatus",
+    "RecordFailure",
     "RunState",
     "ScheduleRetry",
     "StepPolicy",

@@ -1,9 +1,12 @@
 """What the coordinator asks its driver to do: the commands out of :class:`RunState`.
 
 A driver (a backend, the coordinator service) executes the commands of each transition in
-the order given: every :class:`Emit` of a transition comes before the :class:`Dispatch`,
-:class:`Terminate` or :class:`FinishRun` it announces, so recorded events stay in causal
-order.
+the order given (:func:`agentic.recording.reactions.reactions` turns them into the driver's
+calls): a failure is recorded (:class:`RecordFailure`) before the event that reports it, a
+final failure committed (:class:`CommitFailure`) before the run finishes, and every
+:class:`Emit` of a transition comes before the :class:`Dispatch` or :class:`Terminate` it
+announces, so recorded events stay in causal order. Every decision is a command: a driver
+decides nothing, it carries out.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agentic.contracts import EventType
+from agentic.contracts import EventType, StepError
 
 FinishStatus = Literal["succeeded", "failed", "cancelled"]
 
@@ -52,6 +55,28 @@ class Terminate:
 
 
 @dataclass(frozen=True)
+class RecordFailure:
+    """Write ``attempt`` of ``step_id`` as a failed attempt with ``error``.
+
+    For a failure the step could not record itself (it timed out, crashed, could not start
+    or be queued, ran out of deliveries, or was refused): the attempt file is where every
+    reader, and a restarted coordinator, finds it.
+    """
+
+    step_id: str
+    attempt: int
+    error: StepError
+
+
+@dataclass(frozen=True)
+class CommitFailure:
+    """Commit ``attempt``'s failed attempt as the step's result: no attempt follows it."""
+
+    step_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
 class FinishRun:
     """The run is over; the machine ignores every later event."""
 
@@ -82,5 +107,5 @@ class Emit:
     from_worker: bool = False
 
 
-Command = Dispatch | ScheduleRetry | Terminate | FinishRun | Emit
+Command = Dispatch | ScheduleRetry | Terminate | RecordFailure | CommitFailure | FinishRun | Emit
 """Any command :class:`RunState` returns."""

@@ -12,6 +12,10 @@ Rules:
   the same transition, so independent steps run in parallel.
 * **Retries.** A retryable failure or a timeout of attempt ``n`` schedules attempt ``n + 1``
   after a backoff, while the step's policy allows it (:mod:`~agentic.coordinator.policy`).
+* **Records.** A failure the step could not record itself (``on_timeout``, or
+  ``on_step_failed(..., observed=True)``) is recorded by command (:class:`RecordFailure`)
+  before the event that reports it; the last failure of a step that will not be retried is
+  committed by command (:class:`CommitFailure`) before the run finishes.
 * **Fail fast.** A fatal error or exhausted retries fails the run at once: dispatched siblings
   get :class:`Terminate` and become ``cancelled`` (no tokens are spent on a run that already
   failed), steps that never started become ``skipped``. Whatever a terminated attempt managed
@@ -29,14 +33,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from agentic import failures
 from agentic.contracts import RunStatus, StepError, StepState, WorkflowConfig
 from agentic.coordinator import graph
 from agentic.coordinator.commands import (
     Command,
+    CommitFailure,
     Dispatch,
     Emit,
     FinishRun,
     FinishStatus,
+    RecordFailure,
     ScheduleRetry,
     Terminate,
 )
@@ -48,7 +55,7 @@ StepStatus = Literal[
     "pending", "ready", "running", "retrying", "succeeded", "failed", "cancelled", "skipped"
 ]
 DISPATCHED: tuple[StepStatus, ...] = ("ready", "running")
-TIMEOUT_ERROR_TYPE = "StepTimeout"
+TIMEOUT_ERROR_TYPE = failures.TIMEOUT  # kept for importers of agentic.coordinator
 
 
 class CommittedResult(Protocol):
@@ -221,12 +228,21 @@ class RunState:
         emit = Emit("step_succeeded", step_id, attempt, data, from_worker=True)
         return [emit, *self._advance()]
 
-    def on_step_failed(self, step_id: str, attempt: int, error: StepError) -> list[Command]:
-        """``attempt`` of ``step_id`` failed; ``error.retryable`` decides whether to retry."""
+    def on_step_failed(
+        self, step_id: str, attempt: int, error: StepError, *, observed: bool = False
+    ) -> list[Command]:
+        """``attempt`` of ``step_id`` failed; ``error.retryable`` decides whether to retry.
+
+        Args:
+            observed: The driver saw the failure (a crash, a launch or publish that failed,
+                deliveries exhausted, a refusal) and the step recorded nothing: the machine
+                then commands the attempt's record, and its ``step_failed`` is the driver's
+                to report. Otherwise the step recorded and reported its own failure.
+        """
         step = self._current(step_id, attempt, DISPATCHED)
         if step is None:
             return []
-        return self._after_failure(step, error, from_worker=True)
+        return self._after_failure(step, error, observed=observed)
 
     def on_timeout(self, step_id: str, attempt: int) -> list[Command]:
         """``attempt`` of ``step_id`` ran past its timeout: terminate it and maybe retry."""
@@ -235,11 +251,11 @@ class RunState:
             return []
         timeout = self._policies[step_id].timeout_s
         error = StepError(
-            type=TIMEOUT_ERROR_TYPE,
+            type=failures.TIMEOUT,
             message=f"attempt {attempt} exceeded its timeout of {timeout:g} s",
             retryable=True,
         )
-        return [Terminate(step_id, attempt), *self._after_failure(step, error, from_worker=False)]
+        return [Terminate(step_id, attempt), *self._after_failure(step, error, observed=True)]
 
     def on_retry_due(self, step_id: str) -> list[Command]:
         """The delay of a :class:`ScheduleRetry` for ``step_id`` has passed."""
@@ -294,19 +310,23 @@ class RunState:
             Dispatch(step.step_id, step.attempt, prior, timeout),
         ]
 
-    def _after_failure(self, step: _Step, error: StepError, *, from_worker: bool) -> list[Command]:
+    def _after_failure(self, step: _Step, error: StepError, *, observed: bool) -> list[Command]:
         step.error = error
         retry = error.retryable and step.attempt < self._policies[step.step_id].max_attempts
         data = {"error": error.model_dump(mode="json"), "will_retry": retry}
-        failed = Emit("step_failed", step.step_id, step.attempt, data, from_worker=from_worker)
+        failed = Emit("step_failed", step.step_id, step.attempt, data, from_worker=not observed)
+        commands: list[Command] = [failed]
+        if observed:  # the step recorded nothing: its attempt is written first
+            commands.insert(0, RecordFailure(step.step_id, step.attempt, error))
         if not retry:
             step.status = "failed"
-            return [failed, *self._fail_run(step, error)]
+            commit = CommitFailure(step.step_id, step.attempt)
+            return [*commands, commit, *self._fail_run(step, error)]
         step.status = "retrying"
         delay = self._backoff.delay(step.attempt, self._rng)
         next_attempt = step.attempt + 1
         retrying = Emit("step_retrying", step.step_id, next_attempt, {"delay_s": delay})
-        return [failed, retrying, ScheduleRetry(step.step_id, next_attempt, delay)]
+        return [*commands, retrying, ScheduleRetry(step.step_id, next_attempt, delay)]
 
     def _fail_run(self, step: _Step, error: StepError) -> list[Command]:
         reason = "retries exhausted" if error.retryable else "error not retryable"
@@ -346,7 +366,7 @@ class RunState:
         if step.attempt >= self._policies[step.step_id].max_attempts:
             step.status = "failed"
             step.error = StepError(
-                type="AttemptsExhausted",
+                type=failures.ATTEMPTS_EXHAUSTED,
                 message=f"{step.attempt} attempts had ended before the coordinator restarted",
                 retryable=True,
             )
@@ -359,4 +379,4 @@ def _restored(step_id: str, result: CommittedResult) -> _Step:
 
 
 def _error_of(step: _Step) -> StepError:
-    return step.error or StepError(type="StepFailed", message="no error recorded")
+    return step.error or StepError(type=failures.UNRECORDED, message="no error recorded")

@@ -28,11 +28,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agentic import failures
+
 Obj = Mapping[str, Any]
 
 START_FAILED = "PodStartFailed"
 POD_FAILED = "PodFailed"
-TIMEOUT = "StepTimeout"  # the coordinator's TIMEOUT_ERROR_TYPE: one name for every timeout
+TIMEOUT = failures.TIMEOUT  # one name for every timeout
 
 IMAGE_PULL_REASONS = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}

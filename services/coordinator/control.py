@@ -49,6 +49,9 @@ class Control:
 
     def __init__(self, settings: Settings, deps: Deps) -> None:
         self._settings = settings
+        if deps.js is None or deps.timeline is None:
+            raise ValueError("the coordinator's control needs its NATS connection")
+        self.js, self.timeline = deps.js, deps.timeline
         self.deps = dataclasses.replace(deps, finished=self._forget)
         self._runs: dict[str, RunDriver] = {}
         # Run ids being created or started right now (outside the lock: see submit()).
@@ -213,7 +216,7 @@ class Control:
         except (ValueError, AgenticError) as exc:
             log.warning("skipping event on %s: %s", msg.subject, exc)
             return
-        self.deps.timeline.observe(event, msg.metadata.sequence.stream)
+        self.timeline.observe(event, msg.metadata.sequence.stream)
         driver = self._runs.get(event.run_id)
         if driver is None:
             return
@@ -241,12 +244,12 @@ class Control:
 
     def _forget(self, run_id: str) -> None:
         driver = self._runs.pop(run_id, None)
-        self.deps.timeline.forget(run_id)
+        self.timeline.forget(run_id)
         if driver is not None and driver.record.request.goal is not None:
             self.deps.spawn(self._intake.planner.finished(driver.record))
 
     async def _publish(self, run_id: str, event_type: Any, data: dict[str, Any]) -> None:
-        timeline = self.deps.timeline
+        timeline = self.timeline
         await persist(
             f"publishing {event_type} of run {run_id}",
             lambda: timeline.publish(run_id, event_type, data=data),

@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_ERROR_TYPE = "DeadLettered"
-
 
 def dead_letter_message(spec: StepSpec, deliveries: int) -> str:
     """Why a step that exhausted its deliveries failed (also the dead letter's reason)."""
@@ -60,7 +58,7 @@ async def handle_advisory(msg: Msg, control: Control) -> bool:
         return True
     if advisory.stream != names.STEPS_STREAM:
         return True
-    js = control.deps.js
+    js = control.js
     try:
         original = await js.get_msg(names.STEPS_STREAM, advisory.stream_seq)
     except NotFoundError:
@@ -125,7 +123,7 @@ async def handle_refusal(msg: Msg, control: Control) -> bool:
     try:
         await persist(
             f"recording refused step message {refused.stream_seq}",
-            lambda: record_refusal(control.deps.js, refused, detail=detail),
+            lambda: record_refusal(control.js, refused, detail=detail),
             stopping=control.deps.stopping,
         )
     except (BusError, UnsafeIdError) as exc:

@@ -12,20 +12,21 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from agentic import names
-from agentic.backends.outcome import attempt_outcome, failed_attempt
+from agentic import failures, names
 from agentic.bus import publish_step
+from agentic.bus.follow import started_attempts
 from agentic.bus.signing import Signer
 from agentic.bus.timeline import RunTimeline
 from agentic.contracts import RunRecord, StepError, StepSpec
-from agentic.coordinator import Emit
+from agentic.coordinator import CommitFailure, Emit, RecordFailure
 from agentic.errors import ConfigError, MessageTooLargeError
+from agentic.recording.attempts import commit_failure, record_failure
 from agentic.settings import Settings
 from services.lifecycle import persist
 
@@ -36,8 +37,27 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-UNPUBLISHABLE_ERROR_TYPE = "StepNotPublishable"
 PUBLISH_TIMEOUT_S = 5.0
+
+
+class DriverEffects(Protocol):
+    """What a :class:`~services.coordinator.runs.RunDriver` does to the world: the store,
+    run events, step messages, kill notices. :class:`RunEffects` does it over NATS;
+    :class:`~services.coordinator.memory.MemoryEffects` in memory, for tests."""
+
+    queued: dict[int, tuple[str, int]]
+
+    async def io(self, what: str, fn: Callable[..., T], *args: Any) -> T: ...
+    async def read(self, what: str, fn: Callable[..., T], *args: Any) -> T: ...
+    async def write_run(self, record: RunRecord, specs: Sequence[StepSpec] = ()) -> None: ...
+    async def publish(self, command: Emit) -> None: ...
+    async def ready(self, command: Emit, spec: StepSpec) -> StepError | None: ...
+    async def dispatch(self, spec: StepSpec) -> StepError | None: ...
+    async def send_kill(self, step_id: str, attempt: int) -> None: ...
+    async def record_failure(self, command: RecordFailure) -> None: ...
+    async def commit_failure(self, command: CommitFailure) -> None: ...
+    async def started_attempts(self) -> dict[str, int]: ...
+    def forget_queued(self, step_id: str) -> None: ...
 
 
 @dataclass
@@ -46,19 +66,26 @@ class Deps:
 
     settings: Settings
     store: RunStore
-    js: JetStreamContext
-    nc: NATS
-    timeline: RunTimeline
     stopping: asyncio.Event
-    ensure_pool: Callable[[str], Awaitable[None]]
     spawn: Callable[[Coroutine[Any, Any, Any]], None]
     finished: Callable[[str], None]
+    # NATS (None with in-memory effects).
+    js: JetStreamContext | None = None
+    nc: NATS | None = None
+    timeline: RunTimeline | None = None
+    ensure_pool: Callable[[str], Awaitable[None]] = lambda pool: _nothing()
     # Signs steps and kill notices (None only for measurements: workers then refuse them
     # unless they verify nothing either).
-    signer: Signer | None
+    signer: Signer | None = None
     inline_reads: bool = False
     # Whether this coordinator surely still holds the leader's lease (timers act only then).
     leading: Callable[[], bool] = lambda: True
+    # Builds the effects of one run (NATS by default).
+    effects: Callable[[str, Deps], DriverEffects] = field(default_factory=lambda: RunEffects)
+
+
+async def _nothing() -> None:
+    return None
 
 
 class RunEffects:
@@ -70,8 +97,11 @@ class RunEffects:
     """
 
     def __init__(self, run_id: str, deps: Deps) -> None:
+        if deps.js is None or deps.nc is None or deps.timeline is None:
+            raise ValueError("RunEffects needs the coordinator's NATS connection")
         self.run_id = run_id
         self.deps = deps
+        self.js, self.nc, self.timeline = deps.js, deps.nc, deps.timeline
         # Stream sequence of each step's latest queued message -> (step, attempt): a worker
         # that refuses a message is known by that sequence only (the MSG_TERMINATED advisory).
         self.queued: dict[int, tuple[str, int]] = {}
@@ -107,7 +137,7 @@ class RunEffects:
         data = _bounded(command.data, deps.settings.max_message_bytes)
 
         async def publish() -> None:
-            await deps.timeline.publish(
+            await self.timeline.publish(
                 self.run_id,
                 command.type,
                 step_id=command.step_id,
@@ -134,7 +164,7 @@ class RunEffects:
         deps = self.deps
         await persist(
             f"reading the last event of run {self.run_id}",
-            lambda: deps.timeline.prime(self.run_id),
+            lambda: self.timeline.prime(self.run_id),
             stopping=deps.stopping,
         )
         published, dispatched = await asyncio.gather(
@@ -155,7 +185,7 @@ class RunEffects:
             ack = await persist(
                 f"publishing step {spec.step_id} of run {spec.run_id}",
                 lambda: publish_step(
-                    deps.js,
+                    self.js,
                     spec,
                     max_bytes=deps.settings.max_message_bytes,
                     timeout=PUBLISH_TIMEOUT_S,
@@ -164,7 +194,7 @@ class RunEffects:
                 stopping=deps.stopping,
             )
         except (MessageTooLargeError, ConfigError) as exc:
-            return StepError(type=UNPUBLISHABLE_ERROR_TYPE, message=str(exc), retryable=False)
+            return StepError(type=failures.NOT_PUBLISHABLE, message=str(exc), retryable=False)
         self._remember_queued(spec.step_id, spec.attempt, ack.seq)
         await self._notify_queued(spec.pool)
         return None
@@ -183,7 +213,7 @@ class RunEffects:
     async def _notify_queued(self, pool: str) -> None:
         """Tell scalers a step of ``pool`` is queued (core NATS, no payload, best effort)."""
         try:
-            await self.deps.nc.publish(names.queued_subject(pool), b"")
+            await self.nc.publish(names.queued_subject(pool), b"")
         except Exception as exc:  # best effort: scalers also poll the consumer
             log.debug("queued-work notice for pool %s not sent: %s", pool, exc)
 
@@ -193,7 +223,7 @@ class RunEffects:
         payload = json.dumps(notice).encode()
         try:
             signer = self.deps.signer
-            await self.deps.nc.publish(
+            await self.nc.publish(
                 names.terminate_subject(self.run_id),
                 payload,
                 headers=signer.headers(payload) if signer is not None else None,
@@ -201,19 +231,26 @@ class RunEffects:
         except Exception as exc:  # best effort: workers also watch run.json
             log.warning("run %s: kill notice for %s not sent: %s", self.run_id, step_id, exc)
 
-    async def record_failure(self, step_id: str, attempt: int, error: StepError) -> None:
+    async def record_failure(self, command: RecordFailure) -> None:
         """Write the attempt file of a failure no worker could record (timeout, DLQ)."""
-        result = failed_attempt(self.run_id, step_id, attempt, error)
-        await self.io("writing a failed attempt", self.deps.store.write_attempt, result)
-
-    async def commit_failure(self, step_id: str, attempt: int) -> None:
-        """Commit ``attempt``'s failure as the step's result (no retry will follow)."""
         store = self.deps.store
-        outcome = await self.io(
-            "reading a step result", attempt_outcome, store, self.run_id, step_id, attempt
+        await self.io("writing a failed attempt", record_failure, store, self.run_id, command)
+
+    async def commit_failure(self, command: CommitFailure) -> None:
+        """Commit the step's last failure as its result (no retry will follow)."""
+        store = self.deps.store
+        await self.io("committing a failed step", commit_failure, store, self.run_id, command)
+
+    async def started_attempts(self) -> dict[str, int]:
+        """The highest attempt of each step a worker reported started (its events)."""
+        deps = self.deps
+        return await persist(
+            f"reading the started steps of run {self.run_id}",
+            lambda: started_attempts(
+                self.js, self.run_id, max_bytes=deps.settings.max_message_bytes
+            ),
+            stopping=deps.stopping,
         )
-        if outcome is not None and outcome.status == "failed":
-            await self.io("committing a failed step", store.commit_result, outcome)
 
 
 def _write_run(store: RunStore, record: RunRecord, specs: Sequence[StepSpec]) -> None:

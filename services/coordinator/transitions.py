@@ -1,47 +1,18 @@
-"""Small rules about a transition's commands, shared by the run drivers.
+"""Small rules of the coordinator's run drivers.
 
-* :func:`announced` pairs each ``step_ready`` with the ``Dispatch`` it announces, so that
-  the driver sends the event and the step together (:meth:`RunEffects.ready`);
-* :func:`published_here` turns a worker's event into one the coordinator publishes (a
-  failure no worker could report);
+* :func:`is_current` says whether an attempt is the step's dispatched one;
 * :class:`SeededLazily` is the retry jitter of a run, made only when a retry needs it.
+
+(How a transition's commands become a driver's calls is
+:mod:`agentic.recording.reactions`, shared by every driver.)
 """
 
 from __future__ import annotations
 
-import dataclasses
 import random
-from collections.abc import Iterator
 from typing import cast
 
 from agentic.contracts import StepState
-from agentic.coordinator import Command, Dispatch, Emit
-
-
-def announced(commands: list[Command]) -> Iterator[tuple[Command, Dispatch | None]]:
-    """The commands in order, each ``step_ready`` paired with the dispatch it announces."""
-    i = 0
-    while i < len(commands):
-        command = commands[i]
-        following = commands[i + 1] if i + 1 < len(commands) else None
-        if (
-            isinstance(command, Emit)
-            and command.type == "step_ready"
-            and isinstance(following, Dispatch)
-            and (following.step_id, following.attempt) == (command.step_id, command.attempt)
-        ):
-            yield command, following
-            i += 2
-        else:
-            yield command, None
-            i += 1
-
-
-def published_here(command: Command) -> Command:
-    """``command``, with a worker's event turned into one the coordinator publishes."""
-    if isinstance(command, Emit) and command.from_worker:
-        return dataclasses.replace(command, from_worker=False)
-    return command
 
 
 def is_current(step: StepState, attempt: int) -> bool:

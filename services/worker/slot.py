@@ -40,13 +40,12 @@ from typing import TYPE_CHECKING, Literal
 import nats.errors
 from nats.aio.msg import Msg
 
-from agentic import names
-from agentic.backends.execute import record_attempt
-from agentic.backends.outcome import failed_attempt
+from agentic import failures, names
 from agentic.bus import delivery_count, fetch_one, keep_in_progress
 from agentic.contracts import TERMINAL_STATUSES, StepError, StepResult, StepSpec
-from agentic.coordinator import TIMEOUT_ERROR_TYPE
 from agentic.errors import AgenticError
+from agentic.recording.attempts import record_attempt
+from agentic.recording.outcome import failed_attempt
 from services.worker.gate import Refused, refuse
 from services.worker.runner import StepProcessError, StepRunner
 
@@ -292,7 +291,7 @@ async def _published(started: asyncio.Task[None], spec: StepSpec) -> None:
 
 def _timed_out(spec: StepSpec, detail: str) -> StepResult:
     error = StepError(
-        type=TIMEOUT_ERROR_TYPE, message=f"attempt {spec.attempt} {detail}", retryable=True
+        type=failures.TIMEOUT, message=f"attempt {spec.attempt} {detail}", retryable=True
     )
     return failed_attempt(spec.run_id, spec.step_id, spec.attempt, error)
 

@@ -19,11 +19,11 @@ import pytest
 from typer.testing import CliRunner
 
 from agentic import names
-from agentic.backends.cancel import CancelRequests, cancel_document, cancel_scope
 from agentic.backends.launched import LauncherBackend
 from agentic.backends.subprocess import StepProcess
 from agentic.cli import _register, app
 from agentic.contracts import RunEvent, RunRecord, RunRequest, ScriptedFailure
+from agentic.recording.cancel import CancelRequests, cancel_document, cancel_scope
 from agentic.settings import Settings
 from agentic.store import open_store
 from tests.integration.test_backends_local import alive, one_step, provider, recording_backend

@@ -11,15 +11,18 @@ same ``spec.json`` for the same step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from agentic.backends.base import EventCallback
 from agentic.contracts import RunEvent, RunRecord, StepSpec, utcnow
 from agentic.coordinator import Dispatch, Emit, FinishRun, RunState
 from agentic.settings import Settings
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
+
+EventCallback = Callable[[RunEvent], None]
+"""Receives every run event as the driver records it (live progress in the CLI)."""
 
 
 class RunJournal:
