@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 
-from agentic.catalog.dag import check_workflow, step_dependencies, task_mcp_providers
+from agentic.catalog.dag import check_workflow, task_mcp_providers
 from agentic.catalog.resolve import require_workflow_env
 from agentic.contracts import (
     ResolvedMCP,
@@ -24,6 +24,7 @@ from agentic.contracts import (
     encode,
 )
 from agentic.errors import ConfigError
+from agentic.graph import dependencies
 from agentic.ids import check_id
 from agentic.settings import Settings
 
@@ -99,7 +100,7 @@ class SpecFactory:
         self._settings = settings
         self._index = {step_id: i for i, step_id in enumerate(wf.task_sequence)}
         self._tasks = {task.id: task for task in wf.tasks}
-        self._dependencies = step_dependencies(wf)
+        self._dependencies = dependencies(wf)
         self._agents = {
             p.id: p.model_dump(mode="json", exclude_none=True) for p in wf.agent_providers
         }

@@ -30,7 +30,7 @@ import yaml
 from pydantic import ValidationError
 
 from agentic.backends import BACKENDS, EventCallback, get_backend
-from agentic.catalog import Catalog, check_workflow, require_workflow_env, step_dependencies
+from agentic.catalog import Catalog, check_workflow, require_workflow_env
 from agentic.catalog.safe_yaml import YAMLTooLargeError, load_yaml
 from agentic.contracts import (
     ReplaySource,
@@ -42,6 +42,7 @@ from agentic.contracts import (
     first_error,
 )
 from agentic.errors import ConfigError, UnknownRunError
+from agentic.graph import dependencies
 from agentic.ids import check_id, new_run_id
 from agentic.settings import Settings
 from agentic.submit import INPUT_NAME
@@ -69,7 +70,7 @@ class Replay:
 def downstream(wf: WorkflowConfig, step_id: str) -> set[str]:
     """``step_id`` and every step that depends on it, directly or transitively."""
     dependents: dict[str, list[str]] = {s: [] for s in wf.task_sequence}
-    for step, deps in step_dependencies(wf).items():
+    for step, deps in dependencies(wf).items():
         for dep in deps:
             dependents[dep].append(step)
     found, todo = {step_id}, [step_id]

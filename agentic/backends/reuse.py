@@ -14,8 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from agentic.catalog import context_steps
 from agentic.contracts import StepResult, StepSpec, TaskConfig, WorkflowConfig
+from agentic.graph import context
 from agentic.materialize import with_prior_outputs
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def remaining_crew(
     """
     if not reused:
         return wf, {}
-    seen = context_steps(wf)
+    seen = context(wf)
     tasks: list[TaskConfig] = []
     literal: dict[str, str] = {}
     for task in wf.tasks:

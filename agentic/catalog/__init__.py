@@ -11,8 +11,6 @@ Typical use::
 from agentic.catalog.catalog import Catalog
 from agentic.catalog.dag import (
     check_workflow,
-    context_steps,
-    step_dependencies,
     task_mcp_providers,
     workflow_issues,
 )
@@ -41,7 +39,6 @@ __all__ = [
     "catalog_dirs",
     "check_path",
     "check_workflow",
-    "context_steps",
     "is_available",
     "load_catalog",
     "load_workflow",
@@ -51,7 +48,6 @@ __all__ = [
     "resolution_issues",
     "resolve_workflow",
     "scan_catalog",
-    "step_dependencies",
     "task_mcp_providers",
     "validate_path",
     "workflow_issues",

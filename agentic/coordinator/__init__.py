@@ -15,7 +15,6 @@ from agentic.coordinator.commands import (
     ScheduleRetry,
     Terminate,
 )
-from agentic.coordinator.graph import check_graph, context, dependencies, dependents, final_step
 from agentic.coordinator.policy import Backoff, StepPolicy, step_policies, step_policy
 from agentic.coordinator.state import (
     TIMEOUT_ERROR_TYPE,
@@ -40,11 +39,6 @@ __all__ = [
     "StepPolicy",
     "StepStatus",
     "Terminate",
-    "check_graph",
-    "context",
-    "dependencies",
-    "dependents",
-    "final_step",
     "step_policies",
     "step_policy",
 ]

@@ -8,7 +8,7 @@ jitter only from an injected ``random.Random`` (seeded from the run id by defaul
 Rules:
 
 * **Readiness.** A step is dispatched once every step it depends on has succeeded (see
-  :mod:`~agentic.coordinator.graph`); all steps that become ready together are dispatched in
+  :mod:`agentic.graph`); all steps that become ready together are dispatched in
   the same transition, so independent steps run in parallel.
 * **Retries.** A retryable failure or a timeout of attempt ``n`` schedules attempt ``n + 1``
   after a backoff, while the step's policy allows it (:mod:`~agentic.coordinator.policy`).
@@ -33,9 +33,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from agentic import failures
+from agentic import failures, graph
 from agentic.contracts import RunStatus, StepError, StepState, WorkflowConfig
-from agentic.coordinator import graph
 from agentic.coordinator.commands import (
     Command,
     CommitFailure,

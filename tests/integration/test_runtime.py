@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from agentic.catalog import context_steps, load_catalog, load_workflow
+from agentic.catalog import load_catalog, load_workflow
 from agentic.contracts import StepResult, StepSpec, WorkflowConfig
 from agentic.errors import StepError
+from agentic.graph import context
 from agentic.materialize import materialize, with_prior_outputs
 from agentic.settings import Settings
 from agentic.store import open_store
@@ -144,7 +145,7 @@ def per_step_outputs(wf: WorkflowConfig, inputs: dict[str, str]) -> dict[str, st
     specs = materialize(
         wf, run_id="run-steps", inputs=inputs, store_url="memory://x", settings=settings
     )
-    seen = context_steps(wf)
+    seen = context(wf)
     outputs: dict[str, str] = {}
     for step in specs:
         prior = {sid: outputs[sid] for sid in seen[step.step_id]}

@@ -9,15 +9,14 @@ import pytest
 from agentic.catalog import (
     Catalog,
     check_workflow,
-    context_steps,
     load_catalog,
     load_workflow,
     resolve_workflow,
-    step_dependencies,
     validate_path,
 )
 from agentic.contracts import WorkflowConfig
 from agentic.errors import CatalogError, MissingEnvError
+from agentic.graph import context, dependencies
 from tests.unit.catalog_helpers import (
     EXAMPLE_CONFIG,
     SCRIPTED_AGENT,
@@ -286,8 +285,8 @@ def test_resolve_workflow_names_the_source_file_in_its_error(tmp_path):
 def test_without_depends_on_steps_form_a_chain_and_see_all_earlier_outputs():
     wf = load_workflow("demo", load_catalog([EXAMPLE_CONFIG], env=NO_ENV))
 
-    assert step_dependencies(wf) == {"research": [], "write": ["research"], "edit": ["write"]}
-    assert context_steps(wf) == {
+    assert dependencies(wf) == {"research": [], "write": ["research"], "edit": ["write"]}
+    assert context(wf) == {
         "research": [],
         "write": ["research"],
         "edit": ["research", "write"],
@@ -298,8 +297,8 @@ def test_with_depends_on_roots_run_first_and_steps_see_only_their_dependencies()
     wf = load_workflow("parallel_demo", load_catalog([EXAMPLE_CONFIG], env=NO_ENV))
 
     expected = {"benefits": [], "risks": [], "summary": ["benefits", "risks"]}
-    assert step_dependencies(wf) == expected
-    assert context_steps(wf) == expected
+    assert dependencies(wf) == expected
+    assert context(wf) == expected
 
 
 def test_check_workflow_refuses_a_planned_workflow_with_a_cycle():
