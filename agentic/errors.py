@@ -13,13 +13,13 @@ Every error the library raises on purpose derives from :class:`AgenticError`::
     │   └── DocumentTooLargeError  a document over the size limit was not written
     ├── BusError               NATS / JetStream failed
     │   └── MessageTooLargeError   a message over the size limit was not published
-    ├── StepError              one step attempt failed
-    │   ├── RetryableStepError     worth another attempt (rate limit, timeout, crash)
-    │   └── FatalStepError         will fail again (bad config, tool refused)
+    ├── StepFailure            one step attempt failed (raised; contracts.StepError is its record)
+    │   ├── RetryableStepFailure     worth another attempt (rate limit, timeout, crash)
+    │   └── FatalStepFailure         will fail again (bad config, tool refused)
     ├── PlanError              the planner's output cannot become a workflow
     └── CancelledError         the run was cancelled
 
-Retry semantics are explicit: a :class:`StepError`, :class:`StoreError` or :class:`BusError`
+Retry semantics are explicit: a :class:`StepFailure`, :class:`StoreError` or :class:`BusError`
 carries ``retryable`` (may the same operation succeed later?); code decides by type or by that
 flag, never by matching message strings.
 """
@@ -132,7 +132,7 @@ class MessageTooLargeError(BusError):
         self.limit = limit
 
 
-class StepError(AgenticError):
+class StepFailure(AgenticError):
     """One attempt of one step failed."""
 
     retryable: bool = False
@@ -150,13 +150,13 @@ class StepError(AgenticError):
         self.error_type = error_type or type(self).__name__
 
 
-class RetryableStepError(StepError):
+class RetryableStepFailure(StepFailure):
     """A failure worth another attempt (rate limit, transient network, timeout, crash)."""
 
     retryable = True
 
 
-class FatalStepError(StepError):
+class FatalStepFailure(StepFailure):
     """A failure that will happen again: retrying wastes tokens."""
 
     retryable = False

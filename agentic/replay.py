@@ -21,7 +21,6 @@ which resumes a failed or cancelled run. The backend may differ from ``OLD``'s.
 from __future__ import annotations
 
 import copy
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import ValidationError
 
-from agentic.backends import BACKENDS, EventCallback, get_backend
+from agentic.backends import EventCallback, get_backend
 from agentic.catalog import Catalog, check_workflow, require_workflow_env
 from agentic.catalog.safe_yaml import YAMLTooLargeError, load_yaml
 from agentic.contracts import (
@@ -39,6 +38,7 @@ from agentic.contracts import (
     StepResult,
     StepState,
     WorkflowConfig,
+    backend_name,
     first_error,
 )
 from agentic.errors import ConfigError, UnknownRunError
@@ -177,7 +177,7 @@ def prepare_replay(
         run_id=check_id(new_id, "run id") if new_id else None,
         workflow=workflow,
         inputs=inputs,
-        backend=_backend_name(backend or source.backend),  # type: ignore[arg-type]
+        backend=backend_name(backend or source.backend),
         labels=dict(source.labels),
         replay_of=ReplaySource(run_id=run_id, from_step=step),
     )
@@ -193,12 +193,6 @@ def prepare_replay(
     )
     reused = reusable_results(store, run_id, workflow, step)
     return Replay(record=record, source=source, from_step=step, reused=reused)
-
-
-def _backend_name(name: str) -> str:
-    if name not in BACKENDS:
-        raise ConfigError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
-    return name
 
 
 def run_replay(
@@ -243,8 +237,8 @@ def execute_reusing(
 
     What is reused comes from :func:`reused_for`. The reused results are committed to the
     new run (marked ``reused_from``) and their artifacts copied before the backend starts;
-    a backend whose ``run`` takes a ``reused`` argument gets them there, and the ``nats``
-    coordinator takes over every result a run holds when it starts. No backend executes a
+    every backend's ``run`` gets them (``reused``), and the ``nats`` coordinator takes over
+    every result a run holds when it starts. No backend executes a
     reused step. Ctrl-C marks the run cancelled.
     """
     from agentic.backends.reuse import commit_reused
@@ -259,11 +253,8 @@ def execute_reusing(
     # Committed before the run starts: a coordinator (nats) takes over every result a run
     # holds before it starts; the local backends commit them again, which is a no-op.
     commit_reused(store, record.run_id, reused)
-    options: dict[str, Any] = {}
-    if reused and "reused" in inspect.signature(backend.run).parameters:
-        options["reused"] = reused
     try:
-        return backend.run(record, store, settings, on_event, **options)
+        return backend.run(record, store, settings, on_event, reused=reused)
     except KeyboardInterrupt:
         return mark_cancelled(store, record.run_id, CANCELLED_BY_USER)
 

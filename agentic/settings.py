@@ -10,12 +10,12 @@ fails when it drifts.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Backend = Literal["inprocess", "subprocess", "kubernetes", "nats"]
+from agentic.contracts.messages import BackendName
 
 
 class K8sPool(BaseModel):
@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGENTIC_", extra="ignore", frozen=True)
 
     # --- running -----------------------------------------------------------------------
-    execution_backend: Backend = Field(
+    execution_backend: BackendName = Field(
         "inprocess", description="Backend used when `agentic run` gets no `--backend`."
     )
     run_store_url: str = Field(

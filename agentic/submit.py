@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from pydantic import ValidationError
 
 from agentic import redact
-from agentic.backends import BACKENDS, EventCallback, get_backend
+from agentic.backends import EventCallback, get_backend
 from agentic.backends.followed import stopped_step
 from agentic.catalog import Catalog, catalog_dirs, load_catalog, load_workflow, resolve_workflow
 from agentic.catalog.dag import check_workflow
@@ -34,6 +34,7 @@ from agentic.contracts import (
     StepState,
     WorkflowConfig,
     WorkflowDefinition,
+    backend_name,
     first_error,
     utcnow,
 )
@@ -119,8 +120,8 @@ def build_request(workflow: str | None, catalog: Catalog, **fields: Any) -> RunR
     if fields.get("run_id") is not None:
         check_id(fields["run_id"], "run id")
     backend = fields.get("backend")
-    if backend is not None and backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+    if backend is not None:
+        backend_name(backend)
     if workflow is not None and is_workflow_path(workflow):
         fields["workflow"] = load_workflow(workflow, catalog)
     elif workflow is not None:

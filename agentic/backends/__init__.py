@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Any, get_args
+from typing import Any
 
 from agentic.backends.base import (
     Backend,
@@ -17,10 +17,10 @@ from agentic.backends.base import (
     StepHealth,
     StepLauncher,
 )
+from agentic.contracts import BACKEND_NAMES, backend_name
 from agentic.errors import ConfigError
-from agentic.settings import Backend as BackendName
 
-BACKENDS: tuple[str, ...] = get_args(BackendName)
+BACKENDS: tuple[str, ...] = BACKEND_NAMES
 """Every backend name, as ``AGENTIC_EXECUTION_BACKEND`` and ``--backend`` accept them."""
 
 # Third-party modules a backend needs beyond the core install: (module, what to install).
@@ -38,8 +38,7 @@ def get_backend(name: str, **options: Any) -> Backend:
             backend needs a package that is not installed (the message says what to
             ``pip install``).
     """
-    if name not in BACKENDS:
-        raise ConfigError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
+    backend_name(name)
     for module_name, install in _REQUIRES.get(name, ()):
         if importlib.util.find_spec(module_name) is None:
             raise _missing(name, module_name, install)

@@ -12,11 +12,12 @@ Two protocols, one per level:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from agentic import failures
-from agentic.contracts import RunRecord, StepError, StepSpec
+from agentic.contracts import RunRecord, StepError, StepResult, StepSpec
 from agentic.recording.journal import EventCallback
 from agentic.settings import Settings
 
@@ -89,6 +90,10 @@ class StepLauncher(Protocol[HandleT]):
         """Stop the step; a step that is already gone is not an error."""
         ...
 
+    def close(self) -> None:
+        """Release what the launcher holds (watches, clients) once its run is over."""
+        ...
+
 
 class Backend(Protocol):
     """Executes runs. Modules ``agentic.backends.<name>`` provide ``create_backend()``."""
@@ -101,10 +106,16 @@ class Backend(Protocol):
         store: RunStore,
         settings: Settings,
         on_event: EventCallback,
+        *,
+        reused: Mapping[str, StepResult] | None = None,
     ) -> RunRecord:
         """Run ``record`` (already created in ``store``) to its end and return it finished.
 
         The backend writes step specs, results and the updated ``run.json`` to ``store``
         and calls ``on_event`` for every run event, in order.
+
+        Args:
+            reused: Succeeded results of an earlier run (a replay), already committed to
+                this run, by step id: those steps are never executed.
         """
         ...

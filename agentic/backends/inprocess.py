@@ -51,8 +51,7 @@ from agentic.coordinator import (
     ScheduleRetry,
     Terminate,
 )
-from agentic.errors import ConfigError
-from agentic.errors import StepError as StepFailure
+from agentic.errors import ConfigError, StepFailure
 from agentic.recording.attempts import record_failure
 from agentic.recording.cancel import MainThreadInterrupter, cancel_scope
 from agentic.recording.journal import RunJournal, dispatched_spec

@@ -8,7 +8,7 @@ one of its Job launcher (with a longer poll interval, since each check is an API
         return LauncherBackend("kubernetes", lambda store, settings: JobLauncher(...),
                                poll_interval_s=1.0)
 
-A launcher that has a ``close()`` method gets it called once the run is over.
+Every launcher's ``close()`` is called once the run is over.
 """
 
 from __future__ import annotations
@@ -80,9 +80,7 @@ class LauncherBackend:
         finally:
             with self._lock:
                 self._drivers.pop(record.run_id, None)
-            close = getattr(launcher, "close", None)
-            if callable(close):
-                close()
+            launcher.close()
 
     def cancel(self, run_id: str | None = None, reason: str = "cancelled by request") -> bool:
         """Cancel one run in progress (or every one when ``run_id`` is None); thread-safe.

@@ -33,12 +33,12 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentic.backends.base import EventCallback
 from agentic.backends.followed import Followed, final_record, mark_failed
-from agentic.contracts import TERMINAL_EVENTS, RunEvent, RunRecord, RunRequest
+from agentic.contracts import TERMINAL_EVENTS, RunEvent, RunRecord, RunRequest, StepResult
 from agentic.errors import AgenticError, ConfigError
 from agentic.settings import Settings
 
@@ -91,8 +91,13 @@ class NatsBackend:
         store: RunStore,
         settings: Settings,
         on_event: EventCallback,
+        *,
+        reused: Mapping[str, StepResult] | None = None,
     ) -> RunRecord:
         """Submit ``record`` (already created in ``store``) and follow it to its end.
+
+        ``reused`` results are already committed to the run, where the coordinator takes
+        them over when it starts it (the coordinator may not share this process's memory).
 
         Raises:
             ConfigError: no NATS URL, or bad connection settings.

@@ -123,6 +123,9 @@ class SubprocessLauncher:
             code = handle.process.wait()
         self._reap(handle, code)
 
+    def close(self) -> None:
+        """Nothing to release: every step process is reaped when it ends or is stopped."""
+
     def wait(self, handles: Sequence[StepProcess], timeout: float) -> None:
         """Block until one of ``handles`` exits or ``timeout`` passes (a pidfd per process)."""
         fds = [h.pidfd for h in handles if h.pidfd is not None and h.exit_code is None]

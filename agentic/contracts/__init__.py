@@ -15,9 +15,11 @@ from agentic.contracts.catalog import (
     WorkflowDefinition,
 )
 from agentic.contracts.messages import (
+    BACKEND_NAMES,
     TERMINAL_EVENTS,
     TERMINAL_STATUSES,
     Artifact,
+    BackendName,
     EventType,
     PlannerOptions,
     ReplaySource,
@@ -34,15 +36,18 @@ from agentic.contracts.messages import (
     Timing,
     Usage,
     WorkerInfo,
+    backend_name,
     utcnow,
 )
 
 __all__ = [
+    "BACKEND_NAMES",
     "SCHEMA_VERSION",
     "TERMINAL_EVENTS",
     "TERMINAL_STATUSES",
     "AgentProvider",
     "Artifact",
+    "BackendName",
     "EventType",
     "Frozen",
     "MCPProvider",
@@ -70,6 +75,7 @@ __all__ = [
     "WorkflowBody",
     "WorkflowConfig",
     "WorkflowDefinition",
+    "backend_name",
     "decode",
     "encode",
     "first_error",

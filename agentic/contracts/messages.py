@@ -7,13 +7,14 @@ models live in ``agentic/schemas/`` and a test fails when they drift.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
 from agentic import failures
 from agentic.contracts.base import SCHEMA_VERSION, Frozen
 from agentic.contracts.catalog import WorkflowConfig, WorkflowDefinition
+from agentic.errors import ConfigError
 from agentic.ids import SafeId
 
 EventType = Literal[
@@ -31,8 +32,23 @@ EventType = Literal[
 ]
 TERMINAL_EVENTS: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
+BackendName = Literal["inprocess", "subprocess", "kubernetes", "nats"]
+"""Every execution backend (``--backend``, ``AGENTIC_EXECUTION_BACKEND``, ``run.json``)."""
+BACKEND_NAMES: tuple[str, ...] = get_args(BackendName)
+
 RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def backend_name(value: str) -> BackendName:
+    """``value`` if it names a backend.
+
+    Raises:
+        ConfigError: it does not (the message lists the backends).
+    """
+    if value not in BACKEND_NAMES:
+        raise ConfigError(f"unknown backend {value!r}; valid backends: {', '.join(BACKEND_NAMES)}")
+    return value  # type: ignore[return-value]  # checked against the Literal's values
 
 
 def utcnow() -> datetime:
@@ -167,7 +183,7 @@ class RunRequest(Frozen):
     workflow_ref: SafeId | None = None
     goal: str | None = None
     inputs: dict[str, str] = Field(default_factory=dict)
-    backend: Literal["inprocess", "subprocess", "kubernetes", "nats"] | None = None
+    backend: BackendName | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     replay_of: ReplaySource | None = None
     planner: PlannerOptions | None = None
@@ -214,7 +230,7 @@ class RunRecord(Frozen):
     request: RunRequest
     workflow: WorkflowConfig | None = None
     inputs: dict[str, str] = Field(default_factory=dict)
-    backend: str
+    backend: BackendName
     replay_of: SafeId | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utcnow)

@@ -239,7 +239,7 @@ class _Rounds:
             run_id=run_id,
             workflow=workflow,
             inputs=dict(self.record.inputs),
-            backend=self.record.backend,  # type: ignore[arg-type]
+            backend=self.record.backend,
             labels=labels,
             replay_of=source,
         )

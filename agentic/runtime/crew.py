@@ -20,7 +20,7 @@ from typing import Any
 
 from agentic.catalog.dag import task_mcp_providers
 from agentic.contracts import StepResult, TaskConfig, Timing, WorkflowConfig, utcnow
-from agentic.errors import ConfigError, FatalStepError, RetryableStepError, StepError
+from agentic.errors import ConfigError, FatalStepFailure, RetryableStepFailure, StepFailure
 from agentic.runtime.agents import build_agent, build_crew, build_task, kickoff
 from agentic.runtime.artifacts import ArtifactSink, save_artifacts
 from agentic.runtime.llm import build_llm
@@ -90,7 +90,7 @@ class _Reporter:
 
         return _report
 
-    def failed(self, step_id: str, exc: BaseException, crew_task: Any) -> StepError:
+    def failed(self, step_id: str, exc: BaseException, crew_task: Any) -> StepFailure:
         error = step_error_from(exc)
         started = as_utc(crew_task.start_time) or utcnow()
         self.on_step(
@@ -105,7 +105,7 @@ class _Reporter:
                 reused_from=None,
             )
         )
-        kind = RetryableStepError if error.retryable else FatalStepError
+        kind = RetryableStepFailure if error.retryable else FatalStepFailure
         return kind(
             error.message, run_id=self.run_id, step_id=step_id, cause=exc, error_type=error.type
         )
@@ -167,7 +167,7 @@ def run_workflow_inprocess(
         The output of the last task.
 
     Raises:
-        agentic.errors.StepError: a task failed (``step_id``, ``retryable`` and the cause
+        agentic.errors.StepFailure: a task failed (``step_id``, ``retryable`` and the cause
             are set; ``on_step`` has already received its failed result). Configuration
             errors found while building the crew are raised as they are, before any task.
     """

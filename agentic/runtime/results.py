@@ -2,7 +2,7 @@
 
 Retry semantics are decided by exception type, never by message text:
 
-* an :class:`agentic.errors.StepError` anywhere in the exception chain keeps its type name
+* an :class:`agentic.errors.StepFailure` anywhere in the exception chain keeps its type name
   and ``retryable`` flag (the scripted ``error`` mode is retryable, ``fatal`` is not);
 * a :class:`agentic.errors.ConfigError` (bad provider entry, missing environment variable,
   SDK not installed) is not retryable: it fails the same way every time;
@@ -19,8 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agentic.contracts import StepError, Usage, WorkerInfo
-from agentic.errors import ConfigError
-from agentic.errors import StepError as StepFailure
+from agentic.errors import ConfigError, StepFailure
 
 MAX_MESSAGE_CHARS = 2000
 

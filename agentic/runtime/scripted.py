@@ -38,7 +38,7 @@ from crewai.utilities.message_utils import message_content_text
 from pydantic import Field, PrivateAttr
 
 from agentic.contracts import AgentProvider, ScriptedScript, ScriptedToolCall
-from agentic.errors import ConfigError, FatalStepError, RetryableStepError
+from agentic.errors import ConfigError, FatalStepFailure, RetryableStepFailure
 
 CRASH_EXIT_CODE = 3
 DEFAULT_ANSWER = "Step {step_id} finished for topic {topic}."
@@ -139,9 +139,9 @@ class ScriptedLLM(BaseLLM):
             return
         message = f"{fail.message} (attempt {self.attempt} of {fail.times} scripted to fail)"
         if fail.mode == "error":
-            raise RetryableStepError(message, error_type="ScriptedError")
+            raise RetryableStepFailure(message, error_type="ScriptedError")
         if fail.mode == "fatal":
-            raise FatalStepError(message, error_type="ScriptedFatalError")
+            raise FatalStepFailure(message, error_type="ScriptedFatalError")
         if fail.mode == "crash":
             os._exit(CRASH_EXIT_CODE)
         while True:  # hang: only the step's timeout or a kill ends this

@@ -11,7 +11,7 @@ import pytest
 
 from agentic.catalog import load_catalog, load_workflow
 from agentic.contracts import StepResult, StepSpec, WorkflowConfig
-from agentic.errors import StepError
+from agentic.errors import StepFailure
 from agentic.graph import context
 from agentic.materialize import materialize, with_prior_outputs
 from agentic.settings import Settings
@@ -264,7 +264,7 @@ def test_a_failing_task_is_reported_and_raised_and_later_tasks_do_not_run() -> N
         }
     )
     reported: list[StepResult] = []
-    with pytest.raises(StepError, match="bad input") as caught:
+    with pytest.raises(StepFailure, match="bad input") as caught:
         run_workflow_inprocess(wf, run_id="run-f", inputs={}, on_step=reported.append)
     assert (caught.value.step_id, caught.value.retryable) == ("two", False)
     assert [(r.step_id, r.status) for r in reported] == [("one", "succeeded"), ("two", "failed")]

@@ -9,13 +9,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
+from agentic.backends import threads
 from agentic.backends.base import StepHealth
 from agentic.backends.driver import LocalDriver
-from agentic.backends.execute import record_attempt
 from agentic.contracts import (
     AgentProvider,
     RunEvent,
@@ -29,6 +29,7 @@ from agentic.contracts import (
     WorkflowConfig,
 )
 from agentic.ids import new_run_id
+from agentic.recording.attempts import record_attempt
 from agentic.settings import Settings
 from agentic.store import RunStore, open_store
 
@@ -85,55 +86,11 @@ def result(spec: StepSpec, status: str, *, output: str = "", error: StepError | 
     )
 
 
-@dataclass
-class _Thread:
-    spec: StepSpec
-    stop: threading.Event
-    thread: threading.Thread
-    outcome: list[tuple[int, str]] = field(default_factory=list)
-
-
-class ThreadLauncher:
-    """Each attempt is a thread running the behaviour its step id maps to."""
+class ThreadLauncher(threads.ThreadLauncher):
+    """The shipped thread launcher, each attempt running the behaviour its step id maps to."""
 
     def __init__(self, store: RunStore, behaviours: dict[str, Behaviour]) -> None:
-        self.store = store
-        self.behaviours = behaviours
-        self.launched: list[tuple[str, int]] = []
-        self.terminated: list[tuple[str, int]] = []
-        self.running = 0
-        self.max_running = 0
-        self._lock = threading.Lock()
-
-    def launch(self, spec: StepSpec) -> _Thread:
-        behaviour = self.behaviours[spec.step_id]
-        handle = _Thread(spec, threading.Event(), threading.Thread(target=lambda: None))
-
-        def body() -> None:
-            try:
-                handle.outcome.append(behaviour(spec, handle.stop, self.store))
-            finally:
-                with self._lock:
-                    self.running -= 1
-
-        with self._lock:
-            self.running += 1
-            self.max_running = max(self.max_running, self.running)
-        self.launched.append((spec.step_id, spec.attempt))
-        handle.thread = threading.Thread(target=body, daemon=True)
-        handle.thread.start()
-        return handle
-
-    def check(self, handle: _Thread) -> StepHealth:
-        if handle.thread.is_alive() or not handle.outcome:
-            return StepHealth.running()
-        code, stderr = handle.outcome[0]
-        return StepHealth.exited(code, stderr)
-
-    def terminate(self, handle: _Thread) -> None:
-        self.terminated.append((handle.spec.step_id, handle.spec.attempt))
-        handle.stop.set()
-        handle.thread.join(5)
+        super().__init__(store, lambda spec, stop, st: behaviours[spec.step_id](spec, stop, st))
 
 
 PROVIDER = AgentProvider(
@@ -187,7 +144,7 @@ def run(
         run_id=new_run_id(),
         request=RunRequest(workflow=wf),
         workflow=wf,
-        backend="test",
+        backend="subprocess",
     )
     store.create_run(record)
     launcher = ThreadLauncher(store, behaviours)
@@ -312,7 +269,7 @@ def test_cancel_from_another_thread_terminates_the_running_step_and_cancels_the_
 
 def test_ctrl_c_in_the_driving_thread_cancels_the_run_and_terminates_its_steps() -> None:
     class Interrupted(ThreadLauncher):
-        def check(self, handle: _Thread) -> StepHealth:
+        def check(self, handle: threads.ThreadStep) -> StepHealth:
             if self.launched == [("a", 1)] and not self.terminated:
                 raise KeyboardInterrupt
             return super().check(handle)
@@ -320,7 +277,7 @@ def test_ctrl_c_in_the_driving_thread_cancels_the_run_and_terminates_its_steps()
     store = open_store(f"memory://driver-{new_run_id()}")
     wf = workflow(task("a"))
     record = RunRecord(
-        run_id=new_run_id(), request=RunRequest(workflow=wf), workflow=wf, backend="t"
+        run_id=new_run_id(), request=RunRequest(workflow=wf), workflow=wf, backend="subprocess"
     )
     store.create_run(record)
     launcher = Interrupted(store, {"a": hang})
@@ -331,7 +288,7 @@ def test_ctrl_c_in_the_driving_thread_cancels_the_run_and_terminates_its_steps()
 
 def test_a_step_that_cannot_be_launched_is_a_failed_attempt_and_is_retried() -> None:
     class FlakyLaunch(ThreadLauncher):
-        def launch(self, spec: StepSpec) -> _Thread:
+        def launch(self, spec: StepSpec) -> threads.ThreadStep:
             if spec.attempt == 1:
                 raise OSError("no such executable")
             return super().launch(spec)
@@ -339,7 +296,7 @@ def test_a_step_that_cannot_be_launched_is_a_failed_attempt_and_is_retried() -> 
     store = open_store(f"memory://driver-{new_run_id()}")
     wf = workflow(task("a"))
     record = RunRecord(
-        run_id=new_run_id(), request=RunRequest(workflow=wf), workflow=wf, backend="t"
+        run_id=new_run_id(), request=RunRequest(workflow=wf), workflow=wf, backend="subprocess"
     )
     store.create_run(record)
     final = LocalDriver(FlakyLaunch(store, {"a": succeed()}), store, SETTINGS, lambda e: None).run(
@@ -364,7 +321,7 @@ def test_reused_results_are_committed_to_the_new_run_and_never_launched() -> Non
     store = open_store(f"memory://driver-{new_run_id()}")
     wf = workflow(task("a"), task("b"))
     record = RunRecord(
-        run_id=new_run_id(), request=RunRequest(workflow=wf), workflow=wf, backend="t"
+        run_id=new_run_id(), request=RunRequest(workflow=wf), workflow=wf, backend="subprocess"
     )
     store.create_run(record)
     earlier = StepResult(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agentic.contracts import AgentProvider
-from agentic.errors import FatalStepError, RetryableStepError
+from agentic.errors import FatalStepFailure, RetryableStepFailure
 
 with warnings.catch_warnings():
     # Importing CrewAI emits an ImportWarning about its own package layout (crewai.rag).
@@ -145,7 +145,7 @@ def test_delay_is_slept_before_each_reply() -> None:
 def test_error_mode_fails_the_scripted_attempts_with_a_retryable_error() -> None:
     fail = {"times": 2, "mode": "error", "message": "upstream unavailable"}
     for attempt in (1, 2):
-        with pytest.raises(RetryableStepError, match="upstream unavailable") as caught:
+        with pytest.raises(RetryableStepFailure, match="upstream unavailable") as caught:
             llm(attempt, replies=["ok"], fail=fail).call("Go.")
         assert caught.value.retryable
     assert answer(llm(3, replies=["ok"], fail=fail).call("Go.")) == "ok"
@@ -153,7 +153,7 @@ def test_error_mode_fails_the_scripted_attempts_with_a_retryable_error() -> None
 
 def test_fatal_mode_fails_with_an_error_that_is_not_retryable() -> None:
     fail = {"times": 1, "mode": "fatal", "message": "bad request"}
-    with pytest.raises(FatalStepError, match="bad request") as caught:
+    with pytest.raises(FatalStepFailure, match="bad request") as caught:
         llm(1, replies=["ok"], fail=fail).call("Go.")
     assert not caught.value.retryable
     assert answer(llm(2, replies=["ok"], fail=fail).call("Go.")) == "ok"
