@@ -65,6 +65,9 @@ def bare_kickoff(wf: Any, cpu: list[float]) -> float:
     """Seconds to build and kick off the crew with CrewAI alone (CPU seconds to ``cpu``)."""
     from crewai import Agent, Crew, Process, Task
 
+    from agentic import runtime
+
+    runtime.setup()
     from agentic.runtime.scripted import build_scripted_llm
 
     cpu_start, start = time.process_time(), time.perf_counter()

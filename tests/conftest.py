@@ -10,6 +10,12 @@ os.environ.setdefault(
     "AGENTIC_NATS_CREDENTIALS_DIR", tempfile.mkdtemp(prefix="agentic-test-credentials-")
 )
 
+# Tests build CrewAI objects directly (agentic.runtime's submodules): set the runtime up as
+# the step process and the in-process backend do before CrewAI is imported.
+from agentic import runtime  # noqa: E402
+
+runtime.setup()
+
 pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.nats",

@@ -138,6 +138,9 @@ def _kickoff(
     inputs: Mapping[str, str],
 ) -> None:
     # Importing the runtime imports CrewAI (seconds): before the first step "starts".
+    from agentic import runtime
+
+    runtime.setup()
     from agentic.runtime.crew import execution_order, run_workflow_inprocess
     from agentic.runtime.results import step_error_from
 

@@ -49,6 +49,9 @@ class PlannerModel:
     def __init__(
         self, provider: AgentProvider, *, goal: str, topic: str, env: Mapping[str, str]
     ) -> None:
+        from agentic import runtime
+
+        runtime.setup()
         from agentic.runtime.llm import build_llm
 
         self.provider = provider

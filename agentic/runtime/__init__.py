@@ -1,12 +1,15 @@
 """The agent runtime: CrewAI agents, LLMs and MCP tools built from specs and workflows.
 
-This is the only package that imports CrewAI. Importing it sets CrewAI's quiet defaults
-first (no telemetry unless ``AGENTIC_CREWAI_TELEMETRY`` is true, no trace collection, a
-private scratch directory for CrewAI's own storage), because CrewAI reads them when it is
-imported; CrewAI itself loads only when a function below is first used.
+This is the only package that imports CrewAI. Importing the package does nothing; before
+CrewAI is imported, :func:`setup` sets its quiet defaults (no telemetry unless
+``AGENTIC_CREWAI_TELEMETRY`` is true, no trace collection, a private scratch directory for
+CrewAI's own storage), because CrewAI reads them when it is imported. The functions below
+call it on first use; code that imports a submodule of the runtime directly (the step
+process, the in-process backend, the planner) calls it first.
 
 Public API::
 
+    setup(settings=None)                                      # before CrewAI is imported
     execute_step(spec, *, store=None) -> StepResult          # one step, one mini-crew
     run_workflow_inprocess(wf, *, run_id, inputs, on_step, store=None, store_url=None) -> str
 """
@@ -23,17 +26,32 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from agentic.runtime.crew import run_workflow_inprocess
     from agentic.runtime.step import execute_step
+    from agentic.settings import Settings
 
 
-def _quiet_crewai() -> None:
-    from agentic.settings import get_settings
+_ready = False
 
-    if not get_settings().crewai_telemetry:
+
+def setup(settings: Settings | None = None) -> None:
+    """Prepare this process for CrewAI (call before CrewAI is imported; once is enough).
+
+    Args:
+        settings: ``crewai_telemetry`` (default: read from the environment).
+    """
+    global _ready
+    if _ready:
+        return
+    if settings is None:
+        from agentic.settings import get_settings
+
+        settings = get_settings()
+    if not settings.crewai_telemetry:
         # Without network CrewAI's telemetry adds ~10 s per kickoff (DESIGN §10).
         os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
     # Never ask on a terminal whether to upload traces, never collect them.
     os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
     _private_crewai_storage()
+    _ready = True
 
 
 _SCRATCH_PREFIX = "agentic-crewai-"
@@ -95,8 +113,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-_quiet_crewai()
-
 _LAZY = {
     "execute_step": "agentic.runtime.step",
     "run_workflow_inprocess": "agentic.runtime.crew",
@@ -107,8 +123,9 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
+        setup()
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["execute_step", "run_workflow_inprocess"]
+__all__ = ["execute_step", "run_workflow_inprocess", "setup"]

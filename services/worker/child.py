@@ -40,6 +40,9 @@ def child_main(conn: Connection) -> None:
     redact.mask_standard_streams()
     # Ctrl-C in a terminal reaches the worker, which decides what happens to the step.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from agentic import runtime
+
+    runtime.setup()
     from agentic.runtime import step  # noqa: F401  (pays for the CrewAI import now)
 
     conn.send_bytes(READY)

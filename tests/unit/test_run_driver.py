@@ -4,6 +4,7 @@ dead letter, refusal, restore, and what it refuses to believe."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -207,6 +208,7 @@ async def test_a_step_that_cannot_be_queued_fails_without_a_worker() -> None:
 async def test_events_about_attempts_never_dispatched_or_never_stored_change_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="services.coordinator.runs")
     run = Run(workflow("step"))
     await run.driver.start({})
 

@@ -9,8 +9,12 @@ import sys
 from pathlib import Path
 
 SHOW = (
-    "import json, os, sys; import agentic.runtime; "
+    "import json, os, sys; import agentic.runtime; agentic.runtime.setup(); "
     "print(json.dumps(os.environ.get('CREWAI_STORAGE_DIR')))"
+)
+IMPORT_ONLY = (
+    "import json, os; before = dict(os.environ); import agentic.runtime; "
+    "print(json.dumps(sorted(set(os.environ.items()) ^ set(before.items()))))"
 )
 
 
@@ -61,3 +65,11 @@ def test_directories_left_by_killed_processes_are_cleaned_up() -> None:
     orphan.mkdir()
     storage_dir_of_a_new_process()
     assert not orphan.exists()
+
+
+def test_importing_the_runtime_changes_nothing_until_it_is_set_up() -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CREWAI_")}
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORT_ONLY], env=clean, capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout) == []
