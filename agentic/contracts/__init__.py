@@ -36,6 +36,14 @@ from agentic.contracts.events import (
     payload_or_none,
     step_reused,
 )
+from agentic.contracts.fold import (
+    STEP_STATUS,
+    RunView,
+    StepView,
+    ended_record,
+    fold,
+    stopped_status,
+)
 from agentic.contracts.messages import (
     BACKEND_NAMES,
     TERMINAL_EVENTS,
@@ -67,6 +75,7 @@ __all__ = [
     "BACKEND_NAMES",
     "EVENT_DATA",
     "SCHEMA_VERSION",
+    "STEP_STATUS",
     "TERMINAL_EVENTS",
     "TERMINAL_STATUSES",
     "AgentProvider",
@@ -89,6 +98,7 @@ __all__ = [
     "RunRecord",
     "RunRequest",
     "RunStatus",
+    "RunView",
     "ScriptedFailure",
     "ScriptedScript",
     "ScriptedToolCall",
@@ -104,6 +114,7 @@ __all__ = [
     "StepState",
     "StepStatus",
     "StepSucceededData",
+    "StepView",
     "StreamableHttpTransport",
     "SucceededData",
     "TaskConfig",
@@ -119,9 +130,12 @@ __all__ = [
     "encode",
     "end_details",
     "end_payload",
+    "ended_record",
     "first_error",
+    "fold",
     "payload_of",
     "payload_or_none",
     "step_reused",
+    "stopped_status",
     "utcnow",
 ]

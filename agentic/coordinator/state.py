@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from agentic import failures, graph
-from agentic.contracts import RunStatus, StepError, StepState, WorkflowConfig
+from agentic.contracts import RunStatus, StepError, StepState, WorkflowConfig, stopped_status
 from agentic.contracts.events import (
     StepFailedData,
     StepReadyData,
@@ -351,10 +351,7 @@ class RunState:
         for step in self._steps.values():
             if step.status in DISPATCHED:
                 commands.append(Terminate(step.step_id, step.attempt))
-            if step.status in (*DISPATCHED, "retrying"):
-                step.status = "cancelled"
-            elif step.status == "pending":
-                step.status = "skipped"
+            step.status = stopped_status(step.status)
         return commands
 
     def _finish(
