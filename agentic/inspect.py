@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from agentic.contracts import Artifact, RunRecord, StepError, StepResult, Usage, utcnow
+from agentic.contracts import (
+    Artifact,
+    RunRecord,
+    RunStatus,
+    StepError,
+    StepResult,
+    StepStatus,
+    Usage,
+    utcnow,
+)
 from agentic.errors import ConfigError, UnknownRunError
 from agentic.ids import check_id
 
@@ -55,7 +64,7 @@ class StepDetail:
     """One step of a run: its state, every attempt, and the committed result."""
 
     step_id: str
-    status: str
+    status: StepStatus
     attempt: int
     attempts: list[StepResult] = field(default_factory=list)
     result: StepResult | None = None
@@ -225,7 +234,8 @@ def load_run(store: RunStore, run_id: str) -> RunDetail:
         attempts = sorted(store.read_attempts(run_id, step_id), key=lambda a: a.attempt)
         result = store.read_result(run_id, step_id)
         state = states.get(step_id)
-        status = state.status if state else (result.status if result else "pending")
+        # A step found in the store that run.json does not list: its result says how it ended.
+        status: StepStatus = state.status if state else (result.status if result else "pending")
         attempt = max([state.attempt if state else 0, *(a.attempt for a in attempts)])
         steps.append(StepDetail(step_id, status, attempt, attempts, result))
     return RunDetail(record, steps)
@@ -237,7 +247,7 @@ class RunSummary:
 
     run_id: str
     workflow: str
-    status: str
+    status: RunStatus
     backend: str
     created_at: datetime
     elapsed_s: float | None

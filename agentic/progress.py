@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
-from typing import Any
 
 from rich.console import Console, RenderableType
 from rich.live import Live
@@ -27,7 +26,18 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from agentic.contracts import RunEvent, RunRecord, utcnow
+from agentic.contracts import (
+    TERMINAL_EVENTS,
+    RunEvent,
+    RunRecord,
+    RunStatus,
+    RunView,
+    StepError,
+    StepView,
+    end_details,
+    utcnow,
+)
+from agentic.contracts.fold import ACTIVE, apply, settled
 
 NOTE_CHARS = 60
 STATUS_STYLES = {
@@ -40,7 +50,6 @@ STATUS_STYLES = {
     "cancelled": "red dim",
     "skipped": "dim",
 }
-ACTIVE = ("ready", "running")
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,19 @@ class StepRow:
     finished_at: datetime | None = None
     note: str = ""
 
+    @classmethod
+    def of(cls, step: StepView) -> StepRow:
+        """The row of a step as the run's events left it."""
+        return cls(
+            step_id=step.step_id,
+            status=step.status,
+            attempt=step.attempt,
+            ready_at=step.ready_at,
+            started_at=step.started_at,
+            finished_at=step.finished_at,
+            note=step_note(step),
+        )
+
     def duration_s(self, now: datetime) -> float | None:
         """Seconds the current attempt has run (so far, while it runs)."""
         begin = self.started_at or self.ready_at
@@ -65,92 +87,64 @@ class StepRow:
 
 
 class RunProgress:
-    """A run's steps as its events describe them; safe to update from several threads."""
+    """A run's steps as its events describe them (:mod:`agentic.contracts.fold`); safe to
+    update from several threads."""
 
     def __init__(self, step_ids: Iterable[str] = (), *, run_id: str | None = None) -> None:
         self._lock = threading.Lock()
-        self._rows: dict[str, StepRow] = {s: StepRow(s) for s in step_ids}
-        self.run_id = run_id
+        self._view = RunView(run_id=run_id).with_steps(step_ids)
         self.workflow: str | None = None
-        self.status = "pending"
+
+    @property
+    def run_id(self) -> str | None:
+        return self._view.run_id
+
+    @property
+    def status(self) -> RunStatus:
+        return self._view.status
 
     def start(self, record: RunRecord) -> None:
-        """Show every step of ``record`` (as pending until its events arrive)."""
+        """Show every step of ``record`` (as the record has it until its events arrive)."""
         with self._lock:
-            self.run_id = record.run_id
             self.workflow = record.workflow.name if record.workflow else None
-            self.status = record.status
-            for step in record.steps:
-                self._rows.setdefault(step.step_id, StepRow(step.step_id))
+            known = RunView.of(record)
+            # Steps already seen in events keep what the events said.
+            self._view = replace(known, steps={**known.steps, **self._view.steps})
 
     def apply(self, event: RunEvent) -> StepRow | None:
-        """Fold ``event`` in; return the updated row of a step event."""
+        """Fold ``event`` in; return the updated row of a step event the fold took."""
         with self._lock:
-            self.run_id = self.run_id or event.run_id
-            if event.step_id is None:
-                if event.type in ("succeeded", "failed", "cancelled"):
-                    self.status = event.type
-                elif event.type in ("requested", "planned"):
-                    self.status = "running"
-                return None
-            row = self._rows.get(event.step_id) or StepRow(event.step_id)
-            row = _next_row(row, event)
-            self._rows[event.step_id] = row
-            return row
+            before, self._view = self._view, apply(self._view, event)
+            if event.step_id is None or self._view is before:
+                return None  # a run event, or one the fold ignored (late, or of an old attempt)
+            return StepRow.of(self._view.steps[event.step_id])
 
     def finish(self, record: RunRecord) -> None:
         """Take the final step states from the finished record (events may have been lost)."""
         with self._lock:
-            self.status = record.status
-            now = record.finished_at or utcnow()
-            for step in record.steps:
-                row = self._rows.get(step.step_id) or StepRow(step.step_id)
-                update: dict[str, Any] = {"status": step.status}
-                if step.attempt:
-                    update["attempt"] = step.attempt
-                if step.status not in ACTIVE and row.status in ACTIVE:
-                    update["finished_at"] = now  # a step stopped by cancel stops its clock
-                self._rows[step.step_id] = replace(row, **update)
+            self._view = settled(self._view, record, at=record.finished_at or utcnow())
 
     def rows(self) -> list[StepRow]:
         """The rows, in the order steps were first seen (the workflow's order after start)."""
         with self._lock:
-            return list(self._rows.values())
+            return [StepRow.of(step) for step in self._view.steps.values()]
 
 
-def _next_row(row: StepRow, event: RunEvent) -> StepRow:
-    data, ts, attempt = event.data, event.ts, event.attempt or row.attempt
-    if event.type == "step_ready":
-        return replace(
-            row, status="ready", attempt=attempt, ready_at=ts, started_at=None,
-            finished_at=None, note="",
-        )  # fmt: skip
-    if event.type == "step_started":
-        return replace(row, status="running", attempt=attempt, started_at=ts, finished_at=None)
-    if event.type == "step_progress":
-        return replace(row, note=one_line(str(data.get("message") or data.get("note") or "")))
-    if event.type == "step_succeeded":
-        note = (
-            f"reused from {data.get('reused_from') or 'an earlier run'}"
-            if data.get("reused")
-            else ""
-        )
-        return replace(row, status="succeeded", attempt=attempt, finished_at=ts, note=note)
-    if event.type == "step_failed":
-        return replace(
-            row, status="failed", attempt=attempt, finished_at=ts, note=_error_note(data)
-        )
-    if event.type == "step_retrying":
-        delay = float(data.get("delay_s") or 0.0)
-        return replace(row, status="retrying", note=one_line(f"retry in {delay:.1f}s; {row.note}"))
-    return row
+def step_note(step: StepView) -> str:
+    """The note column: why a step failed or waits, where a reused result came from, or
+    what a running step last said."""
+    if step.status == "succeeded":
+        return f"reused from {step.reused_from or 'an earlier run'}" if step.reused else ""
+    if step.status == "retrying":
+        delay = step.retry_delay_s or 0.0
+        return one_line(f"retry in {delay:.1f}s; {_error_note(step.error)}")
+    if step.status == "failed":
+        return _error_note(step.error)
+    return one_line(step.message)
 
 
-def _error_note(data: dict[str, Any]) -> str:
-    error = data.get("error")
-    if isinstance(error, dict):
-        return one_line(f"{error.get('type', 'Error')}: {error.get('message', '')}")
-    return one_line(str(error or "failed"))
+def _error_note(error: StepError | None) -> str:
+    return one_line(f"{error.type}: {error.message}") if error is not None else "failed"
 
 
 def one_line(text: str, limit: int = NOTE_CHARS) -> str:
@@ -178,8 +172,8 @@ def plain_line(event: RunEvent, row: StepRow | None) -> str | None:
     """The log line of one event (``None`` for events not worth a line)."""
     clock = event.ts.astimezone().strftime("%H:%M:%S")
     if row is None:
-        if event.type in ("succeeded", "failed", "cancelled"):
-            error = event.data.get("error")
+        if event.type in TERMINAL_EVENTS:
+            error = end_details(event)[1]
             return f"{clock} run {event.run_id} {event.type}" + (f": {error}" if error else "")
         if event.type in ("requested", "planned"):
             return f"{clock} run {event.run_id} {event.type}"

@@ -25,7 +25,6 @@ from pydantic import ValidationError
 
 from agentic import redact
 from agentic.backends import EventCallback, get_backend
-from agentic.backends.followed import stopped_step
 from agentic.catalog import Catalog, catalog_dirs, load_catalog, load_workflow, resolve_workflow
 from agentic.catalog.dag import check_workflow
 from agentic.contracts import (
@@ -35,6 +34,7 @@ from agentic.contracts import (
     WorkflowConfig,
     WorkflowDefinition,
     backend_name,
+    ended_record,
     first_error,
     utcnow,
 )
@@ -353,17 +353,7 @@ def mark_cancelled(store: RunStore, run_id: str, reason: str) -> RunRecord:
     record = store.read_run(run_id)
     if record.is_terminal:
         return record
-    now = utcnow()
-    steps = [stopped_step(step) for step in record.steps]
-    cancelled = record.model_copy(
-        update={
-            "status": "cancelled",
-            "error": reason,
-            "steps": steps,
-            "updated_at": now,
-            "finished_at": now,
-        }
-    )
+    cancelled = ended_record(record, "cancelled", at=utcnow(), error=reason)
     store.write_run(cancelled)
     return cancelled
 

@@ -11,9 +11,9 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
-from agentic.contracts import TERMINAL_EVENTS, RunEvent, RunRecord, StepState, utcnow
+from agentic.contracts import RunEvent, RunRecord, RunView, ended_record, fold, utcnow
 from agentic.errors import AgenticError
 
 if TYPE_CHECKING:
@@ -25,8 +25,6 @@ log = logging.getLogger(__name__)
 # shared store is final at once; this only covers a store slow to show a new version. A
 # client with a store of its own gives up after this and folds the events.
 FINAL_RECORD_WAIT_S = 0.5
-
-StepStatus = Literal["ready", "running", "succeeded", "failed", "retrying"]
 
 
 @dataclass
@@ -71,57 +69,11 @@ def final_record(store: RunStore, record: RunRecord, followed: Followed) -> RunR
 
 def record_from_events(record: RunRecord, events: Iterable[RunEvent]) -> RunRecord:
     """``record`` brought up to date by the run's events (status, steps, output, error)."""
-    steps = {step.step_id: step for step in record.steps}
-    changes: dict[str, Any] = {}
-    for event in events:
-        if event.step_id is not None and event.type in _STEP_STATUS:
-            status = _STEP_STATUS[event.type]
-            attempt = event.attempt or steps.get(event.step_id, StepState(step_id="x")).attempt
-            steps[event.step_id] = StepState(step_id=event.step_id, status=status, attempt=attempt)
-        if event.type in TERMINAL_EVENTS:
-            changes = {
-                "status": event.type,
-                "output": event.data.get("output"),
-                "error": event.data.get("error"),
-                "finished_at": event.ts,
-                "updated_at": event.ts,
-            }
-    if changes:
-        steps = {k: stopped_step(s) for k, s in steps.items()}
-    elif events:
-        changes = {"status": "running"}
-    return record.model_copy(update={**changes, "steps": list(steps.values())})
-
-
-_STEP_STATUS: dict[str, StepStatus] = {
-    "step_ready": "ready",
-    "step_started": "running",
-    "step_succeeded": "succeeded",
-    "step_failed": "failed",
-    "step_retrying": "retrying",
-}
-
-
-def stopped_step(step: StepState) -> StepState:
-    """A step of a finished run: what was still going was cancelled, what never ran skipped."""
-    if step.status in ("ready", "running", "retrying"):
-        return step.model_copy(update={"status": "cancelled"})
-    if step.status == "pending":
-        return step.model_copy(update={"status": "skipped"})
-    return step
+    return fold(events, RunView.of(record)).to_record(record)
 
 
 def mark_failed(store: RunStore, record: RunRecord, error: str) -> RunRecord:
     """Record ``record`` failed with ``error`` (its unfinished steps stopped); return it."""
-    now = utcnow()
-    failed = record.model_copy(
-        update={
-            "status": "failed",
-            "error": error,
-            "updated_at": now,
-            "finished_at": now,
-            "steps": [stopped_step(step) for step in record.steps],
-        }
-    )
+    failed = ended_record(record, "failed", at=utcnow(), error=error)
     store.write_run(failed)
     return failed

@@ -37,6 +37,9 @@ BackendName = Literal["inprocess", "subprocess", "kubernetes", "nats"]
 BACKEND_NAMES: tuple[str, ...] = get_args(BackendName)
 
 RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+StepStatus = Literal[
+    "pending", "ready", "running", "retrying", "succeeded", "failed", "cancelled", "skipped"
+]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
 
@@ -215,9 +218,7 @@ class StepState(Frozen):
     """A step's state as the run record shows it."""
 
     step_id: SafeId
-    status: Literal[
-        "pending", "ready", "running", "retrying", "succeeded", "failed", "cancelled", "skipped"
-    ] = "pending"
+    status: StepStatus = "pending"
     attempt: int = 0
 
 

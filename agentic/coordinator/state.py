@@ -34,7 +34,14 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from agentic import failures, graph
-from agentic.contracts import RunStatus, StepError, StepState, WorkflowConfig
+from agentic.contracts import RunStatus, StepError, StepState, WorkflowConfig, stopped_status
+from agentic.contracts.events import (
+    StepFailedData,
+    StepReadyData,
+    StepRetryingData,
+    StepSucceededData,
+    end_payload,
+)
 from agentic.coordinator.commands import (
     Command,
     CommitFailure,
@@ -140,7 +147,7 @@ class RunState:
                     f"workflow {wf.name!r} can be reused"
                 )
             step.status, step.attempt, step.output = "succeeded", result.attempt, result.output
-            data = {"reused": True}
+            data = StepSucceededData(reused=True).as_data()
             commands.append(Emit("step_succeeded", step_id, result.attempt, data))
         return state, commands + state._advance()
 
@@ -223,7 +230,7 @@ class RunState:
         if step is None:
             return []
         step.status, step.output, step.error = "succeeded", output, None
-        data = {"output_chars": len(output)}
+        data = StepSucceededData(output_chars=len(output)).as_data()
         emit = Emit("step_succeeded", step_id, attempt, data, from_worker=True)
         return [emit, *self._advance()]
 
@@ -304,15 +311,16 @@ class RunState:
         step.status = "ready"
         prior = {c: self._steps[c].output or "" for c in self._context[step.step_id]}
         timeout = self._policies[step.step_id].timeout_s
+        ready = StepReadyData(prior_steps=list(prior)).as_data()
         return [
-            Emit("step_ready", step.step_id, step.attempt, {"prior_steps": list(prior)}),
+            Emit("step_ready", step.step_id, step.attempt, ready),
             Dispatch(step.step_id, step.attempt, prior, timeout),
         ]
 
     def _after_failure(self, step: _Step, error: StepError, *, observed: bool) -> list[Command]:
         step.error = error
         retry = error.retryable and step.attempt < self._policies[step.step_id].max_attempts
-        data = {"error": error.model_dump(mode="json"), "will_retry": retry}
+        data = StepFailedData(error=error, will_retry=retry).as_data()
         failed = Emit("step_failed", step.step_id, step.attempt, data, from_worker=not observed)
         commands: list[Command] = [failed]
         if observed:  # the step recorded nothing: its attempt is written first
@@ -324,7 +332,8 @@ class RunState:
         step.status = "retrying"
         delay = self._backoff.delay(step.attempt, self._rng)
         next_attempt = step.attempt + 1
-        retrying = Emit("step_retrying", step.step_id, next_attempt, {"delay_s": delay})
+        wait = StepRetryingData(delay_s=delay).as_data()
+        retrying = Emit("step_retrying", step.step_id, next_attempt, wait)
         return [*commands, retrying, ScheduleRetry(step.step_id, next_attempt, delay)]
 
     def _fail_run(self, step: _Step, error: StepError) -> list[Command]:
@@ -342,10 +351,7 @@ class RunState:
         for step in self._steps.values():
             if step.status in DISPATCHED:
                 commands.append(Terminate(step.step_id, step.attempt))
-            if step.status in (*DISPATCHED, "retrying"):
-                step.status = "cancelled"
-            elif step.status == "pending":
-                step.status = "skipped"
+            step.status = stopped_status(step.status)
         return commands
 
     def _finish(
@@ -357,7 +363,7 @@ class RunState:
         step_id: str | None = None,
     ) -> list[Command]:
         self.status, self.output, self.error = status, output, error
-        data = {k: v for k, v in (("output", output), ("error", error)) if v is not None}
+        data = end_payload(status, output=output, error=error).as_data()
         return [Emit(status, step_id, None, data), FinishRun(status, output, error)]
 
     def _restore_attempts(self, step: _Step, seen: int) -> None:

@@ -36,6 +36,7 @@ from agentic.contracts import (
     RunRequest,
     StepState,
     WorkflowConfig,
+    step_reused,
     utcnow,
 )
 from agentic.errors import ConfigError, PlanError
@@ -344,7 +345,7 @@ class _Rounds:
         """Pass on step events as they happen; not reused steps, not the round runs' ends."""
         if event.step_id is None and event.run_id != self.record.run_id:
             return
-        if event.data.get("reused"):
+        if step_reused(event):
             return
         self.on_event(event)
 

@@ -18,7 +18,18 @@ from nats.aio.msg import Msg
 
 from agentic import names
 from agentic.bus.signing import Verifier
-from agentic.contracts import RunEvent, RunRecord, StepSpec, decode, utcnow
+from agentic.contracts import (
+    CancelledData,
+    EventData,
+    FailedData,
+    RunEvent,
+    RunRecord,
+    StepSpec,
+    decode,
+    end_payload,
+    utcnow,
+)
+from agentic.contracts.events import END_TYPES
 from agentic.errors import AgenticError, ConfigError, DecodeError, UnknownRunError
 from agentic.ids import check_id
 from agentic.settings import Settings
@@ -102,7 +113,8 @@ class Control:
             return {"run_id": request.run_id}
         record = await self._intake.prepare(request, store_url=self.store.url)
         if record.is_terminal:  # a goal the planner could not plan: stored as a failed run
-            await self._publish(record.run_id, record.status, {"error": record.error or ""})
+            ended = end_payload(END_TYPES[record.status], error=record.error or "")
+            await self._publish(record.run_id, ended)
             return {"run_id": record.run_id}
         # Created ``running``: the driver need not write it again, and a restart continues
         # the run even if this process dies before the run's first step is out.
@@ -171,7 +183,7 @@ class Control:
                 update={"status": "failed", "error": str(exc), "finished_at": utcnow()}
             )
             await self._io("writing run.json", self.store.write_run, failed)
-            await self._publish(record.run_id, "failed", {"error": str(exc)})
+            await self._publish(record.run_id, FailedData(error=str(exc)))
             return None
         return RunDriver(record, specs, self.deps)
 
@@ -198,7 +210,7 @@ class Control:
                     "coordinator: stop the process that runs it"
                 )
             record = await self._io("cancelling", mark_cancelled, self.store, run_id, reason)
-            await self._publish(run_id, "cancelled", {"error": reason})
+            await self._publish(run_id, CancelledData(error=reason))
         return {"ok": True, "run_id": run_id, "status": record.status}
 
     # --- events -------------------------------------------------------------------------
@@ -248,11 +260,12 @@ class Control:
         if driver is not None and driver.record.request.goal is not None:
             self.deps.spawn(self._intake.planner.finished(driver.record))
 
-    async def _publish(self, run_id: str, event_type: Any, data: dict[str, Any]) -> None:
+    async def _publish(self, run_id: str, payload: EventData) -> None:
+        """Publish the run's next event: ``payload`` and its type."""
         timeline = self.timeline
         await persist(
-            f"publishing {event_type} of run {run_id}",
-            lambda: timeline.publish(run_id, event_type, data=data),
+            f"publishing {payload.type} of run {run_id}",
+            lambda: timeline.publish(run_id, payload.type, data=payload.as_data()),
             stopping=self.deps.stopping,
         )
 

@@ -23,7 +23,7 @@ from agentic.bus import publish_step
 from agentic.bus.follow import started_attempts
 from agentic.bus.signing import Signer
 from agentic.bus.timeline import RunTimeline
-from agentic.contracts import RunRecord, StepError, StepSpec
+from agentic.contracts import RunRecord, StepError, StepSpec, SucceededData
 from agentic.coordinator import CommitFailure, Emit, RecordFailure
 from agentic.errors import ConfigError, MessageTooLargeError
 from agentic.recording.attempts import commit_failure, record_failure
@@ -265,5 +265,5 @@ def _bounded(data: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     limit = max_bytes // 2
     if isinstance(output, str) and len(output.encode()) > limit:
         cut = output.encode()[:limit].decode(errors="ignore")
-        return {**data, "output": cut, "output_truncated": True}
+        return {**data, **SucceededData(output=cut, output_truncated=True).as_data()}
     return data

@@ -37,7 +37,14 @@ from agentic.bus.signing import SignatureError, Verifier
 from agentic.bus.timeline import RunTimeline
 from agentic.catalog import Catalog
 from agentic.catalog.trust import CatalogCache
-from agentic.contracts import StepResult, StepSpec
+from agentic.contracts import (
+    EventWorker,
+    StepFailedData,
+    StepResult,
+    StepSpec,
+    StepStartedData,
+    StepSucceededData,
+)
 from agentic.errors import BusError, ConfigError
 from agentic.redact import protect_entries
 from agentic.settings import Settings
@@ -81,7 +88,7 @@ class WorkerContext:
         self.gate = gate
         self.heartbeat_s = heartbeat_interval(settings.step_ack_wait_s)
         self.timeline = RunTimeline(js, publisher="worker", max_bytes=settings.max_message_bytes)
-        self._worker = {"host": socket.gethostname(), "pid": os.getpid()}
+        self._worker = EventWorker(host=socket.gethostname(), pid=os.getpid())
         self._inline = reads_inline(store)
 
     async def bind(self) -> JetStreamContext.PullSubscription:
@@ -112,12 +119,9 @@ class WorkerContext:
 
     async def started(self, spec: StepSpec, *, delivery: int, step_pid: int | None) -> None:
         """Publish ``step_started`` (once per delivery)."""
-        data = {
-            "worker": self._worker,
-            "step_pid": step_pid,
-            "delivery": delivery,
-            "pool": self.pool,
-        }
+        data = StepStartedData(
+            worker=self._worker, step_pid=step_pid, delivery=delivery, pool=self.pool
+        ).as_data()
         msg_id = names.event_msg_id(
             spec.run_id, spec.step_id, spec.attempt, "step_started", delivery=delivery
         )
@@ -130,11 +134,11 @@ class WorkerContext:
         """Publish ``step_succeeded`` or ``step_failed`` for a recorded attempt."""
         if result.status == "succeeded":
             event_type = "step_succeeded"
-            data: dict[str, Any] = {"output_chars": len(result.output)}
+            payload = StepSucceededData(output_chars=len(result.output), worker=self._worker)
+            data = payload.as_data()
         else:
             event_type = "step_failed"
-            data = {"error": result.error.model_dump(mode="json") if result.error else None}
-        data["worker"] = self._worker
+            data = StepFailedData(error=result.error, worker=self._worker).as_data()
         msg_id = names.event_msg_id(result.run_id, result.step_id, result.attempt, event_type)
         await self._publish(result.run_id, event_type, result.step_id, result.attempt, data, msg_id)
 

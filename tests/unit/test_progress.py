@@ -206,3 +206,15 @@ def test_durations_read_naturally_at_every_scale() -> None:
     assert [format_duration(s) for s in (None, 0.054, 12.34, 245, 7380)] == [
         "", "0.05s", "12.3s", "4m05s", "2h03m",
     ]  # fmt: skip
+
+
+def test_the_end_of_the_run_stops_its_steps_even_before_the_final_record() -> None:
+    progress = RunProgress(["research", "write"])
+    progress.apply(event(1, "step_started", "research", 1, at=1.0))
+    progress.apply(event(2, "cancelled", at=4.0, error="cancelled by request"))
+    # A worker that finishes after the cancel does not bring the step back (nor print a line).
+    assert progress.apply(event(3, "step_succeeded", "research", 1, at=5.0)) is None
+
+    research, write = progress.rows()
+    assert (progress.status, research.status, write.status) == ("cancelled", "cancelled", "skipped")
+    assert research.duration_s(T0 + timedelta(hours=1)) == 3.0
