@@ -12,7 +12,7 @@ os.environ.setdefault(
 
 # Tests build CrewAI objects directly (agentic.runtime's submodules): set the runtime up as
 # the step process and the in-process backend do before CrewAI is imported.
-from agentic import runtime  # noqa: E402
+from agentic import runtime
 
 runtime.setup()
 

@@ -18,7 +18,11 @@ def record(status: str = "running") -> RunRecord:
         name="wf", agent_providers=[PROVIDER], tasks=[task("a")], task_sequence=["a"]
     )
     return RunRecord(
-        run_id="r1", request=RunRequest(workflow=wf), workflow=wf, backend="subprocess", status=status
+        run_id="r1",
+        request=RunRequest(workflow=wf),
+        workflow=wf,
+        backend="subprocess",
+        status=status,
     )  # type: ignore[arg-type]
 
 
