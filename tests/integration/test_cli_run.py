@@ -17,7 +17,7 @@ import agentic.submit
 from agentic.cli import _register, app
 from agentic.contracts import RunEvent
 from agentic.store import open_store
-from tests.unit.catalog_helpers import REPO, make_catalog
+from tests.factories import REPO, make_catalog
 
 _register()
 runner = CliRunner()

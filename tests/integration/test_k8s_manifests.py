@@ -26,11 +26,11 @@ import yaml
 from agentic import names
 from agentic.bus.auth import write_credentials
 from agentic.bus.embedded import nats_server_binary
-from agentic.contracts.messages import StepSpec, TaskText
 from agentic.k8s import jobs
 from agentic.k8s.credentials import SEED_KEY
 from agentic.k8s.jobs import step_job_manifest, worker_job_manifest
 from agentic.settings import Settings
+from tests.factories import OPENAI_WRITER, step_spec
 from tests.fixtures.servers import free_port, wait_until_listening
 
 K8S_VERSION = "1.31.0"
@@ -169,22 +169,6 @@ def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
         tests[e["operator"]](e["key"], e.get("values", []))
         for e in selector.get("matchExpressions", [])
     )
-
-
-def openai_step(conf: Settings, **overrides: Any) -> StepSpec:
-    fields: dict[str, Any] = {
-        "run_id": "run-1",
-        "step_id": "research",
-        "step_index": 0,
-        "attempt": 1,
-        "workflow_name": "demo",
-        "topic": "t",
-        "task": TaskText(description="d", expected_output="e"),
-        "agent_provider": {"id": "writer", "type": "openai", "required_env": ["OPENAI_API_KEY"]},
-        "store_url": conf.run_store_url,
-        **overrides,
-    }
-    return StepSpec(**fields)
 
 
 # --- schemas -----------------------------------------------------------------------------------
@@ -623,7 +607,7 @@ def test_jobs_built_from_the_deployed_settings_see_only_their_roles_secrets(
     store = {STORE_SECRET} if target == "overlays/s3" else set()
     default = worker_job_manifest("default", conf, name="agentic-worker-default-1")
     other = worker_job_manifest("gpu", conf, name="agentic-worker-gpu-1")
-    spec = openai_step(conf)
+    spec = step_spec(agent_provider=OPENAI_WRITER, store_url=conf.run_store_url)
     step = step_job_manifest(spec, conf, spec_url=f"{conf.run_store_url}/spec.json")
 
     for manifest in (default, other, step):
@@ -685,7 +669,11 @@ def test_egress_is_denied_by_default_and_opened_per_role(rendered, target: str) 
     labelled = [(where, t["metadata"]["labels"]) for where, t in pod_templates(docs)]
     for manifest in (
         worker_job_manifest("default", conf, name="agentic-worker-default-1"),
-        step_job_manifest(openai_step(conf), conf, spec_url=f"{conf.run_store_url}/spec.json"),
+        step_job_manifest(
+            step_spec(agent_provider=OPENAI_WRITER, store_url=conf.run_store_url),
+            conf,
+            spec_url=f"{conf.run_store_url}/spec.json",
+        ),
     ):
         labelled.append(
             (manifest["metadata"]["name"], manifest["spec"]["template"]["metadata"]["labels"])

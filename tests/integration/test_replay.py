@@ -21,7 +21,7 @@ from agentic.contracts import RunRequest
 from agentic.settings import Settings
 from agentic.store import open_store
 from agentic.submit import run_to_completion
-from tests.unit.catalog_helpers import make_catalog
+from tests.factories import make_catalog
 
 _register()
 runner = CliRunner()

@@ -7,8 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.unit.catalog_helpers import REPO
-from tests.unit.test_validate_cli import GATING_VARIABLES
+from tests.factories import GATING_VARIABLES, REPO
 
 
 def test_the_installed_command_validates_the_example_catalog():

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from agentic.contracts import AgentProvider
 from agentic.errors import FatalStepError, RetryableStepError
+from tests.factories import scripted_agent
 
 with warnings.catch_warnings():
     # Importing CrewAI emits an ImportWarning about its own package layout (crewai.rag).
@@ -23,22 +23,9 @@ with warnings.catch_warnings():
 pytestmark = pytest.mark.filterwarnings("ignore::ImportWarning")
 
 
-def provider(**script: Any) -> AgentProvider:
-    return AgentProvider.model_validate(
-        {
-            "id": "scribe",
-            "type": "scripted",
-            "role": "Scribe",
-            "goal": "Write",
-            "backstory": "Writes things down.",
-            "script": script,
-        }
-    )
-
-
 def llm(attempt: int = 1, **script: Any) -> ScriptedLLM:
     return build_scripted_llm(
-        provider(**script),
+        scripted_agent("scribe", **script),
         step_id="summarize",
         topic="queues",
         inputs={"audience": "operators"},
