@@ -29,7 +29,12 @@ from tests.k8s_double import KubeDouble, wait_for
 from tests.parity import run_workflow, stored_layout
 
 # Importing CrewAI (the inprocess reference run) warns about its own package layout.
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::ImportWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.k8s,
+    pytest.mark.procs,
+    pytest.mark.filterwarnings("ignore::ImportWarning"),
+]
 
 UNPULLABLE = "registry.invalid/agentic-worker:missing"
 

@@ -35,7 +35,7 @@ from tests.k8s_double import KubeDouble, wait_for
 from tests.k8s_double.podenv import default_base_env
 from tests.parity import run_workflow
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.k8s, pytest.mark.nats, pytest.mark.procs]
 
 # These tests submit inline scripted providers; the trust boundary itself is tested in
 # tests/security. The scaler passes the installation's setting on to the worker Jobs.

@@ -28,6 +28,8 @@ from agentic.store import open_store
 from tests.factories import one_step, scripted_agent
 from tests.parity import run_and_collect, run_workflow, stored_layout
 
+pytestmark = pytest.mark.procs
+
 REPO = Path(__file__).resolve().parents[2]
 FAST_RETRY = Settings(retry_backoff_base_s=0.05, retry_backoff_max_s=0.1, retry_jitter=0.0)
 

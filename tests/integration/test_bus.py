@@ -31,6 +31,8 @@ from agentic.errors import BusError, ConfigError, DecodeError, MessageTooLargeEr
 from agentic.settings import Settings
 from tests.factories import bus_spec
 
+pytestmark = [pytest.mark.nats, pytest.mark.procs]
+
 _pools = itertools.count(1)
 
 

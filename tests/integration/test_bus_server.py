@@ -27,6 +27,8 @@ from agentic.settings import Settings
 from tests.factories import bus_spec
 from tests.fixtures.servers import free_port
 
+pytestmark = [pytest.mark.nats, pytest.mark.procs]
+
 
 async def wait_connected(nc: NATS, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout

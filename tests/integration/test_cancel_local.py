@@ -29,6 +29,8 @@ from agentic.store import open_store
 from tests.factories import one_step, scripted_agent
 from tests.integration.test_backends_local import alive, recording_backend
 
+pytestmark = pytest.mark.procs
+
 _register()
 
 # Twelve steps of 1.5 s each. An inprocess cancel, like Ctrl-C, takes effect once the model

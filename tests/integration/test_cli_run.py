@@ -23,7 +23,7 @@ _register()
 runner = CliRunner()
 
 # Importing CrewAI emits an ImportWarning about its own package layout (crewai.rag).
-pytestmark = pytest.mark.filterwarnings("ignore::ImportWarning")
+pytestmark = [pytest.mark.procs, pytest.mark.filterwarnings("ignore::ImportWarning")]
 
 AGENTIC = Path(sys.executable).parent / "agentic"
 

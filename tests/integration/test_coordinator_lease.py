@@ -28,7 +28,7 @@ from tests.integration.nats_stack import (
     wait_finished,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.procs]
 
 LEASE_S = "2"
 

@@ -33,6 +33,8 @@ from agentic.settings import Settings
 from tests.factories import OPENAI_WRITER, step_spec
 from tests.fixtures.servers import free_port, wait_until_listening
 
+pytestmark = [pytest.mark.k8s, pytest.mark.procs]
+
 K8S_VERSION = "1.31.0"
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -404,6 +406,7 @@ def nats_check(conf: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.nats
 def test_nats_runs_jetstream_on_file_storage_with_a_valid_config(rendered, tmp_path) -> None:
     docs = rendered["base"]
     nats = one(docs, "StatefulSet", "nats")["spec"]
@@ -431,6 +434,7 @@ def test_nats_runs_jetstream_on_file_storage_with_a_valid_config(rendered, tmp_p
     assert c["image"] == f"nats:{version}-alpine", "keep the image on the tested nats-server"
 
 
+@pytest.mark.nats
 def test_nats_does_not_start_without_the_auth_secret(rendered, tmp_path) -> None:
     docs = rendered["base"]
     pod = one(docs, "StatefulSet", "nats")["spec"]["template"]["spec"]
@@ -451,6 +455,7 @@ def test_nats_does_not_start_without_the_auth_secret(rendered, tmp_path) -> None
     assert check.returncode != 0 and "auth.conf" in check.stderr
 
 
+@pytest.mark.nats
 def test_the_deployed_nats_config_makes_every_client_authenticate(rendered, tmp_path) -> None:
     """A real server on the rendered config (other ports and store): the client port demands
     authentication, and KEDA's /jsz on the monitoring port still answers."""

@@ -28,7 +28,12 @@ from tests.factories import REPO, write_files
 from tests.parity import run_workflow, stored_layout
 
 # The inprocess reference run imports CrewAI, which warns about its own package layout.
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::ImportWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.nats,
+    pytest.mark.procs,
+    pytest.mark.filterwarnings("ignore::ImportWarning"),
+]
 
 PYTHON = sys.executable
 SLOW_STEPS = """\

@@ -36,7 +36,7 @@ from tests.integration.nats_stack import (
     write_quick_catalog,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.procs]
 
 MAX_MESSAGE_BYTES = 65_536
 IMPORTTIME = ("-X", "importtime")

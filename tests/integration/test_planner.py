@@ -27,7 +27,7 @@ _register()
 runner = CliRunner()
 
 # Importing CrewAI emits an ImportWarning about its own package layout (crewai.rag).
-pytestmark = pytest.mark.filterwarnings("ignore::ImportWarning")
+pytestmark = [pytest.mark.procs, pytest.mark.filterwarnings("ignore::ImportWarning")]
 
 
 def planner_yaml(planner_id: str, *replies: object) -> str:
@@ -193,6 +193,7 @@ def test_an_iterative_run_stops_when_the_planner_says_the_goal_is_met(env):
     assert record.output == store.read_result(record.run_id, "synthesis").output
 
 
+@pytest.mark.nats
 def test_an_iterative_run_executes_its_rounds_on_the_nats_backend(env, monkeypatch):
     monkeypatch.delenv("AGENTIC_NATS_URL", raising=False)  # the command embeds its own stack
     monkeypatch.setenv("AGENTIC_PLANNER_AGENT_PROVIDER", "stepper")

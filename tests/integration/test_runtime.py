@@ -26,7 +26,7 @@ with warnings.catch_warnings():
 
     from agentic.runtime import execute_step, run_workflow_inprocess
 
-pytestmark = pytest.mark.filterwarnings("ignore::ImportWarning")
+pytestmark = [pytest.mark.procs, pytest.mark.filterwarnings("ignore::ImportWarning")]
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 

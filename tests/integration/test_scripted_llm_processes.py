@@ -14,7 +14,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", ImportWarning)
     from agentic.runtime.scripted import CRASH_EXIT_CODE
 
-pytestmark = pytest.mark.filterwarnings("ignore::ImportWarning")
+pytestmark = [pytest.mark.procs, pytest.mark.filterwarnings("ignore::ImportWarning")]
 
 
 def _scripted_process(mode: str) -> subprocess.Popen[bytes]:

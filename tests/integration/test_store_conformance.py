@@ -40,7 +40,8 @@ def stored_files(store: RunStore) -> list[str]:
         return []
 
 
-@pytest.fixture(params=["file", "memory", "s3"])
+# Only the S3 store needs a process: the moto server.
+@pytest.fixture(params=["file", "memory", pytest.param("s3", marks=pytest.mark.procs)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
     """An empty store of each kind, at a root no other test uses."""
     if request.param == "file":

@@ -22,6 +22,8 @@ from agentic.store import open_store
 from tests.factories import run_record, step_result, step_spec
 from tests.fixtures.s3 import S3Server
 
+pytestmark = pytest.mark.procs
+
 
 def test_commits_from_four_processes_on_a_local_store_commit_exactly_one(tmp_path: Path) -> None:
     url = str(tmp_path / "store")

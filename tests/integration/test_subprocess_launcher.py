@@ -17,6 +17,8 @@ from agentic.backends.subprocess import StepProcess, SubprocessLauncher, child_e
 from agentic.settings import Settings
 from tests.factories import step_spec
 
+pytestmark = pytest.mark.procs
+
 FAKE_PYTHON = """\
 #!/bin/sh
 # $1=-m $2=agentic $3=execute-step $4=URL

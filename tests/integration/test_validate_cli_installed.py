@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.factories import GATING_VARIABLES, REPO
+
+pytestmark = pytest.mark.procs
 
 
 def test_the_installed_command_validates_the_example_catalog():

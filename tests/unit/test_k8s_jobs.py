@@ -27,6 +27,8 @@ from agentic.k8s.scheduling import Scheduling, scheduling_for
 from agentic.settings import K8sPool, Settings, get_settings
 from tests.factories import OPENAI_WRITER, step_spec
 
+pytestmark = pytest.mark.k8s
+
 K8S_VERSION = "1.31.0"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
