@@ -1,4 +1,6 @@
-"""Shared test configuration. Fixtures live in tests/fixtures/<area>.py, one module per area."""
+"""Shared test configuration. Fixtures live in tests/fixtures/<area>.py, one module per area;
+builders of test data in tests/factories.py. Markers (pyproject.toml) say what a test needs:
+``procs`` (starts processes), ``nats``, ``k8s``, ``browser``, and ``slow``."""
 
 import os
 import tempfile

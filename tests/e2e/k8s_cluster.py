@@ -1,4 +1,4 @@
-"""What the Kubernetes end-to-end tests share: a run store on the double's PVC, workflows, waits.
+"""What the Kubernetes end-to-end tests share: a run store on the double's PVC, and settings.
 
 The run store is a local directory that the double mounts as the PVC ``agentic-store`` at
 the directory's own path, so paths in specs and settings mean the same inside and outside
@@ -14,13 +14,6 @@ from typing import Any
 
 from kubernetes import client
 
-from agentic.contracts import (
-    AgentProvider,
-    ScriptedFailure,
-    ScriptedScript,
-    TaskConfig,
-    WorkflowConfig,
-)
 from agentic.settings import Settings
 from tests.k8s_double import KubeDouble
 
@@ -73,63 +66,3 @@ def cluster_settings(store_dir: Path, **overrides: Any) -> Settings:
         **overrides,
     }
     return Settings(**values)
-
-
-def scripted(
-    *, delay_s: float = 0.0, fail: ScriptedFailure | None = None, provider_id: str = "scripted"
-) -> AgentProvider:
-    """An offline scripted agent that greets the topic."""
-    return AgentProvider(
-        id=provider_id,
-        type="scripted",
-        role="Tester",
-        goal="Test {topic}",
-        backstory="Tests the Kubernetes backends.",
-        script=ScriptedScript(
-            replies=["{step_id} says hello to {topic}"], delay_s=delay_s, fail=fail
-        ),
-    )
-
-
-def two_steps(agent: AgentProvider | None = None) -> WorkflowConfig:
-    """``research`` then ``write``, which sees research's output."""
-    agent = agent or scripted()
-    tasks = [
-        TaskConfig(
-            id="research",
-            agent_provider_id=agent.id,
-            description="Research {topic}.",
-            expected_output="Notes.",
-        ),
-        TaskConfig(
-            id="write",
-            agent_provider_id=agent.id,
-            description="Write about {topic}.",
-            expected_output="A paragraph.",
-        ),
-    ]
-    return WorkflowConfig(
-        name="two-steps",
-        topic="kubernetes",
-        agent_providers=[agent],
-        tasks=tasks,
-        task_sequence=["research", "write"],
-    )
-
-
-def one_step(agent: AgentProvider, **task_fields: Any) -> WorkflowConfig:
-    """A single step ``only`` run by ``agent``."""
-    task = TaskConfig(
-        id="only",
-        agent_provider_id=agent.id,
-        description="Say hello to {topic}.",
-        expected_output="A greeting.",
-        **task_fields,
-    )
-    return WorkflowConfig(
-        name="one-step",
-        topic="kubernetes",
-        agent_providers=[agent],
-        tasks=[task],
-        task_sequence=["only"],
-    )

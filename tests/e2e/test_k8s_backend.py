@@ -23,20 +23,18 @@ from agentic.k8s.jobs import step_job_manifest, step_selector
 from agentic.k8s.scaler_rule import count_running
 from agentic.materialize import materialize
 from agentic.store import open_store
-from tests.e2e.k8s_cluster import (
-    NS,
-    PVC,
-    Cluster,
-    cluster_settings,
-    one_step,
-    scripted,
-    two_steps,
-)
+from tests.e2e.k8s_cluster import NS, PVC, Cluster, cluster_settings
+from tests.factories import one_step, scripted_agent, two_steps
 from tests.k8s_double import KubeDouble, wait_for
 from tests.parity import run_workflow, stored_layout
 
 # Importing CrewAI (the inprocess reference run) warns about its own package layout.
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::ImportWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.k8s,
+    pytest.mark.procs,
+    pytest.mark.filterwarnings("ignore::ImportWarning"),
+]
 
 UNPULLABLE = "registry.invalid/agentic-worker:missing"
 
@@ -81,7 +79,7 @@ def attempts(cluster: Cluster, run_id: str, step_id: str) -> list[Any]:
 def test_a_two_step_workflow_runs_one_job_per_step_with_the_same_results_as_inprocess(
     cluster: Cluster, api_requests: Counter[str], tmp_path: Path
 ) -> None:
-    workflow = two_steps()
+    workflow = two_steps(topic="kubernetes")
     backend = get_backend("kubernetes", api_client=cluster.api_client)
     started = time.monotonic()
 
@@ -126,7 +124,7 @@ def test_a_pod_whose_image_cannot_be_pulled_fails_its_attempt_with_the_kubernete
     backend = get_backend("kubernetes", api_client=cluster.api_client)
 
     run = run_workflow(
-        backend, one_step(scripted(), retries=2), {}, cluster.store_url, settings=settings
+        backend, one_step(scripted_agent(), retries=2), {}, cluster.store_url, settings=settings
     )
 
     assert run.record.status == "failed"
@@ -141,7 +139,7 @@ def test_a_pod_whose_image_cannot_be_pulled_fails_its_attempt_with_the_kubernete
 def test_a_step_past_its_timeout_fails_as_timed_out_and_its_job_and_pod_are_deleted(
     cluster: Cluster,
 ) -> None:
-    agent = scripted(fail=ScriptedFailure(times=5, mode="hang"))
+    agent = scripted_agent(fail=ScriptedFailure(times=5, mode="hang"))
     backend = get_backend("kubernetes", api_client=cluster.api_client)
 
     run = run_workflow(
@@ -170,7 +168,7 @@ def test_a_job_that_reaches_its_active_deadline_first_is_a_timeout_naming_deadli
     # so the Job's deadline (1 s, while the step still imports CrewAI) ends it first.
     store = open_store(cluster.store_url)
     [spec] = materialize(
-        one_step(scripted(), timeout_s=1),
+        one_step(scripted_agent(), timeout_s=1),
         run_id="deadline",
         inputs={},
         store_url=store.url,
@@ -191,7 +189,7 @@ def test_a_job_that_reaches_its_active_deadline_first_is_a_timeout_naming_deadli
 
 
 def test_an_oom_killed_pod_fails_its_attempt_naming_oomkilled(cluster: Cluster) -> None:
-    agent = scripted(fail=ScriptedFailure(times=5, mode="hang"))
+    agent = scripted_agent(fail=ScriptedFailure(times=5, mode="hang"))
     backend = get_backend("kubernetes", api_client=cluster.api_client)
     result: dict[str, Any] = {}
     runner = threading.Thread(
@@ -219,7 +217,7 @@ def test_an_oom_killed_pod_fails_its_attempt_naming_oomkilled(cluster: Cluster) 
 
 
 def test_cancelling_a_run_deletes_its_jobs_and_stops_their_pods(cluster: Cluster) -> None:
-    agent = scripted(fail=ScriptedFailure(times=5, mode="hang"))
+    agent = scripted_agent(fail=ScriptedFailure(times=5, mode="hang"))
     backend = get_backend("kubernetes", api_client=cluster.api_client)
     assert isinstance(backend, KubernetesBackend)
     result: dict[str, Any] = {}
@@ -250,7 +248,7 @@ def test_cancelling_a_run_deletes_its_jobs_and_stops_their_pods(cluster: Cluster
 def test_a_job_created_before_a_restart_is_adopted_not_duplicated(cluster: Cluster) -> None:
     store = open_store(cluster.store_url)
     [spec] = materialize(
-        one_step(scripted()),
+        one_step(scripted_agent(), topic="kubernetes"),
         run_id="adopt",
         inputs={},
         store_url=store.url,
@@ -280,7 +278,8 @@ def test_a_run_finishes_on_the_reconcile_alone_when_the_watches_go_silent(
     settings = cluster_settings(Path(cluster.store_url), k8s_reconcile_interval_s=0.5)
     backend = get_backend("kubernetes", api_client=cluster.api_client)
 
-    run = run_workflow(backend, one_step(scripted()), {}, cluster.store_url, settings=settings)
+    wf = one_step(scripted_agent(), topic="kubernetes")
+    run = run_workflow(backend, wf, {}, cluster.store_url, settings=settings)
 
     assert run.record.status == "succeeded", run.record.error
     assert run.outputs == {"only": "only says hello to kubernetes"}

@@ -29,13 +29,13 @@ from agentic.k8s.scaler_rule import count_running
 from agentic.settings import Settings
 from agentic.store import open_store
 from services.scaler import ScalerService
-from tests.e2e.k8s_cluster import NS, PVC, Cluster, cluster_settings, two_steps
-from tests.fixtures.nats import make_spec
+from tests.e2e.k8s_cluster import NS, PVC, Cluster, cluster_settings
+from tests.factories import bus_spec, two_steps
 from tests.k8s_double import KubeDouble, wait_for
 from tests.k8s_double.podenv import default_base_env
 from tests.parity import run_workflow
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.k8s, pytest.mark.nats, pytest.mark.procs]
 
 # These tests submit inline scripted providers; the trust boundary itself is tested in
 # tests/security. The scaler passes the installation's setting on to the worker Jobs.
@@ -160,7 +160,11 @@ def test_a_two_step_workflow_succeeds_on_nats_with_worker_jobs_the_scaler_create
 ) -> None:
     with ScalerThread(cluster.settings, "default", cluster.api_client) as scaler:
         run = run_workflow(
-            NatsBackend(), two_steps(), {}, cluster.store_url, settings=cluster.settings
+            NatsBackend(),
+            two_steps(topic="kubernetes"),
+            {},
+            cluster.store_url,
+            settings=cluster.settings,
         )
 
         assert run.record.status == "succeeded", run.record.error
@@ -210,7 +214,7 @@ async def test_the_scaler_subtracts_running_jobs_and_never_exceeds_the_maximum(
         js = nc.jetstream()
         await provision(js, settings, pools=["capped"])
         for n in range(5):
-            spec = make_spec("capped", step_id=f"s{n}")
+            spec = bus_spec("capped", step_id=f"s{n}")
             await js.publish(names.steps_subject("capped"), spec.model_dump_json().encode())
     finally:
         await nc.close()

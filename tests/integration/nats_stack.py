@@ -32,46 +32,6 @@ from agentic.store import RunStore
 READY_TIMEOUT_S = 60.0
 
 
-def scripted_provider(
-    provider_id: str, *, delay_s: float = 0.0, fail: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """An inline ``scripted`` agent provider that answers once (after ``delay_s``)."""
-    script: dict[str, Any] = {"replies": ["{step_id} done for {topic}"], "delay_s": delay_s}
-    if fail is not None:
-        script["fail"] = fail
-    return {
-        "id": provider_id,
-        "type": "scripted",
-        "role": "Tester",
-        "goal": "Finish {topic}",
-        "backstory": "A scripted agent.",
-        "script": script,
-    }
-
-
-def inline_request(
-    run_id: str,
-    steps: list[str],
-    provider: dict[str, Any],
-    *,
-    topic: str = "guarantees",
-    **task_fields: Any,
-) -> dict[str, Any]:
-    """A RunRequest (as JSON data) of a sequential inline workflow; every step uses ``provider``."""
-    tasks = [
-        {
-            "id": step,
-            "agent_provider_id": provider["id"],
-            "description": f"Do {step} about {{topic}}.",
-            "expected_output": "One line.",
-            **task_fields,
-        }
-        for step in steps
-    ]
-    workflow = {"name": "guarantees", "agent_providers": [provider], "tasks": tasks}
-    return {"run_id": run_id, "inputs": {"topic": topic}, "workflow": {"workflow": workflow}}
-
-
 class ServiceProcess:
     """One ``python -m agentic <args>`` process with its log in a file."""
 

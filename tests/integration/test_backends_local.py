@@ -16,51 +16,22 @@ from agentic.backends.launched import LauncherBackend
 from agentic.backends.subprocess import StepProcess, SubprocessLauncher
 from agentic.catalog import load_catalog, load_workflow
 from agentic.contracts import (
-    AgentProvider,
     RunEvent,
     RunRecord,
     RunRequest,
     ScriptedFailure,
-    ScriptedScript,
     TaskConfig,
     WorkflowConfig,
 )
 from agentic.settings import Settings
 from agentic.store import open_store
+from tests.factories import one_step, scripted_agent
 from tests.parity import run_and_collect, run_workflow, stored_layout
+
+pytestmark = pytest.mark.procs
 
 REPO = Path(__file__).resolve().parents[2]
 FAST_RETRY = Settings(retry_backoff_base_s=0.05, retry_backoff_max_s=0.1, retry_jitter=0.0)
-
-
-def provider(
-    provider_id: str = "scripted",
-    *,
-    reply: str = "{step_id} says hello to {topic}",
-    fail: ScriptedFailure | None = None,
-    delay_s: float = 0.0,
-) -> AgentProvider:
-    return AgentProvider(
-        id=provider_id,
-        type="scripted",
-        role="Tester",
-        goal="Test {topic}",
-        backstory="Tests backends.",
-        script=ScriptedScript(replies=[reply], fail=fail, delay_s=delay_s),
-    )
-
-
-def one_step(agent: AgentProvider, **task_fields: object) -> WorkflowConfig:
-    step = TaskConfig(
-        id="only",
-        agent_provider_id=agent.id,
-        description="Say hello to {topic}.",
-        expected_output="A greeting.",
-        **task_fields,  # type: ignore[arg-type]
-    )
-    return WorkflowConfig(
-        name="one", topic="backends", agent_providers=[agent], tasks=[step], task_sequence=["only"]
-    )
 
 
 class RecordingLauncher(SubprocessLauncher):
@@ -132,7 +103,7 @@ def test_the_demo_gives_the_same_outputs_and_stored_steps_as_inprocess(
 
 
 def test_a_retryable_failure_succeeds_on_the_second_attempt(store_url: str) -> None:
-    agent = provider(fail=ScriptedFailure(times=1, mode="error", message="rate limited"))
+    agent = scripted_agent(fail=ScriptedFailure(times=1, mode="error", message="rate limited"))
     run = run_workflow("subprocess", one_step(agent, retries=1), {}, store_url, settings=FAST_RETRY)
 
     assert run.record.status == "succeeded"
@@ -151,7 +122,7 @@ def test_a_retryable_failure_succeeds_on_the_second_attempt(store_url: str) -> N
 
 
 def test_a_fatal_failure_is_not_retried(store_url: str) -> None:
-    agent = provider(fail=ScriptedFailure(times=5, mode="fatal", message="tool refused"))
+    agent = scripted_agent(fail=ScriptedFailure(times=5, mode="fatal", message="tool refused"))
     run = run_workflow("subprocess", one_step(agent, retries=3), {}, store_url, settings=FAST_RETRY)
 
     assert run.record.status == "failed"
@@ -166,7 +137,7 @@ def test_a_fatal_failure_is_not_retried(store_url: str) -> None:
 
 def test_a_step_past_its_timeout_is_killed_and_retried(store_url: str) -> None:
     handles: list[StepProcess] = []
-    agent = provider(fail=ScriptedFailure(times=5, mode="hang"))
+    agent = scripted_agent(fail=ScriptedFailure(times=5, mode="hang"))
     wf = one_step(agent, timeout_s=2, retries=1)
     started = time.monotonic()
     run = run_workflow(recording_backend(handles), wf, {}, store_url, settings=FAST_RETRY)
@@ -183,7 +154,7 @@ def test_a_step_past_its_timeout_is_killed_and_retried(store_url: str) -> None:
 
 
 def test_a_crashed_step_is_a_failed_attempt_with_its_exit_code(store_url: str) -> None:
-    agent = provider(fail=ScriptedFailure(times=1, mode="crash"))
+    agent = scripted_agent(fail=ScriptedFailure(times=1, mode="crash"))
     run = run_workflow("subprocess", one_step(agent, retries=0), {}, store_url)
 
     assert run.record.status == "failed"
@@ -206,7 +177,7 @@ def test_cancel_kills_the_hanging_step_and_cancels_the_run(store_url: str) -> No
         cancelled_at.append(time.monotonic())
         backend.cancel(reason="stopped by the test")
 
-    agent = provider(fail=ScriptedFailure(times=5, mode="hang"))
+    agent = scripted_agent(fail=ScriptedFailure(times=5, mode="hang"))
     store = open_store(store_url)
     wf = one_step(agent)
     record = RunRecord(run_id="to-cancel", request=RunRequest(workflow=wf), workflow=wf,
@@ -223,7 +194,7 @@ def test_cancel_kills_the_hanging_step_and_cancels_the_run(store_url: str) -> No
 
 
 def test_independent_steps_run_at_the_same_time(store_url: str) -> None:
-    agent = provider(delay_s=0.5)
+    agent = scripted_agent(delay_s=0.5)
     tasks = [
         TaskConfig(id=step, agent_provider_id=agent.id, description=f"Do {step}.",
                    expected_output="text", depends_on=[])
@@ -249,7 +220,7 @@ def test_independent_steps_run_at_the_same_time(store_url: str) -> None:
 def test_the_subprocess_backend_refuses_a_store_other_processes_cannot_see() -> None:
     from agentic.errors import ConfigError
 
-    agent = provider()
+    agent = scripted_agent()
     with pytest.raises(ConfigError, match="memory://"):
         run_workflow("subprocess", one_step(agent), {}, "memory://private-store")
 
@@ -260,8 +231,8 @@ def test_the_subprocess_backend_refuses_a_store_other_processes_cannot_see() -> 
 def test_inprocess_does_not_retry_and_a_failed_task_fails_the_run_naming_it(
     store_url: str,
 ) -> None:
-    good = provider("good")
-    bad = provider("bad", fail=ScriptedFailure(times=1, mode="error", message="flaky"))
+    good = scripted_agent("good")
+    bad = scripted_agent("bad", fail=ScriptedFailure(times=1, mode="error", message="flaky"))
     tasks = [
         TaskConfig(id=step, agent_provider_id=agent, description=f"Do {step}.",
                    expected_output="text", retries=3)
@@ -295,7 +266,7 @@ def test_ctrl_c_during_an_inprocess_run_records_it_cancelled(store_url: str) -> 
         if event.type == "step_succeeded":
             raise KeyboardInterrupt
 
-    agent = provider()
+    agent = scripted_agent()
     tasks = [
         TaskConfig(id=step, agent_provider_id=agent.id, description=f"Do {step}.",
                    expected_output="text")

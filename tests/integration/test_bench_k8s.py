@@ -9,6 +9,8 @@ import pytest
 
 from benchmarks.bench_k8s import main
 
+pytestmark = [pytest.mark.k8s, pytest.mark.nats, pytest.mark.procs]
+
 
 def test_the_k8s_benchmark_prints_rates_and_reaction_times_as_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

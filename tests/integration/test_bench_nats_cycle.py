@@ -12,6 +12,8 @@ from nats.js.errors import NotFoundError
 from agentic import names
 from benchmarks.bench_nats_cycle import BENCH_POOL, main, measure_fsync_write, nats_cycle
 
+pytestmark = [pytest.mark.nats, pytest.mark.procs]
+
 
 async def test_the_cycle_benchmark_reports_percentiles_and_removes_its_consumer(
     nats_url: str, js: JetStreamContext

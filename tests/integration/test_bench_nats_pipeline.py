@@ -9,7 +9,12 @@ import pytest
 from benchmarks.bench_nats_pipeline import LEGS, main
 
 # The single-process baseline imports CrewAI, which warns about its own package layout.
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::ImportWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.nats,
+    pytest.mark.procs,
+    pytest.mark.filterwarnings("ignore::ImportWarning"),
+]
 
 
 def test_the_pipeline_benchmark_reports_all_three_figures_at_tiny_sizes(

@@ -29,7 +29,9 @@ from agentic.bus import (
 from agentic.contracts import RunEvent, StepSpec
 from agentic.errors import BusError, ConfigError, DecodeError, MessageTooLargeError
 from agentic.settings import Settings
-from tests.fixtures.nats import make_spec
+from tests.factories import bus_spec
+
+pytestmark = [pytest.mark.nats, pytest.mark.procs]
 
 _pools = itertools.count(1)
 
@@ -119,9 +121,9 @@ async def test_a_step_published_twice_with_the_same_msg_id_is_queued_once(
 ) -> None:
     pool = new_pool()
     await provision(js, nats_settings, pools=[pool])
-    first = await publish_step(js, make_spec(pool))
-    second = await publish_step(js, make_spec(pool))
-    retry = await publish_step(js, make_spec(pool, attempt=2))
+    first = await publish_step(js, bus_spec(pool))
+    second = await publish_step(js, bus_spec(pool))
+    retry = await publish_step(js, bus_spec(pool, attempt=2))
 
     assert not first.duplicate and second.duplicate and not retry.duplicate
     assert second.seq == first.seq
@@ -129,7 +131,7 @@ async def test_a_step_published_twice_with_the_same_msg_id_is_queued_once(
     msg = await fetch_one(await pull_steps(js, pool), timeout=2)
     assert msg is not None and msg.headers is not None
     assert msg.headers[names.MSG_ID_HEADER] == f"run-{pool}.research.1"
-    assert decode_spec(msg) == make_spec(pool)
+    assert decode_spec(msg) == bus_spec(pool)
 
 
 async def test_an_oversized_step_is_refused_and_nothing_is_queued(
@@ -138,7 +140,7 @@ async def test_an_oversized_step_is_refused_and_nothing_is_queued(
     pool = new_pool()
     await provision(js, nats_settings, pools=[pool])
     with pytest.raises(MessageTooLargeError, match="over the limit of 2000 bytes") as caught:
-        await publish_step(js, make_spec(pool, text="x" * 3000), max_bytes=2000)
+        await publish_step(js, bus_spec(pool, text="x" * 3000), max_bytes=2000)
     assert caught.value.size > 2000 and caught.value.step_id == "research"
     assert await consumer_state(js, pool) == (0, 0)
 
@@ -153,7 +155,7 @@ async def test_the_steps_stream_itself_refuses_messages_over_the_limit(tmp_path)
             js = nc.jetstream()
             await provision(js, settings, pools=["default"])
             with pytest.raises(MessageTooLargeError, match="refused"):
-                await publish_step(js, make_spec("default", text="x" * 9000), max_bytes=10**6)
+                await publish_step(js, bus_spec("default", text="x" * 9000), max_bytes=10**6)
             info = await js.stream_info(names.STEPS_STREAM)
         finally:
             await nc.close()
@@ -199,7 +201,7 @@ async def test_a_worker_fetches_one_message_at_a_time(
     pool = new_pool()
     await provision(js, nats_settings, pools=[pool])
     for step in ("a", "b", "c"):
-        await publish_step(js, make_spec(pool, step_id=step))
+        await publish_step(js, bus_spec(pool, step_id=step))
     sub = await pull_steps(js, pool)
 
     msg = await fetch_one(sub, timeout=2)
@@ -225,7 +227,7 @@ async def test_in_progress_acks_keep_a_long_step_from_being_redelivered(
     pool = new_pool()
     settings = Settings(nats_url=nats_url, step_ack_wait_s=2)
     await provision(js, settings, pools=[pool])
-    await publish_step(js, make_spec(pool))
+    await publish_step(js, bus_spec(pool))
     worker, other_worker = await pull_steps(js, pool), await pull_steps(js, pool)
 
     msg = await fetch_one(worker, timeout=2)
@@ -244,7 +246,7 @@ async def test_a_message_that_is_not_acked_is_redelivered_after_the_ack_wait(
     pool = new_pool()
     settings = Settings(nats_url=nats_url, step_ack_wait_s=1)
     await provision(js, settings, pools=[pool])
-    await publish_step(js, make_spec(pool))
+    await publish_step(js, bus_spec(pool))
     sub = await pull_steps(js, pool)
 
     crashed = await fetch_one(sub, timeout=2)  # a worker that dies without acking
@@ -269,7 +271,7 @@ async def test_a_step_out_of_deliveries_raises_the_advisory_and_moves_to_the_dlq
 
     subject = names.max_deliveries_advisory(names.STEPS_STREAM, names.workers_consumer(pool))
     await nats_client.subscribe(subject, cb=on_advisory)
-    ack = await publish_step(js, make_spec(pool))
+    ack = await publish_step(js, bus_spec(pool))
     sub = await pull_steps(js, pool)
     for _ in range(2):
         msg = await fetch_one(sub, timeout=2)
@@ -288,7 +290,7 @@ async def test_a_step_out_of_deliveries_raises_the_advisory_and_moves_to_the_dlq
     assert letter.headers is not None
     assert letter.headers[names.DLQ_REASON_HEADER] == "worker crashed"
     assert letter.headers[names.DLQ_STREAM_SEQ_HEADER] == str(ack.seq)
-    assert StepSpec.model_validate_json(letter.data or b"") == make_spec(pool)
+    assert StepSpec.model_validate_json(letter.data or b"") == bus_spec(pool)
     with pytest.raises(NotFoundError):
         await js.get_msg(names.STEPS_STREAM, ack.seq)
     assert await dead_letter(js, advisory.stream_seq, reason="again") is None
@@ -306,6 +308,6 @@ async def test_publishing_without_a_steps_stream_is_a_bus_error(tmp_path) -> Non
         nc = await connect(Settings(nats_url=server.url), name="unprovisioned")
         try:
             with pytest.raises(BusError, match=r"publishing to agentic\.steps\.default failed"):
-                await publish_step(nc.jetstream(), make_spec("default"), timeout=1)
+                await publish_step(nc.jetstream(), bus_spec("default"), timeout=1)
         finally:
             await nc.close()

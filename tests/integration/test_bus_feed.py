@@ -17,6 +17,8 @@ from agentic import names
 from agentic.bus import EmbeddedNats, PullFeed, connect
 from agentic.settings import Settings
 
+pytestmark = [pytest.mark.nats, pytest.mark.procs]
+
 _streams = itertools.count(1)
 
 

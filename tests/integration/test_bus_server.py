@@ -24,8 +24,10 @@ from agentic.bus import (
 from agentic.bus.messages import decode_spec
 from agentic.errors import BusError, ConfigError
 from agentic.settings import Settings
-from tests.fixtures.nats import make_spec
+from tests.factories import bus_spec
 from tests.fixtures.servers import free_port
+
+pytestmark = [pytest.mark.nats, pytest.mark.procs]
 
 
 async def wait_connected(nc: NATS, timeout: float = 10.0) -> None:
@@ -85,13 +87,13 @@ async def test_the_server_restarts_on_its_port_with_streams_intact_and_clients_r
         try:
             js = nc.jetstream()
             await provision(js, settings)
-            await publish_step(js, make_spec("default", step_id="before-stop"))
+            await publish_step(js, bus_spec("default", step_id="before-stop"))
             port, monitor_port = server.port, server.monitor_port
 
             await asyncio.to_thread(server.restart)  # graceful: SIGTERM
             assert (server.port, server.monitor_port) == (port, monitor_port)
             await wait_connected(nc)
-            await publish_step(js, make_spec("default", step_id="before-crash"))
+            await publish_step(js, bus_spec("default", step_id="before-crash"))
 
             await asyncio.to_thread(server.stop, 0)  # a crash: SIGKILL
             await asyncio.to_thread(server.start)

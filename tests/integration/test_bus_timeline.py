@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from nats.js import JetStreamContext
 
 from agentic import names
@@ -11,6 +12,8 @@ from agentic.bus import provision
 from agentic.bus.timeline import RunTimeline
 from agentic.contracts import RunEvent
 from agentic.settings import Settings
+
+pytestmark = [pytest.mark.nats, pytest.mark.procs]
 
 
 async def stored_events(js: JetStreamContext, run_id: str) -> list[tuple[int, RunEvent]]:

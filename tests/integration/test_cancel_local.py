@@ -26,7 +26,10 @@ from agentic.contracts import RunEvent, RunRecord, RunRequest, ScriptedFailure
 from agentic.recording.cancel import CancelRequests, cancel_document, cancel_scope
 from agentic.settings import Settings
 from agentic.store import open_store
-from tests.integration.test_backends_local import alive, one_step, provider, recording_backend
+from tests.factories import one_step, scripted_agent
+from tests.integration.test_backends_local import alive, recording_backend
+
+pytestmark = pytest.mark.procs
 
 _register()
 
@@ -136,7 +139,7 @@ def wait_running(store_url: str, run_id: str, step_id: str, timeout: float = 90.
 
 def subprocess_run(run_id: str, **fields: Any) -> RunRecord:
     """A one-step run record of the subprocess backend (``fields``: status, labels …)."""
-    wf = one_step(provider())
+    wf = one_step(scripted_agent())
     return RunRecord(
         run_id=run_id, request=RunRequest(workflow=wf), workflow=wf, backend="subprocess", **fields
     )
@@ -150,7 +153,7 @@ def store_url(tmp_path: Path) -> str:
 def test_agentic_cancel_stops_a_subprocess_run_driven_by_another_process(store_url: str) -> None:
     handles: list[StepProcess] = []
     backend: LauncherBackend = recording_backend(handles)
-    agent = provider(fail=ScriptedFailure(times=5, mode="hang"))
+    agent = scripted_agent(fail=ScriptedFailure(times=5, mode="hang"))
     wf = one_step(agent)
     record = RunRecord(run_id="far-cancel", request=RunRequest(workflow=wf), workflow=wf,
                        backend="subprocess")  # fmt: skip

@@ -15,31 +15,18 @@ from agentic.contracts import (
     StepError,
     StepResult,
     StepState,
-    TaskConfig,
     Timing,
     Usage,
     WorkerInfo,
-    WorkflowConfig,
 )
-from agentic.contracts.catalog import AgentProvider
 from agentic.store import open_store
+from tests.factories import task, workflow
 
 _register()
 runner = CliRunner()
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 LONG_OUTPUT = "The edited article. " * 60  # 1,200 characters: longer than any preview
-
-
-def workflow(name: str, steps: list[str]) -> WorkflowConfig:
-    agent = AgentProvider(
-        id="alpha", type="scripted", role="r", goal="g", backstory="b", script={"replies": ["x"]}
-    )
-    tasks = [
-        TaskConfig(id=s, agent_provider_id="alpha", description=s, expected_output="o")
-        for s in steps
-    ]
-    return WorkflowConfig(name=name, agent_providers=[agent], tasks=tasks, task_sequence=steps)
 
 
 def attempt(run_id, step, n, *, at, ok=True, output="", tokens=(0, 0), cost=None, reused=None):
@@ -67,7 +54,7 @@ def seed_run(store, run_id, *, name, status, age_h, steps, backend="inprocess", 
         run_id=run_id,
         status=status,
         request=RunRequest(workflow_ref=name),
-        workflow=workflow(name, list(steps)),
+        workflow=workflow(*(task(s) for s in steps), name=name),
         backend=backend,
         created_at=created,
         updated_at=created + timedelta(seconds=42),

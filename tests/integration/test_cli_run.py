@@ -17,13 +17,13 @@ import agentic.submit
 from agentic.cli import _register, app
 from agentic.contracts import RunEvent
 from agentic.store import open_store
-from tests.unit.catalog_helpers import REPO, make_catalog
+from tests.factories import REPO, make_catalog
 
 _register()
 runner = CliRunner()
 
 # Importing CrewAI emits an ImportWarning about its own package layout (crewai.rag).
-pytestmark = pytest.mark.filterwarnings("ignore::ImportWarning")
+pytestmark = [pytest.mark.procs, pytest.mark.filterwarnings("ignore::ImportWarning")]
 
 AGENTIC = Path(sys.executable).parent / "agentic"
 

@@ -11,7 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.nats_stack import start_agentic_up
+
+pytestmark = [pytest.mark.nats, pytest.mark.procs]
 
 
 def clean_env() -> dict[str, str]:

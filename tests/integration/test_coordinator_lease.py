@@ -18,18 +18,17 @@ from agentic import names
 from agentic.bus import EmbeddedNats, connect
 from agentic.bus.lease import LEADER_KEY, Lease, lease_bucket
 from agentic.settings import Settings
+from tests.factories import DONE, inline_request, scripted_agent_data
 from tests.integration.nats_stack import (
     ServiceProcess,
     Stack,
-    inline_request,
     run_events,
-    scripted_provider,
     submit,
     wait_event,
     wait_finished,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.procs]
 
 LEASE_S = "2"
 
@@ -75,7 +74,7 @@ async def test_a_standby_coordinator_takes_over_a_run_when_the_leader_is_killed(
     leader, standby = await leader_standby_and_worker(stack)
     js = nc.jetstream()
 
-    steady = scripted_provider("steady", delay_s=1.0)
+    steady = scripted_agent_data("steady", [DONE], delay_s=1.0)
     await submit(nc, inline_request("ha-1", ["one", "two", "three"], steady))
     await wait_event(js, "ha-1", "step_started", step_id="two")
     assert "coordinator ready" not in standby.log_text()  # it served nothing so far
@@ -99,7 +98,7 @@ async def test_a_leader_that_stops_hands_over_and_the_new_one_serves_submits(
     stack: Stack, nc: NATS
 ) -> None:
     leader, standby = await leader_standby_and_worker(stack)
-    quick = scripted_provider("quick")
+    quick = scripted_agent_data("quick", [DONE])
 
     await submit(nc, inline_request("before-1", ["only"], quick))
     assert (await wait_finished(stack.store(), "before-1")).status == "succeeded"

@@ -22,6 +22,8 @@ from agentic.materialize import materialize
 from agentic.settings import Settings
 from agentic.store import RunStore, open_store
 
+pytestmark = pytest.mark.procs
+
 _register()
 runner = CliRunner()
 

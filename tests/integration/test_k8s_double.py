@@ -18,6 +18,8 @@ from agentic.k8s.jobs import step_job_manifest
 from agentic.settings import get_settings
 from tests.k8s_double import wait_for
 
+pytestmark = [pytest.mark.k8s, pytest.mark.procs]
+
 NS = "agentic"
 
 

@@ -6,11 +6,14 @@ import sys
 import time
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from agentic.backends.k8s_watch import WatchedObjects
 from agentic.k8s.scaler_rule import job_finished
 from tests.k8s_double import KubeDouble, wait_for
+
+pytestmark = [pytest.mark.k8s, pytest.mark.procs]
 
 NS = "agentic"
 

@@ -22,6 +22,7 @@ with warnings.catch_warnings():
     from agentic.runtime.mcp import server_configs
 
 pytestmark = [
+    pytest.mark.procs,
     pytest.mark.filterwarnings("ignore::ImportWarning"),
     # CrewAI's HTTP transport calls mcp's deprecated streamablehttp_client.
     pytest.mark.filterwarnings("ignore:Use `streamable_http_client` instead:DeprecationWarning"),

@@ -24,11 +24,16 @@ from agentic.catalog import load_catalog, load_workflow
 from agentic.cli.process_stack import ProcessStack
 from agentic.settings import Settings
 from agentic.store import open_store
+from tests.factories import REPO, write_files
 from tests.parity import run_workflow, stored_layout
-from tests.unit.catalog_helpers import REPO, write_files
 
 # The inprocess reference run imports CrewAI, which warns about its own package layout.
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::ImportWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.nats,
+    pytest.mark.procs,
+    pytest.mark.filterwarnings("ignore::ImportWarning"),
+]
 
 PYTHON = sys.executable
 SLOW_STEPS = """\

@@ -17,6 +17,8 @@ from agentic.contracts import RunEvent, RunRequest
 from agentic.errors import BusError, MessageTooLargeError
 from agentic.settings import Settings
 
+pytestmark = [pytest.mark.nats, pytest.mark.procs]
+
 
 async def collect(events: RunEvents, n: int, within_s: float) -> list[RunEvent]:
     got: list[RunEvent] = []

@@ -23,25 +23,24 @@ from agentic.bus import EmbeddedNats
 from agentic.contracts import StepSpec
 from agentic.settings import Settings
 from agentic.submit import prepare_run
+from tests.factories import DONE, inline_request, scripted_agent_data
 from tests.integration.nats_stack import (
     Stack,
     cancel,
     dead_letter_of,
-    inline_request,
     process_gone,
     run_events,
-    scripted_provider,
     submit,
     wait_event,
     wait_finished,
     write_quick_catalog,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.procs]
 
 MAX_MESSAGE_BYTES = 65_536
 IMPORTTIME = ("-X", "importtime")
-QUICK = scripted_provider("quick")
+QUICK = scripted_agent_data("quick", [DONE])
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +175,9 @@ async def test_malformed_requests_get_an_error_reply_and_the_coordinator_keeps_s
 async def test_a_step_failing_with_a_retryable_error_is_retried_as_a_new_attempt(
     stack: Stack, js: JetStreamContext, nc: NATS
 ) -> None:
-    flaky = scripted_provider("flaky", fail={"times": 1, "mode": "error", "message": "rate"})
+    flaky = scripted_agent_data(
+        "flaky", [DONE], fail={"times": 1, "mode": "error", "message": "rate"}
+    )
 
     await submit(nc, inline_request("retry-1", ["only"], flaky, retries=1))
     record = await wait_finished(stack.store(), "retry-1")
@@ -194,7 +195,7 @@ async def test_a_step_failing_with_a_retryable_error_is_retried_as_a_new_attempt
 async def test_a_step_past_its_timeout_is_killed_and_fails_as_a_timeout(
     stack: Stack, nc: NATS, js: JetStreamContext
 ) -> None:
-    slow = scripted_provider("slow", delay_s=60)
+    slow = scripted_agent_data("slow", [DONE], delay_s=60)
     await submit(nc, inline_request("timeout-1", ["long"], slow, timeout_s=1, retries=0))
     started = await wait_event(js, "timeout-1", "step_started")
     record = await wait_finished(stack.store(), "timeout-1", timeout=15)
@@ -208,7 +209,7 @@ async def test_a_step_past_its_timeout_is_killed_and_fails_as_a_timeout(
 async def test_cancel_kills_the_running_step_within_seconds(
     stack: Stack, nc: NATS, js: JetStreamContext
 ) -> None:
-    slow = scripted_provider("slow", delay_s=60)
+    slow = scripted_agent_data("slow", [DONE], delay_s=60)
     await submit(nc, inline_request("cancel-1", ["long"], slow))
     started = await wait_event(js, "cancel-1", "step_started")
     step_pid = started.data["step_pid"]
@@ -251,7 +252,7 @@ async def test_a_step_of_a_new_pool_waits_in_its_own_consumer_created_before_pub
 async def test_a_step_that_always_crashes_its_worker_ends_in_the_dlq_and_fails_its_run(
     stack: Stack, nc: NATS, js: JetStreamContext
 ) -> None:
-    crasher = scripted_provider("crasher", fail={"times": 100, "mode": "crash"})
+    crasher = scripted_agent_data("crasher", [DONE], fail={"times": 100, "mode": "crash"})
 
     await submit(nc, inline_request("dlq-1", ["boom"], crasher))
     record = await wait_finished(stack.store(), "dlq-1", timeout=90)
@@ -276,7 +277,7 @@ async def test_a_step_that_always_crashes_its_worker_ends_in_the_dlq_and_fails_i
 async def test_a_worker_killed_mid_step_is_redelivered_and_the_result_is_committed_once(
     stack: Stack, nc: NATS, js: JetStreamContext
 ) -> None:
-    slowish = scripted_provider("slowish", delay_s=2.5)
+    slowish = scripted_agent_data("slowish", [DONE], delay_s=2.5)
     await submit(nc, inline_request("killworker-1", ["work"], slowish))
     first = await wait_event(js, "killworker-1", "step_started")
     victim = stack.worker_with_pid(first.data["worker"]["pid"])
@@ -304,7 +305,7 @@ async def test_a_coordinator_killed_mid_run_resumes_it_after_a_restart(
 ) -> None:
     if sum(w.alive for w in stack.workers) < 1:
         await stack.start_workers(1)
-    steady = scripted_provider("steady", delay_s=1.0)
+    steady = scripted_agent_data("steady", [DONE], delay_s=1.0)
     await submit(nc, inline_request("killcoord-1", ["one", "two", "three"], steady))
     await wait_event(js, "killcoord-1", "step_started", step_id="two")
 

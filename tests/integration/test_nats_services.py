@@ -16,17 +16,16 @@ import pytest
 
 from agentic.bus import EmbeddedNats, connect
 from agentic.settings import Settings
+from tests.factories import DONE, inline_request, scripted_agent_data
 from tests.integration.nats_stack import (
     Stack,
-    inline_request,
     run_events,
-    scripted_provider,
     submit,
     wait_event,
     wait_finished,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.procs]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +52,7 @@ async def test_a_run_survives_a_nats_server_restart_in_its_middle(
     nc = await connect(Settings(nats_url=server.url), name="restart-test")
     try:
         js = nc.jetstream()
-        steady = scripted_provider("steady", delay_s=1.0)
+        steady = scripted_agent_data("steady", [DONE], delay_s=1.0)
         await submit(nc, inline_request("restart-1", ["one", "two", "three"], steady))
         await wait_event(js, "restart-1", "step_started", step_id="two")
 
@@ -90,7 +89,7 @@ async def test_a_retry_waiting_out_its_backoff_survives_a_coordinator_restart(
     try:
         await asyncio.gather(stack.start_coordinator(), stack.start_workers(1))
         js = nc.jetstream()
-        flaky = scripted_provider("flaky", fail={"times": 1, "mode": "error"})
+        flaky = scripted_agent_data("flaky", [DONE], fail={"times": 1, "mode": "error"})
         await submit(nc, inline_request("retry-restart-1", ["only"], flaky, retries=1))
         retrying = await wait_event(js, "retry-restart-1", "step_retrying")
         assert retrying.data["delay_s"] == 600
@@ -117,7 +116,7 @@ async def test_a_restarted_coordinator_leaves_a_started_step_with_its_worker(
     nc = await connect(Settings(nats_url=server.url), name="held-step-test")
     try:
         js = nc.jetstream()
-        slow = scripted_provider("slow", delay_s=4.0)
+        slow = scripted_agent_data("slow", [DONE], delay_s=4.0)
         await submit(nc, inline_request("held-1", ["long", "after"], slow))
         await wait_event(js, "held-1", "step_started", step_id="long")
 
@@ -144,7 +143,7 @@ async def test_run_json_shows_a_long_step_running_and_keeps_the_spec_of_every_st
     await stack.start_workers(1)
     nc = await connect(Settings(nats_url=server.url), name="snapshot-test")
     try:
-        slow = scripted_provider("slow", delay_s=3.0)
+        slow = scripted_agent_data("slow", [DONE], delay_s=3.0)
         await submit(nc, inline_request("snapshot-1", ["one", "two"], slow))
         await wait_event(nc.jetstream(), "snapshot-1", "step_started", step_id="one")
         store = stack.store()
@@ -176,7 +175,7 @@ async def test_a_burst_worker_runs_the_queued_steps_and_exits_once_the_queue_is_
     await stack.start_coordinator()
     nc = await connect(Settings(nats_url=server.url), name="burst-test")
     try:
-        quick = scripted_provider("quick")
+        quick = scripted_agent_data("quick", [DONE])
         await submit(nc, inline_request("burst-1", ["one", "two"], quick))
         await wait_event(nc.jetstream(), "burst-1", "step_ready")
 
@@ -198,7 +197,7 @@ async def test_sigterm_lets_the_running_step_finish_before_the_worker_exits(
     nc = await connect(Settings(nats_url=server.url), name="drain-test")
     try:
         js = nc.jetstream()
-        slowish = scripted_provider("slowish", delay_s=2.0)
+        slowish = scripted_agent_data("slowish", [DONE], delay_s=2.0)
         await submit(nc, inline_request("drain-1", ["only"], slowish))
         await wait_event(js, "drain-1", "step_started")
 

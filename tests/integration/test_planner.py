@@ -21,23 +21,13 @@ from agentic.planning import read_session
 from agentic.settings import Settings
 from agentic.store import open_store
 from agentic.submit import run_to_completion
-from tests.unit.catalog_helpers import EXAMPLE_CONFIG, make_catalog
+from tests.factories import EXAMPLE_CONFIG, make_catalog, plan_step
 
 _register()
 runner = CliRunner()
 
 # Importing CrewAI emits an ImportWarning about its own package layout (crewai.rag).
-pytestmark = pytest.mark.filterwarnings("ignore::ImportWarning")
-
-
-def step(step_id: str, agent: str = "alpha", **fields: object) -> dict[str, object]:
-    return {
-        "id": step_id,
-        "agent_provider_id": agent,
-        "description": f"Do {step_id} for {{topic}}",
-        "expected_output": "text",
-        **fields,
-    }
+pytestmark = [pytest.mark.procs, pytest.mark.filterwarnings("ignore::ImportWarning")]
 
 
 def planner_yaml(planner_id: str, *replies: object) -> str:
@@ -48,18 +38,20 @@ def planner_yaml(planner_id: str, *replies: object) -> str:
     )
 
 
-VALID = {"steps": [step("one"), step("two", "beta")]}
+VALID = {"steps": [plan_step("one"), plan_step("two", "beta")]}
 PLANNERS = {
-    "agent_providers/fixer.yaml": planner_yaml("fixer", {"steps": [step("one", "gamma")]}, VALID),
+    "agent_providers/fixer.yaml": planner_yaml(
+        "fixer", {"steps": [plan_step("one", "gamma")]}, VALID
+    ),
     "agent_providers/stubborn.yaml": planner_yaml("stubborn", "I think we should research."),
     "agent_providers/stepper.yaml": planner_yaml(
         "stepper",
-        {"steps": [step("gather")]},
-        {"steps": [step("analyse", "beta", depends_on=["gather"])]},
+        {"steps": [plan_step("gather")]},
+        {"steps": [plan_step("analyse", "beta", depends_on=["gather"])]},
         {"done": True, "final_answer": "Gardens need water."},
-        {"steps": [step("never")]},
+        {"steps": [plan_step("never")]},
     ),
-    "agent_providers/chat.yaml": planner_yaml("chat", {"steps": [step("answer")]}),
+    "agent_providers/chat.yaml": planner_yaml("chat", {"steps": [plan_step("answer")]}),
 }
 
 
@@ -201,6 +193,7 @@ def test_an_iterative_run_stops_when_the_planner_says_the_goal_is_met(env):
     assert record.output == store.read_result(record.run_id, "synthesis").output
 
 
+@pytest.mark.nats
 def test_an_iterative_run_executes_its_rounds_on_the_nats_backend(env, monkeypatch):
     monkeypatch.delenv("AGENTIC_NATS_URL", raising=False)  # the command embeds its own stack
     monkeypatch.setenv("AGENTIC_PLANNER_AGENT_PROVIDER", "stepper")

@@ -21,13 +21,13 @@ from agentic.contracts import RunRequest
 from agentic.settings import Settings
 from agentic.store import open_store
 from agentic.submit import run_to_completion
-from tests.unit.catalog_helpers import make_catalog
+from tests.factories import make_catalog
 
 _register()
 runner = CliRunner()
 
 # Importing CrewAI emits an ImportWarning about its own package layout (crewai.rag).
-pytestmark = pytest.mark.filterwarnings("ignore::ImportWarning")
+pytestmark = [pytest.mark.procs, pytest.mark.filterwarnings("ignore::ImportWarning")]
 
 NOTES_REPLY = "Notes on {topic}.\n\n```markdown file=notes.md\n# Notes on {topic}\n```\n"
 
@@ -256,6 +256,7 @@ def test_a_run_made_on_inprocess_replays_on_subprocess(env):
     assert store.read_artifact(new_id, "s1", "notes.md") == b"# Notes on crossing\n"
 
 
+@pytest.mark.nats
 def test_a_run_made_on_nats_replays_on_inprocess_and_back_on_nats(env, monkeypatch):
     monkeypatch.delenv("AGENTIC_NATS_URL", raising=False)  # each command embeds its own stack
     made = runner.invoke(app, ["run", "four", "--backend", "nats", "--json"])

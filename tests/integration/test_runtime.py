@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import os
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agentic.catalog import load_catalog, load_workflow
-from agentic.contracts import StepResult, StepSpec, WorkflowConfig
+from agentic.contracts import StepResult, WorkflowConfig
 from agentic.errors import StepFailure
 from agentic.graph import context
 from agentic.materialize import materialize, with_prior_outputs
 from agentic.settings import Settings
 from agentic.store import open_store
 from agentic.tools.demo_mcp import FACTS
+from tests.factories import scripted_agent_data, step_spec
 
 with warnings.catch_warnings():
     # Importing CrewAI emits an ImportWarning about its own package layout (crewai.rag).
@@ -25,40 +27,28 @@ with warnings.catch_warnings():
 
     from agentic.runtime import execute_step, run_workflow_inprocess
 
-pytestmark = pytest.mark.filterwarnings("ignore::ImportWarning")
+pytestmark = [pytest.mark.procs, pytest.mark.filterwarnings("ignore::ImportWarning")]
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
-def scripted(pid: str, replies: list[Any], **script: Any) -> dict[str, Any]:
-    return {
-        "id": pid,
-        "type": "scripted",
-        "role": f"{pid} role",
-        "goal": "Do the task",
-        "backstory": "Reliable.",
-        "script": {"replies": replies, **script},
-    }
-
-
-def spec(provider: dict[str, Any], *, attempt: int = 1, **fields: Any) -> StepSpec:
-    values: dict[str, Any] = {
-        "run_id": "run-rt",
-        "step_id": "write",
-        "step_index": 0,
-        "attempt": attempt,
-        "workflow_name": "rt",
-        "topic": "queues",
-        "inputs": {"topic": "queues", "audience": "operators"},
-        "task": {"description": "Write about queues.", "expected_output": "A paragraph."},
-        "agent_provider": provider,
-        "store_url": "memory://unused",
-    }
-    return StepSpec(**{**values, **fields})
+# The step every single-step test runs; each test gives it the agent provider it is about.
+spec = partial(
+    step_spec,
+    run_id="run-rt",
+    step_id="write",
+    workflow_name="rt",
+    topic="queues",
+    inputs={"topic": "queues", "audience": "operators"},
+    task={"description": "Write about queues.", "expected_output": "A paragraph."},
+    store_url="memory://unused",
+)
 
 
 def test_a_step_succeeds_with_its_output_usage_timing_and_worker() -> None:
-    result = execute_step(spec(scripted("w", ["{topic} for {audience}, step {step_id}"])))
+    result = execute_step(
+        spec(agent_provider=scripted_agent_data("w", ["{topic} for {audience}, step {step_id}"]))
+    )
     assert result.status == "succeeded", result.error
     assert result.output == "queues for operators, step write"
     assert result.usage.prompt_tokens > 0 and result.usage.completion_tokens > 0
@@ -69,23 +59,27 @@ def test_a_step_succeeds_with_its_output_usage_timing_and_worker() -> None:
 
 
 def test_the_same_spec_gives_the_same_output_and_usage() -> None:
-    step = spec(scripted("w", ["Answer on {topic}."]))
+    step = spec(agent_provider=scripted_agent_data("w", ["Answer on {topic}."]))
     first, second = execute_step(step), execute_step(step)
     assert (first.output, first.usage) == (second.output, second.usage)
 
 
 def test_a_scripted_error_fails_retryably_and_the_next_attempt_succeeds() -> None:
-    provider = scripted("w", ["done"], fail={"times": 1, "mode": "error", "message": "flaky"})
-    failed = execute_step(spec(provider, attempt=1))
+    provider = scripted_agent_data(
+        "w", ["done"], fail={"times": 1, "mode": "error", "message": "flaky"}
+    )
+    failed = execute_step(spec(agent_provider=provider, attempt=1))
     assert failed.status == "failed" and failed.error is not None
     assert (failed.error.type, failed.error.retryable) == ("ScriptedError", True)
     assert "flaky" in failed.error.message
-    assert execute_step(spec(provider, attempt=2)).output == "done"
+    assert execute_step(spec(agent_provider=provider, attempt=2)).output == "done"
 
 
 def test_a_scripted_fatal_error_is_not_retryable() -> None:
-    provider = scripted("w", ["done"], fail={"times": 1, "mode": "fatal", "message": "refused"})
-    result = execute_step(spec(provider))
+    provider = scripted_agent_data(
+        "w", ["done"], fail={"times": 1, "mode": "fatal", "message": "refused"}
+    )
+    result = execute_step(spec(agent_provider=provider))
     assert result.error is not None
     assert (result.error.type, result.error.retryable) == ("ScriptedFatalError", False)
 
@@ -100,14 +94,14 @@ def test_a_missing_api_key_fails_the_step_for_good_without_calling_the_model() -
         "backstory": "b",
         "api_key_env": "AGENTIC_TEST_MISSING_KEY",
     }
-    result = execute_step(spec(provider), env={})
+    result = execute_step(spec(agent_provider=provider), env={})
     assert result.status == "failed" and result.error is not None
     assert (result.error.type, result.error.retryable) == ("MissingEnvError", False)
     assert "AGENTIC_TEST_MISSING_KEY" in result.error.message
 
 
 def test_a_malformed_provider_entry_fails_the_step_for_good_naming_the_field() -> None:
-    result = execute_step(spec({"id": "broken", "type": "scripted", "role": "r"}))
+    result = execute_step(spec(agent_provider={"id": "broken", "type": "scripted", "role": "r"}))
     assert result.error is not None
     assert (result.error.type, result.error.retryable) == ("CatalogError", False)
     assert "'broken'" in result.error.message and "goal" in result.error.message
@@ -116,7 +110,7 @@ def test_a_malformed_provider_entry_fails_the_step_for_good_naming_the_field() -
 def test_files_declared_in_the_output_are_saved_as_artifacts(tmp_path: Path) -> None:
     store = open_store(f"file://{tmp_path}")
     reply = "Report below.\n```markdown file=report.md\n# {topic}\n```\n"
-    result = execute_step(spec(scripted("w", [reply])), store=store)
+    result = execute_step(spec(agent_provider=scripted_agent_data("w", [reply])), store=store)
     assert result.status == "succeeded", result.error
     assert [(a.path, a.mime) for a in result.artifacts] == [("report.md", "text/markdown")]
     assert store.read_artifact("run-rt", "write", "report.md") == b"# queues\n"
@@ -127,7 +121,7 @@ def test_an_artifact_name_extraction_accepts_never_fails_the_step(tmp_path: Path
     files = ("_notes.md", "a+b.txt", "a", "a/b")  # a/b needs the file a to be a folder
     reply = "Done.\n" + "".join(f"```text file={name}\n{name}\n```\n" for name in files)
 
-    result = execute_step(spec(scripted("w", [reply])), store=store)
+    result = execute_step(spec(agent_provider=scripted_agent_data("w", [reply])), store=store)
 
     assert result.status == "succeeded", result.error
     assert result.output.startswith("Done.")
@@ -174,8 +168,8 @@ def test_the_inprocess_crew_reports_each_task_in_order_with_usage_and_timing(
             "name": "two",
             "topic": "queues",
             "agent_providers": [
-                scripted("a", ["A on {topic}\n```text file=a.txt\n{step_id}\n```"]),
-                scripted("b", ["B on {topic}"]),
+                scripted_agent_data("a", ["A on {topic}\n```text file=a.txt\n{step_id}\n```"]),
+                scripted_agent_data("b", ["B on {topic}"]),
             ],
             "tasks": [
                 {
@@ -206,7 +200,7 @@ def test_the_inprocess_crew_reports_each_task_in_order_with_usage_and_timing(
 
 
 def test_with_depends_on_each_task_sees_only_its_dependencies() -> None:
-    providers = [scripted(p, [f"output of {p}"]) for p in ("a", "b", "c")]
+    providers = [scripted_agent_data(p, [f"output of {p}"]) for p in ("a", "b", "c")]
     tasks = [
         {"id": "a", "agent_provider_id": "a", "description": "A", "expected_output": "x"},
         {"id": "b", "agent_provider_id": "b", "description": "B", "expected_output": "x"},
@@ -240,11 +234,13 @@ def test_with_depends_on_each_task_sees_only_its_dependencies() -> None:
 
 
 def test_a_failing_task_is_reported_and_raised_and_later_tasks_do_not_run() -> None:
-    boom = scripted("x", ["never"], fail={"times": 1, "mode": "fatal", "message": "bad input"})
+    boom = scripted_agent_data(
+        "x", ["never"], fail={"times": 1, "mode": "fatal", "message": "bad input"}
+    )
     wf = WorkflowConfig.model_validate(
         {
             "name": "fails",
-            "agent_providers": [scripted("ok", ["fine"]), boom],
+            "agent_providers": [scripted_agent_data("ok", ["fine"]), boom],
             "tasks": [
                 {
                     "id": "one",

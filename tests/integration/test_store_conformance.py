@@ -8,65 +8,21 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from agentic import names
 from agentic.contracts import (
-    RunRecord,
-    RunRequest,
     StepError,
     StepResult,
-    StepSpec,
-    TaskText,
-    Timing,
 )
 from agentic.errors import DecodeError, StoreError, UnknownRunError, UnsafeIdError
 from agentic.store import RunStore, load_spec, open_store
+from tests.factories import T0, run_record, step_result, step_spec
 
-T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 UNSAFE_IDS = ["../escape", "a b", "x" * 200, ".hidden", "a/b", ""]
-
-
-def make_record(run_id: str, created_at: datetime = T0, **changes: object) -> RunRecord:
-    record = RunRecord(
-        run_id=run_id,
-        request=RunRequest(workflow_ref="demo", run_id=run_id),
-        backend="inprocess",
-        inputs={"topic": "otters"},
-        created_at=created_at,
-        updated_at=created_at,
-    )
-    return record.model_copy(update=changes)
-
-
-def make_result(
-    run_id: str = "run-1", step_id: str = "research", attempt: int = 1, output: str = "done"
-) -> StepResult:
-    return StepResult(
-        run_id=run_id,
-        step_id=step_id,
-        attempt=attempt,
-        status="succeeded",
-        output=output,
-        timing=Timing(started_at=T0, finished_at=T0 + timedelta(seconds=1.5)),
-    )
-
-
-def make_spec(run_id: str = "run-1", step_id: str = "research", store_url: str = "") -> StepSpec:
-    return StepSpec(
-        run_id=run_id,
-        step_id=step_id,
-        step_index=0,
-        attempt=1,
-        workflow_name="demo",
-        topic="otters",
-        task=TaskText(description="Research otters", expected_output="Three facts"),
-        agent_provider={"id": "researcher", "type": "scripted"},
-        store_url=store_url,
-    )
 
 
 def put_raw(store: RunStore, rel: str, data: bytes) -> None:
@@ -84,7 +40,8 @@ def stored_files(store: RunStore) -> list[str]:
         return []
 
 
-@pytest.fixture(params=["file", "memory", "s3"])
+# Only the S3 store needs a process: the moto server.
+@pytest.fixture(params=["file", "memory", pytest.param("s3", marks=pytest.mark.procs)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
     """An empty store of each kind, at a root no other test uses."""
     if request.param == "file":
@@ -104,7 +61,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
 
 
 def test_a_created_run_reads_back_equal_with_its_timestamps(store: RunStore) -> None:
-    record = make_record("run-1", finished_at=T0 + timedelta(minutes=3))
+    record = run_record("run-1", finished_at=T0 + timedelta(minutes=3))
 
     assert store.create_run(record) is True
 
@@ -117,9 +74,9 @@ def test_a_created_run_reads_back_equal_with_its_timestamps(store: RunStore) -> 
 def test_creating_an_existing_run_returns_false_and_keeps_the_first_record(
     store: RunStore,
 ) -> None:
-    store.create_run(make_record("run-1", labels={"who": "first"}))
+    store.create_run(run_record("run-1", labels={"who": "first"}))
 
-    assert store.create_run(make_record("run-1", labels={"who": "second"})) is False
+    assert store.create_run(run_record("run-1", labels={"who": "second"})) is False
     assert store.read_run("run-1").labels == {"who": "first"}
 
 
@@ -131,9 +88,9 @@ def test_an_unknown_run_raises_unknown_run_error_naming_it(store: RunStore) -> N
 
 
 def test_write_run_replaces_the_record(store: RunStore) -> None:
-    store.create_run(make_record("run-1"))
+    store.create_run(run_record("run-1"))
 
-    store.write_run(make_record("run-1", status="succeeded", output="the answer"))
+    store.write_run(run_record("run-1", status="succeeded", output="the answer"))
 
     read = store.read_run("run-1")
     assert (read.status, read.output) == ("succeeded", "the answer")
@@ -141,7 +98,7 @@ def test_write_run_replaces_the_record(store: RunStore) -> None:
 
 def test_runs_are_listed_newest_first(store: RunStore) -> None:
     for run_id, minutes in [("b-middle", 5), ("c-oldest", 0), ("a-newest", 10)]:
-        store.create_run(make_record(run_id, created_at=T0 + timedelta(minutes=minutes)))
+        store.create_run(run_record(run_id, created_at=T0 + timedelta(minutes=minutes)))
 
     assert [r.run_id for r in store.list_runs()] == ["a-newest", "b-middle", "c-oldest"]
 
@@ -150,7 +107,7 @@ def test_more_runs_than_concurrent_reads_are_all_listed_in_order(store: RunStore
     # S3 reads run.json documents several at a time: more runs than that, one damaged.
     for minutes in range(40):
         store.create_run(
-            make_record(f"run-{minutes:02d}", created_at=T0 + timedelta(minutes=minutes))
+            run_record(f"run-{minutes:02d}", created_at=T0 + timedelta(minutes=minutes))
         )
     put_raw(store, names.run_json("run-damaged"), b"{")
 
@@ -158,7 +115,7 @@ def test_more_runs_than_concurrent_reads_are_all_listed_in_order(store: RunStore
 
 
 def test_a_cancel_request_is_kept_as_first_written(store: RunStore) -> None:
-    store.create_run(make_record("run-1"))
+    store.create_run(run_record("run-1"))
     assert store.cancel_request("run-1") is None
 
     assert store.request_cancel("run-1", {"reason": "first"})
@@ -177,7 +134,7 @@ def test_an_empty_store_lists_no_runs_and_no_steps(store: RunStore) -> None:
 def test_a_damaged_run_json_is_a_decode_error_naming_the_file_and_is_skipped_by_list_runs(
     store: RunStore,
 ) -> None:
-    store.create_run(make_record("good"))
+    store.create_run(run_record("good"))
     put_raw(store, names.run_json("bad"), b'{"run_id": "bad", "stat')
 
     with pytest.raises(DecodeError, match=r"runs/bad/run\.json"):
@@ -189,7 +146,7 @@ def test_a_damaged_run_json_is_a_decode_error_naming_the_file_and_is_skipped_by_
 
 
 def test_a_spec_round_trips_and_loads_from_its_url(store: RunStore) -> None:
-    spec = make_spec(store_url=store.url)
+    spec = step_spec(store_url=store.url)
 
     url = store.write_spec(spec)
 
@@ -208,12 +165,12 @@ def test_a_missing_spec_raises_unknown_run_error(store: RunStore) -> None:
 
 def test_attempts_read_back_in_attempt_order(store: RunStore) -> None:
     for attempt in (10, 2, 1):
-        store.write_attempt(make_result(attempt=attempt, output=f"try {attempt}"))
+        store.write_attempt(step_result(attempt=attempt, output=f"try {attempt}"))
 
     attempts = store.read_attempts("run-1", "research")
 
     assert [a.attempt for a in attempts] == [1, 2, 10]
-    assert attempts[0] == make_result(attempt=1, output="try 1")
+    assert attempts[0] == step_result(attempt=1, output="try 1")
 
 
 def test_a_failed_attempt_keeps_its_error(store: RunStore) -> None:
@@ -233,7 +190,7 @@ def test_the_first_commit_wins_and_a_second_returns_it_without_overwriting(
     store: RunStore,
 ) -> None:
     assert store.read_result("run-1", "research") is None
-    first, second = make_result(output="first"), make_result(attempt=2, output="second")
+    first, second = step_result(output="first"), step_result(attempt=2, output="second")
 
     assert store.commit_result(first) == (first, True)
     assert store.commit_result(second) == (first, False)
@@ -246,7 +203,7 @@ def test_concurrent_commits_from_eight_threads_commit_exactly_one(store: RunStor
 
     def commit(i: int) -> None:
         barrier.wait()
-        outcomes.append(store.commit_result(make_result(attempt=i + 1, output=f"thread {i}")))
+        outcomes.append(store.commit_result(step_result(attempt=i + 1, output=f"thread {i}")))
 
     threads = [threading.Thread(target=commit, args=(i,)) for i in range(8)]
     for t in threads:
@@ -261,7 +218,7 @@ def test_concurrent_commits_from_eight_threads_commit_exactly_one(store: RunStor
 
 
 def test_commit_attempt_records_the_attempt_and_commits_it_once(store: RunStore) -> None:
-    first, second = make_result(output="first"), make_result(attempt=2, output="second")
+    first, second = step_result(output="first"), step_result(attempt=2, output="second")
 
     assert store.commit_attempt(first) == (first, True)
     assert store.commit_attempt(second) == (first, False)
@@ -271,9 +228,9 @@ def test_commit_attempt_records_the_attempt_and_commits_it_once(store: RunStore)
 
 
 def test_steps_with_anything_stored_are_listed(store: RunStore) -> None:
-    store.write_spec(make_spec(step_id="write", store_url=store.url))
-    store.write_attempt(make_result(step_id="research"))
-    store.commit_result(make_result(step_id="edit"))
+    store.write_spec(step_spec(step_id="write", store_url=store.url))
+    store.write_attempt(step_result(step_id="research"))
+    store.commit_result(step_result(step_id="edit"))
 
     assert store.list_step_ids("run-1") == ["edit", "research", "write"]
 
@@ -323,7 +280,7 @@ def test_json_paths_outside_the_store_are_refused(store: RunStore, path: str) ->
 
 
 def test_a_reader_polling_run_json_never_sees_a_partial_file(store: RunStore) -> None:
-    store.create_run(make_record("run-1"))
+    store.create_run(run_record("run-1"))
     path = f"{store.root}/{names.run_json('run-1')}"
     done = threading.Event()
     seen: list[int] = []
@@ -354,7 +311,7 @@ def test_a_reader_polling_run_json_never_sees_a_partial_file(store: RunStore) ->
         while time.monotonic() < deadline and not enough():
             # Sizes alternate between small and ~200 kB, so a torn write would show.
             pad = "x" * (200_000 if n % 2 else 10)
-            store.write_run(make_record("run-1", labels={"pad": pad}))
+            store.write_run(run_record("run-1", labels={"pad": pad}))
             n += 1
     finally:
         done.set()
@@ -448,9 +405,9 @@ def test_documents_larger_than_the_limit_are_refused_on_write_and_on_read(
 ) -> None:
     small = RunStore(store.fs, store.root, store.writer, max_doc_bytes=2_000)
     with pytest.raises(StoreError, match=r"run\.json.*exceeds the limit of 2000 bytes"):
-        small.create_run(make_record("run-1", labels={"pad": "x" * 3_000}))
+        small.create_run(run_record("run-1", labels={"pad": "x" * 3_000}))
     assert stored_files(store) == []
 
-    store.create_run(make_record("run-1", labels={"pad": "x" * 3_000}))
+    store.create_run(run_record("run-1", labels={"pad": "x" * 3_000}))
     with pytest.raises(DecodeError, match=r"run\.json: larger than the limit of 2000 bytes"):
         small.read_run("run-1")

@@ -19,8 +19,10 @@ from agentic import names
 from agentic.contracts import encode
 from agentic.errors import ConfigError, StoreError
 from agentic.store import open_store
+from tests.factories import run_record, step_result, step_spec
 from tests.fixtures.s3 import S3Server
-from tests.integration.test_store_conformance import make_record, make_result, make_spec
+
+pytestmark = pytest.mark.procs
 
 
 def test_commits_from_four_processes_on_a_local_store_commit_exactly_one(tmp_path: Path) -> None:
@@ -62,21 +64,21 @@ print(json.dumps({{"by_me": by_me, "output": committed.output}}), flush=True)
 
 
 def test_a_plain_path_opens_the_same_store_as_its_file_url(tmp_path: Path) -> None:
-    open_store(str(tmp_path / "store")).create_run(make_record("run-1"))
+    open_store(str(tmp_path / "store")).create_run(run_record("run-1"))
 
     via_url = open_store((tmp_path / "store").as_uri())
 
-    assert via_url.read_run("run-1") == make_record("run-1")
+    assert via_url.read_run("run-1") == run_record("run-1")
     assert (tmp_path / "store" / "runs" / "run-1" / "run.json").is_file()
 
 
 def test_local_writes_leave_no_temporary_files_behind(tmp_path: Path) -> None:
     store = open_store(str(tmp_path))
-    store.create_run(make_record("run-1"))
-    store.create_run(make_record("run-1"))
-    store.write_run(make_record("run-1", status="running"))
-    store.commit_result(make_result())
-    store.commit_result(make_result(output="again"))
+    store.create_run(run_record("run-1"))
+    store.create_run(run_record("run-1"))
+    store.write_run(run_record("run-1", status="running"))
+    store.commit_result(step_result())
+    store.commit_result(step_result(output="again"))
 
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert files == ["runs/run-1/run.json", "runs/run-1/steps/research/result.json"]
@@ -87,14 +89,14 @@ def test_a_local_commit_of_an_attempt_links_its_file_and_keeps_it_when_the_attem
 ) -> None:
     store = open_store(str(tmp_path))
     step = tmp_path / "runs" / "run-1" / "steps" / "research"
-    store.commit_attempt(make_result(output="committed"))
+    store.commit_attempt(step_result(output="committed"))
     # One file written, two names: the commit did not write the same bytes again.
     assert (step / "result.json").samefile(step / "attempts" / "1.json")
 
-    store.write_attempt(make_result(output="rewritten"))
+    store.write_attempt(step_result(output="rewritten"))
 
-    assert store.read_result("run-1", "research") == make_result(output="committed")
-    assert store.read_attempts("run-1", "research") == [make_result(output="rewritten")]
+    assert store.read_result("run-1", "research") == step_result(output="committed")
+    assert store.read_attempts("run-1", "research") == [step_result(output="rewritten")]
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert files == [
         "runs/run-1/steps/research/attempts/1.json",
@@ -115,12 +117,12 @@ def test_a_local_store_is_readable_by_its_owner_only_whatever_the_umask(tmp_path
     top = tmp_path / "new"  # a folder above the root that the store creates too
     with umask(0):  # the most permissive: every mode bit is the store's own choice
         store = open_store(str(top / "store"))
-        store.create_run(make_record("run-1"))
+        store.create_run(run_record("run-1"))
         store.request_cancel("run-1", {"reason": "test"})
-        store.write_spec(make_spec(store_url=store.url))
-        store.write_attempt(make_result(attempt=1, output="first"))
-        store.commit_attempt(make_result(attempt=2))  # a hard link of the attempt's file
-        store.commit_result(make_result(step_id="write"))
+        store.write_spec(step_spec(store_url=store.url))
+        store.write_attempt(step_result(attempt=1, output="first"))
+        store.commit_attempt(step_result(attempt=2))  # a hard link of the attempt's file
+        store.commit_result(step_result(step_id="write"))
         store.write_artifact("run-1", "research", "out/report.md", b"# Otters\n")
 
     made = [top, *top.rglob("*")]
@@ -151,7 +153,7 @@ def test_memory_stores_with_different_roots_do_not_see_each_others_runs() -> Non
     first = open_store(f"memory://iso-{uuid.uuid4().hex}")
     second = open_store(f"memory://iso-{uuid.uuid4().hex}")
     try:
-        first.create_run(make_record("run-1"))
+        first.create_run(run_record("run-1"))
 
         assert second.list_runs() == []
         assert not second.run_exists("run-1")
@@ -166,13 +168,13 @@ def test_an_s3_store_reads_what_another_client_wrote(s3_server: S3Server) -> Non
     reader = open_store(url, skip_instance_cache=True, **s3_server.storage_options)
     assert reader.list_runs() == []
 
-    writer.create_run(make_record("run-1"))
-    writer.commit_result(make_result())
+    writer.create_run(run_record("run-1"))
+    writer.commit_result(step_result())
 
     assert [r.run_id for r in reader.list_runs()] == ["run-1"]
     assert reader.list_step_ids("run-1") == ["research"]
     with fsspec.open(f"{url}/{names.run_json('run-1')}", "rb", **s3_server.storage_options) as f:
-        assert f.read() == encode(make_record("run-1"))
+        assert f.read() == encode(run_record("run-1"))
 
 
 def test_an_s3_store_in_a_missing_bucket_fails_with_a_store_error_naming_the_url(
@@ -181,7 +183,7 @@ def test_an_s3_store_in_a_missing_bucket_fails_with_a_store_error_naming_the_url
     store = open_store("s3://no-such-bucket/x", **s3_server.storage_options)
 
     with pytest.raises(StoreError, match=r"s3://no-such-bucket/x/runs/run-1/run\.json"):
-        store.create_run(make_record("run-1"))
+        store.create_run(run_record("run-1"))
 
 
 def test_an_unsupported_url_scheme_is_a_config_error() -> None:

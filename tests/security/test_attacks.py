@@ -33,7 +33,7 @@ from agentic.contracts import StepSpec, TaskText, encode
 from agentic.settings import Settings
 from tests.integration.nats_stack import Stack, run_events, submit, wait_event, wait_finished
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.procs]
 
 SECRET = "acme-live-7c1f9e2b44d0a5"  # the worker's API key: must never be seen again
 REPO = Path(__file__).resolve().parents[2]

@@ -27,6 +27,8 @@ from agentic.bus.lease import LEADER_KEY, lease_bucket
 from agentic.errors import BusError
 from agentic.settings import Settings
 
+pytestmark = [pytest.mark.nats, pytest.mark.procs]
+
 DOTTED_RUN = "team.a.run-1"  # run ids may contain dots: every depth must be covered
 
 

@@ -24,7 +24,7 @@ from agentic.errors import BusError
 from agentic.settings import Settings
 from tests.integration.nats_stack import start_agentic_up
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.procs]
 
 
 @dataclass

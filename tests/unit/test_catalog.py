@@ -17,14 +17,14 @@ from agentic.catalog import (
 from agentic.contracts import WorkflowConfig
 from agentic.errors import CatalogError, MissingEnvError
 from agentic.graph import context, dependencies
-from tests.unit.catalog_helpers import (
+from tests.factories import (
     EXAMPLE_CONFIG,
     SCRIPTED_AGENT,
-    inline_agent,
+    inline_agent_yaml,
     make_catalog,
     only_problem,
     problems_of,
-    task,
+    task_yaml,
     workflow_yaml,
 )
 
@@ -224,7 +224,7 @@ def test_a_broken_provider_file_is_reported_once_not_again_by_its_workflows(tmp_
 
 
 def test_validating_one_file_checks_it_against_its_own_catalog(tmp_path):
-    tasks = task("one", "gamma")
+    tasks = task_yaml("one", "gamma")
     root = make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)})
 
     assert validate_path(root / "agent_providers" / "alpha.yaml") == []
@@ -236,8 +236,8 @@ def test_validating_one_file_checks_it_against_its_own_catalog(tmp_path):
 
 
 def test_inline_providers_need_no_catalog_entry(tmp_path):
-    agents = f"[{inline_agent('inline')}]"
-    tasks = task("one", "inline")
+    agents = f"[{inline_agent_yaml('inline')}]"
+    tasks = task_yaml("one", "inline")
     path = tmp_path / "standalone.yaml"
     path.write_text(workflow_yaml(tasks, agents=agents).replace("mcp_providers: [tools]", ""))
 
@@ -248,7 +248,7 @@ def test_inline_providers_need_no_catalog_entry(tmp_path):
 
 
 def test_a_task_may_use_a_catalog_provider_the_workflow_does_not_list(tmp_path):
-    tasks = task("one", "beta")
+    tasks = task_yaml("one", "beta")
     root = make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks, agents="[]")})
 
     wf = load_workflow("flow", load_catalog([root], env=NO_ENV))

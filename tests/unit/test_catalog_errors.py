@@ -8,14 +8,14 @@ import pytest
 
 from agentic.catalog import load_catalog
 from agentic.catalog.safe_yaml import MAX_DEPTH, MAX_EXPANDED_NODES
-from tests.unit.catalog_helpers import (
+from tests.factories import (
     SCRIPTED_AGENT,
     alias_bomb,
-    inline_agent,
+    inline_agent_yaml,
     make_catalog,
     only_problem,
     problems_of,
-    task,
+    task_yaml,
     workflow_yaml,
 )
 
@@ -118,8 +118,8 @@ def test_a_wrong_type_is_named_with_the_value(tmp_path):
 
 
 def test_an_invalid_inline_provider_reports_its_own_fields_only(tmp_path):
-    agents = f"[{inline_agent('inline', script='{replies: [{tol: x}]}')}]"
-    tasks = task("one", "inline")
+    agents = f"[{inline_agent_yaml('inline', script='{replies: [{tol: x}]}')}]"
+    tasks = task_yaml("one", "inline")
     root = make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks, agents=agents)})
 
     assert [(p.field, p.message) for p in problems_of(root)] == [
@@ -129,7 +129,7 @@ def test_an_invalid_inline_provider_reports_its_own_fields_only(tmp_path):
 
 
 def test_an_unknown_agent_provider_in_a_task_is_named(tmp_path):
-    tasks = task("one", "gamma")
+    tasks = task_yaml("one", "gamma")
     problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
 
     assert problem.file.endswith("workflows/flow.yaml")
@@ -138,7 +138,7 @@ def test_an_unknown_agent_provider_in_a_task_is_named(tmp_path):
 
 
 def test_an_unknown_agent_provider_in_the_list_is_named_once_with_the_known_ids(tmp_path):
-    tasks = task("one", "gamma")
+    tasks = task_yaml("one", "gamma")
     text = workflow_yaml(tasks, agents="[alpha, gamma]")
     problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": text}))
 
@@ -147,7 +147,7 @@ def test_an_unknown_agent_provider_in_the_list_is_named_once_with_the_known_ids(
 
 
 def test_an_unknown_mcp_provider_is_named(tmp_path):
-    text = workflow_yaml(task("one")).replace(
+    text = workflow_yaml(task_yaml("one")).replace(
         "mcp_providers: [tools]", "mcp_providers: [tools, web]"
     )
     problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": text}))
@@ -159,7 +159,7 @@ def test_an_unknown_mcp_provider_is_named(tmp_path):
 
 
 def test_a_task_mcp_provider_must_be_one_of_the_workflows(tmp_path):
-    tasks = task("one", mcp_providers="[web]")
+    tasks = task_yaml("one", mcp_providers="[web]")
     problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
 
     assert problem.field == "workflow.tasks[0].mcp_providers[0]"
@@ -203,14 +203,14 @@ def test_a_depends_on_cycle_is_named_step_by_step(tmp_path):
 
 
 def test_a_step_depending_on_itself_is_a_cycle(tmp_path):
-    tasks = task("a", depends_on="[a]")
+    tasks = task_yaml("a", depends_on="[a]")
     problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
 
     assert problem.message == "depends_on cycle: a -> a"
 
 
 def test_depends_on_an_unknown_task_is_refused(tmp_path):
-    tasks = task("a", depends_on="[zz]")
+    tasks = task_yaml("a", depends_on="[zz]")
     problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
 
     assert (problem.field, problem.message) == ("workflow.tasks[0].depends_on", "unknown task 'zz'")
@@ -229,7 +229,7 @@ def test_a_dependency_must_come_earlier_in_the_sequence(tmp_path):
 @pytest.mark.parametrize("bad_id", ["../x", "has space", "a" * 200])
 def test_unsafe_ids_are_refused_wherever_they_appear(tmp_path, bad_id):
     agent = SCRIPTED_AGENT.format(id=f'"{bad_id}"')
-    tasks = task(f'"{bad_id}"')
+    tasks = task_yaml(f'"{bad_id}"')
     root = make_catalog(
         tmp_path,
         {
@@ -247,7 +247,7 @@ def test_unsafe_ids_are_refused_wherever_they_appear(tmp_path, bad_id):
 
 
 def test_an_unsafe_pool_is_refused_because_it_becomes_a_subject(tmp_path):
-    tasks = task("one", pool="'gpu.>'")
+    tasks = task_yaml("one", pool="'gpu.>'")
     problem = only_problem(make_catalog(tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks)}))
 
     assert problem.field == "workflow.tasks[0].pool"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 
 import pytest
 
@@ -456,15 +454,3 @@ def test_a_dependency_on_an_unknown_step_names_the_field_of_the_task() -> None:
         CatalogError, match=r"workflow\.tasks\[1\]\.depends_on: unknown task 'nope'"
     ):
         dependencies(wf)
-
-
-# --- purity ---------------------------------------------------------------------------
-
-
-def test_importing_the_coordinator_loads_no_framework_broker_cluster_or_store_code() -> None:
-    forbidden = ["crewai", "nats", "kubernetes", "fsspec", "agentic.store", "agentic.runtime"]
-    code = f"import sys, agentic.coordinator; print([m for m in {forbidden!r} if m in sys.modules])"
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert out.stdout.strip() == "[]"

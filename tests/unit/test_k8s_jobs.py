@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 from typing import Any
 
 import kubernetes_validate
@@ -24,6 +25,9 @@ from agentic.k8s.jobs import (
 )
 from agentic.k8s.scheduling import Scheduling, scheduling_for
 from agentic.settings import K8sPool, Settings, get_settings
+from tests.factories import OPENAI_WRITER, step_spec
+
+pytestmark = pytest.mark.k8s
 
 K8S_VERSION = "1.31.0"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -44,30 +48,16 @@ def settings(**overrides: Any) -> Settings:
     return get_settings(**{**base, **overrides})
 
 
-def spec(**overrides: Any) -> StepSpec:
-    provider = {
-        "id": "writer",
-        "type": "openai",
-        "role": "r",
-        "goal": "g",
-        "backstory": "b",
-        "required_env": ["OPENAI_API_KEY"],
-    }
-    provider.update(overrides.pop("provider", {}))
-    fields: dict[str, Any] = {
-        "run_id": "run-20261125-120000-abc123",
-        "step_id": "research",
-        "step_index": 0,
-        "attempt": 1,
-        "workflow_name": "demo",
-        "topic": "agents",
-        "task": TaskText(description="Research agents", expected_output="notes"),
-        "agent_provider": provider,
-        "timeout_s": 120.0,
-        "store_url": STORE,
-    }
-    fields.update(overrides)
-    return StepSpec(**fields)
+# Every Job test starts from this step (an OpenAI provider: its key comes from a Secret).
+spec = partial(
+    step_spec,
+    run_id="run-20261125-120000-abc123",
+    topic="agents",
+    task=TaskText(description="Research agents", expected_output="notes"),
+    agent_provider=OPENAI_WRITER,
+    timeout_s=120.0,
+    store_url=STORE,
+)
 
 
 def spec_url(s: StepSpec) -> str:

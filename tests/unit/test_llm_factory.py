@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from agentic.contracts import AgentProvider
 from agentic.errors import ConfigError, MissingEnvError
+from tests.factories import agent
 
 with warnings.catch_warnings():
     # Importing CrewAI emits an ImportWarning about its own package layout (crewai.rag).
@@ -22,11 +22,6 @@ with warnings.catch_warnings():
 pytestmark = pytest.mark.filterwarnings("ignore::ImportWarning")
 
 ENV = {"LLM_KEY": "sk-test-not-a-real-key"}
-
-
-def provider(**fields: Any) -> AgentProvider:
-    base = {"id": "analyst", "role": "Analyst", "goal": "Analyze", "backstory": "Careful."}
-    return AgentProvider.model_validate({**base, **fields})
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +37,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def build(**fields: Any) -> Any:
-    return build_llm(provider(**fields), step_id="s", topic="t", env=ENV)
+    return build_llm(agent("analyst", **fields), step_id="s", topic="t", env=ENV)
 
 
 def test_openai_uses_the_openai_prefix_and_the_key_from_the_named_variable() -> None:
@@ -83,10 +78,10 @@ def test_huggingface_with_a_base_url_is_an_openai_compatible_endpoint() -> None:
 
 
 def test_huggingface_without_a_base_url_and_litellm_go_through_litellm() -> None:
-    hf = llm_arguments(provider(type="huggingface", model="HuggingFaceH4/zephyr"), ENV)
+    hf = llm_arguments(agent("analyst", type="huggingface", model="HuggingFaceH4/zephyr"), ENV)
     assert hf == {"model": "huggingface/HuggingFaceH4/zephyr"}
     proxied = llm_arguments(
-        provider(type="litellm", model="groq/llama3-8b", base_url="http://proxy:4000"), ENV
+        agent("analyst", type="litellm", model="groq/llama3-8b", base_url="http://proxy:4000"), ENV
     )
     assert proxied == {
         "model": "groq/llama3-8b",
@@ -138,7 +133,7 @@ def test_an_unknown_type_or_a_missing_model_is_a_config_error_naming_the_provide
 
 def test_a_scripted_provider_becomes_the_offline_scripted_llm() -> None:
     llm = build_llm(
-        provider(type="scripted", script={"replies": ["hi {topic}"]}),
+        agent("analyst", type="scripted", script={"replies": ["hi {topic}"]}),
         step_id="s",
         topic="queues",
         attempt=2,

@@ -11,7 +11,7 @@ from agentic.contracts import StepSpec, encode
 from agentic.errors import MissingEnvError, UnsafeIdError
 from agentic.materialize import materialize, spec_fingerprint, with_attempt, with_prior_outputs
 from agentic.settings import get_settings
-from tests.unit.catalog_helpers import EXAMPLE_CONFIG, make_catalog, task, workflow_yaml
+from tests.factories import EXAMPLE_CONFIG, make_catalog, task_yaml, workflow_yaml
 
 STORE = "memory://agentic-test"
 NO_ENV: dict[str, str] = {}
@@ -90,7 +90,11 @@ def test_a_dag_workflow_keeps_its_explicit_dependencies():
 
 def test_pool_and_timeout_come_from_the_task_then_the_provider_then_the_settings(tmp_path):
     agent = "{id: gpu, type: scripted, role: r, goal: g, backstory: b, pool: gpu, script: {}}"
-    tasks = task("own", pool="fast", timeout_s="30") + task("provider", "gpu") + task("default")
+    tasks = (
+        task_yaml("own", pool="fast", timeout_s="30")
+        + task_yaml("provider", "gpu")
+        + task_yaml("default")
+    )
     root = make_catalog(
         tmp_path, {"workflows/flow.yaml": workflow_yaml(tasks, agents=f"[alpha, {agent}]")}
     )
@@ -143,7 +147,7 @@ def test_a_secret_in_the_environment_never_reaches_a_spec(tmp_path):
     """
     root = make_catalog(tmp_path / "extra", {"mcp_providers/remote_tools.yaml": remote})
     text = workflow_yaml(
-        task("analyze", "openai_analyst", mcp_providers="[remote_tools]"),
+        task_yaml("analyze", "openai_analyst", mcp_providers="[remote_tools]"),
         agents="[openai_analyst]",
     ).replace("mcp_providers: [tools]", "mcp_providers: [remote_tools]")
     (root / "workflows" / "flow.yaml").write_text(text)

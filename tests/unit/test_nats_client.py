@@ -11,7 +11,7 @@ from agentic.backends.nats import run_request
 from agentic.bus.requests import parse_reply
 from agentic.contracts import RunEvent, RunRecord, RunRequest, StepState
 from agentic.errors import BusError
-from tests.unit.catalog_helpers import REPO
+from tests.factories import REPO
 
 
 def make_record() -> RunRecord:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from agentic.catalog import check_workflow, load_catalog
-from agentic.contracts import AgentProvider, MCPProvider
+from agentic.contracts import MCPProvider
 from agentic.planning import (
     Offer,
     Plan,
@@ -23,12 +23,7 @@ from agentic.planning import (
 from agentic.planning.model import json_escaped
 from agentic.planning.sessions import SessionEntry
 from agentic.schemas_export import SCHEMA_DIR
-from tests.unit.catalog_helpers import EXAMPLE_CONFIG, make_catalog
-
-
-def agent(agent_id: str, **fields: object) -> AgentProvider:
-    base = {"type": "scripted", "role": f"{agent_id} role", "goal": "g", "backstory": "b"}
-    return AgentProvider(id=agent_id, script={"replies": ["ok"]}, **{**base, **fields})
+from tests.factories import EXAMPLE_CONFIG, make_catalog, plan_step, scripted_agent
 
 
 def stdio(mcp_id: str, **fields: object) -> MCPProvider:
@@ -36,21 +31,11 @@ def stdio(mcp_id: str, **fields: object) -> MCPProvider:
 
 
 OFFER = Offer(
-    agents={"alpha": agent("alpha"), "beta": agent("beta")},
+    agents={"alpha": scripted_agent("alpha", ["ok"]), "beta": scripted_agent("beta", ["ok"])},
     mcps={"tools": stdio("tools")},
     inputs=("topic",),
     max_steps=3,
 )
-
-
-def step(step_id: str, agent_id: str = "alpha", **fields: object) -> dict[str, object]:
-    return {
-        "id": step_id,
-        "agent_provider_id": agent_id,
-        "description": f"do {step_id}",
-        "expected_output": "text",
-        **fields,
-    }
 
 
 def plan_of(*steps: dict[str, object], **fields: object) -> Plan:
@@ -61,7 +46,7 @@ def plan_of(*steps: dict[str, object], **fields: object) -> Plan:
 
 
 def test_a_plan_inside_a_json_fence_with_prose_around_it_is_parsed():
-    body = json.dumps({"steps": [step("a")]})
+    body = json.dumps({"steps": [plan_step("a")]})
     raw = f"Here is the plan:\n```json\n{body}\n```\nGood luck."
 
     assert [s.id for s in parse_plan(raw).steps] == ["a"]
@@ -69,7 +54,7 @@ def test_a_plan_inside_a_json_fence_with_prose_around_it_is_parsed():
 
 def test_a_plan_after_a_react_final_answer_is_parsed():
     raw = "Thought: I now know the final answer.\nFinal Answer: " + json.dumps(
-        {"steps": [step("a"), step("b")]}
+        {"steps": [plan_step("a"), plan_step("b")]}
     )
 
     assert [s.id for s in parse_plan(raw).steps] == ["a", "b"]
@@ -99,52 +84,56 @@ def test_a_plan_without_steps_must_say_it_is_done():
 
 def test_an_unsafe_step_id_is_refused_by_the_schema():
     with pytest.raises(PlanSyntaxError, match=r"steps\.0\.id"):
-        parse_plan(json.dumps({"steps": [step("../etc")]}))
+        parse_plan(json.dumps({"steps": [plan_step("../etc")]}))
 
 
 # --- semantic checks -------------------------------------------------------------------------
 
 
 def test_a_good_plan_has_no_problems():
-    plan = plan_of(step("a", mcp_providers=["tools"]), step("b", "beta", depends_on=["a"]))
+    plan = plan_of(
+        plan_step("a", mcp_providers=["tools"]), plan_step("b", "beta", depends_on=["a"])
+    )
 
     assert plan_problems(plan, OFFER) == []
 
 
 def test_an_unknown_agent_is_named_with_the_offered_ones():
-    [problem] = plan_problems(plan_of(step("a", "gamma")), OFFER)
+    [problem] = plan_problems(plan_of(plan_step("a", "gamma")), OFFER)
 
     assert problem == "step 'a': unknown agent 'gamma' (offered: alpha, beta)"
 
 
 def test_an_unknown_tool_provider_is_named():
-    [problem] = plan_problems(plan_of(step("a", mcp_providers=["web"])), OFFER)
+    [problem] = plan_problems(plan_of(plan_step("a", mcp_providers=["web"])), OFFER)
 
     assert problem == "step 'a': unknown tool provider 'web' (offered: tools)"
 
 
 def test_a_cycle_is_shown_as_a_path():
     plan = plan_of(
-        step("a", depends_on=["c"]), step("b", depends_on=["a"]), step("c", depends_on=["b"])
+        plan_step("a", depends_on=["c"]),
+        plan_step("b", depends_on=["a"]),
+        plan_step("c", depends_on=["b"]),
     )
 
     assert plan_problems(plan, OFFER) == ["the dependencies form a cycle: a -> c -> b -> a"]
 
 
 def test_a_step_that_depends_on_itself_is_a_cycle():
-    assert plan_problems(plan_of(step("a", depends_on=["a"])), OFFER) == [
+    assert plan_problems(plan_of(plan_step("a", depends_on=["a"])), OFFER) == [
         "the dependencies form a cycle: a -> a"
     ]
 
 
 def test_more_steps_than_the_limit_is_a_problem():
-    plan = plan_of(*(step(f"s{i}") for i in range(4)))
+    plan = plan_of(*(plan_step(f"s{i}") for i in range(4)))
 
     assert plan_problems(plan, OFFER) == ["the plan has 4 steps; at most 3 allowed"]
 
 
 def test_unknown_dependencies_and_duplicate_ids_are_problems():
-    plan = plan_of(step("a"), step("a"), step("b", depends_on=["zzz"]))
+    plan = plan_of(plan_step("a"), plan_step("a"), plan_step("b", depends_on=["zzz"]))
 
     assert plan_problems(plan, OFFER) == [
         "duplicate step ids: a",
@@ -153,13 +142,13 @@ def test_unknown_dependencies_and_duplicate_ids_are_problems():
 
 
 def test_dependencies_may_name_steps_already_done_in_iterative_mode():
-    plan = plan_of(step("b", depends_on=["a"]))
+    plan = plan_of(plan_step("b", depends_on=["a"]))
 
     assert plan_problems(plan, OFFER, done_steps=["a"]) == []
 
 
 def test_a_placeholder_that_is_not_an_input_would_break_the_crew_and_is_a_problem():
-    plan = plan_of(step("a", description="Study {topic} for {audience}"))
+    plan = plan_of(plan_step("a", description="Study {topic} for {audience}"))
 
     [problem] = plan_problems(plan, OFFER)
     assert "{audience}, which is not an input (inputs: topic)" in problem
@@ -170,8 +159,8 @@ def test_a_placeholder_that_is_not_an_input_would_break_the_crew_and_is_a_proble
 
 def test_a_plan_becomes_a_self_contained_workflow_in_dependency_order():
     plan = plan_of(
-        step("write", "beta", depends_on=["research"]),
-        step("research", mcp_providers=["tools"]),
+        plan_step("write", "beta", depends_on=["research"]),
+        plan_step("research", mcp_providers=["tools"]),
     )
 
     wf = plan_workflow(plan.steps, OFFER, name="plan-x", topic="x")
@@ -186,7 +175,7 @@ def test_a_plan_becomes_a_self_contained_workflow_in_dependency_order():
 
 
 def test_a_plan_without_dependencies_maps_to_a_sequence():
-    wf = plan_workflow(plan_of(step("a"), step("b")).steps, OFFER, name="p", topic="t")
+    wf = plan_workflow(plan_of(plan_step("a"), plan_step("b")).steps, OFFER, name="p", topic="t")
 
     assert not wf.uses_depends_on
     assert wf.task_sequence == ["a", "b"]

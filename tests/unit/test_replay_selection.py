@@ -15,14 +15,14 @@ from agentic.materialize import PRIOR_OUTPUTS_MARKER, materialize
 from agentic.replay import apply_sets, downstream, first_unfinished_step, reusable_results
 from agentic.settings import Settings
 from agentic.store import open_store
-from tests.unit.catalog_helpers import alias_bomb, make_catalog, task, workflow_yaml
+from tests.factories import alias_bomb, make_catalog, task_yaml, workflow_yaml
 
 DIAMOND = workflow_yaml(
-    task("a")
-    + task("b", depends_on="[a]")
-    + task("c", depends_on="[a]")
-    + task("d", depends_on="[b, c]")
-    + task("e")
+    task_yaml("a")
+    + task_yaml("b", depends_on="[a]")
+    + task_yaml("c", depends_on="[a]")
+    + task_yaml("d", depends_on="[b, c]")
+    + task_yaml("e")
 )
 
 

@@ -6,7 +6,7 @@ import json
 
 from agentic.schemas_export import EXPORTED, SCHEMA_DIR, drifted_files, main, write_schemas
 from agentic.settings import settings_markdown
-from tests.unit.catalog_helpers import REPO
+from tests.factories import REPO
 
 
 def test_the_committed_json_schemas_match_the_models():

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 import time
 import warnings
 from typing import Any
 
 import pytest
 
-from agentic.contracts import AgentProvider
 from agentic.errors import FatalStepFailure, RetryableStepFailure
+from tests.factories import scripted_agent
 
 with warnings.catch_warnings():
     # Importing CrewAI emits an ImportWarning about its own package layout (crewai.rag).
     warnings.simplefilter("ignore", ImportWarning)
     from agentic.runtime.scripted import (
-        CRASH_EXIT_CODE,
         ScriptedLLM,
         build_scripted_llm,
         last_observation,
@@ -27,22 +23,9 @@ with warnings.catch_warnings():
 pytestmark = pytest.mark.filterwarnings("ignore::ImportWarning")
 
 
-def provider(**script: Any) -> AgentProvider:
-    return AgentProvider.model_validate(
-        {
-            "id": "scribe",
-            "type": "scripted",
-            "role": "Scribe",
-            "goal": "Write",
-            "backstory": "Writes things down.",
-            "script": script,
-        }
-    )
-
-
 def llm(attempt: int = 1, **script: Any) -> ScriptedLLM:
     return build_scripted_llm(
-        provider(**script),
+        scripted_agent("scribe", **script),
         step_id="summarize",
         topic="queues",
         inputs={"audience": "operators"},
@@ -157,39 +140,3 @@ def test_fatal_mode_fails_with_an_error_that_is_not_retryable() -> None:
         llm(1, replies=["ok"], fail=fail).call("Go.")
     assert not caught.value.retryable
     assert answer(llm(2, replies=["ok"], fail=fail).call("Go.")) == "ok"
-
-
-def _scripted_process(mode: str) -> subprocess.Popen[bytes]:
-    code = textwrap.dedent(
-        f"""
-        import agentic.runtime
-        from agentic.contracts import AgentProvider
-        from agentic.runtime.scripted import build_scripted_llm
-        p = AgentProvider.model_validate({{"id": "s", "type": "scripted", "role": "r",
-            "goal": "g", "backstory": "b",
-            "script": {{"replies": ["ok"], "fail": {{"times": 1, "mode": "{mode}"}}}}}})
-        print("calling", flush=True)
-        build_scripted_llm(p, step_id="s", topic="t", attempt=1).call("Go.")
-        print("returned", flush=True)
-        """
-    )
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
-
-
-def test_crash_mode_exits_the_process_with_status_3() -> None:
-    proc = _scripted_process("crash")
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == CRASH_EXIT_CODE
-    assert b"calling" in out and b"returned" not in out
-
-
-def test_hang_mode_never_returns_until_the_process_is_killed() -> None:
-    proc = _scripted_process("hang")
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == b"calling\n"  # the call has started
-        with pytest.raises(subprocess.TimeoutExpired):
-            proc.wait(timeout=1.5)
-    finally:
-        proc.kill()
-        proc.wait()

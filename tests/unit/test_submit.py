@@ -19,7 +19,7 @@ from agentic.submit import (
     parse_assignments,
     prepare_run,
 )
-from tests.unit.catalog_helpers import make_catalog
+from tests.factories import make_catalog
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from agentic.store import open_store
 from services.health import Heartbeat, heartbeat_path, stall_problems
 from services.lifecycle import persist
 from services.worker.gate import Refused, StepGate
-from tests.unit.catalog_helpers import REPO
+from tests.factories import REPO
 
 CATALOG = load_catalog([REPO / "config"])
 DEMO = load_workflow("demo", CATALOG)

@@ -7,30 +7,17 @@ import time
 import pytest
 
 from agentic.backends.writebehind import WriteBehindStore
-from agentic.contracts import RunRecord, RunRequest, StepResult, WorkflowConfig
+from agentic.contracts import RunRecord, StepResult
 from agentic.errors import StoreError
 from agentic.store import open_store
-from tests.unit.test_driver import PROVIDER, task
-
-
-def record(status: str = "running") -> RunRecord:
-    wf = WorkflowConfig(
-        name="wf", agent_providers=[PROVIDER], tasks=[task("a")], task_sequence=["a"]
-    )
-    return RunRecord(
-        run_id="r1",
-        request=RunRequest(workflow=wf),
-        workflow=wf,
-        backend="subprocess",
-        status=status,
-    )  # type: ignore[arg-type]
+from tests.factories import run_record, step_result
 
 
 def test_every_queued_write_is_in_the_store_once_closed_and_the_last_one_wins() -> None:
     store = open_store("memory://writebehind-order")
     with WriteBehindStore(store) as writes:
         for status in ("pending", "running", "succeeded"):
-            writes.write_run(record(status))
+            writes.write_run(run_record("r1", status=status))
         writes.write_attempt(StepResult(run_id="r1", step_id="a", attempt=1, status="succeeded"))
         writes.commit_result(StepResult(run_id="r1", step_id="a", attempt=1, status="succeeded"))
     assert store.read_run("r1").status == "succeeded"
@@ -40,7 +27,7 @@ def test_every_queued_write_is_in_the_store_once_closed_and_the_last_one_wins() 
 
 def test_reads_go_straight_to_the_store() -> None:
     store = open_store("memory://writebehind-reads")
-    store.create_run(record())
+    store.create_run(run_record("r1", status="running"))
     with WriteBehindStore(store) as writes:
         assert writes.url == store.url
         assert writes.read_run("r1").status == "running"
@@ -64,17 +51,13 @@ class Recording:
         self.log.append(f"attempt {result.step_id}")
 
 
-def attempt(step_id: str) -> StepResult:
-    return StepResult(run_id="r1", step_id=step_id, attempt=1, status="succeeded")
-
-
 def test_a_failed_write_is_raised_by_close_and_nothing_after_it_is_written() -> None:
     target = Recording(fail_step="a")
     writes = WriteBehindStore(target)  # type: ignore[arg-type]
-    writes.write_run(record("pending"))
-    writes.write_attempt(attempt("a"))
-    writes.write_attempt(attempt("b"))
-    writes.write_run(record("succeeded"))
+    writes.write_run(run_record("r1", status="pending"))
+    writes.write_attempt(step_result("r1", "a"))
+    writes.write_attempt(step_result("r1", "b"))
+    writes.write_run(run_record("r1", status="succeeded"))
     with pytest.raises(StoreError, match="disk full"):
         writes.close()
     assert target.log == ["run pending"]
@@ -83,11 +66,11 @@ def test_a_failed_write_is_raised_by_close_and_nothing_after_it_is_written() -> 
 def test_snapshots_within_the_interval_are_coalesced_into_the_newest_after_earlier_writes() -> None:
     target = Recording()
     with WriteBehindStore(target, run_interval_s=60) as writes:  # type: ignore[arg-type]
-        writes.write_run(record("pending"))
-        writes.write_attempt(attempt("a"))
-        writes.write_run(record("running"))
-        writes.write_attempt(attempt("b"))
-        writes.write_run(record("succeeded"))
+        writes.write_run(run_record("r1", status="pending"))
+        writes.write_attempt(step_result("r1", "a"))
+        writes.write_run(run_record("r1", status="running"))
+        writes.write_attempt(step_result("r1", "b"))
+        writes.write_run(run_record("r1", status="succeeded"))
     assert target.log == ["run pending", "attempt a", "attempt b", "run succeeded"]
 
 
@@ -97,8 +80,8 @@ def test_a_held_snapshot_is_written_once_its_interval_has_passed_without_waiting
     target = Recording()
     writes = WriteBehindStore(target, run_interval_s=0.2)  # type: ignore[arg-type]
     try:
-        writes.write_run(record("pending"))
-        writes.write_run(record("running"))
+        writes.write_run(run_record("r1", status="pending"))
+        writes.write_run(run_record("r1", status="running"))
         deadline = time.monotonic() + 10
         while "run running" not in target.log and time.monotonic() < deadline:
             time.sleep(0.01)

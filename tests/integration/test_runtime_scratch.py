@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.procs
+
 SHOW = (
     "import json, os, sys; import agentic.runtime; agentic.runtime.setup(); "
     "print(json.dumps(os.environ.get('CREWAI_STORAGE_DIR')))"

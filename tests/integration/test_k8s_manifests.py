@@ -26,12 +26,14 @@ import yaml
 from agentic import names
 from agentic.bus.auth import write_credentials
 from agentic.bus.embedded import nats_server_binary
-from agentic.contracts.messages import StepSpec, TaskText
 from agentic.k8s import jobs
 from agentic.k8s.credentials import SEED_KEY
 from agentic.k8s.jobs import step_job_manifest, worker_job_manifest
 from agentic.settings import Settings
+from tests.factories import OPENAI_WRITER, step_spec
 from tests.fixtures.servers import free_port, wait_until_listening
+
+pytestmark = [pytest.mark.k8s, pytest.mark.procs]
 
 K8S_VERSION = "1.31.0"
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,22 +171,6 @@ def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
         tests[e["operator"]](e["key"], e.get("values", []))
         for e in selector.get("matchExpressions", [])
     )
-
-
-def openai_step(conf: Settings, **overrides: Any) -> StepSpec:
-    fields: dict[str, Any] = {
-        "run_id": "run-1",
-        "step_id": "research",
-        "step_index": 0,
-        "attempt": 1,
-        "workflow_name": "demo",
-        "topic": "t",
-        "task": TaskText(description="d", expected_output="e"),
-        "agent_provider": {"id": "writer", "type": "openai", "required_env": ["OPENAI_API_KEY"]},
-        "store_url": conf.run_store_url,
-        **overrides,
-    }
-    return StepSpec(**fields)
 
 
 # --- schemas -----------------------------------------------------------------------------------
@@ -420,6 +406,7 @@ def nats_check(conf: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.nats
 def test_nats_runs_jetstream_on_file_storage_with_a_valid_config(rendered, tmp_path) -> None:
     docs = rendered["base"]
     nats = one(docs, "StatefulSet", "nats")["spec"]
@@ -447,6 +434,7 @@ def test_nats_runs_jetstream_on_file_storage_with_a_valid_config(rendered, tmp_p
     assert c["image"] == f"nats:{version}-alpine", "keep the image on the tested nats-server"
 
 
+@pytest.mark.nats
 def test_nats_does_not_start_without_the_auth_secret(rendered, tmp_path) -> None:
     docs = rendered["base"]
     pod = one(docs, "StatefulSet", "nats")["spec"]["template"]["spec"]
@@ -467,6 +455,7 @@ def test_nats_does_not_start_without_the_auth_secret(rendered, tmp_path) -> None
     assert check.returncode != 0 and "auth.conf" in check.stderr
 
 
+@pytest.mark.nats
 def test_the_deployed_nats_config_makes_every_client_authenticate(rendered, tmp_path) -> None:
     """A real server on the rendered config (other ports and store): the client port demands
     authentication, and KEDA's /jsz on the monitoring port still answers."""
@@ -623,7 +612,7 @@ def test_jobs_built_from_the_deployed_settings_see_only_their_roles_secrets(
     store = {STORE_SECRET} if target == "overlays/s3" else set()
     default = worker_job_manifest("default", conf, name="agentic-worker-default-1")
     other = worker_job_manifest("gpu", conf, name="agentic-worker-gpu-1")
-    spec = openai_step(conf)
+    spec = step_spec(agent_provider=OPENAI_WRITER, store_url=conf.run_store_url)
     step = step_job_manifest(spec, conf, spec_url=f"{conf.run_store_url}/spec.json")
 
     for manifest in (default, other, step):
@@ -685,7 +674,11 @@ def test_egress_is_denied_by_default_and_opened_per_role(rendered, target: str) 
     labelled = [(where, t["metadata"]["labels"]) for where, t in pod_templates(docs)]
     for manifest in (
         worker_job_manifest("default", conf, name="agentic-worker-default-1"),
-        step_job_manifest(openai_step(conf), conf, spec_url=f"{conf.run_store_url}/spec.json"),
+        step_job_manifest(
+            step_spec(agent_provider=OPENAI_WRITER, store_url=conf.run_store_url),
+            conf,
+            spec_url=f"{conf.run_store_url}/spec.json",
+        ),
     ):
         labelled.append(
             (manifest["metadata"]["name"], manifest["spec"]["template"]["metadata"]["labels"])

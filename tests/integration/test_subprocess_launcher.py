@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from agentic.backends.subprocess import StepProcess, SubprocessLauncher, child_env
-from agentic.contracts import StepSpec, TaskText
 from agentic.settings import Settings
+from tests.factories import step_spec
+
+pytestmark = pytest.mark.procs
 
 FAKE_PYTHON = """\
 #!/bin/sh
@@ -37,20 +39,6 @@ class _Store:
 
     def spec_url(self, run_id: str, step_id: str) -> str:
         return step_id
-
-
-def spec(behaviour: str) -> StepSpec:
-    return StepSpec(
-        run_id="r1",
-        step_id=behaviour,
-        step_index=0,
-        attempt=1,
-        workflow_name="wf",
-        topic="t",
-        task=TaskText(description="d", expected_output="e"),
-        agent_provider={},
-        store_url="file:///nowhere",
-    )
 
 
 @pytest.fixture
@@ -89,14 +77,14 @@ def read_pid(path: Path) -> int:
 def test_the_step_command_is_an_argument_list_running_execute_step(
     launcher: SubprocessLauncher,
 ) -> None:
-    command = launcher.command(spec("crash"))
+    command = launcher.command(step_spec(step_id="crash"))
     assert command[1:] == ["-m", "agentic", "execute-step", "crash"]
 
 
 def test_a_crashed_step_reports_its_exit_code_and_the_tail_of_its_stderr(
     launcher: SubprocessLauncher,
 ) -> None:
-    handle = launcher.launch(spec("crash"))
+    handle = launcher.launch(step_spec(step_id="crash"))
     wait_exit(launcher, handle)
     health = launcher.check(handle)
     assert health.exit_code == 3
@@ -105,7 +93,7 @@ def test_a_crashed_step_reports_its_exit_code_and_the_tail_of_its_stderr(
 
 
 def test_waiting_wakes_up_as_soon_as_the_step_exits(launcher: SubprocessLauncher) -> None:
-    handle = launcher.launch(spec("quick"))
+    handle = launcher.launch(step_spec(step_id="quick"))
     started = time.monotonic()
     launcher.wait([handle], 10.0)
     woke = time.monotonic() - started
@@ -118,7 +106,7 @@ def test_waiting_wakes_up_as_soon_as_the_step_exits(launcher: SubprocessLauncher
 def test_terminating_a_step_kills_the_processes_it_started(
     launcher: SubprocessLauncher, tmp_path: Path
 ) -> None:
-    handle = launcher.launch(spec("tree"))
+    handle = launcher.launch(step_spec(step_id="tree"))
     grandchild = read_pid(tmp_path / "out")
     launcher.terminate(handle)
     assert not alive(handle.process.pid)
@@ -131,7 +119,7 @@ def test_terminating_a_step_kills_the_processes_it_started(
 def test_a_step_that_ignores_sigterm_is_killed_after_the_grace_period(
     launcher: SubprocessLauncher, tmp_path: Path
 ) -> None:
-    handle = launcher.launch(spec("stubborn"))
+    handle = launcher.launch(step_spec(step_id="stubborn"))
     read_pid(tmp_path / "out")
     started = time.monotonic()
     launcher.terminate(handle)
@@ -142,7 +130,7 @@ def test_a_step_that_ignores_sigterm_is_killed_after_the_grace_period(
 def test_steps_run_without_crewai_telemetry_unless_the_settings_enable_it(
     launcher: SubprocessLauncher, tmp_path: Path
 ) -> None:
-    wait_exit(launcher, launcher.launch(spec("env")))
+    wait_exit(launcher, launcher.launch(step_spec(step_id="env")))
     assert (tmp_path / "out").read_text().strip() == "true"
     assert "CREWAI_DISABLE_TELEMETRY" not in child_env(Settings(crewai_telemetry=True), {})
     assert child_env(Settings(), {"PATH": "/bin"}) == {
