@@ -44,8 +44,8 @@ from agentic.contracts import (
 from agentic.errors import ConfigError, UnknownRunError
 from agentic.graph import dependencies
 from agentic.ids import check_id, new_run_id
+from agentic.preparation import INPUT_NAME
 from agentic.settings import Settings
-from agentic.submit import INPUT_NAME
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
@@ -242,7 +242,7 @@ def execute_reusing(
     reused step. Ctrl-C marks the run cancelled.
     """
     from agentic.backends.reuse import commit_reused
-    from agentic.submit import CANCELLED_BY_USER, mark_cancelled
+    from agentic.recording.cancel import CANCELLED_BY_USER, mark_cancelled
 
     backend = get_backend(record.backend)
     reused = reused_for(store, record)

@@ -33,11 +33,11 @@ def runs(
     """List runs, newest first."""
     import json
 
+    from agentic.cli.details import list_runs, parse_since
+    from agentic.cli.views import runs_table, stdout_console
     from agentic.contracts import RunStatus
     from agentic.errors import ConfigError
-    from agentic.inspect import list_runs, parse_since
-    from agentic.submit import open_run_store
-    from agentic.views import runs_table, stdout_console
+    from agentic.store import open_run_store
 
     if status is not None and status not in get_args(RunStatus):
         raise ConfigError(f"--status {status!r}: expected one of {', '.join(get_args(RunStatus))}")
@@ -71,9 +71,9 @@ def show(
     """
     import json
 
-    from agentic.inspect import load_run
-    from agentic.submit import open_run_store
-    from agentic.views import run_report, stdout_console
+    from agentic.cli.details import load_run
+    from agentic.cli.views import run_report, stdout_console
+    from agentic.store import open_run_store
 
     settings = load_settings(**({"run_store_url": store} if store else {}))
     detail = load_run(open_run_store(settings), run_id)

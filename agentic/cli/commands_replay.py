@@ -57,7 +57,7 @@ def replay(
     Exit codes: 0 the new run succeeded; 1 it failed; 2 unknown run or step, bad --set.
     """
     from agentic.replay import prepare_replay
-    from agentic.submit import open_run_store
+    from agentic.store import open_run_store
 
     settings = load_settings(**({"run_store_url": store} if store else {}))
     run_store = open_run_store(settings)
@@ -85,11 +85,11 @@ def _replay_and_report(
 
     from rich.console import Console
 
+    from agentic.cli.details import load_run
+    from agentic.cli.progress import progress_reporter
+    from agentic.cli.views import print_run_outcome
     from agentic.errors import AgenticError, ConfigError
-    from agentic.inspect import load_run
-    from agentic.progress import progress_reporter
     from agentic.replay import run_replay
-    from agentic.views import print_run_outcome
 
     out, err = Console(), Console(stderr=True)
     info = err if as_json else out

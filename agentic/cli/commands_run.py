@@ -96,7 +96,7 @@ def run(
     """
     from agentic.errors import ConfigError
     from agentic.planning import planner_options
-    from agentic.submit import build_request, load_run_catalog, parse_assignments
+    from agentic.preparation import build_request, load_run_catalog, parse_assignments
 
     settings = load_settings(**({"run_store_url": store} if store else {}))
     if (workflow is None) == (goal is None):
@@ -128,7 +128,7 @@ def run(
 def _detach(request: RunRequest, settings: Settings, catalog: Catalog, *, as_json: bool) -> None:
     import json
 
-    from agentic.submit import submit_detached
+    from agentic.execution import submit_detached
 
     record = submit_detached(request, settings, catalog=catalog)
     typer.echo(json.dumps({"run_id": record.run_id}) if as_json else record.run_id)
@@ -141,11 +141,12 @@ def _run_and_report(
 
     from rich.console import Console
 
+    from agentic.cli.details import load_run
+    from agentic.cli.progress import progress_reporter
+    from agentic.cli.views import print_run_outcome, stdout_console
     from agentic.errors import AgenticError, ConfigError
-    from agentic.inspect import load_run
-    from agentic.progress import progress_reporter
-    from agentic.submit import open_run_store, run_to_completion
-    from agentic.views import print_run_outcome, stdout_console
+    from agentic.execution import run_to_completion
+    from agentic.store import open_run_store
 
     out, err = stdout_console(), Console(stderr=True)
     store = open_run_store(settings)

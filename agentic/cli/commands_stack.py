@@ -151,7 +151,7 @@ def cancel(
     2 no such run, or bad usage.
     """
     from agentic.errors import ConfigError, UnknownRunError
-    from agentic.submit import open_run_store
+    from agentic.store import open_run_store
 
     settings = load_settings()
     store = open_run_store(settings)

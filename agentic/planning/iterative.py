@@ -106,7 +106,7 @@ def run_iterative(
     try:
         finished = rounds.run()
     except KeyboardInterrupt:
-        from agentic.submit import CANCELLED_BY_USER, mark_cancelled
+        from agentic.recording.cancel import CANCELLED_BY_USER, mark_cancelled
 
         finished = mark_cancelled(store, run_id, CANCELLED_BY_USER)
     except ConfigError as exc:  # a round could not start: the run must not stay "running"
@@ -119,7 +119,7 @@ def run_iterative(
 def _check_request(request: RunRequest, settings: Settings) -> None:
     """Refuse, before the run exists, what would fail every round (as ``prepare_run`` does)."""
     from agentic.backends import get_backend
-    from agentic.submit import INPUT_NAME
+    from agentic.preparation import INPUT_NAME
 
     for name in request.inputs:
         if not INPUT_NAME.fullmatch(name):
@@ -316,7 +316,7 @@ class _Rounds:
 
     def _end_early(self, number: int, outcome: RunRecord) -> RunRecord:
         if outcome.status == "cancelled":
-            from agentic.submit import mark_cancelled
+            from agentic.recording.cancel import mark_cancelled
 
             self._save()
             return mark_cancelled(self.store, self.record.run_id, outcome.error or "cancelled")

@@ -1,6 +1,6 @@
 """Goal -> plan -> :class:`WorkflowConfig`: what ``agentic run --goal`` does before running.
 
-:func:`plan_goal` is the goal planner :mod:`agentic.submit` calls (and the ``nats``
+:func:`plan_goal` is the goal planner :mod:`agentic.preparation` calls (and the ``nats``
 coordinator, for goal requests). It asks the planner provider
 (``AGENTIC_PLANNER_AGENT_PROVIDER``, default ``planner``) for a :class:`Plan`, checks the
 reply, asks **once** more with the list of problems when the reply is unusable, and maps the
@@ -29,8 +29,8 @@ from agentic.planning.plan import (
 )
 from agentic.planning.prompt import offer_for, render_prompt
 from agentic.planning.sessions import add_entry, entry_for, session_history
+from agentic.preparation import PlannedWorkflow
 from agentic.settings import Settings
-from agentic.submit import PlannedWorkflow
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
@@ -113,7 +113,7 @@ def plan_goal(
     settings: Settings,
     store: RunStore | None = None,
 ) -> PlannedWorkflow:
-    """Plan ``request.goal`` into a workflow (the goal planner of :mod:`agentic.submit`).
+    """Plan ``request.goal`` into a workflow (the goal planner of :mod:`agentic.preparation`).
 
     Args:
         request: A request with a ``goal``; ``planner.session`` adds the session's earlier
@@ -142,7 +142,7 @@ def plan_goal(
         )
     session = options.session
     if session is not None and store is None:
-        from agentic.submit import open_run_store
+        from agentic.store import open_run_store
 
         store = open_run_store(settings)
     backend = request.backend or settings.execution_backend

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 from agentic.contracts import PlannerOptions, RunRecord, RunRequest, utcnow
 from agentic.errors import ConfigError, PlanError
 from agentic.ids import check_id
+from agentic.preparation import with_run_id
 from agentic.settings import Settings
-from agentic.submit import with_run_id
 
 if TYPE_CHECKING:
     from agentic.store import RunStore

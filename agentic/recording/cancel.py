@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from agentic import names
-from agentic.contracts import RunRecord, utcnow
+from agentic.contracts import RunRecord, ended_record, utcnow
 from agentic.errors import DecodeError, StoreError
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CANCEL_POLL_S = 1.0
+CANCELLED_BY_USER = "cancelled by the user (Ctrl-C)"
 DEFAULT_REASON = "cancelled by request"
 
 
@@ -177,3 +178,17 @@ class MainThreadInterrupter:
                 self.reason, self._sent = reason, True
                 signal.pthread_kill(main, signal.SIGINT)
             return
+
+
+def mark_cancelled(store: RunStore, run_id: str, reason: str) -> RunRecord:
+    """Record that ``run_id`` was cancelled, unless it already finished; return its record.
+
+    Steps that were still running become ``cancelled`` and steps that never started
+    ``skipped``, as the coordinator does on cancel.
+    """
+    record = store.read_run(run_id)
+    if record.is_terminal:
+        return record
+    cancelled = ended_record(record, "cancelled", at=utcnow(), error=reason)
+    store.write_run(cancelled)
+    return cancelled

@@ -19,14 +19,14 @@ from fsspec.utils import get_protocol
 
 from agentic.contracts import StepSpec, decode
 from agentic.errors import ConfigError, DecodeError, StoreError, UnknownRunError
-from agentic.settings import get_settings
+from agentic.settings import Settings, get_settings
 from agentic.store.base import Writer
 from agentic.store.local import LocalWriter
 from agentic.store.memory import MemoryWriter
 from agentic.store.runstore import RunStore
 from agentic.store.s3 import S3Writer
 
-__all__ = ["RunStore", "Writer", "load_spec", "open_store"]
+__all__ = ["RunStore", "Writer", "load_spec", "open_run_store", "open_store"]
 
 WRITERS: dict[str, type[LocalWriter] | type[MemoryWriter] | type[S3Writer]] = {
     "file": LocalWriter,
@@ -92,3 +92,8 @@ def load_spec(spec_url: str, *, max_bytes: int | None = None, **storage_options:
         return decode(StepSpec, raw, max_bytes=limit)
     except DecodeError as exc:
         raise DecodeError(f"{spec_url}: {exc.message}", raw=exc.raw, cause=exc.cause) from exc
+
+
+def open_run_store(settings: Settings) -> RunStore:
+    """The run store of ``settings`` (``AGENTIC_RUN_STORE_URL``)."""
+    return open_store(settings.run_store_url)

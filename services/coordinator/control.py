@@ -32,8 +32,8 @@ from agentic.contracts import (
 from agentic.contracts.events import END_TYPES
 from agentic.errors import AgenticError, ConfigError, DecodeError, UnknownRunError
 from agentic.ids import check_id
+from agentic.recording.cancel import mark_cancelled
 from agentic.settings import Settings
-from agentic.submit import mark_cancelled
 from services.coordinator.dead_letters import dead_letter_message
 from services.coordinator.effects import Deps
 from services.coordinator.intake import Intake, parse_request

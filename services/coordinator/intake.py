@@ -21,8 +21,8 @@ from agentic.catalog.trust import CatalogCache, check_registered
 from agentic.contracts import RunRecord, RunRequest, decode
 from agentic.errors import ConfigError, DecodeError
 from agentic.materialize import SpecFactory, check_run_size
+from agentic.preparation import prepare_run
 from agentic.settings import Settings
-from agentic.submit import prepare_run
 from services.coordinator.planning import GoalPlanner
 
 NATS_BACKEND = "nats"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import agentic.submit
+import agentic.execution
 from agentic.cli import _register, app
 from agentic.contracts import RunEvent
 from agentic.store import open_store
@@ -218,7 +218,7 @@ class InterruptedBackend:
 
 
 def test_ctrl_c_cancels_the_run_and_exits_1(env, monkeypatch):
-    monkeypatch.setattr(agentic.submit, "get_backend", lambda name: InterruptedBackend())
+    monkeypatch.setattr(agentic.execution, "get_backend", lambda name: InterruptedBackend())
     result = invoke("hello", "--run-id", "run-ctrl-c")
     assert result.exit_code == 1
     assert "cancelled" in result.stderr

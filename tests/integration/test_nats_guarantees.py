@@ -21,8 +21,8 @@ from nats.js.errors import NotFoundError
 from agentic import names
 from agentic.bus import EmbeddedNats
 from agentic.contracts import StepSpec
+from agentic.preparation import prepare_run
 from agentic.settings import Settings
-from agentic.submit import prepare_run
 from tests.factories import DONE, inline_request, scripted_agent_data
 from tests.integration.nats_stack import (
     Stack,

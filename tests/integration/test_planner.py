@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from agentic.cli import _register, app
 from agentic.contracts import PlannerOptions, RunRequest
+from agentic.execution import run_to_completion
 from agentic.planning import read_session
 from agentic.settings import Settings
 from agentic.store import open_store
-from agentic.submit import run_to_completion
 from tests.factories import EXAMPLE_CONFIG, make_catalog, plan_step
 
 _register()

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from agentic.cli import _register, app
 from agentic.contracts import RunRequest
+from agentic.execution import run_to_completion
 from agentic.settings import Settings
 from agentic.store import open_store
-from agentic.submit import run_to_completion
 from tests.factories import make_catalog
 
 _register()

@@ -9,8 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from agentic.contracts import RunEvent, RunRecord, RunRequest, StepState
-from agentic.progress import (
+from agentic.cli.progress import (
     LiveProgress,
     PlainProgress,
     RunProgress,
@@ -19,6 +18,7 @@ from agentic.progress import (
     progress_reporter,
     progress_table,
 )
+from agentic.contracts import RunEvent, RunRecord, RunRequest, StepState
 
 T0 = datetime(2026, 1, 31, 12, 0, 0, tzinfo=UTC)
 RUN = "run-progress-1"

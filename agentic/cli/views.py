@@ -1,6 +1,6 @@
 """Rich renderings of runs: the end of `agentic run`, the `runs` table, the `show` report.
 
-Data comes from :mod:`agentic.inspect`; this module only decides how it looks. Nothing here
+Data comes from :mod:`agentic.cli.details`; this module only decides how it looks. Nothing here
 is parsed by machines: scripts use the ``--json`` documents instead.
 """
 
@@ -16,9 +16,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from agentic.cli.details import RunDetail, RunListing, StepDetail, worker_label
+from agentic.cli.progress import STATUS_STYLES, format_duration, one_line
 from agentic.contracts import Usage
-from agentic.inspect import RunDetail, RunListing, StepDetail, worker_label
-from agentic.progress import STATUS_STYLES, format_duration, one_line
 
 OUTPUT_PREVIEW_CHARS = 400
 CELL_CHARS = 60

@@ -1,15 +1,12 @@
-"""From a :class:`~agentic.contracts.RunRequest` to a finished run.
+"""From what a user or a client asked for to a pending run: validate, resolve, plan.
 
-Two steps, usable apart (the ``nats`` planner needs only the first)::
-
-    record = prepare_run(request, settings=settings, catalog=catalog)   # validate, resolve
-    record = run_to_completion(request, settings, on_event)              # create, execute, wait
-
-:func:`prepare_run` writes nothing: every problem with the request (unknown workflow, bad
-input name, unsafe run id, unknown backend) is a :class:`~agentic.errors.ConfigError` raised
-before the run exists. A request with a ``goal`` is planned by a :data:`GoalPlanner`; by
-default that is ``agentic.planning.plan_goal``, looked up when a goal arrives so this module
-works (for every other request) before the planner is installed.
+:func:`prepare_run` turns a :class:`~agentic.contracts.RunRequest` into a pending
+:class:`~agentic.contracts.RunRecord` and writes nothing: every problem with the request
+(unknown workflow, bad input name, unsafe run id, unknown backend) is a
+:class:`~agentic.errors.ConfigError` raised before the run exists. A request with a ``goal``
+is planned by a :data:`GoalPlanner`; by default that is ``agentic.planning.plan_goal``,
+looked up when a goal arrives (:func:`default_planner`), so this module never imports the
+planner: the planner imports it. Executing a prepared run is :mod:`agentic.execution`.
 """
 
 from __future__ import annotations
@@ -17,14 +14,12 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from agentic import redact
-from agentic.backends import EventCallback, get_backend
 from agentic.catalog import Catalog, catalog_dirs, load_catalog, load_workflow, resolve_workflow
 from agentic.catalog.dag import check_workflow
 from agentic.contracts import (
@@ -34,21 +29,14 @@ from agentic.contracts import (
     WorkflowConfig,
     WorkflowDefinition,
     backend_name,
-    ended_record,
     first_error,
-    utcnow,
 )
-from agentic.errors import ConfigError, PlanError
+from agentic.errors import ConfigError
 from agentic.ids import check_id, new_run_id
 from agentic.settings import Settings
 
-if TYPE_CHECKING:
-    from agentic.store import RunStore
-
 INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 """Input names must be usable as ``{name}`` placeholders in task descriptions."""
-
-CANCELLED_BY_USER = "cancelled by the user (Ctrl-C)"
 
 
 @dataclass(frozen=True)
@@ -69,19 +57,6 @@ class GoalPlanner(Protocol):
     def __call__(
         self, request: RunRequest, *, catalog: Catalog, settings: Settings
     ) -> PlannedWorkflow: ...
-
-
-@runtime_checkable
-class DetachableBackend(Protocol):
-    """A backend that can start a run and leave it running without this process (``nats``).
-
-    ``agentic run --detach`` uses :meth:`submit`; backends that execute inside the calling
-    process (``inprocess``, ``subprocess``) do not have it.
-    """
-
-    def submit(self, record: RunRecord, store: RunStore, settings: Settings) -> None:
-        """Hand ``record`` (already created in ``store``) to the backend and return."""
-        ...
 
 
 def parse_assignments(pairs: Iterable[str], option: str) -> dict[str, str]:
@@ -212,13 +187,6 @@ def default_planner() -> GoalPlanner:
     return planner
 
 
-def open_run_store(settings: Settings) -> RunStore:
-    """The run store of ``settings`` (imported here so the store loads only when used)."""
-    from agentic.store import open_store
-
-    return open_store(settings.run_store_url)
-
-
 def load_run_catalog(settings: Settings, workflow: str | None = None) -> Catalog:
     """The catalog a run is resolved against.
 
@@ -227,135 +195,6 @@ def load_run_catalog(settings: Settings, workflow: str | None = None) -> Catalog
     """
     by_path = workflow is not None and is_workflow_path(workflow)
     return load_catalog(catalog_dirs(settings), missing_ok=by_path)
-
-
-def run_to_completion(
-    request: RunRequest,
-    settings: Settings,
-    on_event: EventCallback,
-    *,
-    catalog: Catalog | None = None,
-    store: RunStore | None = None,
-    planner: GoalPlanner | None = None,
-    on_start: Callable[[RunRecord], None] | None = None,
-) -> RunRecord:
-    """Create the run in the store, execute it on its backend and return it finished.
-
-    Submitting a ``run_id`` that already exists starts nothing: the existing run's record
-    is returned as it is (finished or not). A goal whose planning fails is recorded as a
-    failed run (the planner's raw output in ``run.json`` ``plan``) and returned; an
-    ``iterative`` goal is run by :func:`agentic.planning.run_iterative`. Ctrl-C
-    (``KeyboardInterrupt``) while the backend runs marks the run ``cancelled`` (unless the
-    backend already finished it) and returns its record instead of raising.
-
-    Args:
-        request: What to run.
-        settings: Backend, store and retry settings.
-        on_event: Receives every run event, in order.
-        catalog: The catalog (default: loaded from ``settings``).
-        store: The run store (default: ``settings.run_store_url``).
-        planner: Plans ``goal`` requests.
-        on_start: Called with the new record before the backend starts (live progress
-            uses it to show every step as pending).
-
-    Raises:
-        ConfigError: the request is invalid; nothing was written.
-    """
-    store = store if store is not None else open_run_store(settings)
-    if request.run_id is not None and store.run_exists(request.run_id):
-        return store.read_run(request.run_id)
-    catalog = catalog if catalog is not None else load_catalog(catalog_dirs(settings))
-    if request.goal is not None:
-        request = with_run_id(request)
-    if is_iterative(request):
-        from agentic.planning import run_iterative
-
-        return run_iterative(
-            request, settings, on_event, catalog=catalog, store=store, on_start=on_start
-        )
-    try:
-        record = prepare_run(request, settings=settings, catalog=catalog, planner=planner)
-    except PlanError as exc:  # a goal that cannot be planned is a failed run, kept to inspect
-        from agentic.planning import failed_plan_record
-
-        return failed_plan_record(store, request, settings, exc)
-    backend = get_backend(record.backend)
-    protect_workflow(record.workflow)
-    if not store.create_run(record):
-        return store.read_run(record.run_id)  # a concurrent submit of the same id won
-    if on_start is not None:
-        on_start(record)
-    try:
-        finished = backend.run(record, store, settings, on_event)
-    except KeyboardInterrupt:
-        finished = mark_cancelled(store, record.run_id, CANCELLED_BY_USER)
-    if finished.request.planner is not None:
-        from agentic.planning import record_outcome
-
-        record_outcome(store, finished)  # the goal's session gets its final answer
-    return finished
-
-
-def submit_detached(
-    request: RunRequest,
-    settings: Settings,
-    *,
-    catalog: Catalog | None = None,
-    store: RunStore | None = None,
-    planner: GoalPlanner | None = None,
-) -> RunRecord:
-    """Create the run and hand it to a :class:`DetachableBackend` without waiting.
-
-    Raises:
-        ConfigError: the request is invalid, or its backend runs inside this process
-            (only a backend with workers of its own, ``nats``, can run detached).
-    """
-    store = store if store is not None else open_run_store(settings)
-    if request.run_id is not None and store.run_exists(request.run_id):
-        return store.read_run(request.run_id)
-    if is_iterative(request):
-        raise ConfigError("an --iterative goal is planned while it runs: it cannot be detached")
-    catalog = catalog if catalog is not None else load_catalog(catalog_dirs(settings))
-    if request.goal is not None:
-        request = with_run_id(request)
-    try:
-        record = prepare_run(request, settings=settings, catalog=catalog, planner=planner)
-    except PlanError as exc:
-        from agentic.planning import failed_plan_record
-
-        return failed_plan_record(store, request, settings, exc)
-    backend = get_backend(record.backend)
-    if not isinstance(backend, DetachableBackend):
-        raise ConfigError(
-            f"--detach needs a backend that keeps running without this process "
-            f"(--backend nats); {record.backend!r} runs the workflow inside it"
-        )
-    if store.create_run(record):
-        backend.submit(record, store, settings)
-    return store.read_run(record.run_id)
-
-
-def protect_workflow(workflow: WorkflowConfig | None) -> None:
-    """Mask, in everything this process writes and prints, the values of the variables the
-    workflow's providers name (:mod:`agentic.redact`): its steps may run right here."""
-    if workflow is None:
-        return
-    entries = [*workflow.agent_providers, *workflow.mcp_providers]
-    redact.protect_entries(e.model_dump(mode="json", exclude_none=True) for e in entries)
-
-
-def mark_cancelled(store: RunStore, run_id: str, reason: str) -> RunRecord:
-    """Record that ``run_id`` was cancelled, unless it already finished; return its record.
-
-    Steps that were still running become ``cancelled`` and steps that never started
-    ``skipped``, as the coordinator does on cancel.
-    """
-    record = store.read_run(run_id)
-    if record.is_terminal:
-        return record
-    cancelled = ended_record(record, "cancelled", at=utcnow(), error=reason)
-    store.write_run(cancelled)
-    return cancelled
 
 
 def _check_inputs(inputs: Mapping[str, str]) -> None:

@@ -11,14 +11,14 @@ import pytest
 from agentic.catalog import load_catalog
 from agentic.contracts import ReplaySource, RunRequest, WorkflowConfig
 from agentic.errors import CatalogError, ConfigError, UnsafeIdError
-from agentic.settings import Settings
-from agentic.submit import (
+from agentic.preparation import (
     PlannedWorkflow,
     build_request,
     default_planner,
     parse_assignments,
     prepare_run,
 )
+from agentic.settings import Settings
 from tests.factories import make_catalog
 
 

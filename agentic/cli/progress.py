@@ -5,7 +5,7 @@
 * :class:`PlainProgress` (CI logs, pipes): one line per event, nothing rewritten.
 
 Both take events from any thread (a backend may report from its own loop) and are fed by
-:func:`agentic.submit.run_to_completion`'s ``on_start`` / ``on_event`` callbacks::
+:func:`agentic.execution.run_to_completion`'s ``on_start`` / ``on_event`` callbacks::
 
     with progress_reporter(console) as progress:
         record = run_to_completion(request, settings, progress.on_event, on_start=progress.start)

@@ -1,0 +1,153 @@
+"""Executing a prepared run to its end, or handing it to a backend that runs it without us.
+
+:func:`run_to_completion` creates the run in the store, executes it on its backend and
+returns it finished (a goal is planned first, an ``--iterative`` goal round by round);
+:func:`submit_detached` hands it to a backend with workers of its own (``nats``) and returns.
+Preparing a run (:mod:`agentic.preparation`) writes nothing; this module is where the run
+begins to exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from agentic import redact
+from agentic.backends import EventCallback, get_backend
+from agentic.catalog import Catalog, catalog_dirs, load_catalog
+from agentic.contracts import RunRecord, RunRequest, WorkflowConfig
+from agentic.errors import ConfigError, PlanError
+from agentic.preparation import GoalPlanner, is_iterative, prepare_run, with_run_id
+from agentic.recording.cancel import CANCELLED_BY_USER, mark_cancelled
+from agentic.settings import Settings
+from agentic.store import open_run_store
+
+if TYPE_CHECKING:
+    from agentic.store import RunStore
+
+@runtime_checkable
+class DetachableBackend(Protocol):
+    """A backend that can start a run and leave it running without this process (``nats``).
+
+    ``agentic run --detach`` uses :meth:`submit`; backends that execute inside the calling
+    process (``inprocess``, ``subprocess``) do not have it.
+    """
+
+    def submit(self, record: RunRecord, store: RunStore, settings: Settings) -> None:
+        """Hand ``record`` (already created in ``store``) to the backend and return."""
+        ...
+
+
+def run_to_completion(
+    request: RunRequest,
+    settings: Settings,
+    on_event: EventCallback,
+    *,
+    catalog: Catalog | None = None,
+    store: RunStore | None = None,
+    planner: GoalPlanner | None = None,
+    on_start: Callable[[RunRecord], None] | None = None,
+) -> RunRecord:
+    """Create the run in the store, execute it on its backend and return it finished.
+
+    Submitting a ``run_id`` that already exists starts nothing: the existing run's record
+    is returned as it is (finished or not). A goal whose planning fails is recorded as a
+    failed run (the planner's raw output in ``run.json`` ``plan``) and returned; an
+    ``iterative`` goal is run by :func:`agentic.planning.run_iterative`. Ctrl-C
+    (``KeyboardInterrupt``) while the backend runs marks the run ``cancelled`` (unless the
+    backend already finished it) and returns its record instead of raising.
+
+    Args:
+        request: What to run.
+        settings: Backend, store and retry settings.
+        on_event: Receives every run event, in order.
+        catalog: The catalog (default: loaded from ``settings``).
+        store: The run store (default: ``settings.run_store_url``).
+        planner: Plans ``goal`` requests.
+        on_start: Called with the new record before the backend starts (live progress
+            uses it to show every step as pending).
+
+    Raises:
+        ConfigError: the request is invalid; nothing was written.
+    """
+    store = store if store is not None else open_run_store(settings)
+    if request.run_id is not None and store.run_exists(request.run_id):
+        return store.read_run(request.run_id)
+    catalog = catalog if catalog is not None else load_catalog(catalog_dirs(settings))
+    if request.goal is not None:
+        request = with_run_id(request)
+    if is_iterative(request):
+        from agentic.planning import run_iterative
+
+        return run_iterative(
+            request, settings, on_event, catalog=catalog, store=store, on_start=on_start
+        )
+    try:
+        record = prepare_run(request, settings=settings, catalog=catalog, planner=planner)
+    except PlanError as exc:  # a goal that cannot be planned is a failed run, kept to inspect
+        from agentic.planning import failed_plan_record
+
+        return failed_plan_record(store, request, settings, exc)
+    backend = get_backend(record.backend)
+    protect_workflow(record.workflow)
+    if not store.create_run(record):
+        return store.read_run(record.run_id)  # a concurrent submit of the same id won
+    if on_start is not None:
+        on_start(record)
+    try:
+        finished = backend.run(record, store, settings, on_event)
+    except KeyboardInterrupt:
+        finished = mark_cancelled(store, record.run_id, CANCELLED_BY_USER)
+    if finished.request.planner is not None:
+        from agentic.planning import record_outcome
+
+        record_outcome(store, finished)  # the goal's session gets its final answer
+    return finished
+
+
+def submit_detached(
+    request: RunRequest,
+    settings: Settings,
+    *,
+    catalog: Catalog | None = None,
+    store: RunStore | None = None,
+    planner: GoalPlanner | None = None,
+) -> RunRecord:
+    """Create the run and hand it to a :class:`DetachableBackend` without waiting.
+
+    Raises:
+        ConfigError: the request is invalid, or its backend runs inside this process
+            (only a backend with workers of its own, ``nats``, can run detached).
+    """
+    store = store if store is not None else open_run_store(settings)
+    if request.run_id is not None and store.run_exists(request.run_id):
+        return store.read_run(request.run_id)
+    if is_iterative(request):
+        raise ConfigError("an --iterative goal is planned while it runs: it cannot be detached")
+    catalog = catalog if catalog is not None else load_catalog(catalog_dirs(settings))
+    if request.goal is not None:
+        request = with_run_id(request)
+    try:
+        record = prepare_run(request, settings=settings, catalog=catalog, planner=planner)
+    except PlanError as exc:
+        from agentic.planning import failed_plan_record
+
+        return failed_plan_record(store, request, settings, exc)
+    backend = get_backend(record.backend)
+    if not isinstance(backend, DetachableBackend):
+        raise ConfigError(
+            f"--detach needs a backend that keeps running without this process "
+            f"(--backend nats); {record.backend!r} runs the workflow inside it"
+        )
+    if store.create_run(record):
+        backend.submit(record, store, settings)
+    return store.read_run(record.run_id)
+
+
+def protect_workflow(workflow: WorkflowConfig | None) -> None:
+    """Mask, in everything this process writes and prints, the values of the variables the
+    workflow's providers name (:mod:`agentic.redact`): its steps may run right here."""
+    if workflow is None:
+        return
+    entries = [*workflow.agent_providers, *workflow.mcp_providers]
+    redact.protect_entries(e.model_dump(mode="json", exclude_none=True) for e in entries)
