@@ -25,6 +25,7 @@ from agentic.store import open_run_store
 if TYPE_CHECKING:
     from agentic.store import RunStore
 
+
 @runtime_checkable
 class DetachableBackend(Protocol):
     """A backend that can start a run and leave it running without this process (``nats``).

@@ -241,7 +241,7 @@ def execute_reusing(
     every result a run holds when it starts. No backend executes a
     reused step. Ctrl-C marks the run cancelled.
     """
-    from agentic.backends.reuse import commit_reused
+    from agentic.recording.attempts import commit_reused
     from agentic.recording.cancel import CANCELLED_BY_USER, mark_cancelled
 
     backend = get_backend(record.backend)

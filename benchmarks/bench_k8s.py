@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from agentic import names
-from agentic.backends.k8s_api import delete_job
 from agentic.backends.kubernetes import JobLauncher
+from agentic.backends.kubernetes.api import delete_job
 from agentic.bus import EmbeddedNats, connect, provision, pull_steps
 from agentic.contracts import AgentProvider, ScriptedScript, TaskConfig, WorkflowConfig
 from agentic.k8s.jobs import step_job_manifest, worker_selector

@@ -1,6 +1,6 @@
 """The ``subprocess`` backend: each step attempt is ``agentic execute-step <spec-url>``.
 
-The coordinator loop (:class:`~agentic.backends.driver.LocalDriver`) runs in the calling
+The coordinator loop (:class:`~agentic.backends.local.driver.LocalDriver`) runs in the calling
 process; every attempt is a child process with an argument list (never a shell) in its own
 session, so that
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 from agentic.backends.base import StepHealth
-from agentic.backends.launched import LauncherBackend
+from agentic.backends.local.launched import LauncherBackend
 from agentic.contracts import StepSpec
 from agentic.errors import ConfigError
 from agentic.settings import Settings

@@ -23,7 +23,7 @@ def execute_step(
     Exits 0 when the step succeeded, 1 when it failed (the failure is recorded) and 2 when
     the spec cannot be read.
     """
-    from agentic.backends.execute import SpecUnreadable, execute_spec_url
+    from agentic.backends.local.execute import SpecUnreadable, execute_spec_url
 
     try:
         succeeded = execute_spec_url(spec_url).status == "succeeded"

@@ -45,6 +45,7 @@ from agentic.planning.model import PlannerModel
 from agentic.planning.plan import Offer, Plan, PlanStep, plan_workflow, run_order, workflow_name
 from agentic.planning.planner import ask_for_plan, input_names, planner_provider, run_topic
 from agentic.planning.prompt import DoneStep, offer_for, render_prompt
+from agentic.planning.records import round_record, unique_id
 from agentic.planning.sessions import SessionEntry, add_entry, record_outcome, session_history
 from agentic.settings import Settings
 
@@ -244,7 +245,7 @@ class _Rounds:
             labels=labels,
             replay_of=source,
         )
-        child = _record(request, workflow, plan={"iterative_of": self.record.run_id})
+        child = round_record(request, workflow, plan={"iterative_of": self.record.run_id})
         self.plan["rounds"][-1].update(step=step.id, run_id=run_id)
         self._save()
         self.store.create_run(child)
@@ -307,7 +308,7 @@ class _Rounds:
         if draft:
             text += f"\n\nThe planner's draft answer, to check and complete:\n{literal(draft)}"
         return PlanStep(
-            id=_unique(SYNTHESIS_ID, done),
+            id=unique_id(SYNTHESIS_ID, done),
             agent_provider_id=self.done[-1].step.agent_provider_id,
             description=text,
             expected_output="The final answer to the goal.",
@@ -379,26 +380,3 @@ class _Rounds:
         self.plan["usage"] = self.model.usage().model_dump()
         self.record = self.record.model_copy(update={"plan": self.plan, "updated_at": utcnow()})
         self.store.write_run(self.record)
-
-
-def _record(request: RunRequest, workflow: WorkflowConfig, *, plan: dict[str, Any]) -> RunRecord:
-    assert request.run_id is not None
-    return RunRecord(
-        run_id=request.run_id,
-        request=request,
-        workflow=workflow,
-        inputs=dict(request.inputs),
-        backend=request.backend or "inprocess",
-        replay_of=request.replay_of.run_id if request.replay_of else None,
-        labels=dict(request.labels),
-        steps=[StepState(step_id=s) for s in workflow.task_sequence],
-        plan=plan,
-    )
-
-
-def _unique(base: str, taken: list[str]) -> str:
-    name, n = base, 1
-    while name in taken:
-        n += 1
-        name = f"{base}-{n}"
-    return name

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from agentic.contracts import PlannerOptions, RunRecord, RunRequest, utcnow
+from agentic.contracts import (
+    PlannerOptions,
+    RunRecord,
+    RunRequest,
+    StepState,
+    WorkflowConfig,
+    utcnow,
+)
 from agentic.errors import ConfigError, PlanError
 from agentic.ids import check_id
 from agentic.preparation import with_run_id
@@ -75,3 +82,30 @@ def record_session_outcome(store: RunStore, record: RunRecord) -> None:
     from agentic.planning import record_outcome
 
     record_outcome(store, record)
+
+
+def round_record(
+    request: RunRequest, workflow: WorkflowConfig, *, plan: dict[str, Any]
+) -> RunRecord:
+    """A pending record of one round (or of the goal) of an iterative run."""
+    assert request.run_id is not None
+    return RunRecord(
+        run_id=request.run_id,
+        request=request,
+        workflow=workflow,
+        inputs=dict(request.inputs),
+        backend=request.backend or "inprocess",
+        replay_of=request.replay_of.run_id if request.replay_of else None,
+        labels=dict(request.labels),
+        steps=[StepState(step_id=s) for s in workflow.task_sequence],
+        plan=plan,
+    )
+
+
+def unique_id(base: str, taken: list[str]) -> str:
+    """``base``, or ``base-2``, ``base-3`` … whichever ``taken`` does not hold yet."""
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name

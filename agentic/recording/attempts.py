@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -75,3 +76,12 @@ def commit_failure(store: RunStore, run_id: str, command: CommitFailure) -> None
     outcome = attempt_outcome(store, run_id, command.step_id, command.attempt)
     if outcome is not None and outcome.status == "failed":
         store.commit_result(outcome)
+
+
+def commit_reused(store: RunStore, run_id: str, reused: Mapping[str, StepResult]) -> None:
+    """Commit each reused result to ``run_id``, marked with the run that produced it."""
+    for result in reused.values():
+        copy = result.model_copy(
+            update={"run_id": run_id, "reused_from": result.reused_from or result.run_id}
+        )
+        store.commit_result(copy)

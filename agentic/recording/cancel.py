@@ -7,7 +7,7 @@ replay``); ``agentic cancel`` reaches those through the store: it writes
 driving process looks for it about every :data:`CANCEL_POLL_S` seconds:
 
 * the step-per-process backends (``subprocess``, ``kubernetes``) check it in their driver
-  loop and cancel as :meth:`~agentic.backends.driver.LocalDriver.cancel` does: running
+  loop and cancel as :meth:`~agentic.backends.local.driver.LocalDriver.cancel` does: running
   steps are terminated and the run ends ``cancelled``;
 * ``inprocess`` checks it on a watcher thread, which interrupts the kickoff as Ctrl-C does
   (a ``SIGINT`` to the main thread; a run driven from another thread cannot be interrupted

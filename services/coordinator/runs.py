@@ -1,31 +1,17 @@
-"""One run on the bus: the coordinator state machine's commands, carried out over NATS.
+"""One run on the bus: the coordinator state machine fed with what happens to the run.
 
-A :class:`RunDriver` owns one run's :class:`~agentic.coordinator.RunState`, feeds it what
-happens to the run (workers' events, timers, dead letters, refusals, cancel) and carries out
-its commands through :func:`agentic.recording.reactions.reactions`, as every driver does. It
-is the :class:`~agentic.recording.reactions.Transport` of the bus:
+A :class:`RunDriver` owns one run's :class:`~agentic.coordinator.RunState` and feeds it
+workers' events, timers, dead letters, refusals and cancels, one at a time under the run's
+lock; its :class:`~services.coordinator.outbox.RunOutbox` carries out what the machine
+commands (through :func:`agentic.recording.reactions.reactions`, as every driver does).
+Step outcomes are always read from the store: events only say where to look.
 
-* ``Dispatch``: make sure the pool's ``workers-<pool>`` consumer exists, publish the signed
-  StepSpec (``Nats-Msg-Id = <run>.<step>.<attempt>``) right behind the ``step_ready`` that
-  announces it, and write its ``spec.json`` with the transition's ``run.json``;
-* ``Emit``: publish the run event, unless a worker already did (``from_worker``);
-* ``Terminate``: send a signed kill notice on ``agentic.control.terminate.<run_id>``;
-* ``ScheduleRetry``: a timer that calls ``on_retry_due``;
-* ``RecordFailure`` / ``CommitFailure``: the failed attempt's file, its commit;
-* ``FinishRun``: the final ``run.json`` (written before the terminal event is published, so
-  a client that sees ``succeeded`` reads a finished run).
-
-Its I/O goes through a :class:`~services.coordinator.effects.DriverEffects` (NATS and the
-store, or :class:`~services.coordinator.memory.MemoryEffects` in tests).
-
-Every transition ends with ``run.json`` holding the step snapshot, but for one that only
-marks a step running: that snapshot is written within :data:`SNAPSHOT_DELAY_S` (usually
-by the step's end). A restart rebuilds runs from committed results and attempt files,
-never from the snapshot. Step outcomes are always read from the store: events only say
-where to look. A step's timeout is counted from its ``step_started`` (a step may wait in
-the queue for a worker as long as it takes), plus :data:`TIMEOUT_MARGIN_S`, because the
-worker enforces ``timeout_s`` itself and reports it; the coordinator's timer is the
-backstop for a worker that cannot.
+``run.json`` holds the step snapshot after every transition, but for one that only marks a
+step running: that snapshot is written within :data:`SNAPSHOT_DELAY_S` (usually by the
+step's end); a restart rebuilds runs from committed results and attempt files, never from
+it. A step's timeout counts from its ``step_started`` (a step may wait in the queue for a
+worker as long as it takes), plus :data:`TIMEOUT_MARGIN_S`: the worker enforces
+``timeout_s`` itself, the coordinator's timer is the backstop for one that cannot.
 """
 
 from __future__ import annotations
@@ -40,26 +26,20 @@ from agentic.contracts import (
     StepResult,
     StepSpec,
     StepState,
-    utcnow,
 )
 from agentic.coordinator import (
     Command,
-    CommitFailure,
     Dispatch,
     Emit,
-    FinishRun,
-    RecordFailure,
     RunState,
-    ScheduleRetry,
-    Terminate,
 )
 from agentic.failures import DEAD_LETTERED, REFUSED
 from agentic.materialize import SpecFactory
-from agentic.recording.journal import dispatched_spec
 from agentic.recording.outcome import attempt_outcome, committed_success
 from agentic.recording.reactions import reactions
 from services.coordinator.dead_letters import dead_letter_message
 from services.coordinator.effects import Deps
+from services.coordinator.outbox import RunOutbox
 from services.coordinator.timers import RunTimers
 from services.coordinator.transitions import SeededLazily, is_current
 
@@ -81,19 +61,21 @@ class RunDriver:
     """
 
     def __init__(self, record: RunRecord, specs: SpecFactory, deps: Deps) -> None:
-        self.record = record
-        self._factory = specs
         self._deps = deps
         self._effects = deps.effects(record.run_id, deps)
         self._timers = RunTimers(deps.spawn, deps.leading)
+        self._out = RunOutbox(
+            record, specs, deps, self._effects, self._timers,
+            steps=self._steps, retry_due=self.on_retry_due,
+        )  # fmt: skip
         self._lock = asyncio.Lock()
         self._state: RunState | None = None
-        self._timeouts_s: dict[str, float] = {}
-        self._unwritten: list[StepSpec] = []
-        self._unpublishable: list[tuple[Dispatch, StepError]] = []
         self._snapshot: list[StepState] | None = None
-        # Attempts a worker holds while a restored run's first transition runs (see resume).
-        self._held: set[tuple[str, int]] = set()
+
+    @property
+    def record(self) -> RunRecord:
+        """The run as last written to ``run.json``."""
+        return self._out.record
 
     @property
     def run_id(self) -> str:
@@ -119,7 +101,7 @@ class RunDriver:
             )
             self._state = state
             if self.record.status != "running":
-                await self._save(status="running")
+                await self._out.save(status="running")
             steps = list(self.record.workflow.task_sequence)
             await self._effects.publish(
                 Emit("planned", data={"workflow": self.record.workflow.name, "steps": steps})
@@ -149,11 +131,11 @@ class RunDriver:
                 rng=SeededLazily(self.run_id).as_random(),
             )
             self._state = state
-            self._held = await self._held_by_workers(commands)
+            self._out.held = await self._held_by_workers(commands)
             try:
                 await self._execute(commands)
             finally:
-                held, self._held = self._held, set()
+                held, self._out.held = self._out.held, set()
             for step_id, attempt in sorted(held):
                 current = self._step(step_id)
                 if current is not None and not self.finished:
@@ -273,7 +255,7 @@ class RunDriver:
             return
         # Every delivery restarts the clock: a redelivered attempt runs again from scratch.
         step_id = current.step_id
-        timeout = self._timeouts_s.get(step_id, self._deps.settings.default_step_timeout_s)
+        timeout = self._out.timeouts_s.get(step_id, self._deps.settings.default_step_timeout_s)
         self._timers.arm_timeout(
             step_id, timeout + TIMEOUT_MARGIN_S, lambda: self.on_timeout(step_id, attempt)
         )
@@ -334,90 +316,25 @@ class RunDriver:
         self._snapshot = None  # the machine has moved (or not: reading it again is cheap)
         if not commands:
             return
-        self._unpublishable = []
-        for call in reactions(commands, self):
+        self._out.unpublishable = []
+        for call in reactions(commands, self._out):
             await call()
         if not self.finished:
-            if save_now or self._unwritten:
-                await self._save()
+            if save_now or self._out.has_unwritten_specs:
+                await self._out.save()
             else:
                 self._timers.snapshot_soon(SNAPSHOT_DELAY_S, self._save_due)
-        failures, self._unpublishable = self._unpublishable, []
+        failures, self._out.unpublishable = self._out.unpublishable, []
         for dispatch, error in failures:
             if not self.finished:
                 await self._fail_step(dispatch.step_id, dispatch.attempt, error)
 
-    # --- commands (agentic.recording.reactions.Transport) --------------------------------
-
-    async def record_failure(self, command: RecordFailure) -> None:
-        await self._effects.record_failure(command)
-
-    async def commit_failure(self, command: CommitFailure) -> None:
-        await self._effects.commit_failure(command)
-
-    async def ready(self, announce: Emit, command: Dispatch) -> None:
-        if (command.step_id, command.attempt) in self._held:
-            self._spec_of(command)  # already with a worker (see resume): not published again
-            return
-        failure = await self._effects.ready(announce, self._spec_of(command))
-        if failure is not None:
-            self._unpublishable.append((command, failure))
-
-    async def emit(self, command: Emit) -> None:
-        if not command.from_worker:
-            await self._effects.publish(command)
-
-    async def dispatch(self, command: Dispatch) -> None:
-        if (command.step_id, command.attempt) in self._held:
-            self._spec_of(command)
-            return
-        failure = await self._effects.dispatch(self._spec_of(command))
-        if failure is not None:
-            self._unpublishable.append((command, failure))
-
-    async def terminate(self, command: Terminate) -> None:
-        self._timers.disarm(command.step_id)
-        await self._effects.send_kill(command.step_id, command.attempt)
-
-    async def schedule_retry(self, command: ScheduleRetry) -> None:
-        step_id = command.step_id
-        self._timers.schedule_retry(step_id, command.delay_s, lambda: self.on_retry_due(step_id))
-
-    async def finish(self, command: FinishRun) -> None:
-        if self.record.finished_at is not None:
-            return
-        self.close()
-        await self._save(
-            status=command.status,
-            output=command.output,
-            error=command.error,
-            finished_at=utcnow(),
-        )
-        log.info("run %s %s", self.run_id, command.status)
-        self._deps.finished(self.run_id)
-
     # --- records ----------------------------------------------------------------------
-
-    def _spec_of(self, command: Dispatch) -> StepSpec:
-        """The spec of the attempt ``command`` dispatches (written with the snapshot)."""
-        self._timeouts_s[command.step_id] = command.timeout_s
-        base = self._factory.spec(command.step_id)
-        spec = dispatched_spec(base, command, self._deps.settings)
-        self._unwritten.append(spec)
-        return spec
 
     async def _save_due(self) -> None:
         async with self._lock:
             if self._timers.snapshot_due() and not self.finished:
-                await self._save()
-
-    async def _save(self, **changes: object) -> None:
-        self._timers.snapshot_done()
-        self.record = self.record.model_copy(
-            update={**changes, "steps": self._steps(), "updated_at": utcnow()}
-        )
-        specs, self._unwritten = self._unwritten, []
-        await self._effects.write_run(self.record, specs)
+                await self._out.save()
 
     def _ignored(self, event: RunEvent, why: str) -> None:
         log.warning(

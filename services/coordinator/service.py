@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
@@ -38,21 +37,20 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
-from agentic import names, redact
-from agentic.bus import PullFeed, connect, ensure_consumer, provision, workers_consumer_config
+from agentic import names
+from agentic.bus import connect, ensure_consumer, provision, workers_consumer_config
 from agentic.bus.coordination import provision_coordinator
 from agentic.bus.lease import Lease
 from agentic.bus.signing import Signer
 from agentic.bus.timeline import RunTimeline
-from agentic.errors import AgenticError
 from agentic.redact import mask_url
 from agentic.settings import Settings
 from services.coordinator.control import Control
 from services.coordinator.dead_letters import handle_advisory
 from services.coordinator.effects import Deps
 from services.coordinator.keys import keep_published, publish_signer
+from services.coordinator.serving import consume, respond
 from services.health import Heartbeat, heartbeat_path
 from services.lifecycle import persist, reads_inline
 
@@ -61,9 +59,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FETCH_TIMEOUT_S = 1.0
-# Messages a consumer loop holds at most unhandled (each one's ack wait runs meanwhile).
-FEED_BATCH = 32
+CONSUMERS = {
+    names.EVENTS_STREAM: names.COORDINATOR_EVENTS_CONSUMER,
+    names.ADVISORIES_STREAM: names.DLQ_ADVISORIES_CONSUMER,
+}
 DEFAULT_GRACE_S = 10.0
 
 
@@ -172,22 +171,8 @@ class CoordinatorService:
             else self._stopping.wait()
         )
         loops = [
-            asyncio.create_task(
-                self._consume(
-                    js,
-                    names.EVENTS_STREAM,
-                    names.COORDINATOR_EVENTS_CONSUMER,
-                    self._on_event,
-                )
-            ),
-            asyncio.create_task(
-                self._consume(
-                    js,
-                    names.ADVISORIES_STREAM,
-                    names.DLQ_ADVISORIES_CONSUMER,
-                    self._on_advisory,
-                )
-            ),
+            asyncio.create_task(self._feed(js, names.EVENTS_STREAM, self._on_event)),
+            asyncio.create_task(self._feed(js, names.ADVISORIES_STREAM, self._on_advisory)),
         ]
         log.warning(
             "coordinator ready (NATS %s, store %s)",
@@ -319,48 +304,22 @@ class CoordinatorService:
     async def _answer_submit(self, msg: Msg) -> None:
         control = self._control
         assert control is not None
-        await _respond(msg, lambda: control.submit(msg.data))
+        await respond(msg, lambda: control.submit(msg.data))
 
     async def _answer_cancel(self, msg: Msg) -> None:
         control = self._control
         assert control is not None
-        await _respond(msg, lambda: control.cancel(msg.data))
+        await respond(msg, lambda: control.cancel(msg.data))
 
     # --- consumers --------------------------------------------------------------------
 
-    async def _consume(
-        self,
-        js: JetStreamContext,
-        stream: str,
-        durable: str,
-        handle: Callable[[Msg], Awaitable[None]],
+    async def _feed(
+        self, js: JetStreamContext, stream: str, handle: Callable[[Msg], Awaitable[None]]
     ) -> None:
-        """Handle the consumer's messages one at a time, in order, as they arrive.
-
-        A :class:`~agentic.bus.PullFeed` keeps pull requests outstanding: no request and
-        round trip per message, and no wait for a full batch (docs/nats.md).
-        """
-        await persist(
-            f"finding consumer {durable}",
-            lambda: _find(js, stream, durable),
-            stopping=self._stopping,
+        durable = CONSUMERS[stream]
+        await consume(
+            self._nc, js, stream, durable, handle, stopping=self._stopping, beat=self._heartbeat
         )
-        feed = PullFeed(self._nc, stream, durable, batch=FEED_BATCH)
-        await feed.start()
-        try:
-            while not self._stopping.is_set():
-                self._heartbeat.turn(durable)
-                try:
-                    msg = await feed.next(timeout=FETCH_TIMEOUT_S)
-                except nats.errors.Error as exc:  # disconnected: nats-py reconnects on its own
-                    log.warning("fetching from %s failed: %s", durable, exc)
-                    await asyncio.sleep(FETCH_TIMEOUT_S)
-                    continue
-                if msg is not None:
-                    await handle(msg)
-        finally:
-            self._heartbeat.forget(durable)
-            await feed.stop()  # what it held unhandled goes to the next coordinator at once
 
     async def _on_event(self, msg: Msg) -> None:
         control = self._control
@@ -387,29 +346,3 @@ def _signer(settings: Settings) -> Signer:
     if settings.step_signing_seed_file:
         return Signer.from_file(settings.step_signing_seed_file)
     return Signer.generate()
-
-
-async def _find(js: JetStreamContext, stream: str, durable: str) -> None:
-    try:
-        await js.consumer_info(stream, durable)
-    except (NotFoundError, nats.errors.Error) as exc:
-        from agentic.errors import BusError
-
-        raise BusError(f"cannot find consumer {stream}/{durable}: {exc}", cause=exc) from exc
-
-
-async def _respond(msg: Msg, answer: Callable[[], Awaitable[dict[str, Any]]]) -> None:
-    """Reply to a request; a bad request gets an error reply, never stops the service."""
-    try:
-        reply = await answer()
-    except AgenticError as exc:
-        reply = {"error": redact.current().text(str(exc))}
-    except Exception as exc:  # any other failure is ours: log it, tell the client, keep going
-        log.exception("request on %s failed", msg.subject)
-        reply = {"error": redact.current().text(f"internal error: {type(exc).__name__}: {exc}")}
-    if not msg.reply:
-        return
-    try:
-        await msg.respond(json.dumps(reply).encode())
-    except nats.errors.Error as exc:
-        log.warning("reply on %s not sent: %s", msg.subject, exc)

@@ -35,7 +35,7 @@ import nats.errors
 from nats.js.errors import NotFoundError
 
 from agentic import names
-from agentic.backends import k8s_api
+from agentic.backends.kubernetes import api as k8s_api
 from agentic.bus import connect
 from agentic.errors import AgenticError
 from agentic.k8s.failures import job_succeeded

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agentic.backends.launched import LauncherBackend
+from agentic.backends.local.launched import LauncherBackend
 from agentic.backends.subprocess import StepProcess, SubprocessLauncher
 from agentic.catalog import load_catalog, load_workflow
 from agentic.contracts import (

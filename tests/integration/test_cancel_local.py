@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agentic import names
-from agentic.backends.launched import LauncherBackend
+from agentic.backends.local.launched import LauncherBackend
 from agentic.backends.subprocess import StepProcess
 from agentic.cli import _register, app
 from agentic.contracts import RunEvent, RunRecord, RunRequest, ScriptedFailure

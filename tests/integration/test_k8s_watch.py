@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from agentic.backends.k8s_watch import WatchedObjects
+from agentic.backends.kubernetes.watch import WatchedObjects
 from agentic.k8s.scaler_rule import job_finished
 from tests.k8s_double import KubeDouble, wait_for
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from agentic.backends import threads
 from agentic.backends.base import StepHealth
-from agentic.backends.driver import LocalDriver
+from agentic.backends.local import threads
+from agentic.backends.local.driver import LocalDriver
 from agentic.contracts import (
     AgentProvider,
     RunEvent,

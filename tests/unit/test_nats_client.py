@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agentic.backends.followed import record_from_events
 from agentic.backends.nats import run_request
+from agentic.backends.nats.followed import record_from_events
 from agentic.bus.requests import parse_reply
 from agentic.contracts import RunEvent, RunRecord, RunRequest, StepState
 from agentic.errors import BusError

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from agentic.backends.reuse import remaining_crew
+from agentic.backends.inprocess.reuse import remaining_crew
 from agentic.catalog import load_catalog, load_workflow
 from agentic.contracts import RunRecord, RunRequest, StepResult, WorkflowConfig
 from agentic.errors import CatalogError, ConfigError

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from agentic.backends.writebehind import WriteBehindStore
+from agentic.backends.inprocess.writebehind import WriteBehindStore
 from agentic.contracts import RunRecord, StepResult
 from agentic.errors import StoreError
 from agentic.store import open_store

@@ -13,15 +13,16 @@ needs no broker and no child process. The run is still recorded like any other:
   backends: ``step_ready``, ``step_started``, ``step_succeeded`` / ``step_failed``, then
   ``succeeded`` with the last step's output or ``failed`` naming the step. Events are
   handed over as they happen; ``run.json`` snapshots less than
-  :data:`~agentic.backends.writebehind.RUN_INTERVAL_S` apart are coalesced into the newest
-  (:mod:`agentic.backends.writebehind`), and the final one is written before ``run`` returns.
+  :data:`~agentic.backends.inprocess.writebehind.RUN_INTERVAL_S` apart are coalesced into
+  the newest (:mod:`agentic.backends.inprocess.writebehind`), and the final one is written
+  before ``run`` returns.
 
 Every write is fsync'd and done on a background thread, in order; all of them are in the
 store when ``run`` returns.
 
 A replay (``reused`` results) kicks off the crew of the remaining tasks only, with the
 reused outputs written into the descriptions of the tasks that see them
-(:mod:`agentic.backends.reuse`): no model is called for a reused step.
+(:mod:`agentic.backends.inprocess.reuse`): no model is called for a reused step.
 
 Semantics that differ from the step-per-process backends, because CrewAI's whole-crew
 kickoff cannot restart one task: **no per-step retries** (a failed task fails the run; use
@@ -37,8 +38,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
 from agentic.backends.base import EventCallback
-from agentic.backends.reuse import commit_reused, remaining_crew
-from agentic.backends.writebehind import WriteBehindStore
+from agentic.backends.inprocess.reuse import remaining_crew
+from agentic.backends.inprocess.writebehind import WriteBehindStore
 from agentic.contracts import RunRecord, StepError, StepResult, StepSpec, WorkflowConfig
 from agentic.coordinator import (
     Command,
@@ -52,7 +53,7 @@ from agentic.coordinator import (
     Terminate,
 )
 from agentic.errors import ConfigError, StepFailure
-from agentic.recording.attempts import record_failure
+from agentic.recording.attempts import commit_reused, record_failure
 from agentic.recording.cancel import MainThreadInterrupter, cancel_scope
 from agentic.recording.journal import RunJournal, dispatched_spec
 from agentic.recording.outcome import failed_attempt

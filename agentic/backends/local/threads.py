@@ -1,7 +1,7 @@
 """A step launcher whose attempts are threads of this process: for tests and tools.
 
 :class:`ThreadLauncher` is what the ``subprocess`` launcher is without the process: the
-local driver (:class:`~agentic.backends.driver.LocalDriver`) launches, checks and terminates
+local driver (:class:`~agentic.backends.local.driver.LocalDriver`) launches, checks and terminates
 attempts the same way, and each attempt records its own result in the store, so a test can
 drive the real driver, store and state machine without starting an interpreter. It ships
 with the package, as dramatiq ships its stub broker::

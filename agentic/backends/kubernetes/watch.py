@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from agentic.backends.k8s_api import Obj, api_status, list_objects
+from agentic.backends.kubernetes.api import Obj, api_status, list_objects
 
 log = logging.getLogger(__name__)
 

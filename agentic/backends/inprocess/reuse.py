@@ -1,4 +1,4 @@
-"""Taking over results of an earlier run (replay), for backends that run the whole crew.
+"""Taking over results of an earlier run (replay) in the crew of the ``inprocess`` backend.
 
 The step-per-process backends skip reused steps through the state machine alone. The
 ``inprocess`` backend kicks off one CrewAI crew, which runs every task it is given, so a
@@ -12,26 +12,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from agentic.contracts import StepResult, StepSpec, TaskConfig, WorkflowConfig
 from agentic.graph import context
 from agentic.materialize import with_prior_outputs
 
-if TYPE_CHECKING:
-    from agentic.store import RunStore
-
 # CrewAI's placeholder pattern: what it would try to interpolate at kickoff.
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_\-]*)\}")
-
-
-def commit_reused(store: RunStore, run_id: str, reused: Mapping[str, StepResult]) -> None:
-    """Commit each reused result to ``run_id``, marked with the run that produced it."""
-    for result in reused.values():
-        copy = result.model_copy(
-            update={"run_id": run_id, "reused_from": result.reused_from or result.run_id}
-        )
-        store.commit_result(copy)
 
 
 def remaining_crew(

@@ -37,7 +37,7 @@ from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentic.backends.base import EventCallback
-from agentic.backends.followed import Followed, final_record, mark_failed
+from agentic.backends.nats.followed import Followed, final_record, mark_failed
 from agentic.contracts import TERMINAL_EVENTS, RunEvent, RunRecord, RunRequest, StepResult
 from agentic.errors import AgenticError, ConfigError
 from agentic.settings import Settings

@@ -1,6 +1,6 @@
 """The ``kubernetes`` backend: each step attempt is a batch/v1 Job running ``agentic execute-step``.
 
-The coordinator loop (:class:`~agentic.backends.driver.LocalDriver`) runs in the calling
+The coordinator loop (:class:`~agentic.backends.local.driver.LocalDriver`) runs in the calling
 process and writes each attempt's ``spec.json``; :class:`JobLauncher` creates the attempt's Job
 from :func:`agentic.k8s.jobs.step_job_manifest` (deterministic name, ``backoffLimit: 0``,
 ``activeDeadlineSeconds`` from the step timeout, ``ttlSecondsAfterFinished``). A name that
@@ -10,7 +10,7 @@ How it learns that a step ended, without polling the API server on every check:
 
 * a watch on the run's Jobs and one on its pods (label ``agentic/run-id``) keep a local copy
   current and wake the driver on every change; each resumes from its ``resourceVersion``
-  and lists again after a ``410 Gone`` (:mod:`agentic.backends.k8s_watch`);
+  and lists again after a ``410 Gone`` (:mod:`agentic.backends.kubernetes.watch`);
 * a reconcile lists both every ``AGENTIC_K8S_RECONCILE_INTERVAL_S``, because watches go
   silent on long runs;
 * :meth:`JobLauncher.check` answers from that copy; the result itself comes from the run
@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from agentic.backends import k8s_api
 from agentic.backends.base import StepHealth
-from agentic.backends.k8s_watch import WatchedObjects
-from agentic.backends.launched import LauncherBackend
+from agentic.backends.kubernetes import api as k8s_api
+from agentic.backends.kubernetes.watch import WatchedObjects
+from agentic.backends.local.launched import LauncherBackend
 from agentic.contracts import RunRecord, StepError, StepResult, StepSpec, utcnow
 from agentic.errors import ConfigError
 from agentic.k8s import failures

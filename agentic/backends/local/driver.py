@@ -159,8 +159,8 @@ class LocalDriver:
         """
         if record.workflow is None:
             raise ConfigError(f"run {record.run_id!r} has no resolved workflow to execute")
-        from agentic.backends.reuse import commit_reused
         from agentic.materialize import materialize
+        from agentic.recording.attempts import commit_reused
 
         specs = materialize(
             record.workflow,

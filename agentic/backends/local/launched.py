@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from agentic.backends.base import EventCallback, StepLauncher
-from agentic.backends.driver import LocalDriver
+from agentic.backends.local.driver import LocalDriver
 from agentic.contracts import RunRecord, StepResult
 from agentic.settings import Settings
 
