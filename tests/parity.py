@@ -18,8 +18,16 @@ import fsspec
 
 from agentic import names
 from agentic.backends import Backend, get_backend
-from agentic.contracts import RunEvent, RunRecord, RunRequest, WorkflowConfig
+from agentic.contracts import (
+    BACKEND_NAMES,
+    RunEvent,
+    RunRecord,
+    RunRequest,
+    StepResult,
+    WorkflowConfig,
+)
 from agentic.ids import new_run_id
+from agentic.recording.attempts import commit_reused
 from agentic.settings import Settings
 from agentic.store import open_store
 
@@ -41,8 +49,13 @@ def run_workflow(
     *,
     settings: Settings | None = None,
     run_id: str | None = None,
+    reused: Mapping[str, StepResult] | None = None,
 ) -> Collected:
-    """Create a run of ``workflow`` in ``store_url``, run it on ``backend``, collect it."""
+    """Create a run of ``workflow`` in ``store_url``, run it on ``backend``, collect it.
+
+    ``reused`` results (of an earlier run, by step id) are committed to the new run first and
+    handed to the backend, as a replay does (:func:`agentic.replay.execute_reusing`).
+    """
     runner = get_backend(backend) if isinstance(backend, str) else backend
     store = open_store(store_url)
     record = RunRecord(
@@ -50,11 +63,14 @@ def run_workflow(
         request=RunRequest(workflow=workflow, inputs=dict(inputs)),
         workflow=workflow,
         inputs=dict(inputs),
-        backend=runner.name,
+        # A backend built for tests (threads) runs in this process: recorded as inprocess.
+        backend=runner.name if runner.name in BACKEND_NAMES else "inprocess",
     )
     assert store.create_run(record)
     events: list[RunEvent] = []
-    final = runner.run(record, store, settings or Settings(), events.append)
+    if reused:
+        commit_reused(store, record.run_id, reused)
+    final = runner.run(record, store, settings or Settings(), events.append, reused=reused)
     outputs = {}
     for step_id in workflow.task_sequence:
         result = store.read_result(record.run_id, step_id)
