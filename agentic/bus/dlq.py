@@ -67,12 +67,7 @@ def parse_max_deliveries(raw: bytes) -> MaxDeliveries:
         DecodeError: not a max-deliveries advisory (carries the bytes).
     """
     with _advisory(raw, MAX_DELIVERIES_TYPE, "max-deliveries") as doc:
-        return MaxDeliveries(
-            stream=str(doc["stream"]),
-            consumer=str(doc["consumer"]),
-            stream_seq=int(doc["stream_seq"]),
-            deliveries=int(doc["deliveries"]),
-        )
+        return MaxDeliveries(**_message_fields(doc, doc["deliveries"]))
 
 
 @contextlib.contextmanager
@@ -87,6 +82,16 @@ def _advisory(raw: bytes, kind: str, what: str) -> Iterator[dict[str, Any]]:
         yield doc
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DecodeError(f"invalid {what} advisory: {exc}", raw=raw, cause=exc) from exc
+
+
+def _message_fields(doc: dict[str, Any], deliveries: Any) -> dict[str, Any]:
+    """Which message of which consumer an advisory is about, and its deliveries so far."""
+    return {
+        "stream": str(doc["stream"]),
+        "consumer": str(doc["consumer"]),
+        "stream_seq": int(doc["stream_seq"]),
+        "deliveries": int(deliveries),
+    }
 
 
 def advisory_type(raw: bytes) -> str | None:
@@ -106,13 +111,8 @@ def parse_terminated(raw: bytes) -> Terminated:
         DecodeError: not a terminated-message advisory (carries the bytes).
     """
     with _advisory(raw, TERMINATED_TYPE, "terminated") as doc:
-        return Terminated(
-            stream=str(doc["stream"]),
-            consumer=str(doc["consumer"]),
-            stream_seq=int(doc["stream_seq"]),
-            deliveries=int(doc.get("deliveries", 1)),
-            reason=str(doc.get("reason") or ""),
-        )
+        fields = _message_fields(doc, doc.get("deliveries", 1))
+        return Terminated(**fields, reason=str(doc.get("reason") or ""))
 
 
 async def record_refusal(js: JetStreamContext, refused: Terminated, *, detail: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -18,6 +19,15 @@ from agentic.settings import Settings, get_settings
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+StoreOpt = Annotated[
+    str | None, typer.Option("--store", help="Run store URL (default: AGENTIC_RUN_STORE_URL).")
+]
+"""``--store``, of every command that reads or writes runs."""
+ResultJsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document at the end, nothing else.")
+]
+"""``--json`` of the commands that wait for a run (``run``, ``replay``)."""
 
 
 def print_error(message: str) -> None:

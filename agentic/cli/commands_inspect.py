@@ -7,11 +7,8 @@ from typing import Annotated, get_args
 import typer
 
 from agentic.cli import app
-from agentic.cli._common import EXIT_FAILED, config_errors, load_settings, print_error
+from agentic.cli._common import EXIT_FAILED, StoreOpt, config_errors, load_settings, print_error
 
-StoreOpt = Annotated[
-    str | None, typer.Option("--store", help="Run store URL (default: AGENTIC_RUN_STORE_URL).")
-]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 

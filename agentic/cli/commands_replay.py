@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from agentic.cli import app
-from agentic.cli._common import EXIT_FAILED, EXIT_OK, config_errors, load_settings, print_error
+from agentic.cli._common import ResultJsonOpt, StoreOpt, config_errors, load_settings
 
 if TYPE_CHECKING:
     from agentic.replay import Replay
@@ -32,13 +32,7 @@ SetOpt = Annotated[
         "topic=V, inputs.NAME=V; repeat it.",
     ),
 ]
-StoreOpt = Annotated[
-    str | None, typer.Option("--store", help="Run store URL (default: AGENTIC_RUN_STORE_URL).")
-]
 RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="The new run's id.")]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document at the end, nothing else.")
-]
 
 
 @app.command("replay")
@@ -50,7 +44,7 @@ def replay(
     sets: SetOpt = None,
     store: StoreOpt = None,
     new_run_id: RunIdOpt = None,
-    as_json: JsonOpt = False,
+    as_json: ResultJsonOpt = False,
 ) -> None:
     """Re-run a run from a step: earlier results are reused without calling any model.
 
@@ -81,40 +75,24 @@ def replay(
 def _replay_and_report(
     prepared: Replay, store: RunStore, settings: Settings, *, as_json: bool
 ) -> int:
-    import json
-
     from rich.console import Console
 
-    from agentic.cli.details import load_run
-    from agentic.cli.progress import progress_reporter
-    from agentic.cli.views import print_run_outcome
-    from agentic.errors import AgenticError, ConfigError
+    from agentic.cli.reporting import run_and_report
+    from agentic.cli.views import stdout_console
     from agentic.replay import run_replay
 
-    out, err = Console(), Console(stderr=True)
-    info = err if as_json else out
     reused = ", ".join(prepared.reused) or "nothing"
+    info = Console(stderr=True) if as_json else stdout_console()
     info.print(
         f"replaying {prepared.source.run_id} as {prepared.record.run_id} from step "
         f"{prepared.from_step!r} on {prepared.record.backend}: reusing {reused}",
         markup=False,
         highlight=False,
     )
-    progress = progress_reporter(info)
-    try:
-        with progress:
-            record = run_replay(
-                prepared, store, settings, progress.on_event, on_start=progress.start
-            )
-            progress.finish(record)
-    except ConfigError:
-        raise
-    except AgenticError as exc:  # the store or the bus failed: not the user's input
-        print_error(str(exc))
-        return EXIT_FAILED
-    detail = load_run(store, record.run_id)
-    if as_json:
-        typer.echo(json.dumps(detail.to_json(), indent=2, ensure_ascii=False))
-    else:
-        print_run_outcome(out, detail, err=err)
-    return EXIT_OK if record.status == "succeeded" else EXIT_FAILED
+    return run_and_report(
+        lambda on_event, on_start: run_replay(
+            prepared, store, settings, on_event, on_start=on_start
+        ),
+        store,
+        as_json=as_json,
+    )

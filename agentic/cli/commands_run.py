@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from agentic.cli import app
-from agentic.cli._common import EXIT_FAILED, EXIT_OK, config_errors, load_settings, print_error
+from agentic.cli._common import ResultJsonOpt, StoreOpt, config_errors, load_settings
 
 if TYPE_CHECKING:
     from agentic.catalog import Catalog
@@ -40,17 +40,11 @@ BackendOpt = Annotated[
         help="inprocess, subprocess, kubernetes or nats (default: AGENTIC_EXECUTION_BACKEND).",
     ),
 ]
-StoreOpt = Annotated[
-    str | None, typer.Option("--store", help="Run store URL (default: AGENTIC_RUN_STORE_URL).")
-]
 RunIdOpt = Annotated[
     str | None,
     typer.Option("--run-id", help="Run id; submitting an existing id returns that run."),
 ]
 Labels = Annotated[list[str] | None, typer.Option("--label", help="A label NAME=VALUE; repeat it.")]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document at the end, nothing else.")
-]
 Iterative = Annotated[
     bool,
     typer.Option(
@@ -84,7 +78,7 @@ def run(
     store: StoreOpt = None,
     run_id: RunIdOpt = None,
     labels: Labels = None,
-    as_json: JsonOpt = False,
+    as_json: ResultJsonOpt = False,
     detach: Detach = False,
     iterative: Iterative = False,
     max_rounds: MaxRounds = None,
@@ -137,61 +131,17 @@ def _detach(request: RunRequest, settings: Settings, catalog: Catalog, *, as_jso
 def _run_and_report(
     request: RunRequest, settings: Settings, catalog: Catalog, *, as_json: bool
 ) -> int:
-    import json
-
-    from rich.console import Console
-
-    from agentic.cli.details import load_run
-    from agentic.cli.progress import progress_reporter
-    from agentic.cli.views import print_run_outcome, stdout_console
-    from agentic.errors import AgenticError, ConfigError
+    from agentic.cli.reporting import run_and_report
     from agentic.execution import run_to_completion
     from agentic.store import open_run_store
 
-    out, err = stdout_console(), Console(stderr=True)
     store = open_run_store(settings)
-    # With --json, stdout carries only the document: progress goes to stderr.
-    progress = progress_reporter(err if as_json else out)
-    try:
-        with progress:
-            record = run_to_completion(
-                request,
-                settings,
-                masked(progress.on_event),
-                catalog=catalog,
-                store=store,
-                on_start=progress.start,
-            )
-            progress.finish(record)
-    except ConfigError:
-        raise
-    except AgenticError as exc:  # the store or the bus failed: not the user's input
-        print_error(str(exc))
-        return EXIT_FAILED
-    if not record.is_terminal:
-        return _not_finished(record)
-    detail = load_run(store, record.run_id)
-    if as_json:
-        typer.echo(json.dumps(detail.to_json(), indent=2, ensure_ascii=False))
-    else:
-        print_run_outcome(out, detail, err=err)
-    return EXIT_OK if record.status == "succeeded" else EXIT_FAILED
 
+    def start(
+        on_event: Callable[[RunEvent], None], on_start: Callable[[RunRecord], None]
+    ) -> RunRecord:
+        return run_to_completion(
+            request, settings, on_event, catalog=catalog, store=store, on_start=on_start
+        )
 
-def masked(on_event: Callable[[RunEvent], None]) -> Callable[[RunEvent], None]:
-    """``on_event`` fed events whose data has secret values masked (an in-process run's
-    events never pass through the store or the bus, which mask them)."""
-    from agentic import redact
-
-    def forward(event: RunEvent) -> None:
-        on_event(event.model_copy(update={"data": redact.current().data(event.data)}))
-
-    return forward
-
-
-def _not_finished(record: RunRecord) -> int:
-    print_error(
-        f"run {record.run_id!r} already exists and is {record.status} (another process is "
-        f"running it, or it was interrupted): see `agentic show {record.run_id}`"
-    )
-    return EXIT_FAILED
+    return run_and_report(start, store, as_json=as_json)

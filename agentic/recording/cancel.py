@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 CANCEL_POLL_S = 1.0
 CANCELLED_BY_USER = "cancelled by the user (Ctrl-C)"
+"""A run a caller interrupted (Ctrl-C) before its backend had it."""
+CANCELLED_BY_INTERRUPT = "cancelled by Ctrl-C"
+"""A run a backend stopped on Ctrl-C while it ran its steps."""
 DEFAULT_REASON = "cancelled by request"
 
 

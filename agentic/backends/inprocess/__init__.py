@@ -54,7 +54,11 @@ from agentic.coordinator import (
 )
 from agentic.errors import ConfigError, StepFailure
 from agentic.recording.attempts import commit_reused, record_failure
-from agentic.recording.cancel import MainThreadInterrupter, cancel_scope
+from agentic.recording.cancel import (
+    CANCELLED_BY_INTERRUPT,
+    MainThreadInterrupter,
+    cancel_scope,
+)
 from agentic.recording.journal import RunJournal, dispatched_spec
 from agentic.recording.outcome import failed_attempt
 from agentic.recording.reactions import reactions
@@ -62,8 +66,6 @@ from agentic.settings import Settings
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
-
-CANCELLED_BY_INTERRUPT = "cancelled by Ctrl-C"
 
 
 class InprocessBackend:

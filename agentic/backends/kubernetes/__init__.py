@@ -40,7 +40,7 @@ from agentic.backends.base import StepHealth
 from agentic.backends.kubernetes import api as k8s_api
 from agentic.backends.kubernetes.watch import WatchedObjects
 from agentic.backends.local.launched import LauncherBackend
-from agentic.contracts import RunRecord, StepError, StepResult, StepSpec, utcnow
+from agentic.contracts import RunRecord, StepError, StepSpec, utcnow
 from agentic.errors import ConfigError
 from agentic.k8s import failures
 from agentic.k8s.jobs import (
@@ -56,7 +56,6 @@ from agentic.recording.outcome import attempt_outcome, failed_attempt
 from agentic.settings import Settings
 
 if TYPE_CHECKING:
-    from agentic.backends.base import EventCallback
     from agentic.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -345,7 +344,12 @@ class KubernetesBackend(LauncherBackend):
     def __init__(self, api_client: Any = None) -> None:
         self._api_client = api_client
         self._client_lock = threading.Lock()
-        super().__init__("kubernetes", self._launcher, poll_interval_s=POLL_INTERVAL_S)
+        super().__init__(
+            "kubernetes",
+            self._launcher,
+            poll_interval_s=POLL_INTERVAL_S,
+            on_cancelled=self._delete_jobs,
+        )
 
     def api_client(self) -> Any:
         """The injected client, else one from the in-cluster config or the kubeconfig."""
@@ -362,26 +366,15 @@ class KubernetesBackend(LauncherBackend):
             )
         return JobLauncher(store, settings, self.api_client())
 
-    def run(
-        self,
-        record: RunRecord,
-        store: RunStore,
-        settings: Settings,
-        on_event: EventCallback,
-        *,
-        reused: Mapping[str, StepResult] | None = None,
-    ) -> RunRecord:
-        """Run ``record`` to its end; when it was cancelled, delete all of its Jobs."""
-        final = super().run(record, store, settings, on_event, reused=reused)
-        if final.status == "cancelled":
-            from kubernetes import client
+    def _delete_jobs(self, record: RunRecord, settings: Settings) -> None:
+        """A cancelled run's Jobs are all deleted, whatever state they were in."""
+        from kubernetes import client
 
-            batch = client.BatchV1Api(self.api_client())
-            try:
-                k8s_api.delete_jobs(batch, settings.k8s_namespace, step_selector(record.run_id))
-            except Exception as exc:
-                log.warning("could not delete the Jobs of run %s: %s", record.run_id, exc)
-        return final
+        batch = client.BatchV1Api(self.api_client())
+        try:
+            k8s_api.delete_jobs(batch, settings.k8s_namespace, step_selector(record.run_id))
+        except Exception as exc:
+            log.warning("could not delete the Jobs of run %s: %s", record.run_id, exc)
 
 
 def create_backend(*, api_client: Any = None) -> KubernetesBackend:

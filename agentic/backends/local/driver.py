@@ -46,7 +46,11 @@ from agentic.coordinator import (
 )
 from agentic.errors import ConfigError
 from agentic.recording.attempts import commit_failure, record_failure
-from agentic.recording.cancel import CancelRequests, cancel_scope
+from agentic.recording.cancel import (
+    CANCELLED_BY_INTERRUPT,
+    CancelRequests,
+    cancel_scope,
+)
 from agentic.recording.journal import RunJournal, dispatched_spec
 from agentic.recording.outcome import attempt_outcome, committed_success
 from agentic.recording.reactions import reactions
@@ -54,8 +58,6 @@ from agentic.settings import Settings
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
-
-CANCELLED_BY_INTERRUPT = "cancelled by Ctrl-C"
 
 
 @runtime_checkable

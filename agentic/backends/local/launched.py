@@ -37,6 +37,8 @@ class LauncherBackend:
         launcher_factory: Builds the launcher of one run.
         max_parallel: Most steps running at once, from the settings; None for no limit.
         poll_interval_s: Longest wait between two checks of the running steps.
+        on_cancelled: Called with a run that ended cancelled and its settings, to clean up
+            what the run's steps left behind (the ``kubernetes`` backend deletes its Jobs).
     """
 
     def __init__(
@@ -46,11 +48,13 @@ class LauncherBackend:
         *,
         max_parallel: Callable[[Settings], int | None] | None = None,
         poll_interval_s: float = 0.05,
+        on_cancelled: Callable[[RunRecord, Settings], None] | None = None,
     ) -> None:
         self.name = name
         self._launcher_factory = launcher_factory
         self._max_parallel = max_parallel
         self._poll_interval_s = poll_interval_s
+        self._on_cancelled = on_cancelled
         self._lock = threading.Lock()
         self._drivers: dict[str, LocalDriver] = {}
 
@@ -76,11 +80,14 @@ class LauncherBackend:
         with self._lock:
             self._drivers[record.run_id] = driver
         try:
-            return driver.run(record, reused=reused)
+            final = driver.run(record, reused=reused)
         finally:
             with self._lock:
                 self._drivers.pop(record.run_id, None)
             launcher.close()
+        if final.status == "cancelled" and self._on_cancelled is not None:
+            self._on_cancelled(final, settings)
+        return final
 
     def cancel(self, run_id: str | None = None, reason: str = "cancelled by request") -> bool:
         """Cancel one run in progress (or every one when ``run_id`` is None); thread-safe.
