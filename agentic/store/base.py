@@ -6,7 +6,10 @@ Each URL scheme gets a small :class:`Writer` (``local.py``, ``memory.py``, ``s3.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
 
 
 class Writer(Protocol):
@@ -39,3 +42,22 @@ class Writer(Protocol):
         Returns:
             True when this call created the file, False when it already existed.
         """
+
+
+class FsWriter:
+    """What the writers share unless their filesystem says otherwise: no storage options of
+    their own, one read at a time, ``OSError`` as the store failing, and :meth:`create_from`
+    writing the bytes again (only local files can give a file a second name)."""
+
+    default_options: ClassVar[dict[str, Any]] = {}
+    read_concurrency: ClassVar[int] = 1
+    io_errors: tuple[type[BaseException], ...] = (OSError,)
+
+    def __init__(self, fs: AbstractFileSystem) -> None:
+        self.fs = fs
+
+    def create(self, path: str, data: bytes) -> bool:
+        raise NotImplementedError
+
+    def create_from(self, source: str, path: str, data: bytes) -> bool:
+        return self.create(path, data)

@@ -13,9 +13,8 @@ import contextlib
 import itertools
 import os
 import secrets
-from typing import Any, ClassVar
 
-from fsspec import AbstractFileSystem
+from agentic.store.base import FsWriter
 
 # Temp file names: unique per process (pid and a random tag, for stores shared between
 # machines) and per write (a counter); no random draw, which is a system call, per write.
@@ -28,20 +27,13 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 
 
-class LocalWriter:
+class LocalWriter(FsWriter):
     """Atomic writes with POSIX renames; create-if-absent with ``link(2)``.
 
     ``os.link`` fails with ``FileExistsError`` when the target exists, and the file it links
     is already complete, so the first writer wins and no reader sees a partial result, across
     threads and processes (and on NFS, where ``O_EXCL`` was historically unreliable).
     """
-
-    default_options: ClassVar[dict[str, Any]] = {}
-    read_concurrency: ClassVar[int] = 1
-    io_errors: tuple[type[BaseException], ...] = (OSError,)
-
-    def __init__(self, fs: AbstractFileSystem) -> None:
-        self.fs = fs
 
     def write(self, path: str, data: bytes) -> None:
         tmp = _write_temp(path, data)

@@ -15,9 +15,15 @@ from typing import Any, ClassVar
 
 from fsspec import AbstractFileSystem
 
+from agentic.store.base import FsWriter
 
-class S3Writer:
-    """Whole-object PUTs; conditional PUT for create-if-absent."""
+
+class S3Writer(FsWriter):
+    """Whole-object PUTs; conditional PUT for create-if-absent.
+
+    ``create_from`` PUTs the bytes again: a server-side copy is a request too, and is not
+    conditional.
+    """
 
     # Listings are shared state written by other processes: never answer from a stale cache.
     default_options: ClassVar[dict[str, Any]] = {"use_listings_cache": False}
@@ -25,7 +31,7 @@ class S3Writer:
     read_concurrency: ClassVar[int] = 16
 
     def __init__(self, fs: AbstractFileSystem) -> None:
-        self.fs = fs
+        super().__init__(fs)
         # botocore ships with s3fs; its connection errors are not OSErrors.
         from botocore.exceptions import BotoCoreError
 
@@ -40,7 +46,3 @@ class S3Writer:
         except FileExistsError:
             return False
         return True
-
-    def create_from(self, source: str, path: str, data: bytes) -> bool:
-        # A server-side copy is a request too, and not conditional: PUT the bytes.
-        return self.create(path, data)
