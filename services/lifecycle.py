@@ -1,7 +1,8 @@
 """What the long-running services share: signals, logging, patience with the bus and the store.
 
-Every service is an async context manager with ``run()`` and ``request_stop()``;
-:func:`serve` runs one until it returns or SIGTERM/SIGINT asks it to drain.
+Every service is an async context manager with ``run()`` and ``request_stop()``
+(:class:`Service`); :class:`BusService` is that lifecycle written once, and :func:`serve`
+runs a service until it returns or SIGTERM/SIGINT asks it to drain.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from agentic import redact
 from agentic.errors import BusError, StoreError
 
 if TYPE_CHECKING:
+    from agentic.settings import Settings
     from agentic.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,54 @@ class Service(Protocol):
     async def __aexit__(self, *exc: object) -> None: ...
     async def run(self) -> int: ...
     def request_stop(self) -> None: ...
+
+
+class BusService:
+    """The lifecycle of a service on the bus: ``async with`` starts it, and a start that
+    fails half-way releases what it got; ``request_stop`` sets :attr:`_stopping`, which
+    ``run`` watches.
+
+    Subclasses write :meth:`_start` (connect to NATS as :attr:`_nc`, provision, subscribe)
+    and, when they hold more than the connection, :meth:`_close`, which must cope with any
+    point :meth:`_start` reached.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stopping = asyncio.Event()
+        self._nc: Any = None
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._start()
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to finish what it holds and return (SIGTERM does this)."""
+        self._stopping.set()
+
+    async def _start(self) -> None:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+
+
+async def open_run_store(store: RunStore | None, settings: Settings) -> RunStore:
+    """``store``, or the store of ``settings.run_store_url`` opened off the event loop."""
+    if store is not None:
+        return store
+    from agentic.store import open_store
+
+    return await asyncio.to_thread(open_store, settings.run_store_url)
 
 
 async def serve(service: Service) -> int:

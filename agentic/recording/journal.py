@@ -7,15 +7,21 @@ goes, then the final status, output, error and ``finished_at``.
 
 :func:`dispatched_spec` builds the spec of a dispatched attempt, so every backend writes the
 same ``spec.json`` for the same step.
+
+The two drivers of this process (the local step loop and the in-process crew) share how a
+run starts (:func:`start_run`) and the journal side of their transport
+(:class:`JournalTransport`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agentic.contracts import RunEvent, RunRecord, StepSpec, utcnow
-from agentic.coordinator import Dispatch, Emit, FinishRun, RunState
+from agentic.contracts import RunEvent, RunRecord, StepResult, StepSpec, WorkflowConfig, utcnow
+from agentic.coordinator import Command, Dispatch, Emit, FinishRun, RunState
+from agentic.errors import ConfigError
 from agentic.settings import Settings
 
 if TYPE_CHECKING:
@@ -90,3 +96,91 @@ def dispatched_spec(base: StepSpec, command: Dispatch, settings: Settings) -> St
             spec, command.prior_outputs, max_chars=settings.prior_output_max_chars
         )
     return with_attempt(spec, command.attempt) if command.attempt != spec.attempt else spec
+
+
+@dataclass
+class StartedRun:
+    """A run whose steps are materialized and whose state machine has started."""
+
+    workflow: WorkflowConfig
+    """The record's workflow."""
+    specs: dict[str, StepSpec]
+    """Each step's base spec (attempt 1, no prior outputs), by step id."""
+    state: RunState
+    commands: list[Command]
+    """The first transition's commands, for the driver to carry out."""
+
+
+def start_run(
+    record: RunRecord,
+    store: RunStore,
+    settings: Settings,
+    *,
+    reused: Mapping[str, StepResult],
+    adapt: Callable[[WorkflowConfig], WorkflowConfig] | None = None,
+) -> StartedRun:
+    """Materialize ``record``'s steps, commit the ``reused`` results, start the machine.
+
+    Args:
+        adapt: Changes the workflow the machine runs (default: the record's own).
+
+    Raises:
+        ConfigError: the record has no workflow, or it cannot be materialized.
+    """
+    workflow = record.workflow
+    if workflow is None:
+        raise ConfigError(f"run {record.run_id!r} has no resolved workflow to execute")
+    from agentic.materialize import materialize
+    from agentic.recording.attempts import commit_reused
+
+    specs = materialize(
+        workflow,
+        run_id=record.run_id,
+        inputs=record.inputs,
+        store_url=store.url,
+        settings=settings,
+    )
+    commit_reused(store, record.run_id, reused)
+    machine = adapt(workflow) if adapt else workflow
+    state, commands = RunState.start(machine, record.run_id, settings, reused=reused)
+    return StartedRun(workflow, {spec.step_id: spec for spec in specs}, state, commands)
+
+
+class JournalTransport:
+    """The part of a synchronous :class:`~agentic.recording.reactions.Transport` that the
+    drivers of this process share: events and the run's end go to the :class:`RunJournal`,
+    a ``step_ready`` goes out just before the attempt it announces, and a dispatched
+    attempt's spec is written to the store (:meth:`_write_spec`) before the driver runs it.
+
+    Subclasses set ``_store``, ``_settings``, ``_specs`` and ``_journal``, and write
+    ``dispatch`` and the other commands.
+    """
+
+    _store: RunStore
+    _settings: Settings
+    _specs: dict[str, StepSpec]
+    _journal: RunJournal | None
+
+    @property
+    def journal(self) -> RunJournal:
+        """The journal of the run being driven."""
+        assert self._journal is not None, "the driver is not running"
+        return self._journal
+
+    def dispatch(self, command: Dispatch) -> None:
+        raise NotImplementedError
+
+    def ready(self, announce: Emit, command: Dispatch) -> None:
+        self.emit(announce)
+        self.dispatch(command)
+
+    def emit(self, command: Emit) -> None:
+        self.journal.emit(command)
+
+    def finish(self, command: FinishRun) -> None:
+        self.journal.finish(command)
+
+    def _write_spec(self, command: Dispatch) -> StepSpec:
+        spec = dispatched_spec(self._specs[command.step_id], command, self._settings)
+        self._store.write_spec(spec)
+        return spec

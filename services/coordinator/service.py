@@ -31,7 +31,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -52,7 +52,7 @@ from services.coordinator.effects import Deps
 from services.coordinator.keys import keep_published, publish_signer
 from services.coordinator.serving import consume, respond
 from services.health import Heartbeat, heartbeat_path
-from services.lifecycle import persist, reads_inline
+from services.lifecycle import BusService, open_run_store, persist, reads_inline
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
@@ -66,7 +66,7 @@ CONSUMERS = {
 DEFAULT_GRACE_S = 10.0
 
 
-class CoordinatorService:
+class CoordinatorService(BusService):
     """The long-running coordinator (an async context manager).
 
     Args:
@@ -85,15 +85,13 @@ class CoordinatorService:
         grace_s: float = DEFAULT_GRACE_S,
         sign_steps: bool = True,
     ) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self._store = store
         self._grace_s = grace_s
-        self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._subscriptions: list[Subscription] = []
         self._pools: set[str] = set()
         self._control: Control | None = None
-        self._nc: Any = None
         self._lease: Lease | None = None
         self._lease_lost = False
         self._signer = _signer(settings) if sign_steps else None
@@ -102,52 +100,37 @@ class CoordinatorService:
 
     # --- lifecycle --------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
+    async def _start(self) -> None:
         settings = self.settings
-        if self._store is None:
-            from agentic.store import open_store
-
-            self._store = await asyncio.to_thread(open_store, settings.run_store_url)
+        self._store = await open_run_store(self._store, settings)
         self._beating = asyncio.create_task(self._heartbeat.run(self._stopping))
         self._nc = await connect(settings, name="agentic-coordinator", identity="coordinator")
-        try:
-            js = self._nc.jetstream()
-            provisioned = await provision(js, settings)
-            self._pools.update(
-                info.config.filter_subject.rsplit(".", 1)[1]
-                for info in provisioned.consumers.values()
-                if info.config.filter_subject
+        js = self._nc.jetstream()
+        provisioned = await provision(js, settings)
+        self._pools.update(
+            info.config.filter_subject.rsplit(".", 1)[1]
+            for info in provisioned.consumers.values()
+            if info.config.filter_subject
+        )
+        await provision_coordinator(js, settings)
+        identity = settings.coordinator_id or socket.gethostname()
+        self._lease = await Lease.acquire(
+            js, identity, settings.coordinator_lease_s, stopping=self._stopping
+        )
+        if self._lease is None:  # stopped while on standby
+            return
+        log.warning("coordinator %r leads", identity)
+        if self._signer is not None:
+            await publish_signer(
+                self.store,
+                self._signer,
+                identity,
+                stopping=self._stopping,
+                max_age_s=settings.events_max_age_s,
             )
-            await provision_coordinator(js, settings)
-            identity = settings.coordinator_id or socket.gethostname()
-            self._lease = await Lease.acquire(
-                js, identity, settings.coordinator_lease_s, stopping=self._stopping
-            )
-            if self._lease is None:  # stopped while on standby
-                return self
-            log.warning("coordinator %r leads", identity)
-            if self._signer is not None:
-                await publish_signer(
-                    self.store,
-                    self._signer,
-                    identity,
-                    stopping=self._stopping,
-                    max_age_s=settings.events_max_age_s,
-                )
-            self._control = Control(settings, self._deps(js))
-            await self._control.restore()
-            await self._subscribe()
-        except BaseException:
-            await self._close()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._close()
-
-    def request_stop(self) -> None:
-        """Ask :meth:`run` to drain and return (SIGTERM does this)."""
-        self._stopping.set()
+        self._control = Control(settings, self._deps(js))
+        await self._control.restore()
+        await self._subscribe()
 
     async def run(self) -> int:
         """Serve until :meth:`request_stop`; returns the exit code: 0, or 1 when another
@@ -237,8 +220,7 @@ class CoordinatorService:
             self._control.close()
         for task in list(self._tasks):
             task.cancel()
-        if self._nc is not None and not self._nc.is_closed:
-            await self._nc.close()
+        await super()._close()
 
     def _deps(self, js: JetStreamContext) -> Deps:
         return Deps(

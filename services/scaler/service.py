@@ -29,7 +29,7 @@ import contextlib
 import logging
 import secrets
 import time
-from typing import Any, Self
+from typing import Any
 
 import nats.errors
 from nats.js.errors import NotFoundError
@@ -48,6 +48,7 @@ from agentic.k8s.scaler_rule import (
     jobs_to_create,
 )
 from agentic.settings import Settings
+from services.lifecycle import BusService
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ CONSUMER_INFO_TIMEOUT_S = 5.0
 RECHECK_DELAYS_S = (0.02, 0.05)
 
 
-class ScalerService:
+class ScalerService(BusService):
     """Creates and cleans up the worker Jobs of one pool (an async context manager).
 
     Args:
@@ -86,17 +87,15 @@ class ScalerService:
         names.check_pool(pool)
         # Fails fast on settings a worker Job cannot run with (no NATS URL, unreachable store).
         worker_job_manifest(pool, settings, name=worker_job_name(pool, "check"))
-        self.settings = settings
+        super().__init__(settings)
         self.pool = pool
         self._api_client = api_client
         self._lag_per_job = lag_per_job
         self._activation_lag = activation_lag
         self._min_gap_s = min_round_gap_s
         self._wake_on_publish = wake_on_publish
-        self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._new_step = False
-        self._nc: Any = None
         self._batch: Any = None
         self._refused = False
         self.created = 0
@@ -105,7 +104,7 @@ class ScalerService:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
+    async def _start(self) -> None:
         from kubernetes import client
 
         if self._api_client is None:
@@ -117,16 +116,10 @@ class ScalerService:
         if self._wake_on_publish:
             # Only a wake-up: the rule reads the consumer, never counts these messages.
             await self._nc.subscribe(names.queued_subject(self.pool), cb=self._on_step)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._nc is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await self._nc.close()
 
     def request_stop(self) -> None:
         """Stop creating Jobs and let :meth:`run` return (SIGTERM does this)."""
-        self._stopping.set()
+        super().request_stop()
         self._wake.set()
 
     async def run(self) -> int:

@@ -24,7 +24,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -48,7 +48,7 @@ from agentic.contracts import (
 from agentic.errors import BusError, ConfigError
 from agentic.redact import protect_entries
 from agentic.settings import Settings
-from services.lifecycle import persist, reads_inline
+from services.lifecycle import BusService, open_run_store, persist, reads_inline
 from services.worker.gate import StepGate
 from services.worker.slot import Slot
 
@@ -160,8 +160,9 @@ class WorkerContext:
         )
 
 
-class WorkerService:
-    """The long-running worker (an async context manager).
+class WorkerService(BusService):
+    """The long-running worker (an async context manager); a stop ends fetching and gives
+    the running steps the grace period.
 
     Args:
         settings: NATS, store and step settings.
@@ -191,57 +192,40 @@ class WorkerService:
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
-        self.settings = settings
+        super().__init__(settings)
         self.pool = names.check_pool(pool)
         self.concurrency = concurrency
         self.burst = burst
         self._store = store
         self._grace_s = grace_s
-        self._stopping = asyncio.Event()
         self._slots: list[Slot] = []
-        self._nc: Any = None
         self._kill_notices: Verifier | None = None
         self._verify_steps = verify_steps
 
-    async def __aenter__(self) -> Self:
+    async def _start(self) -> None:
         settings = self.settings
-        if self._store is None:
-            from agentic.store import open_store
-
-            self._store = await asyncio.to_thread(open_store, settings.run_store_url)
+        store = self._store = await open_run_store(self._store, settings)
         catalog = CatalogCache(settings)
         protect_entries(_catalog_entries(await catalog.aget()))
         self._nc = await connect(
             settings, name=f"agentic-worker-{self.pool}", identity=f"worker-{self.pool}"
         )
-        try:
-            js = self._nc.jetstream()
-            await self._ensure_consumer(js)
-            gate = StepGate(settings, self._store, catalog, verify=self._verify_steps)
-            self._kill_notices = gate.verifier
-            ctx = WorkerContext(
-                settings,
-                pool=self.pool,
-                burst=self.burst,
-                js=js,
-                stopping=self._stopping,
-                store=self._store,
-                gate=gate,
-            )
-            self._slots = [Slot(i, ctx) for i in range(self.concurrency)]
-            await asyncio.gather(*(slot.start() for slot in self._slots))
-            await self._nc.subscribe(names.TERMINATE_SUBJECTS, cb=self._on_terminate)
-        except BaseException:
-            await self._close()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._close()
-
-    def request_stop(self) -> None:
-        """Stop fetching; running steps get the grace period (SIGTERM does this)."""
-        self._stopping.set()
+        js = self._nc.jetstream()
+        await self._ensure_consumer(js)
+        gate = StepGate(settings, store, catalog, verify=self._verify_steps)
+        self._kill_notices = gate.verifier
+        ctx = WorkerContext(
+            settings,
+            pool=self.pool,
+            burst=self.burst,
+            js=js,
+            stopping=self._stopping,
+            store=store,
+            gate=gate,
+        )
+        self._slots = [Slot(i, ctx) for i in range(self.concurrency)]
+        await asyncio.gather(*(slot.start() for slot in self._slots))
+        await self._nc.subscribe(names.TERMINATE_SUBJECTS, cb=self._on_terminate)
 
     async def run(self) -> int:
         """Serve until stopped (or, in burst mode, until the queue is empty).
@@ -340,8 +324,7 @@ class WorkerService:
 
     async def _close(self) -> None:
         await asyncio.gather(*(slot.close() for slot in self._slots), return_exceptions=True)
-        if self._nc is not None and not self._nc.is_closed:
-            await self._nc.close()
+        await super()._close()
 
 
 async def _bind(js: JetStreamContext, pool: str) -> JetStreamContext.PullSubscription:

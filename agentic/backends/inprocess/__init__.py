@@ -45,21 +45,18 @@ from agentic.coordinator import (
     Command,
     CommitFailure,
     Dispatch,
-    Emit,
-    FinishRun,
     RecordFailure,
-    RunState,
     ScheduleRetry,
     Terminate,
 )
 from agentic.errors import ConfigError, StepFailure
-from agentic.recording.attempts import commit_reused, record_failure
+from agentic.recording.attempts import record_failure
 from agentic.recording.cancel import (
     CANCELLED_BY_INTERRUPT,
     MainThreadInterrupter,
     cancel_scope,
 )
-from agentic.recording.journal import RunJournal, dispatched_spec
+from agentic.recording.journal import JournalTransport, RunJournal, start_run
 from agentic.recording.outcome import failed_attempt
 from agentic.recording.reactions import reactions
 from agentic.settings import Settings
@@ -87,33 +84,20 @@ class InprocessBackend:
         ``reused``: succeeded results of an earlier run to take over by step id (replay):
         committed to this run marked ``reused_from``; the crew runs only the other tasks.
         """
-        if record.workflow is None:
-            raise ConfigError(f"run {record.run_id!r} has no resolved workflow to execute")
-        from agentic.materialize import materialize
-
-        specs = materialize(
-            record.workflow,
-            run_id=record.run_id,
-            inputs=record.inputs,
-            store_url=store.url,
-            settings=settings,
-        )
         reused = dict(reused or {})
-        commit_reused(store, record.run_id, reused)
-        state, commands = RunState.start(
-            without_retries(record.workflow), record.run_id, settings, reused=reused
-        )
+        started = start_run(record, store, settings, reused=reused, adapt=without_retries)
+        state = started.state
         # The kickoff must not wait for fsync'd writes: they go in order on a writer thread.
         with WriteBehindStore(store) as writes:
             deferred = cast("RunStore", writes)
             journal = RunJournal(deferred, record, state, on_event)
-            recorder = _Recorder(deferred, settings, specs, journal)
-            recorder.execute(commands)
+            recorder = _Recorder(deferred, settings, started.specs, journal)
+            recorder.execute(started.commands)
             if not state.finished:
                 journal.start()
             crew, literal = remaining_crew(
-                record.workflow,
-                {spec.step_id: spec for spec in specs},
+                started.workflow,
+                started.specs,
                 reused,
                 max_chars=settings.prior_output_max_chars,
             )
@@ -165,21 +149,21 @@ def _kickoff(
         recorder.crew_failed(step_error_from(exc))
 
 
-class _Recorder:
+class _Recorder(JournalTransport):
     """Feeds each finished task into the state machine and records what it commands."""
 
     def __init__(
         self,
         store: RunStore,
         settings: Settings,
-        specs: list[StepSpec],
+        specs: dict[str, StepSpec],
         journal: RunJournal,
     ) -> None:
-        self.journal = journal
         self.crew_order: list[str] = []
+        self._journal = journal
         self._store = store
         self._settings = settings
-        self._specs = {spec.step_id: spec for spec in specs}
+        self._specs = specs
         self._state = journal.state
 
     def on_step(self, result: StepResult) -> None:
@@ -225,16 +209,8 @@ class _Recorder:
     def commit_failure(self, command: CommitFailure) -> None:
         """Nothing left to do: :meth:`on_step` commits every task's result, failures too."""
 
-    def ready(self, announce: Emit, command: Dispatch) -> None:
-        self.emit(announce)
-        self.dispatch(command)
-
-    def emit(self, command: Emit) -> None:
-        self.journal.emit(command)
-
     def dispatch(self, command: Dispatch) -> None:
-        spec = dispatched_spec(self._specs[command.step_id], command, self._settings)
-        self._store.write_spec(spec)
+        self._write_spec(command)
 
     def terminate(self, command: Terminate) -> None:
         """The kickoff is one call: a task cannot be stopped alone (and the machine only
@@ -242,9 +218,6 @@ class _Recorder:
 
     def schedule_retry(self, command: ScheduleRetry) -> None:
         raise AssertionError("an in-process run has no retries (retries: 0 on every task)")
-
-    def finish(self, command: FinishRun) -> None:
-        self.journal.finish(command)
 
 
 def create_backend(**options: object) -> InprocessBackend:

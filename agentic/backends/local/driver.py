@@ -37,8 +37,6 @@ from agentic.coordinator import (
     Command,
     CommitFailure,
     Dispatch,
-    Emit,
-    FinishRun,
     RecordFailure,
     RunState,
     ScheduleRetry,
@@ -51,7 +49,7 @@ from agentic.recording.cancel import (
     CancelRequests,
     cancel_scope,
 )
-from agentic.recording.journal import RunJournal, dispatched_spec
+from agentic.recording.journal import JournalTransport, RunJournal, start_run
 from agentic.recording.outcome import attempt_outcome, committed_success
 from agentic.recording.reactions import reactions
 from agentic.settings import Settings
@@ -89,7 +87,7 @@ class _Attempt:
         return self.spec.step_id, self.spec.attempt
 
 
-class LocalDriver:
+class LocalDriver(JournalTransport):
     """Runs one run in the calling thread; build one per run.
 
     Args:
@@ -159,36 +157,21 @@ class LocalDriver:
             ConfigError: the record has no workflow, or the workflow cannot be materialized
                 (nothing is launched then).
         """
-        if record.workflow is None:
-            raise ConfigError(f"run {record.run_id!r} has no resolved workflow to execute")
-        from agentic.materialize import materialize
-        from agentic.recording.attempts import commit_reused
-
-        specs = materialize(
-            record.workflow,
-            run_id=record.run_id,
-            inputs=record.inputs,
-            store_url=self._store.url,
-            settings=self._settings,
-        )
-        self._specs = {spec.step_id: spec for spec in specs}
-        commit_reused(self._store, record.run_id, reused or {})
-        state, commands = RunState.start(
-            record.workflow, record.run_id, self._settings, reused=reused
-        )
-        self._state = state
+        started = start_run(record, self._store, self._settings, reused=reused or {})
+        self._specs = started.specs
+        state = self._state = started.state
         self._journal = RunJournal(self._store, record, state, self._on_event)
         self._journal.start()
         self._requests = CancelRequests(self._store, cancel_scope(record), clock=self._clock)
         try:
-            self._execute(commands)
+            self._execute(started.commands)
             while not state.finished:
                 self._tick()
         except KeyboardInterrupt:
             self._execute(state.on_cancel(CANCELLED_BY_INTERRUPT))
         finally:
             self._terminate_all()
-        return self._journal.record
+        return self.journal.record
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -289,38 +272,26 @@ class LocalDriver:
         for call in reactions(commands, self):
             call()
         if not self._machine.finished:
-            self._recorder.save()
+            self.journal.save()
 
     def record_failure(self, command: RecordFailure) -> None:
         attempt = self._ended.get((command.step_id, command.attempt))
         record_failure(
             self._store,
-            self._recorder.record.run_id,
+            self.journal.record.run_id,
             command,
             queued_at=attempt.queued_at if attempt else None,
             started_at=attempt.started_at if attempt else None,
         )
 
     def commit_failure(self, command: CommitFailure) -> None:
-        commit_failure(self._store, self._recorder.record.run_id, command)
-
-    def ready(self, announce: Emit, command: Dispatch) -> None:
-        self.emit(announce)
-        self.dispatch(command)
-
-    def emit(self, command: Emit) -> None:
-        self._recorder.emit(command)
+        commit_failure(self._store, self.journal.record.run_id, command)
 
     def dispatch(self, command: Dispatch) -> None:
-        spec = dispatched_spec(self._specs[command.step_id], command, self._settings)
-        self._store.write_spec(spec)
-        self._queue.append(_Attempt(spec=spec, timeout_s=command.timeout_s))
+        self._queue.append(_Attempt(spec=self._write_spec(command), timeout_s=command.timeout_s))
 
     def schedule_retry(self, command: ScheduleRetry) -> None:
         self._retries[command.step_id] = self._clock() + command.delay_s
-
-    def finish(self, command: FinishRun) -> None:
-        self._recorder.finish(command)
 
     def terminate(self, command: Terminate) -> None:
         key = (command.step_id, command.attempt)
@@ -338,11 +309,6 @@ class LocalDriver:
         while self._running:
             _, attempt = self._running.popitem()
             self._launcher.terminate(attempt.handle)
-
-    @property
-    def _recorder(self) -> RunJournal:
-        assert self._journal is not None, "the driver is not running"
-        return self._journal
 
     @property
     def _machine(self) -> RunState:
