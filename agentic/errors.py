@@ -26,6 +26,8 @@ flag, never by matching message strings.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 
 class AgenticError(Exception):
     """Root of every error agentic raises on purpose."""
@@ -78,6 +80,22 @@ class MissingEnvError(ConfigError):
         super().__init__(message)
         self.entry_id = entry_id
         self.variables = variables
+
+    @classmethod
+    def check(cls, entry: str, entry_id: str, names: Iterable[str], env: Mapping[str, str]) -> None:
+        """Raise when a variable of ``names`` is unset or empty in ``env``.
+
+        Args:
+            entry: What needs them, for the message (``agent provider``, ``MCP provider``).
+        """
+        missing = [name for name in names if not env.get(name)]
+        if missing:
+            raise cls(
+                f"{entry} {entry_id!r} needs environment variables that are not set: "
+                + ", ".join(missing),
+                entry_id=entry_id,
+                variables=missing,
+            )
 
 
 class UnknownRunError(ConfigError):

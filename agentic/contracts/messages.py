@@ -152,6 +152,29 @@ class StepResult(Frozen):
         default=None, description="Run id whose committed result a replay reused (no LLM call)."
     )
 
+    @classmethod
+    def failed(
+        cls,
+        run_id: str,
+        step_id: str,
+        attempt: int,
+        error: StepError,
+        *,
+        timing: Timing,
+        worker: WorkerInfo | None,
+    ) -> StepResult:
+        """The result of an attempt that failed with ``error``."""
+        return cls(
+            run_id=run_id,
+            step_id=step_id,
+            attempt=attempt,
+            status="failed",
+            error=error,
+            timing=timing,
+            worker=worker,
+            reused_from=None,
+        )
+
     @property
     def failure(self) -> StepError:
         """Why the attempt failed (a result that says nothing reads as ``StepFailed``)."""

@@ -32,15 +32,13 @@ def failed_attempt(
 
     ``worker`` names the driver's process: that is who observed the failure.
     """
-    return StepResult(
-        run_id=run_id,
-        step_id=step_id,
-        attempt=attempt,
-        status="failed",
-        error=error,
+    return StepResult.failed(
+        run_id,
+        step_id,
+        attempt,
+        error,
         timing=Timing(queued_at=queued_at, started_at=started_at, finished_at=utcnow()),
         worker=WorkerInfo(host=socket.gethostname(), pid=os.getpid()),
-        reused_from=None,
     )
 
 

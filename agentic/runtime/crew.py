@@ -93,17 +93,9 @@ class _Reporter:
     def failed(self, step_id: str, exc: BaseException, crew_task: Any) -> StepFailure:
         error = step_error_from(exc)
         started = as_utc(crew_task.start_time) or utcnow()
+        timing = Timing(started_at=started, finished_at=utcnow())
         self.on_step(
-            StepResult(
-                run_id=self.run_id,
-                step_id=step_id,
-                attempt=1,
-                status="failed",
-                error=error,
-                timing=Timing(started_at=started, finished_at=utcnow()),
-                worker=self.worker,
-                reused_from=None,
-            )
+            StepResult.failed(self.run_id, step_id, 1, error, timing=timing, worker=self.worker)
         )
         kind = RetryableStepFailure if error.retryable else FatalStepFailure
         return kind(

@@ -43,14 +43,7 @@ def check_provider_env(provider: AgentProvider, env: Mapping[str, str]) -> None:
     needed = list(provider.required_env)
     if provider.api_key_env and provider.api_key_env not in needed:
         needed.append(provider.api_key_env)
-    missing = [name for name in needed if not env.get(name)]
-    if missing:
-        raise MissingEnvError(
-            f"agent provider {provider.id!r} needs environment variables that are not set: "
-            + ", ".join(missing),
-            entry_id=provider.id,
-            variables=missing,
-        )
+    MissingEnvError.check("agent provider", provider.id, needed, env)
 
 
 def llm_arguments(provider: AgentProvider, env: Mapping[str, str]) -> dict[str, Any]:

@@ -59,14 +59,7 @@ def expand_env(value: str, env: Mapping[str, str], *, entry_id: str, field: str)
 
 def check_required_env(provider: MCPProvider, env: Mapping[str, str]) -> None:
     """Fail clearly when the worker lacks the variables the entry declares it needs."""
-    missing = [name for name in provider.required_env if not env.get(name)]
-    if missing:
-        raise MissingEnvError(
-            f"MCP provider {provider.id!r} needs environment variables that are not set: "
-            + ", ".join(missing),
-            entry_id=provider.id,
-            variables=missing,
-        )
+    MissingEnvError.check("MCP provider", provider.id, provider.required_env, env)
     any_of = provider.required_env_any
     if any_of and not any(env.get(name) for name in any_of):
         raise MissingEnvError(

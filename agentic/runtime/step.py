@@ -79,15 +79,9 @@ def execute_step(
     except Exception as exc:  # the step failed: report it, never raise
         error = step_error_from(exc)
         log.info("step %s/%s attempt %d failed: %s", spec.run_id, spec.step_id, spec.attempt, error)
-        return StepResult(
-            run_id=spec.run_id,
-            step_id=spec.step_id,
-            attempt=spec.attempt,
-            status="failed",
-            error=error,
-            timing=Timing(started_at=started, finished_at=utcnow()),
-            worker=worker_info(env),
-            reused_from=None,
+        timing = Timing(started_at=started, finished_at=utcnow())
+        return StepResult.failed(
+            spec.run_id, spec.step_id, spec.attempt, error, timing=timing, worker=worker_info(env)
         )
     return StepResult(
         run_id=spec.run_id,
