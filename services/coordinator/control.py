@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 STEP_EVENTS = frozenset({"step_started", "step_succeeded", "step_failed"})
 CANCELLED_BY_REQUEST = "cancelled by request"
+SUBMITS_AT_ONCE = 16
+"""Submits admitted at once; more wait their turn. Each holds its request, resolved workflow
+and specs until its run is started: a burst of a thousand submits must not hold them all."""
 
 
 class Control:
@@ -68,6 +71,7 @@ class Control:
         # Run ids being created or started right now (outside the lock: see submit()).
         self._claimed: set[str] = set()
         self._registry = asyncio.Lock()
+        self._admitting = asyncio.Semaphore(SUBMITS_AT_ONCE)
         self._intake = Intake(settings)
         # Whose signatures count: the keys coordinators published in the store (its own too).
         self.verifier = Verifier(self.store.signers)
@@ -108,6 +112,10 @@ class Control:
         Raises:
             AgenticError: the request cannot become a run (the reply's ``error``).
         """
+        async with self._admitting:
+            return await self._submit(raw)
+
+    async def _submit(self, raw: bytes) -> dict[str, Any]:
         request = parse_request(raw, settings=self._settings)
         if request.run_id is not None and await self._adopt(request.run_id):
             return {"run_id": request.run_id}

@@ -261,3 +261,40 @@ async def test_timers_that_fire_while_the_lease_is_in_doubt_fire_again_later() -
         handle.cancel()
     assert run.store.read_attempts("r-1", "step") == []
     assert run.record().status == "running"
+
+
+async def test_a_burst_of_submits_is_admitted_a_few_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each submit holds its request, workflow and specs until its run starts: a burst of
+    # them must not all be in progress at once (the coordinator's memory, docs/benchmarks.md).
+    import dataclasses
+
+    from services.coordinator.control import SUBMITS_AT_ONCE, Control
+
+    deps, _ = memory_deps(SETTINGS, open_store("memory://admission"))
+    control = Control(SETTINGS, dataclasses.replace(deps, js=object(), timeline=object()))
+    in_progress: set[bytes] = set()
+    most = 0
+    release = asyncio.Event()
+
+    async def held_submit(raw: bytes) -> dict[str, Any]:
+        nonlocal most
+        in_progress.add(raw)
+        most = max(most, len(in_progress))
+        await release.wait()
+        in_progress.discard(raw)
+        return {"run_id": raw.decode()}
+
+    monkeypatch.setattr(control, "_submit", held_submit)
+    burst = [f"run-{i}".encode() for i in range(3 * SUBMITS_AT_ONCE)]
+    replies = [asyncio.create_task(control.submit(raw)) for raw in burst]
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert len(in_progress) == most == SUBMITS_AT_ONCE
+
+    release.set()
+    answered = await asyncio.gather(*replies)
+
+    assert [a["run_id"] for a in answered] == [raw.decode() for raw in burst]
+    assert most == SUBMITS_AT_ONCE and not in_progress
