@@ -155,6 +155,19 @@ class Settings(BaseSettings):
         None,
         description="JetStream directory of the embedded server; unset: a temporary one per run.",
     )
+    nats_replicas: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="Replicas of every stream and KV bucket agentic provisions (3 on a "
+        "3-node cluster: the bus survives the loss of any one node). Changed in place on "
+        "existing streams.",
+    )
+    nats_placement_tags: str | None = Field(
+        None,
+        description="Comma-separated JetStream placement tags for the streams and buckets "
+        "agentic provisions (servers declare theirs with `server_tags`); unset: anywhere.",
+    )
     events_max_age_s: float = Field(
         7 * 24 * 3600.0, description="How long AGENTIC_EVENTS keeps run events."
     )

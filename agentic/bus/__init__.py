@@ -13,7 +13,7 @@ Typical use by a service::
 
 from agentic.bus.connect import connect, server_urls
 from agentic.bus.dlq import DeadLetter, MaxDeliveries, dead_letter, parse_max_deliveries
-from agentic.bus.embedded import EmbeddedNats, nats_server_binary
+from agentic.bus.embedded import EmbeddedCluster, EmbeddedNats, nats_server_binary
 from agentic.bus.feed import PullFeed
 from agentic.bus.messages import decode_event, decode_spec, publish_event, publish_step
 from agentic.bus.provision import (
@@ -34,6 +34,7 @@ from agentic.bus.work import (
 
 __all__ = [
     "DeadLetter",
+    "EmbeddedCluster",
     "EmbeddedNats",
     "MaxDeliveries",
     "Provisioned",

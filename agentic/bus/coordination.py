@@ -27,7 +27,7 @@ from nats.js.api import (
 )
 
 from agentic import names
-from agentic.bus.provision import ensure_consumer, ensure_stream
+from agentic.bus.provision import ensure_consumer, ensure_stream, placement
 from agentic.settings import Settings
 
 # The coordinator handles an event in a few milliseconds; one it has not acknowledged within
@@ -48,6 +48,8 @@ def advisories_stream_config(settings: Settings) -> StreamConfig:
         ],
         retention=RetentionPolicy.WORK_QUEUE,
         storage=StorageType.FILE,
+        num_replicas=settings.nats_replicas,
+        placement=placement(settings),
         max_age=settings.events_max_age_s,
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import shutil
@@ -153,6 +154,11 @@ class EmbeddedNats:
     def monitor_url(self) -> str:
         """HTTP monitoring base URL (``/healthz``, ``/varz``, ``/jsz``)."""
         return f"http://127.0.0.1:{self.monitor_port}"
+
+    @property
+    def health_url(self) -> str:
+        """The full health check: JetStream current and, in a cluster, caught up."""
+        return f"{self.monitor_url}/healthz"
 
     @property
     def store_dir(self) -> Path:
@@ -336,3 +342,151 @@ def _port_open(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+class EmbeddedCluster:
+    """``size`` clustered ``nats-server -js`` processes on loopback, for trying replicated
+    JetStream on one machine (``agentic up --cluster 3``) and for the tests that kill nodes.
+
+    Each node has its own client, monitoring and route ports and its own JetStream
+    directory (``<store_dir>/n<i>``); every node lists the routes of all the others, so
+    the nodes find each other whichever starts first, and a restarted node rejoins.
+
+    Args:
+        size: Nodes (3 for R3 streams: a majority survives the loss of one).
+        store_dir: Parent of the nodes' JetStream directories; ``None``: a temporary one.
+        name: The cluster's name.
+        config_file: A ``nats-server`` configuration shared by every node (e.g. nkey users).
+        terminate_with_parent: As for :class:`EmbeddedNats`.
+        startup_timeout_s: How long :meth:`start` waits for the cluster to elect its
+            JetStream meta leader.
+    """
+
+    def __init__(
+        self,
+        size: int = 3,
+        *,
+        store_dir: str | Path | None = None,
+        name: str = "agentic",
+        config_file: str | Path | None = None,
+        terminate_with_parent: bool = False,
+        startup_timeout_s: float = 30.0,
+    ) -> None:
+        if size < 1:
+            raise ValueError("a cluster has at least one node")
+        self._tmp_dir = None if store_dir is not None else tempfile.mkdtemp(prefix="agentic-nc-")
+        root = Path(store_dir) if store_dir is not None else Path(self._tmp_dir or "")
+        self._startup_timeout_s = startup_timeout_s
+        route_ports = [_free_port() for _ in range(size)]
+        routes = ",".join(f"nats://127.0.0.1:{p}" for p in route_ports)
+        self.nodes = [
+            EmbeddedNats(
+                store_dir=root / f"n{i}",
+                port=_free_port(),
+                monitor_port=_free_port(),
+                config_file=config_file,
+                terminate_with_parent=terminate_with_parent,
+                startup_timeout_s=startup_timeout_s,
+                args=[
+                    "--server_name",
+                    f"n{i}",
+                    "--cluster_name",
+                    name,
+                    "--cluster",
+                    f"nats://127.0.0.1:{route_ports[i - 1]}",
+                    "--routes",
+                    routes,
+                ],
+            )
+            for i in range(1, size + 1)
+        ]
+
+    @property
+    def url(self) -> str:
+        """Every node's client URL, comma-separated (``AGENTIC_NATS_URL``)."""
+        return ",".join(node.url for node in self.nodes)
+
+    @property
+    def monitor_url(self) -> str:
+        """The first node's monitoring URL."""
+        return self.nodes[0].monitor_url
+
+    @property
+    def store_dir(self) -> Path:
+        """The parent of the nodes' JetStream directories."""
+        return self.nodes[0].store_dir.parent
+
+    def start(self) -> None:
+        """Start every node that is not running; return once the cluster is healthy.
+
+        Raises:
+            BusError: a node exited, or no JetStream meta leader within the timeout.
+        """
+        for node in self.nodes:
+            node.start()  # ready once JetStream is enabled; the cluster forms after
+        self.wait_healthy()
+
+    def wait_healthy(self, timeout_s: float | None = None) -> None:
+        """Wait until every running node reports healthy (``/healthz``: JetStream current,
+        the meta leader known and every stream and consumer replica caught up).
+
+        Raises:
+            BusError: not healthy in time (the unhealthy nodes' answers are in the message).
+        """
+        deadline = time.monotonic() + (timeout_s or self._startup_timeout_s)
+        while True:
+            unhealthy = [n for n in self.nodes if n.running and not _http_ok(n.health_url)]
+            if not unhealthy:
+                return
+            if time.monotonic() > deadline:
+                shown = ", ".join(n.health_url for n in unhealthy)
+                raise BusError(f"nats cluster not healthy in time: {shown}")
+            time.sleep(0.1)
+
+    def node(self, server_name: str) -> EmbeddedNats:
+        """The node called ``server_name`` (``n1`` … ``n<size>``)."""
+        return self.nodes[int(server_name.removeprefix("n")) - 1]
+
+    def leader_of(self, stream: str) -> EmbeddedNats | None:
+        """The node that leads ``stream`` (for a KV bucket: ``KV_<bucket>``), as the running
+        nodes' monitoring (``/jsz``) reports it; None when no node knows one."""
+        for node in self.nodes:
+            if not node.running:
+                continue
+            try:
+                with urllib.request.urlopen(
+                    f"{node.monitor_url}/jsz?streams=true", timeout=2.0
+                ) as resp:
+                    report = json.load(resp)
+            except (urllib.error.URLError, OSError, ValueError):
+                continue
+            for account in report.get("account_details") or ():
+                for detail in account.get("stream_detail") or ():
+                    leader = (detail.get("cluster") or {}).get("leader")
+                    if detail.get("name") == stream and leader:
+                        return self.node(leader)
+        return None
+
+    def close(self) -> None:
+        """Stop every node and remove the temporary directory, if one was made."""
+        for node in self.nodes:
+            node.close()
+        if self._tmp_dir is not None:
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+            self._tmp_dir = None
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -25,33 +25,50 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from typing import Self
 
 import nats.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
+from nats.js.api import KeyValueConfig, Placement, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from agentic import names
+from agentic.bus.provision import placement, update_stream
 from agentic.errors import BusError
+from agentic.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LEADER_KEY = "leader"
 
 
-async def lease_bucket(js: JetStreamContext, ttl_s: float) -> KeyValue:
+async def lease_bucket(
+    js: JetStreamContext, ttl_s: float, settings: Settings | None = None
+) -> KeyValue:
     """The coordinators' KV bucket, created with ``ttl_s`` when missing (an existing bucket
-    keeps the max age it was created with)."""
+    keeps the max age it was created with). Its replicas and placement follow
+    ``settings`` (``AGENTIC_NATS_REPLICAS``, ``AGENTIC_NATS_PLACEMENT_TAGS``); an existing
+    bucket with another replica count is changed in place."""
+    replicas = settings.nats_replicas if settings is not None else 1
+    where = placement(settings) if settings is not None else None
     try:
-        return await js.key_value(names.COORDINATOR_BUCKET)
+        kv = await js.key_value(names.COORDINATOR_BUCKET)
     except BucketNotFoundError:
         pass
+    else:
+        await _match_replicas(js, replicas, where)
+        return kv
     config = KeyValueConfig(
-        bucket=names.COORDINATOR_BUCKET, history=1, ttl=ttl_s, storage=StorageType.FILE
+        bucket=names.COORDINATOR_BUCKET,
+        history=1,
+        ttl=ttl_s,
+        storage=StorageType.FILE,
+        replicas=replicas,
+        placement=where,
     )
     try:
         return await js.create_key_value(config)
@@ -62,6 +79,24 @@ async def lease_bucket(js: JetStreamContext, ttl_s: float) -> KeyValue:
             raise BusError(
                 f"cannot create the KV bucket {names.COORDINATOR_BUCKET}: {exc}"
             ) from exc
+
+
+async def _match_replicas(js: JetStreamContext, replicas: int, where: Placement | None) -> None:
+    """Give the bucket's stream ``replicas`` replicas if it has another count."""
+    stream = f"KV_{names.COORDINATOR_BUCKET}"
+    info = await js.stream_info(stream)
+    if info.config.num_replicas == replicas:
+        return
+    log.warning(
+        "changing the replicas of KV bucket %s from %s to %d",
+        names.COORDINATOR_BUCKET,
+        info.config.num_replicas,
+        replicas,
+    )
+    config = dataclasses.replace(info.config, num_replicas=replicas)
+    if where is not None:
+        config = dataclasses.replace(config, placement=where)
+    await update_stream(js, config)
 
 
 class Lease:
@@ -103,18 +138,34 @@ class Lease:
 
     @classmethod
     async def acquire(
-        cls, js: JetStreamContext, identity: str, ttl_s: float, *, stopping: asyncio.Event
+        cls,
+        js: JetStreamContext,
+        identity: str,
+        ttl_s: float,
+        *,
+        stopping: asyncio.Event,
+        settings: Settings | None = None,
     ) -> Self | None:
-        """Wait until this coordinator leads; None if ``stopping`` is set first."""
-        lease = cls(await lease_bucket(js, ttl_s), identity, ttl_s)
+        """Wait until this coordinator leads; None if ``stopping`` is set first.
+
+        A bus error (NATS out of reach, a stream leader being elected after a node loss)
+        is logged and the attempt repeated: a standby outlives any outage.
+        """
+        lease = cls(await lease_bucket(js, ttl_s, settings), identity, ttl_s)
         announced: str | None = None
         while not stopping.is_set():
-            holder = await lease.try_acquire()
-            if holder is None:
-                return lease
-            if holder != announced:
-                log.warning("standby: coordinator %r leads; waiting for its lease", holder)
-                announced = holder
+            try:
+                holder = await lease.try_acquire()
+            except nats.errors.Error as exc:
+                # A create whose reply was lost may have gone through: the next try finds
+                # the lease under our own identity and takes it.
+                log.warning("cannot reach the coordinator lease (%s); trying again", repr(exc))
+            else:
+                if holder is None:
+                    return lease
+                if holder != announced:
+                    log.warning("standby: coordinator %r leads; waiting for its lease", holder)
+                    announced = holder
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=lease.renew_every_s)
         return None

@@ -20,13 +20,19 @@ Choices (see DESIGN §10, the JetStream field notes):
   worker slot of the pool (each holds one message) plus the steps waiting out a nak delay
   (they stay pending). 1000 leaves room for hundreds of workers; raise it beyond that.
 * No ``backoff``: retry delays are decided by whoever naks (``msg.nak(delay=...)``).
+* Every stream (and the coordinators' KV bucket) has ``AGENTIC_NATS_REPLICAS`` replicas,
+  placed on servers with ``AGENTIC_NATS_PLACEMENT_TAGS`` when set. Durable consumers inherit
+  their stream's replica count. JetStream changes a stream's replicas in place, so raising
+  the setting and restarting the coordinator moves an existing deployment from R1 to R3.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import nats.errors
 from nats.js import JetStreamContext
@@ -35,25 +41,34 @@ from nats.js.api import (
     ConsumerConfig,
     ConsumerInfo,
     DeliverPolicy,
+    Placement,
     RetentionPolicy,
     StorageType,
     StreamConfig,
     StreamInfo,
 )
-from nats.js.errors import APIError, BadRequestError
+from nats.js.errors import APIError, BadRequestError, ServiceUnavailableError
 
 from agentic import names
 from agentic.errors import BusError, ConfigError
 from agentic.settings import Settings
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # Nats-Msg-Id dedup of step attempts works within this window (JetStream's default, 2 min).
 STEPS_DUPLICATE_WINDOW_S = 120.0
+# How long provisioning waits out a cluster that is electing leaders or adding replicas.
+SETTLE_S = 30.0
 # Room for headers on top of the payload limit that publishers check.
 HEADER_ALLOWANCE_BYTES = 4096
 # JetStream's "stream name already in use with a different configuration".
 _STREAM_NAME_IN_USE = 10058
+# JetStream's "replicas > 1 not supported in non-clustered mode", "insufficient resources"
+# and "no suitable peers for placement": more replicas than servers (with the tags).
+_REPLICAS_UNSUPPORTED = 10074
+_INSUFFICIENT_RESOURCES = 10023
+_NO_SUITABLE_PEERS = 10005
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,12 @@ class Provisioned:
 
     streams: dict[str, StreamInfo]
     consumers: dict[str, ConsumerInfo]
+
+
+def placement(settings: Settings) -> Placement | None:
+    """Where streams go: on servers carrying every tag of ``AGENTIC_NATS_PLACEMENT_TAGS``."""
+    tags = [t.strip() for t in (settings.nats_placement_tags or "").split(",") if t.strip()]
+    return Placement(tags=tags) if tags else None
 
 
 def stream_configs(settings: Settings) -> list[StreamConfig]:
@@ -75,6 +96,8 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             subjects=[names.EVENTS_SUBJECTS],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
+            num_replicas=settings.nats_replicas,
+            placement=placement(settings),
             max_age=events_max_age,
             max_msg_size=max_msg_size,
             # JetStream refuses a duplicate window longer than the max age.
@@ -86,6 +109,8 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             subjects=[names.STEPS_SUBJECTS],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
+            num_replicas=settings.nats_replicas,
+            placement=placement(settings),
             max_msg_size=max_msg_size,
             duplicate_window=STEPS_DUPLICATE_WINDOW_S,
         ),
@@ -95,6 +120,8 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             subjects=[names.DLQ_SUBJECTS],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
+            num_replicas=settings.nats_replicas,
+            placement=placement(settings),
             max_age=events_max_age,
             duplicate_window=min(STEPS_DUPLICATE_WINDOW_S, events_max_age),
         ),
@@ -154,15 +181,24 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> StreamInf
     try:
         # Creating a stream that exists with the same configuration succeeds: concurrent
         # provisioners with the same settings never reach the update.
-        return await js.add_stream(config)
+        return await _settled(lambda: js.add_stream(config))
     except BadRequestError as exc:
         if exc.err_code != _STREAM_NAME_IN_USE:
             raise _refused("stream", config.name, exc) from exc
     except (APIError, nats.errors.Error) as exc:
         raise _refused("stream", config.name, exc) from exc
     log.info("updating stream %s to the configured settings", config.name)
+    return await update_stream(js, config)
+
+
+async def update_stream(js: JetStreamContext, config: StreamConfig) -> StreamInfo:
+    """Change an existing stream's configuration (replicas change in place).
+
+    Raises:
+        BusError: JetStream refused (the stream is named, with the server's reason).
+    """
     try:
-        return await js.update_stream(config)
+        return await _settled(lambda: js.update_stream(config))
     except (APIError, nats.errors.Error) as exc:
         raise _refused("stream", config.name, exc) from exc
 
@@ -172,11 +208,40 @@ async def ensure_consumer(
 ) -> ConsumerInfo:
     """Create or update a durable consumer (JetStream creates or updates in one request)."""
     try:
-        return await js.add_consumer(stream, config)
+        return await _settled(lambda: js.add_consumer(stream, config))
     except (APIError, nats.errors.Error) as exc:
         raise _refused("consumer", f"{stream}/{config.durable_name}", exc) from exc
 
 
+async def _settled(call: Callable[[], Awaitable[_T]]) -> _T:
+    """``call()``, repeated while JetStream answers that it is not ready yet.
+
+    In a cluster, a stream whose replicas are being added or whose leader is being elected
+    (a node was lost) answers ``503`` or not at all for a few seconds; provisioning waits
+    that out for up to :data:`SETTLE_S`, then raises the last error.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SETTLE_S
+    delay = 0.1
+    while True:
+        try:
+            return await call()
+        except (ServiceUnavailableError, nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            if loop.time() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
 def _refused(kind: str, name: str | None, exc: Exception) -> BusError:
     detail = exc.description if isinstance(exc, APIError) and exc.description else str(exc)
+    if isinstance(exc, APIError) and exc.err_code in (
+        _REPLICAS_UNSUPPORTED,
+        _INSUFFICIENT_RESOURCES,
+        _NO_SUITABLE_PEERS,
+    ):
+        detail += (
+            " (AGENTIC_NATS_REPLICAS=N needs a cluster of at least N JetStream servers"
+            " carrying AGENTIC_NATS_PLACEMENT_TAGS, if set)"
+        )
     return BusError(f"JetStream refused {kind} {name}: {detail or type(exc).__name__}", cause=exc)

@@ -4,11 +4,21 @@
 ``{"run_id": …}`` or ``{"error": …}``; ``agentic.control.cancel`` takes ``{"run_id": …}`` and
 replies the same way (DESIGN §4). Replies are JSON objects; fields beyond these are kept in
 :attr:`Reply.body` so a newer coordinator can say more without breaking older clients.
+
+A request, or its reply, can be lost with a NATS node (the client's, or the coordinator's,
+which then reconnects elsewhere and subscribes again). Both requests are idempotent when
+they name the run (a second submit of a run id starts nothing new; a second cancel cancels
+nothing new), so those are sent again within the caller's timeout: once a try has had
+:data:`TRY_TIMEOUT_S` without an answer, and every :data:`RETRY_DELAY_S` while nobody
+subscribes for up to :data:`NO_RESPONDERS_GRACE_S`. A submit without a run id is sent once:
+sent twice, it could start two runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +30,14 @@ from agentic.contracts import RunRequest, encode
 from agentic.errors import BusError, MessageTooLargeError
 from agentic.ids import check_id
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TIMEOUT_S = 10.0
+# A try of an idempotent request that has no answer after this is sent again.
+TRY_TIMEOUT_S = 5.0
+# "No responders" can mean a coordinator reconnecting to another node: ask again this long.
+NO_RESPONDERS_GRACE_S = 3.0
+RETRY_DELAY_S = 0.25
 # How an error reply says the run does not exist (the coordinator's ``code``).
 UNKNOWN_RUN_CODES = frozenset({"unknown_run", "UnknownRunError", "not_found"})
 
@@ -68,7 +85,8 @@ async def submit_run(
             limit=max_bytes,
             run_id=request.run_id,
         )
-    return await _request(nc, names.SUBMIT_SUBJECT, payload, timeout)
+    idempotent = request.run_id is not None
+    return await _request(nc, names.SUBMIT_SUBJECT, payload, timeout, idempotent=idempotent)
 
 
 async def cancel_run(nc: NATS, run_id: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> Reply:
@@ -79,23 +97,38 @@ async def cancel_run(nc: NATS, run_id: str, *, timeout: float = DEFAULT_TIMEOUT_
         BusError: no coordinator answered, or the reply is not a JSON object.
     """
     payload = json.dumps({"run_id": check_id(run_id, "run id")}).encode()
-    return await _request(nc, names.CANCEL_SUBJECT, payload, timeout)
+    return await _request(nc, names.CANCEL_SUBJECT, payload, timeout, idempotent=True)
 
 
-async def _request(nc: NATS, subject: str, payload: bytes, timeout: float) -> Reply:
-    try:
-        msg = await nc.request(subject, payload, timeout=timeout)
-    except nats.errors.NoRespondersError as exc:
-        raise BusError(
-            f"no coordinator answers on {subject}: start one (`agentic coordinator`, or "
-            "`agentic up` for a local stack)",
-            cause=exc,
-        ) from exc
-    except nats.errors.TimeoutError as exc:
-        raise BusError(f"no reply on {subject} within {timeout:g}s", cause=exc) from exc
-    except nats.errors.Error as exc:
-        raise BusError(f"request on {subject} failed: {exc}", cause=exc) from exc
-    return parse_reply(msg.data, subject)
+async def _request(
+    nc: NATS, subject: str, payload: bytes, timeout: float, *, idempotent: bool
+) -> Reply:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = started + timeout
+    while True:
+        remaining = deadline - loop.time()
+        try_timeout = min(remaining, TRY_TIMEOUT_S) if idempotent else remaining
+        try:
+            msg = await nc.request(subject, payload, timeout=max(try_timeout, 0.01))
+            return parse_reply(msg.data, subject)
+        except nats.errors.NoRespondersError as exc:
+            grace_over = loop.time() - started >= NO_RESPONDERS_GRACE_S
+            if grace_over or deadline - loop.time() <= RETRY_DELAY_S:
+                raise BusError(
+                    f"no coordinator answers on {subject}: start one (`agentic coordinator`, "
+                    "or `agentic up` for a local stack)",
+                    cause=exc,
+                ) from exc
+        except nats.errors.TimeoutError as exc:
+            if not idempotent or deadline - loop.time() <= RETRY_DELAY_S:
+                raise BusError(f"no reply on {subject} within {timeout:g}s", cause=exc) from exc
+            log.warning("no reply on %s yet; asking again", subject)
+        except nats.errors.Error as exc:
+            if not idempotent or deadline - loop.time() <= RETRY_DELAY_S:
+                raise BusError(f"request on {subject} failed: {exc}", cause=exc) from exc
+            log.warning("request on %s failed (%r); asking again", subject, exc)
+        await asyncio.sleep(RETRY_DELAY_S)
 
 
 def parse_reply(raw: bytes, subject: str = "the request") -> Reply:

@@ -115,7 +115,11 @@ class CoordinatorService(BusService):
         await provision_coordinator(js, settings)
         identity = settings.coordinator_id or socket.gethostname()
         self._lease = await Lease.acquire(
-            js, identity, settings.coordinator_lease_s, stopping=self._stopping
+            js,
+            identity,
+            settings.coordinator_lease_s,
+            stopping=self._stopping,
+            settings=settings,
         )
         if self._lease is None:  # stopped while on standby
             return

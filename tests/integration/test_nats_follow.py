@@ -137,6 +137,51 @@ async def test_submitting_with_no_coordinator_listening_says_so(nats_settings: S
         await nc.close()
 
 
+async def _coordinator_losing_first_requests(nc, lost: int) -> list[bytes]:
+    """A stand-in coordinator on the submit subject that drops its first ``lost`` requests
+    (as if they went down with a NATS node) and answers the rest."""
+    seen: list[bytes] = []
+
+    async def answer(msg) -> None:
+        seen.append(msg.data)
+        if len(seen) > lost:
+            run_id = json.loads(msg.data).get("run_id") or "chosen-1"
+            await msg.respond(json.dumps({"run_id": run_id}).encode())
+
+    await nc.subscribe(names.SUBMIT_SUBJECT, cb=answer)
+    await nc.flush()
+    return seen
+
+
+async def test_a_submit_naming_its_run_is_sent_again_when_the_first_is_lost(
+    nats_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agentic.bus.requests.TRY_TIMEOUT_S", 0.5)
+    nc = await connect(nats_settings, name="test-submit-retry")
+    try:
+        seen = await _coordinator_losing_first_requests(nc, lost=1)
+        request = RunRequest(run_id="retried-1", workflow_ref="demo")
+        reply = await submit_run(nc, request, max_bytes=10_000, timeout=5)
+    finally:
+        await nc.close()
+    assert reply.run_id == "retried-1"
+    assert len(seen) == 2 and seen[0] == seen[1]
+
+
+async def test_a_submit_without_a_run_id_is_never_sent_twice(
+    nats_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agentic.bus.requests.TRY_TIMEOUT_S", 0.5)
+    nc = await connect(nats_settings, name="test-submit-once")
+    try:
+        seen = await _coordinator_losing_first_requests(nc, lost=1)
+        with pytest.raises(BusError, match=r"no reply on agentic\.runs\.submit within 2s"):
+            await submit_run(nc, RunRequest(workflow_ref="demo"), max_bytes=10_000, timeout=2)
+    finally:
+        await nc.close()
+    assert len(seen) == 1
+
+
 async def test_an_oversized_request_is_refused_before_it_is_sent(nats_settings: Settings) -> None:
     nc = await connect(nats_settings, name="test-submit")
     request = RunRequest(workflow_ref="demo", inputs={"topic": "x" * 5000})
