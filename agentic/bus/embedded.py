@@ -156,6 +156,11 @@ class EmbeddedNats:
         return f"http://127.0.0.1:{self.monitor_port}"
 
     @property
+    def monitor_urls(self) -> list[str]:
+        """The monitoring base URLs of the server: this one's."""
+        return [self.monitor_url]
+
+    @property
     def health_url(self) -> str:
         """The full health check: JetStream current and, in a cluster, caught up."""
         return f"{self.monitor_url}/healthz"
@@ -355,6 +360,8 @@ class EmbeddedCluster:
     Args:
         size: Nodes (3 for R3 streams: a majority survives the loss of one).
         store_dir: Parent of the nodes' JetStream directories; ``None``: a temporary one.
+        port: Client port of the first node, the others following it (``port + 1``, …);
+            ``None``: free ports.
         name: The cluster's name.
         config_file: A ``nats-server`` configuration shared by every node (e.g. nkey users).
         terminate_with_parent: As for :class:`EmbeddedNats`.
@@ -367,6 +374,7 @@ class EmbeddedCluster:
         size: int = 3,
         *,
         store_dir: str | Path | None = None,
+        port: int | None = None,
         name: str = "agentic",
         config_file: str | Path | None = None,
         terminate_with_parent: bool = False,
@@ -382,7 +390,7 @@ class EmbeddedCluster:
         self.nodes = [
             EmbeddedNats(
                 store_dir=root / f"n{i}",
-                port=_free_port(),
+                port=port + i - 1 if port else _free_port(),
                 monitor_port=_free_port(),
                 config_file=config_file,
                 terminate_with_parent=terminate_with_parent,
@@ -412,6 +420,11 @@ class EmbeddedCluster:
         return self.nodes[0].monitor_url
 
     @property
+    def monitor_urls(self) -> list[str]:
+        """Every node's monitoring base URL."""
+        return [node.monitor_url for node in self.nodes]
+
+    @property
     def store_dir(self) -> Path:
         """The parent of the nodes' JetStream directories."""
         return self.nodes[0].store_dir.parent
@@ -425,6 +438,11 @@ class EmbeddedCluster:
         for node in self.nodes:
             node.start()  # ready once JetStream is enabled; the cluster forms after
         self.wait_healthy()
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Stop every node; keeps ports and stores (:meth:`start` brings them back)."""
+        for node in self.nodes:
+            node.stop(grace_s)
 
     def wait_healthy(self, timeout_s: float | None = None) -> None:
         """Wait until every running node reports healthy (``/healthz``: JetStream current,

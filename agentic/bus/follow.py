@@ -132,7 +132,7 @@ async def _ensure_events_stream(js: JetStreamContext, settings: Settings) -> Non
     except NotFoundError:
         pass
     config = next(c for c in stream_configs(settings) if c.name == names.EVENTS_STREAM)
-    await ensure_stream(js, config)
+    await ensure_stream(js, config, settle_s=0)
 
 
 async def started_attempts(

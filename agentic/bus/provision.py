@@ -150,7 +150,11 @@ def workers_consumer_config(settings: Settings, pool: str) -> ConsumerConfig:
 
 
 async def provision(
-    js: JetStreamContext, settings: Settings, *, pools: Iterable[str] = ()
+    js: JetStreamContext,
+    settings: Settings,
+    *,
+    pools: Iterable[str] = (),
+    settle_s: float | None = None,
 ) -> Provisioned:
     """Create or update the three streams and one workers consumer per pool.
 
@@ -159,6 +163,8 @@ async def provision(
         settings: stream and consumer limits (``events_max_age_s``, ``step_*``,
             ``max_message_bytes``).
         pools: pools to create consumers for; ``settings.default_pool`` is always included.
+        settle_s: how long to wait out a cluster that is not ready (:data:`SETTLE_S`); 0
+            for a caller that may lack the permission (its requests go unanswered).
 
     Returns:
         The stream and consumer infos, by name.
@@ -167,61 +173,68 @@ async def provision(
         BusError: JetStream refused a configuration (the stream or consumer is named).
         ConfigError: a pool name or limit that cannot work.
     """
-    streams = {cfg.name or "": await ensure_stream(js, cfg) for cfg in stream_configs(settings)}
+    streams = {
+        cfg.name or "": await ensure_stream(js, cfg, settle_s=settle_s)
+        for cfg in stream_configs(settings)
+    }
     consumers = {}
     for pool in dict.fromkeys([settings.default_pool, *pools]):
         config = workers_consumer_config(settings, pool)
-        info = await ensure_consumer(js, names.STEPS_STREAM, config)
+        info = await ensure_consumer(js, names.STEPS_STREAM, config, settle_s=settle_s)
         consumers[info.name] = info
     return Provisioned(streams=streams, consumers=consumers)
 
 
-async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> StreamInfo:
+async def ensure_stream(
+    js: JetStreamContext, config: StreamConfig, *, settle_s: float | None = None
+) -> StreamInfo:
     """Create the stream, or update it when it exists with another configuration."""
     try:
         # Creating a stream that exists with the same configuration succeeds: concurrent
         # provisioners with the same settings never reach the update.
-        return await _settled(lambda: js.add_stream(config))
+        return await _settled(lambda: js.add_stream(config), settle_s)
     except BadRequestError as exc:
         if exc.err_code != _STREAM_NAME_IN_USE:
             raise _refused("stream", config.name, exc) from exc
     except (APIError, nats.errors.Error) as exc:
         raise _refused("stream", config.name, exc) from exc
     log.info("updating stream %s to the configured settings", config.name)
-    return await update_stream(js, config)
+    return await update_stream(js, config, settle_s=settle_s)
 
 
-async def update_stream(js: JetStreamContext, config: StreamConfig) -> StreamInfo:
+async def update_stream(
+    js: JetStreamContext, config: StreamConfig, *, settle_s: float | None = None
+) -> StreamInfo:
     """Change an existing stream's configuration (replicas change in place).
 
     Raises:
         BusError: JetStream refused (the stream is named, with the server's reason).
     """
     try:
-        return await _settled(lambda: js.update_stream(config))
+        return await _settled(lambda: js.update_stream(config), settle_s)
     except (APIError, nats.errors.Error) as exc:
         raise _refused("stream", config.name, exc) from exc
 
 
 async def ensure_consumer(
-    js: JetStreamContext, stream: str, config: ConsumerConfig
+    js: JetStreamContext, stream: str, config: ConsumerConfig, *, settle_s: float | None = None
 ) -> ConsumerInfo:
     """Create or update a durable consumer (JetStream creates or updates in one request)."""
     try:
-        return await _settled(lambda: js.add_consumer(stream, config))
+        return await _settled(lambda: js.add_consumer(stream, config), settle_s)
     except (APIError, nats.errors.Error) as exc:
         raise _refused("consumer", f"{stream}/{config.durable_name}", exc) from exc
 
 
-async def _settled(call: Callable[[], Awaitable[_T]]) -> _T:
+async def _settled(call: Callable[[], Awaitable[_T]], settle_s: float | None) -> _T:
     """``call()``, repeated while JetStream answers that it is not ready yet.
 
     In a cluster, a stream whose replicas are being added or whose leader is being elected
     (a node was lost) answers ``503`` or not at all for a few seconds; provisioning waits
-    that out for up to :data:`SETTLE_S`, then raises the last error.
+    that out for up to ``settle_s`` (default :data:`SETTLE_S`), then raises the last error.
     """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + SETTLE_S
+    deadline = loop.time() + (SETTLE_S if settle_s is None else settle_s)
     delay = 0.1
     while True:
         try:

@@ -35,6 +35,16 @@ Concurrency = Annotated[
 Port = Annotated[
     int, typer.Option("--port", "-p", min=0, max=65535, help="NATS client port (0: any free).")
 ]
+ClusterSize = Annotated[
+    int,
+    typer.Option(
+        "--cluster",
+        min=1,
+        max=5,
+        help="nats-server nodes: 3 runs a loopback cluster (ports --port, +1, +2) with "
+        "3 replicas of every stream, so that killing any one node loses nothing.",
+    ),
+]
 DataDir = Annotated[
     str | None,
     typer.Option(
@@ -52,6 +62,7 @@ def up(
     concurrency: Concurrency = 1,
     port: Port = 4222,
     data_dir: DataDir = None,
+    cluster: ClusterSize = 1,
 ) -> None:
     """Run nats-server, a coordinator and workers here, in the foreground.
 
@@ -68,6 +79,7 @@ def up(
         concurrency=concurrency,
         port=port,
         data_dir=data_dir or settings.nats_data_dir or DEFAULT_DATA_DIR,
+        cluster=cluster,
     )
     raise typer.Exit(_foreground(stack))
 
@@ -102,9 +114,10 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def _announce(stack: ProcessStack) -> None:
     assert stack.server is not None
     pids = " ".join(str(p.pid) for n, p in stack.children.items() if n != "coordinator")
+    replicas = f"; every stream on all {stack.cluster} nodes" if stack.cluster > 1 else ""
     lines = [
-        f"NATS: {stack.url} (monitoring {stack.server.monitor_url}, JetStream in "
-        f"{stack.server.store_dir})",
+        f"NATS: {stack.url} (monitoring {', '.join(stack.server.monitor_urls)}, JetStream in "
+        f"{stack.server.store_dir}{replicas})",
         f"coordinator pid {stack.children['coordinator'].pid}; "
         f"{stack.workers} worker(s){f' pids {pids}' if pids else ''}; "
         f"run store {_shown_store(stack.settings.run_store_url)}",

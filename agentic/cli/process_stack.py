@@ -28,7 +28,7 @@ from agentic.errors import BusError
 from agentic.settings import Settings
 
 if TYPE_CHECKING:
-    from agentic.bus.embedded import EmbeddedNats
+    from agentic.bus.embedded import EmbeddedCluster, EmbeddedNats
     from agentic.cli.local_auth import StackCredentials
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,10 @@ class ProcessStack:
             for this user (:attr:`client_credential`). ``False`` only for comparisons
             (``benchmarks/``): anyone on this machine could then use the stack.
         service_command: How a service process is started (``agentic`` by default).
+        cluster: nats-server processes; more than one makes a cluster on loopback (client
+            ports ``port``, ``port + 1``, …; JetStream in ``data_dir/n<i>``) and gives every
+            stream that many replicas (``AGENTIC_NATS_REPLICAS``), so that killing one node
+            loses nothing.
     """
 
     settings: Settings
@@ -63,10 +67,12 @@ class ProcessStack:
     env: dict[str, str] = field(default_factory=dict)
     secure: bool = True
     service_command: tuple[str, ...] = (sys.executable, "-m", "agentic")
-    server: EmbeddedNats | None = None
+    cluster: int = 1
+    server: EmbeddedNats | EmbeddedCluster | None = None
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     credentials: StackCredentials | None = None
     client_credential: Path | None = None
+    _left_credentials: list[Path] = field(default_factory=list, init=False, repr=False)
 
     def start(self) -> None:
         """Start everything; return once the coordinator answers on ``agentic.runs.submit``.
@@ -74,20 +80,32 @@ class ProcessStack:
         Raises:
             BusError: nats-server or the coordinator did not start (the stack is stopped).
         """
-        from agentic.bus.embedded import EmbeddedNats
+        from agentic.bus.embedded import EmbeddedCluster, EmbeddedNats
         from agentic.cli.local_auth import StackCredentials
 
         if self.port:
-            _check_port_free(self.port)
+            for port in range(self.port, self.port + self.cluster):
+                _check_port_free(port)
         if self.secure:
             self.credentials = StackCredentials()
-        self.server = EmbeddedNats(
-            store_dir=self.data_dir,
-            port=self.port or None,  # 0: any free ports
-            monitor_port=free_port() if self.port else None,
-            terminate_with_parent=True,
-            config_file=self.credentials.server_conf if self.credentials else None,
-        )
+        config_file = self.credentials.server_conf if self.credentials else None
+        if self.cluster > 1:
+            self.server = EmbeddedCluster(
+                self.cluster,
+                store_dir=self.data_dir,
+                port=self.port or None,
+                config_file=config_file,
+                terminate_with_parent=True,
+            )
+            self.env.setdefault("AGENTIC_NATS_REPLICAS", str(min(self.cluster, 5)))
+        else:
+            self.server = EmbeddedNats(
+                store_dir=self.data_dir,
+                port=self.port or None,  # 0: any free ports
+                monitor_port=free_port() if self.port else None,
+                terminate_with_parent=True,
+                config_file=config_file,
+            )
         try:
             self.server.start()
             self._leave_client_credential()
@@ -124,8 +142,13 @@ class ProcessStack:
             return
         from agentic.bus.credentials import leave_client_credential
 
+        from agentic.bus.connect import server_urls
+
         seed = self.credentials.client_seed.read_bytes()
-        self.client_credential = leave_client_credential(self.settings, self.url, seed)
+        # One per node: a client given any one node's URL finds it.
+        for url in server_urls(self.url):
+            self._left_credentials.append(leave_client_credential(self.settings, url, seed))
+        self.client_credential = self._left_credentials[0]
 
     def _spawn(self, command: str, *args: str) -> subprocess.Popen[bytes]:
         from agentic.bus.embedded import parent_death_signal
@@ -144,7 +167,8 @@ class ProcessStack:
     def _wait_coordinator(self, timeout_s: float = SERVICES_START_TIMEOUT_S) -> None:
         assert self.server is not None
         deadline = time.monotonic() + timeout_s
-        while not has_interest(self.server.monitor_url, names.SUBMIT_SUBJECT):
+        monitors = self.server.monitor_urls
+        while not any(has_interest(m, names.SUBMIT_SUBJECT) for m in monitors):
             exited = self.exited()
             if exited:
                 raise BusError(f"{exited[0]} exited at start with code {exited[1]}")
@@ -169,10 +193,12 @@ class ProcessStack:
         self.children.clear()
         if self.server is not None:
             self.server.stop()
-        if self.client_credential is not None:
+        if self._left_credentials:
             from agentic.bus.credentials import remove_credential
 
-            remove_credential(self.client_credential)
+            for path in self._left_credentials:
+                remove_credential(path)
+            self._left_credentials.clear()
             self.client_credential = None
         if self.credentials is not None:
             self.credentials.close()

@@ -290,7 +290,9 @@ class WorkerService(BusService):
             except nats.errors.Error as exc:
                 raise BusError(f"reading consumer {consumer} failed: {exc}", cause=exc) from exc
             try:
-                await provision(js, self.settings, pools=[self.pool])
+                # No waiting out an unready cluster: without the permission (the usual
+                # case), a request goes unanswered and looks the same.
+                await provision(js, self.settings, pools=[self.pool], settle_s=0)
                 return
             except BusError as exc:
                 if not announced:

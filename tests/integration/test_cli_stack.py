@@ -115,3 +115,76 @@ def test_killing_up_with_sigkill_takes_its_server_coordinator_and_workers_along(
         for pid in children + server:  # a failed test leaves nothing running
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_up_with_a_cluster_of_three_runs_a_workflow_on_replicated_streams(
+    tmp_path: Path,
+) -> None:
+    config = Path(__file__).resolve().parents[2] / "config"
+    env = {**clean_env(), "AGENTIC_CONFIG_DIR": str(config)}
+    env["AGENTIC_RUN_STORE_URL"] = str(tmp_path / "store")
+    data_dir = tmp_path / "js"
+    up, announced = start_agentic_up(data_dir, env, tmp_path, "--cluster", "3")
+    servers = nodes_under(data_dir)
+    try:
+        url = re.search(r"NATS: (\S+)", announced)
+        assert url is not None
+        assert len(url.group(1).split(",")) == 3
+        assert len(servers) == 3
+        done = subprocess.run(
+            [sys.executable, "-m", "agentic", "run", "demo", "--backend", "nats"],
+            env={**env, "AGENTIC_NATS_URL": url.group(1)},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "succeeded" in done.stdout
+        replicas = subprocess.run(
+            [sys.executable, "-c", REPLICAS_OF_EVENTS, url.group(1)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert replicas.stdout.split() == ["3"], replicas.stderr
+    finally:
+        up.kill()  # SIGKILL: the nodes go with it (parent-death signal)
+        up.wait()
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in servers):
+        assert time.monotonic() < deadline, "a nats-server node outlived agentic up"
+        time.sleep(0.1)
+
+
+REPLICAS_OF_EVENTS = """
+import asyncio, sys
+from agentic.bus import connect
+from agentic.settings import Settings
+
+async def main():
+    nc = await connect(Settings(nats_url=sys.argv[1]), name="replicas")
+    try:
+        print((await nc.jetstream().stream_info("AGENTIC_EVENTS")).config.num_replicas)
+    finally:
+        await nc.close()
+
+asyncio.run(main())
+"""
+
+
+def nodes_under(data_dir: Path) -> list[int]:
+    """The nats-server processes whose JetStream directory is in ``data_dir``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if args[0].endswith("nats-server") and any(
+                a.startswith(f"{data_dir}/") for a in args
+            ):
+                pids.append(int(proc.name))
+    return pids

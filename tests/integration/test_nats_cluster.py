@@ -128,3 +128,34 @@ async def test_killing_the_node_that_leads_a_stream_mid_run_loses_and_repeats_no
     await asyncio.to_thread(cluster.wait_healthy, 60.0)
     assert cluster.leader_of(led) is not None
     print(f"{led}: {RUNS} runs finished {time.monotonic() - killed_at:.1f}s after the kill")
+
+
+async def test_a_follower_whose_node_dies_resumes_and_sees_every_event_once(
+    cluster: EmbeddedCluster, stack: Stack, nc: NATS
+) -> None:
+    from agentic.bus.follow import RunEvents
+
+    settings = Settings(nats_url=cluster.url)
+    follower = await connect(settings, name="cluster-follower")
+    assert follower.connected_url is not None
+    own_node = next(n for n in cluster.nodes if n.port == follower.connected_url.port)
+    seen = []
+    try:
+        async with RunEvents(follower.jetstream(), "followed-1", settings) as events:
+            await submit(nc, inline_request("followed-1", STEPS, STEADY))
+            while not any(e.type == "step_started" for e in seen):
+                if (event := await events.next(timeout=30)) is not None:
+                    seen.append(event)
+            own_node.stop(grace_s=0)  # SIGKILL the node this client is connected to
+            deadline = time.monotonic() + 90
+            while seen[-1].type != "succeeded":
+                assert time.monotonic() < deadline, f"the follower stopped at {seen[-1]}"
+                if (event := await events.next(timeout=1)) is not None:
+                    seen.append(event)
+    finally:
+        await follower.close()
+        own_node.start()
+        await asyncio.to_thread(cluster.wait_healthy, 60.0)
+
+    assert [e.seq for e in seen] == list(range(len(seen)))
+    assert [e.type for e in seen].count("step_succeeded") == len(STEPS)
