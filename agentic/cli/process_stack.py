@@ -140,9 +140,8 @@ class ProcessStack:
         """Put the client seed where this user's clients look for it (no flag needed)."""
         if self.credentials is None:
             return
-        from agentic.bus.credentials import leave_client_credential
-
         from agentic.bus.connect import server_urls
+        from agentic.bus.credentials import leave_client_credential
 
         seed = self.credentials.client_seed.read_bytes()
         # One per node: a client given any one node's URL finds it.
