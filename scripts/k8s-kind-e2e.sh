@@ -86,6 +86,17 @@ AGENTIC_NATS_URL="nats://127.0.0.1:$LOCAL_NATS_PORT" \
   "$AGENTIC" run "$WORKFLOW" --backend nats
 kubectl -n "$NS" get jobs -l app.kubernetes.io/component=worker
 
+echo "== 3. a NATS pod lost mid-run: the run still succeeds (3 replicas of every stream)"
+# From inside the cluster (a port-forward dies with its pod): the coordinator pod submits.
+kubectl -n "$NS" exec -i deploy/agentic-coordinator -- \
+  sh -c 'cat > /tmp/k8s-e2e.yaml && agentic run /tmp/k8s-e2e.yaml --backend nats' \
+  < "$WORKFLOW" &
+RUN_PID=$!
+sleep 5
+kubectl -n "$NS" delete pod nats-0 --grace-period=0 --force
+wait "$RUN_PID"
+kubectl -n "$NS" rollout status statefulset/nats --timeout=180s
+
 echo "== the runs, as the cluster's run store holds them"
 kubectl -n "$NS" exec deploy/agentic-coordinator -- agentic runs
-echo "kind e2e: both runs succeeded"
+echo "kind e2e: all three runs succeeded"

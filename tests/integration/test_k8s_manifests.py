@@ -71,7 +71,7 @@ EGRESS = {
     "scaler": {"agentic-egress-dns", "agentic-egress-nats", "agentic-egress-kubernetes-api"},
     "worker": {"agentic-egress-dns", "agentic-egress-nats", "agentic-egress-model-endpoints"},
     "step": {"agentic-egress-dns", "agentic-egress-model-endpoints"},
-    "bus": {"agentic-egress-dns"},
+    "bus": {"agentic-egress-dns", "agentic-egress-nats-routes"},
 }
 PLACEHOLDER = ipaddress.ip_network("192.0.2.0/24")  # TEST-NET-1: no host answers there
 NKEY_SEED = re.compile(r"\bS[UOANCP][A-Z2-7]{50,}\b")
@@ -411,7 +411,8 @@ def test_nats_runs_jetstream_on_file_storage_with_a_valid_config(rendered, tmp_p
     docs = rendered["base"]
     nats = one(docs, "StatefulSet", "nats")["spec"]
     [c] = nats["template"]["spec"]["containers"]
-    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"client": 4222, "monitor": 8222}
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"client": 4222, "cluster": 6222, "monitor": 8222}
     assert c["readinessProbe"]["httpGet"]["port"] == "monitor"
     data_mount = next(m for m in c["volumeMounts"] if m["name"] == "data")
     assert [t["metadata"]["name"] for t in nats["volumeClaimTemplates"]] == ["data"]
@@ -465,6 +466,9 @@ def test_the_deployed_nats_config_makes_every_client_authenticate(rendered, tmp_
     port, monitor = free_port(), free_port()
     log = tmp_path / "nats.log"
     command = [nats_server_binary(), "-c", str(conf), "-a", "127.0.0.1", "-p", str(port)]
+    # The pods' route port and pid file are the config's; this server gets free ones.
+    conf.write_text(conf.read_text().replace("/var/run/nats/", f"{tmp_path}/"))
+    command += ["--cluster", f"nats://127.0.0.1:{free_port()}"]
     with log.open("w") as out:
         proc = subprocess.Popen(
             [*command, "-m", str(monitor)],
@@ -490,6 +494,56 @@ def test_the_deployed_nats_config_makes_every_client_authenticate(rendered, tmp_
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_nats_is_a_three_node_cluster_whose_routes_name_every_pod(rendered) -> None:
+    docs = rendered["base"]
+    nats = one(docs, "StatefulSet", "nats")["spec"]
+    headless = one(docs, "Service", nats["serviceName"])["spec"]
+    conf = one(docs, "ConfigMap", "nats-config")["data"]["nats.conf"]
+    replicas = nats["replicas"]
+    assert replicas == 3
+    assert nats["podManagementPolicy"] == "Parallel"
+    assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
+    assert {p["name"]: p["port"] for p in headless["ports"]}["cluster"] == 6222
+    routes = re.findall(r"nats://(nats-\d+)\.([\w-]+):6222", conf)
+    assert routes == [(f"nats-{i}", nats["serviceName"]) for i in range(replicas)]
+    assert "server_name: $POD_NAME" in conf, "KEDA finds the consumer leader by pod name"
+    settings = settings_from(docs)
+    assert settings.nats_replicas == replicas
+    urls = (settings.nats_url or "").split(",")
+    assert [u.split(".")[0] for u in urls] == [f"nats://nats-{i}" for i in range(replicas)]
+    assert all(f".{nats['serviceName']}.agentic.svc." in u for u in urls)
+
+
+def test_nats_pods_spread_over_nodes_and_leave_one_at_a_time(rendered) -> None:
+    docs = rendered["base"]
+    pod = one(docs, "StatefulSet", "nats")["spec"]["template"]["spec"]
+    [term] = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": "nats"}
+    budget = one(docs, "PodDisruptionBudget", "nats")["spec"]
+    assert budget == {
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": {"app.kubernetes.io/name": "nats"}},
+    }
+    [c] = pod["containers"]
+    assert c["startupProbe"]["httpGet"]["path"] == "/healthz", "ready only once caught up"
+    assert "ldm=" in " ".join(c["lifecycle"]["preStop"]["exec"]["command"])
+    assert pod["terminationGracePeriodSeconds"] >= 45
+    kind = one(rendered["overlays/kind"], "StatefulSet", "nats")["spec"]["template"]["spec"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in str(kind["affinity"])
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_only_nats_pods_reach_the_cluster_port(rendered, target: str) -> None:
+    docs = rendered[target]
+    nats_pods = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "nats"}}}
+    ingress = one(docs, "NetworkPolicy", "nats-ingress")["spec"]["ingress"]
+    assert [r["from"] for r in ingress if r["ports"][0]["port"] == 6222] == [[nats_pods]]
+    egress = one(docs, "NetworkPolicy", "agentic-egress-nats-routes")["spec"]
+    assert egress["podSelector"] == nats_pods["podSelector"]
+    assert egress["egress"] == [{"to": [nats_pods], "ports": [{"protocol": "TCP", "port": 6222}]}]
 
 
 def test_the_coordinator_mounts_the_store_where_the_settings_say(rendered) -> None:
