@@ -87,14 +87,19 @@ AGENTIC_NATS_URL="nats://127.0.0.1:$LOCAL_NATS_PORT" \
 kubectl -n "$NS" get jobs -l app.kubernetes.io/component=worker
 
 echo "== 3. a NATS pod lost mid-run: the run still succeeds (3 replicas of every stream)"
-# From inside the cluster (a port-forward dies with its pod): the coordinator pod submits.
-kubectl -n "$NS" exec -i deploy/agentic-coordinator -- \
-  sh -c 'cat > /tmp/k8s-e2e.yaml && agentic run /tmp/k8s-e2e.yaml --backend nats' \
-  < "$WORKFLOW" &
+# The client goes through a port-forward to nats-2 (a port-forward dies with its pod); nats-0,
+# which leads some of the streams, is killed while the run's steps execute.
+kubectl -n "$NS" port-forward pod/nats-2 "$((LOCAL_NATS_PORT + 1)):4222" >/dev/null &
+PF2_PID=$!
+for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$((LOCAL_NATS_PORT + 1))") 2>/dev/null && break; sleep 0.2; done
+AGENTIC_NATS_URL="nats://127.0.0.1:$((LOCAL_NATS_PORT + 1))" \
+  AGENTIC_NATS_NKEY_SEED_FILE="$CREDENTIALS/client.nk" \
+  "$AGENTIC" run "$WORKFLOW" --backend nats &
 RUN_PID=$!
 sleep 5
 kubectl -n "$NS" delete pod nats-0 --grace-period=0 --force
 wait "$RUN_PID"
+kill "$PF2_PID"
 kubectl -n "$NS" rollout status statefulset/nats --timeout=180s
 
 echo "== the runs, as the cluster's run store holds them"
