@@ -8,6 +8,8 @@ worker`` processes, a file run store), with zero-delay scripted steps:
     is counted) to step k+1 running on a worker (its ``timing.started_at``). Targets: p50
     ≤ 5 ms, p95 ≤ 15 ms; and authentication with signed steps (the default) within 1 ms of
     the p50 of the same stack without them, run by run in turn in the same benchmark.
+    Beside them, the same runs on a 3-node loopback cluster with 3 replicas of every
+    stream (``agentic up --cluster 3``): the price of replication, with no target.
 (b) **throughput**: 200 concurrent 5-step runs on 2 worker processes; none may be lost.
     Compared with one process running the same 1,000 mini-crews (the specs the workers
     ran, read back from the store) back to back. Target: at least 1.2 times its steps per second.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -60,10 +63,11 @@ THROUGHPUT_STEPS = 5
 # --- (a) transitions ---------------------------------------------------------------------------
 
 
-def transitions(steps: int, runs: int) -> dict[str, Any]:
+def transitions(steps: int, runs: int, cluster: int = 3) -> dict[str, Any]:
     """Step-to-step transitions of ``runs`` sequential runs of ``steps`` steps, one worker,
-    on the secured stack (authentication, signed steps) and on the same stack with neither,
-    run by run in turn, so both see the same machine.
+    on the secured stack (authentication, signed steps), on the same stack with neither and
+    (``cluster`` > 1) on the secured stack over a cluster of ``cluster`` nodes with as many
+    replicas, run by run in turn, so all see the same machine.
 
     Each transition is also split into its legs by the timestamps of the run's events:
     the worker committing step k and reporting it (``finished_at`` → ``step_succeeded``),
@@ -72,32 +76,50 @@ def transitions(steps: int, runs: int) -> dict[str, Any]:
     (→ ``started_at``).
     """
     wf = scripted_workflow(steps, name="transitions")
-    gaps: dict[bool, list[float]] = {True: [], False: []}
+    gaps: dict[str, list[float]] = {"secured": [], "bare": [], "replicated": []}
     legs: dict[str, list[float]] = {leg: [] for leg in LEGS}
-    with running_stack(workers=1) as secured, running_stack(workers=1, secure=False) as bare:
-        for stack in (secured, bare):
+    with contextlib.ExitStack() as stacks:
+        running = {
+            "secured": stacks.enter_context(running_stack(workers=1)),
+            "bare": stacks.enter_context(running_stack(workers=1, secure=False)),
+        }
+        if cluster > 1:
+            running["replicated"] = stacks.enter_context(
+                running_stack(workers=1, cluster=cluster)
+            )
+        for stack in running.values():
             warm_up(stack.url, workers=1)
         for i in range(runs):  # one run at a time: this figure is latency, not load
-            for secure, stack in ((False, bare), (True, secured)):
+            for kind, stack in running.items():
                 results, events = _transition_run(stack, wf, f"transition{i}")
-                gaps[secure] += [
+                gaps[kind] += [
                     _ms(before.timing.finished_at, after.timing.started_at)
                     for before, after in pairwise(results)
                 ]
-                if secure:
+                if kind == "secured":
                     for leg, samples in transition_legs(results, events).items():
                         legs[leg] += samples
-    figures, bare_figures = percentiles(gaps[True]), percentiles(gaps[False])
+    figures, bare_figures = percentiles(gaps["secured"]), percentiles(gaps["bare"])
     out = {
         "transition_p50_ms": figures["p50_ms"],
         "transition_p95_ms": figures["p95_ms"],
-        "transition_n": len(gaps[True]),
+        "transition_n": len(gaps["secured"]),
         "transition_unsecured_p50_ms": bare_figures["p50_ms"],
         "transition_unsecured_p95_ms": bare_figures["p95_ms"],
         "transition_security_cost_p50_ms": round(figures["p50_ms"] - bare_figures["p50_ms"], 3),
     }
     for leg, samples in legs.items():
         out[f"transition_{leg}_p50_ms"] = round(statistics.median(samples), 3)
+    if gaps["replicated"]:
+        replicated = percentiles(gaps["replicated"])
+        out |= {
+            "transition_cluster_nodes": cluster,
+            "transition_replicated_p50_ms": replicated["p50_ms"],
+            "transition_replicated_p95_ms": replicated["p95_ms"],
+            "transition_replication_cost_p50_ms": round(
+                replicated["p50_ms"] - figures["p50_ms"], 3
+            ),
+        }
     return out
 
 
@@ -292,6 +314,15 @@ def report_lines(f: dict[str, Any]) -> list[str]:
             f"{f['transition_unsecured_p95_ms']:.2f} ms: they cost {cost:+.2f} ms at p50 "
             f"({verdict(cost <= TARGET_SECURITY_COST_MS)} ≤ {TARGET_SECURITY_COST_MS:g} ms)"
         )
+    if "transition_replicated_p50_ms" in f:
+        lines.append(
+            f"(a) on a {f['transition_cluster_nodes']}-node cluster, "
+            f"{f['transition_cluster_nodes']} replicas of every stream: p50 "
+            f"{f['transition_replicated_p50_ms']:.2f} ms, p95 "
+            f"{f['transition_replicated_p95_ms']:.2f} ms: replication costs "
+            f"{f['transition_replication_cost_p50_ms']:+.2f} ms at p50 (beside "
+            f"{f['transition_p50_ms']:.2f} ms on one node; no target)"
+        )
     if "throughput_ratio" in f:
         ok = f["throughput_ratio"] >= TARGET_THROUGHPUT_RATIO and f["throughput_runs_lost"] == 0
         lines.append(
@@ -322,6 +353,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", default="abc", help="which figures: any of a, b, c (default abc)")
     p.add_argument("--steps", type=int, default=20, help="steps of a transition run (20)")
     p.add_argument("--transition-runs", type=int, default=6, help="transition runs per stack (6)")
+    p.add_argument(
+        "--cluster", type=int, default=3, help="nodes of (a)'s replicated stack (3; 1: none)"
+    )
     p.add_argument("--runs", type=int, default=200, help="concurrent runs of (b) (200)")
     p.add_argument("--workers", type=int, default=2, help="worker processes of (b) (2)")
     p.add_argument("--footprint-runs", type=int, default=1000, help="runs of (c) (1000)")
@@ -334,7 +368,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Any] = baselines(n=args.cycle_n, directory=tempfile.gettempdir())
     if "a" in args.only:
-        figures |= transitions(args.steps, args.transition_runs)
+        figures |= transitions(args.steps, args.transition_runs, args.cluster)
     if "b" in args.only:
         figures |= throughput(args.runs, args.workers)
     if "c" in args.only:

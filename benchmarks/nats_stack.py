@@ -103,7 +103,7 @@ def _process_table() -> dict[int, tuple[int, float]]:
 
 @contextlib.contextmanager
 def running_stack(
-    workers: int, *, root: str | Path | None = None, secure: bool = True
+    workers: int, *, root: str | Path | None = None, secure: bool = True, cluster: int = 1
 ) -> Iterator[BenchStack]:
     """nats-server, a coordinator and ``workers`` worker processes on a temporary store.
 
@@ -111,6 +111,8 @@ def running_stack(
         workers: Worker processes.
         root: Where the temporary folder goes.
         secure: Authentication and signed steps, as ``agentic up`` runs; False: neither.
+        cluster: nats-server nodes; more than one: a loopback cluster with that many
+            replicas of every stream (``agentic up --cluster``).
     """
     from agentic.cli.process_stack import ProcessStack
 
@@ -130,13 +132,16 @@ def running_stack(
             env=env,
             secure=secure,
             service_command=SECURE_SERVICES if secure else UNSIGNED_SERVICES,
+            cluster=cluster,
         )
         stack.start()
         try:
             assert stack.server is not None
             pids = {name: proc.pid for name, proc in stack.children.items()}
-            pids["nats-server"] = stack.server.pid or 0
-            yield BenchStack(stack.url, store_url, stack.server.monitor_url, pids)
+            nodes = getattr(stack.server, "nodes", [stack.server])
+            for i, node in enumerate(nodes):
+                pids["nats-server" if i == 0 else f"nats-server-{i + 1}"] = node.pid or 0
+            yield BenchStack(stack.url, store_url, stack.server.monitor_urls[0], pids)
         finally:
             stack.stop()
 

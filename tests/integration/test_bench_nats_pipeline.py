@@ -30,6 +30,10 @@ def test_the_pipeline_benchmark_reports_all_three_figures_at_tiny_sizes(
     assert 0 < figures["transition_unsecured_p50_ms"] <= figures["transition_unsecured_p95_ms"]
     cost = figures["transition_p50_ms"] - figures["transition_unsecured_p50_ms"]
     assert figures["transition_security_cost_p50_ms"] == pytest.approx(cost, abs=0.002)
+    assert figures["transition_cluster_nodes"] == 3
+    assert 0 < figures["transition_replicated_p50_ms"] <= figures["transition_replicated_p95_ms"]
+    replication = figures["transition_replicated_p50_ms"] - figures["transition_p50_ms"]
+    assert figures["transition_replication_cost_p50_ms"] == pytest.approx(replication, abs=0.002)
     assert figures["throughput_runs_lost"] == 0
     assert figures["throughput_results_committed"] == 2 * 5
     assert figures["throughput_steps_per_s"] > 0 and figures["single_process_steps_per_s"] > 0
