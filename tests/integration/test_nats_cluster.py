@@ -159,3 +159,35 @@ async def test_a_follower_whose_node_dies_resumes_and_sees_every_event_once(
 
     assert [e.seq for e in seen] == list(range(len(seen)))
     assert [e.type for e in seen].count("step_succeeded") == len(STEPS)
+
+
+async def test_losing_two_nodes_stops_progress_until_one_returns_and_loses_nothing(
+    cluster: EmbeddedCluster, stack: Stack, nc: NATS
+) -> None:
+    js = nc.jetstream()
+    run_ids = [f"two-down-{i}" for i in range(3)]
+    for run_id in run_ids:
+        assert await submit(nc, inline_request(run_id, STEPS, STEADY)) == {"run_id": run_id}
+    await wait_event(js, run_ids[0], "step_succeeded", step_id=STEPS[0])
+    survivor, *lost = cluster.nodes
+    for node in lost:
+        node.stop(grace_s=0)
+    await asyncio.sleep(12)  # every step in flight has finished by now, on its own
+    store = stack.store()
+    stalled = [store.read_run(r).status for r in run_ids]
+
+    lost[0].start()  # a majority again
+    records = [await wait_finished(store, r, timeout=180) for r in run_ids]
+    lost[1].start()
+    await asyncio.to_thread(cluster.wait_healthy, 60.0)
+
+    assert stalled == ["running"] * len(run_ids), "no run can finish without a majority"
+    assert [r.status for r in records] == ["succeeded"] * len(run_ids)
+    for run_id in run_ids:
+        for step in STEPS:
+            assert [a.attempt for a in store.read_attempts(run_id, step)] == [1], (run_id, step)
+        events = await run_events(js, run_id, timeout=60)
+        assert [e.seq for e in events] == list(range(len(events))), run_id
+        assert sorted(e.step_id for e in events if e.type == "step_started") == sorted(STEPS)
+    assert survivor.running
+    assert all(s.alive for s in (stack.coordinator, *stack.workers) if s is not None)
