@@ -108,6 +108,56 @@ async def test_provisioning_applies_changed_settings_to_existing_streams_and_con
         await provision(js, Settings(nats_url=nats_url), pools=[pool])
 
 
+async def test_replicas_on_a_single_server_are_refused_naming_the_stream_and_the_setting(
+    js: JetStreamContext, nats_url: str
+) -> None:
+    with pytest.raises(BusError) as refused:
+        await provision(js, Settings(nats_url=nats_url, nats_replicas=3))
+
+    message = str(refused.value)
+    assert "AGENTIC_EVENTS" in message and "non-clustered" in message
+    assert "AGENTIC_NATS_REPLICAS=N needs a cluster of at least N" in message
+
+
+async def test_a_cluster_moves_every_stream_and_the_lease_from_one_replica_to_three_in_place(
+    tmp_path,
+) -> None:
+    from agentic.bus import EmbeddedCluster
+    from agentic.bus.coordination import provision_coordinator
+    from agentic.bus.lease import lease_bucket
+
+    with EmbeddedCluster(3, store_dir=tmp_path) as cluster:
+        one = Settings(nats_url=cluster.url)
+        nc = await connect(one, name="test-replicas")
+        js = nc.jetstream()
+        try:
+            await provision(js, one)
+            await provision_coordinator(js, one)
+            await lease_bucket(js, 10.0, one)
+            kept = bus_spec("default")
+            await publish_step(js, kept, max_bytes=65_536)
+            three = Settings(nats_url=cluster.url, nats_replicas=3)
+
+            await provision(js, three)
+            await provision_coordinator(js, three)
+            await lease_bucket(js, 10.0, three)
+
+            streams = [
+                names.EVENTS_STREAM,
+                names.STEPS_STREAM,
+                names.DLQ_STREAM,
+                names.ADVISORIES_STREAM,
+                f"KV_{names.COORDINATOR_BUCKET}",
+            ]
+            for stream in streams:
+                assert (await js.stream_info(stream)).config.num_replicas == 3, stream
+            sub = await pull_steps(js, "default")
+            msg = await fetch_one(sub, timeout=10)
+            assert msg is not None and decode_spec(msg).run_id == kept.run_id
+        finally:
+            await nc.close()
+
+
 async def test_a_pool_name_with_a_dot_is_refused_clearly(js: JetStreamContext) -> None:
     with pytest.raises(ConfigError, match=r"'gpu\.large'.*cannot contain '\.'"):
         await provision(js, Settings(), pools=["gpu.large"])
