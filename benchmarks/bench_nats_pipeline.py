@@ -84,9 +84,7 @@ def transitions(steps: int, runs: int, cluster: int = 3) -> dict[str, Any]:
             "bare": stacks.enter_context(running_stack(workers=1, secure=False)),
         }
         if cluster > 1:
-            running["replicated"] = stacks.enter_context(
-                running_stack(workers=1, cluster=cluster)
-            )
+            running["replicated"] = stacks.enter_context(running_stack(workers=1, cluster=cluster))
         for stack in running.values():
             warm_up(stack.url, workers=1)
         for i in range(runs):  # one run at a time: this figure is latency, not load

@@ -183,8 +183,6 @@ def nodes_under(data_dir: Path) -> list[int]:
                 args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
             except OSError:
                 continue
-            if args[0].endswith("nats-server") and any(
-                a.startswith(f"{data_dir}/") for a in args
-            ):
+            if args[0].endswith("nats-server") and any(a.startswith(f"{data_dir}/") for a in args):
                 pids.append(int(proc.name))
     return pids
