@@ -39,6 +39,10 @@ class Service(Protocol):
     def request_stop(self) -> None: ...
 
 
+class StoppedWhileStarting(Exception):
+    """A service was asked to stop before it was ready; it released what it had."""
+
+
 class BusService:
     """The lifecycle of a service on the bus: ``async with`` starts it, and a start that
     fails half-way releases what it got; ``request_stop`` sets :attr:`_stopping`, which
@@ -55,11 +59,29 @@ class BusService:
         self._nc: Any = None
 
     async def __aenter__(self) -> Self:
+        """Start; a stop requested meanwhile cancels the start at once.
+
+        Raises:
+            StoppedWhileStarting: :meth:`request_stop` came first (what the start got is
+                released: a worker's step processes, still importing CrewAI, are killed).
+        """
+        if self._stopping.is_set():
+            raise StoppedWhileStarting
+        starting = asyncio.ensure_future(self._start())
+        stop = asyncio.ensure_future(self._stopping.wait())
         try:
-            await self._start()
+            await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                raise StoppedWhileStarting
+            starting.result()
         except BaseException:
+            if not starting.done():
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
             await self._close()
             raise
+        finally:
+            stop.cancel()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -101,6 +123,9 @@ async def serve(service: Service) -> int:
     try:
         async with service:
             return await service.run()
+    except StoppedWhileStarting:
+        log.warning("stopped while starting")
+        return 0
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -224,6 +224,9 @@ class CoordinatorService(BusService):
             self._control.close()
         for task in list(self._tasks):
             task.cancel()
+        if self._lease is not None and not self._lease_lost:
+            # Stopped before run() (it releases the lease itself): let a standby lead now.
+            await self._lease.release()
         await super()._close()
 
     def _deps(self, js: JetStreamContext) -> Deps:

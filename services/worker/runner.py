@@ -129,11 +129,14 @@ class StepRunner:
         return StepProcessError(f"the step process died (exit code {code})", exit_code=code)
 
     def kill(self) -> None:
-        """SIGKILL the child's process group (the step and whatever it started)."""
+        """SIGKILL the child's process group (the step and whatever it started), and the
+        child itself: one still starting has not made its own group yet."""
         pid = self.pid
         if pid is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
     async def restart(self) -> None:
         """Replace the child (after a crash or a kill)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from agentic.settings import Settings
 from tests.factories import DONE, inline_request, scripted_agent_data
 from tests.integration.nats_stack import (
     Stack,
+    process_gone,
     run_events,
     submit,
     wait_event,
@@ -211,6 +213,43 @@ async def test_sigterm_lets_the_running_step_finish_before_the_worker_exits(
     assert code == 0
     assert record.status == "succeeded"
     assert [e.type for e in events].count("step_started") == 1
+
+
+def children_of(pid: int) -> list[int]:
+    """The live child processes of ``pid``, from ``/proc``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+async def test_sigterm_stops_a_starting_worker_before_its_step_processes_are_ready(
+    stack: Stack,
+) -> None:
+    await stack.start_coordinator()
+    worker = stack.spawn_worker("--concurrency", "2")
+    deadline = time.monotonic() + 60
+    while len(children_of(worker.pid)) < 2:  # its step processes are importing CrewAI
+        assert worker.alive and time.monotonic() < deadline, worker.log_text()[-2000:]
+        await asyncio.sleep(0.02)
+    step_processes = children_of(worker.pid)
+
+    worker.process.send_signal(signal.SIGTERM)
+    asked = time.monotonic()
+    code = await asyncio.to_thread(worker.process.wait, 30)
+    took = time.monotonic() - asked
+
+    assert code == 0
+    assert "worker ready" not in worker.log_text(), "the start was not interrupted"
+    assert all(process_gone(pid) for pid in step_processes)
+    assert took < 5.0, f"{took:.2f}s"  # 1 s on a quiet machine; room for a loaded one
+    print(f"a starting worker stopped {took:.2f}s after SIGTERM")
 
 
 PLANNER = """\
