@@ -9,10 +9,12 @@ the event loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from nats.aio.client import Client as NATS
@@ -54,7 +56,13 @@ class DriverEffects(Protocol):
     async def ready(self, command: Emit, spec: StepSpec) -> StepError | None: ...
     async def dispatch(self, spec: StepSpec) -> StepError | None: ...
     async def send_kill(self, step_id: str, attempt: int) -> None: ...
-    async def record_failure(self, command: RecordFailure) -> None: ...
+    async def record_failure(
+        self,
+        command: RecordFailure,
+        *,
+        queued_at: datetime | None = None,
+        started_at: datetime | None = None,
+    ) -> None: ...
     async def commit_failure(self, command: CommitFailure) -> None: ...
     async def started_attempts(self) -> dict[str, int]: ...
     def forget_queued(self, step_id: str) -> None: ...
@@ -231,10 +239,22 @@ class RunEffects:
         except Exception as exc:  # best effort: workers also watch run.json
             log.warning("run %s: kill notice for %s not sent: %s", self.run_id, step_id, exc)
 
-    async def record_failure(self, command: RecordFailure) -> None:
+    async def record_failure(
+        self,
+        command: RecordFailure,
+        *,
+        queued_at: datetime | None = None,
+        started_at: datetime | None = None,
+    ) -> None:
         """Write the attempt file of a failure no worker could record (timeout, DLQ)."""
         store = self.deps.store
-        await self.io("writing a failed attempt", record_failure, store, self.run_id, command)
+        await self.io(
+            "writing a failed attempt",
+            functools.partial(record_failure, queued_at=queued_at, started_at=started_at),
+            store,
+            self.run_id,
+            command,
+        )
 
     async def commit_failure(self, command: CommitFailure) -> None:
         """Commit the step's last failure as its result (no retry will follow)."""

@@ -18,6 +18,7 @@ import asyncio
 import itertools
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentic import failures
@@ -113,8 +114,16 @@ class MemoryEffects:
     async def send_kill(self, step_id: str, attempt: int) -> None:
         self.bus.kills.append((self.run_id, step_id, attempt))
 
-    async def record_failure(self, command: RecordFailure) -> None:
-        record_failure(self.deps.store, self.run_id, command)
+    async def record_failure(
+        self,
+        command: RecordFailure,
+        *,
+        queued_at: datetime | None = None,
+        started_at: datetime | None = None,
+    ) -> None:
+        record_failure(
+            self.deps.store, self.run_id, command, queued_at=queued_at, started_at=started_at
+        )
 
     async def commit_failure(self, command: CommitFailure) -> None:
         commit_failure(self.deps.store, self.run_id, command)

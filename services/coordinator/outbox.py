@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
 from agentic.contracts import RunRecord, StepError, StepSpec, StepState, utcnow
@@ -72,13 +73,26 @@ class RunOutbox:
         self._steps = steps
         self._retry_due = retry_due
         self._unwritten: list[StepSpec] = []
+        # When each attempt was queued and when its worker reported it started: a failure
+        # the coordinator records for it (a timeout) shows them (`agentic show`).
+        self._queued_at: dict[tuple[str, int], datetime] = {}
+        self._started_at: dict[tuple[str, int], datetime] = {}
 
     @property
     def has_unwritten_specs(self) -> bool:
         return bool(self._unwritten)
 
+    def started(self, step_id: str, attempt: int, at: datetime) -> None:
+        """A worker reported ``attempt`` of ``step_id`` started at ``at``."""
+        self._started_at[step_id, attempt] = at
+
     async def record_failure(self, command: RecordFailure) -> None:
-        await self.effects.record_failure(command)
+        key = (command.step_id, command.attempt)
+        await self.effects.record_failure(
+            command,
+            queued_at=self._queued_at.pop(key, None),
+            started_at=self._started_at.pop(key, None),
+        )
 
     async def commit_failure(self, command: CommitFailure) -> None:
         await self.effects.commit_failure(command)
@@ -128,6 +142,7 @@ class RunOutbox:
         spec = self._spec_of(command)
         if (command.step_id, command.attempt) in self.held:
             return  # already with a worker (see RunDriver.resume): not published again
+        self._queued_at[command.step_id, command.attempt] = utcnow()
         if announce is not None:
             failure = await self.effects.ready(announce, spec)
         else:

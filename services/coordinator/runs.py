@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 
 from agentic.contracts import (
     RunEvent,
@@ -168,7 +169,7 @@ class RunDriver:
                 self._ignored(event, "not an attempt dispatched")
                 return
             if event.type == "step_started":
-                await self._on_started(current, event.attempt)
+                await self._on_started(current, event.attempt, event.ts)
                 return
             outcome = await self._effects.read(
                 "reading a step result",
@@ -250,9 +251,13 @@ class RunDriver:
 
     # --- transitions ------------------------------------------------------------------
 
-    async def _on_started(self, current: StepState, attempt: int) -> None:
+    async def _on_started(
+        self, current: StepState, attempt: int, at: datetime | None = None
+    ) -> None:
         if not is_current(current, attempt):
             return
+        if at is not None:  # unknown for an attempt a restored run finds started
+            self._out.started(current.step_id, attempt, at)
         # Every delivery restarts the clock: a redelivered attempt runs again from scratch.
         step_id = current.step_id
         timeout = self._out.timeouts_s.get(step_id, self._deps.settings.default_step_timeout_s)

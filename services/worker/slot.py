@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 import nats.errors
@@ -42,7 +44,7 @@ from nats.aio.msg import Msg
 
 from agentic import failures, names
 from agentic.bus import delivery_count, fetch_one, keep_in_progress
-from agentic.contracts import TERMINAL_STATUSES, StepError, StepResult, StepSpec
+from agentic.contracts import TERMINAL_STATUSES, StepError, StepResult, StepSpec, utcnow
 from agentic.errors import AgenticError
 from agentic.recording.attempts import record_attempt
 from agentic.recording.outcome import failed_attempt
@@ -68,6 +70,7 @@ class Outcome:
     kind: Literal["finished", "timed_out", "crashed", "terminated", "shutdown"]
     result: StepResult | None = None
     detail: str = ""
+    started_at: datetime | None = None  # when the step was handed to its step process
 
 
 class Slot:
@@ -170,6 +173,7 @@ class Slot:
         deadline = loop.time() + timeout
         self.current, self._interrupt = spec, None
         self._wake.clear()
+        started_at = utcnow()
         try:
             await self.runner.send(spec)  # here, not in a task: the step starts at once
         except StepProcessError as exc:
@@ -183,7 +187,7 @@ class Slot:
             reason = await self._watch(spec, task, deadline)
             outcome = await self._outcome(task, reason, timeout)
             await _published(started, spec)
-            return outcome
+            return dataclasses.replace(outcome, started_at=started_at)
         finally:
             self.current = None
             started.cancel()  # done by now, unless the slot itself is being cancelled
@@ -254,7 +258,7 @@ class Slot:
                     spec.attempt,
                     outcome.detail,
                 )
-            result = outcome.result or _timed_out(spec, outcome.detail)
+            result = outcome.result or _timed_out(spec, outcome.detail, outcome.started_at)
             committed = await asyncio.to_thread(record_attempt, ctx.store, result)
             await ctx.report(committed if committed.status == "succeeded" else result)
             await msg.ack()
@@ -289,11 +293,11 @@ async def _published(started: asyncio.Task[None], spec: StepSpec) -> None:
         log.warning("step_started of %s/%s not published: %s", spec.run_id, spec.step_id, exc)
 
 
-def _timed_out(spec: StepSpec, detail: str) -> StepResult:
+def _timed_out(spec: StepSpec, detail: str, started_at: datetime | None) -> StepResult:
     error = StepError(
         type=failures.TIMEOUT, message=f"attempt {spec.attempt} {detail}", retryable=True
     )
-    return failed_attempt(spec.run_id, spec.step_id, spec.attempt, error)
+    return failed_attempt(spec.run_id, spec.step_id, spec.attempt, error, started_at=started_at)
 
 
 def _run_is_over(store: RunStore, run_id: str) -> bool:

@@ -204,6 +204,11 @@ async def test_a_step_past_its_timeout_is_killed_and_fails_as_a_timeout(
     assert record.error is not None
     assert "StepTimeout: attempt 1 exceeded its timeout of 1 s" in record.error
     assert process_gone(started.data["step_pid"])
+    [attempt] = stack.store().read_attempts("timeout-1", "long")
+    timing = attempt.timing
+    assert timing.started_at is not None and timing.finished_at is not None, timing
+    # `agentic show` fills "started" and "duration" from these: about the 1 s timeout
+    assert 0.9 <= (timing.finished_at - timing.started_at).total_seconds() < 10
 
 
 async def test_cancel_kills_the_running_step_within_seconds(

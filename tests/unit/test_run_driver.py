@@ -127,12 +127,17 @@ async def test_a_retryable_failure_is_retried_after_its_backoff_as_a_new_attempt
 async def test_a_timeout_records_the_attempt_kills_it_and_commits_the_final_failure() -> None:
     run = Run(workflow("slow"))
     await run.driver.start({})
-    await run.driver.on_step_event(run.event("step_started", "slow", 1))
+    started = run.event("step_started", "slow", 1)
+    await run.driver.on_step_event(started)
 
     await run.driver.on_timeout("slow", 1)  # what the armed timer calls
 
     (attempt,) = run.store.read_attempts("r-1", "slow")
     assert attempt.error is not None and attempt.error.type == failures.TIMEOUT
+    # `agentic show` fills "started" and "duration" from these
+    assert attempt.timing.queued_at is not None
+    assert attempt.timing.started_at == started.ts
+    assert attempt.timing.finished_at is not None
     committed = run.store.read_result("r-1", "slow")
     assert committed is not None and committed.error == attempt.error
     assert run.bus.kills == [("r-1", "slow", 1)]
