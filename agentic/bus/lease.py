@@ -16,9 +16,12 @@ A leader that cannot renew (NATS unreachable for a while) keeps going as long as
 took the lease: when it can write again it re-creates the key, and the revision JetStream
 gives it shows whether any other coordinator wrote in between (the bucket's sequence moved
 by more than its own write). If one did, :meth:`Lease.renew` reports the lease lost and the
-coordinator must stop at once. Meanwhile :meth:`Lease.valid` turns False one lease after the
-last write that went through, and the coordinator's timers wait for it (no store writes
-from a leader that may have been replaced).
+coordinator must stop at once. A renewal whose reply was lost (NATS stalled) but that the
+server applied later is recognised as the coordinator's own: the value it writes carries,
+after its identity, a mark of the process, and the entry sits right after its last write.
+Meanwhile :meth:`Lease.valid` turns False one lease after the last write that went through,
+and the coordinator's timers wait for it (no store writes from a leader that may have been
+replaced).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import secrets
 import time
 from typing import Self
 
@@ -44,6 +48,11 @@ from agentic.settings import Settings
 log = logging.getLogger(__name__)
 
 LEADER_KEY = "leader"
+
+
+def holder_of(value: bytes | None) -> str:
+    """The identity of the coordinator that wrote a lease value (its first line)."""
+    return (value or b"").split(b"\n", 1)[0].decode(errors="replace")
 
 
 async def lease_bucket(
@@ -111,6 +120,10 @@ class Lease:
     def __init__(self, kv: KeyValue, identity: str, ttl_s: float) -> None:
         self.identity = identity
         self.ttl_s = ttl_s
+        # What this coordinator writes: its identity, then a mark of this very process, so
+        # that a renewal applied late (its reply lost in a NATS stall) is told from the
+        # same identity restarted elsewhere.
+        self._value = f"{identity}\n{secrets.token_hex(8)}".encode()
         self._kv = kv
         self._revision: int | None = None
         self._written_at: float | None = None  # when the last write that succeeded was sent
@@ -174,7 +187,7 @@ class Lease:
         """Take the lease if it is free or ours; else the identity of its holder."""
         sent = time.monotonic()
         try:
-            self._revision = await self._kv.create(LEADER_KEY, self.identity.encode())
+            self._revision = await self._kv.create(LEADER_KEY, self._value)
             self._written_at = sent
             return None
         except KeyWrongLastSequenceError:
@@ -183,14 +196,12 @@ class Lease:
             entry = await self._kv.get(LEADER_KEY)
         except KeyNotFoundError:  # expired between the two calls: try again next time
             return "(expiring)"
-        holder = (entry.value or b"").decode(errors="replace")
+        holder = holder_of(entry.value)
         if holder != self.identity:
             return holder
         sent = time.monotonic()
         try:  # our own lease, from before a restart
-            self._revision = await self._kv.update(
-                LEADER_KEY, self.identity.encode(), last=entry.revision
-            )
+            self._revision = await self._kv.update(LEADER_KEY, self._value, last=entry.revision)
         except (KeyWrongLastSequenceError, KeyNotFoundError):
             return "(changing)"
         self._written_at = sent
@@ -207,18 +218,34 @@ class Lease:
             return False
         sent = time.monotonic()
         try:
-            self._revision = await self._kv.update(
-                LEADER_KEY, self.identity.encode(), last=self._revision
-            )
+            self._revision = await self._kv.update(LEADER_KEY, self._value, last=self._revision)
             self._written_at = sent
             return True
         except KeyWrongLastSequenceError:
             pass
-        # Our entry is gone (it expired while NATS was out of reach) or was replaced. Ours
-        # still, if re-creating it lands right after our last write: nobody wrote between.
         last = self._revision
         try:
-            revision = await self._kv.create(LEADER_KEY, self.identity.encode())
+            entry = await self._kv.get(LEADER_KEY)
+        except KeyNotFoundError:
+            entry = None
+        if entry is not None:
+            # Replaced. By this very process's renewal, if it is our value right after our
+            # last write: a request whose reply was lost (NATS stalled) and that the server
+            # applied later. Anything else is another coordinator's write (or a restart of
+            # ours elsewhere).
+            if entry.value != self._value or entry.revision != last + 1:
+                log.error(
+                    "lease %s was taken by coordinator %r", LEADER_KEY, holder_of(entry.value)
+                )
+                self._revision = None
+                return False
+            self._revision = await self._kv.update(LEADER_KEY, self._value, last=entry.revision)
+            self._written_at = sent
+            return True
+        # Our entry is gone (it expired while NATS was out of reach). Ours still, if
+        # re-creating it lands right after our last write: nobody wrote between.
+        try:
+            revision = await self._kv.create(LEADER_KEY, self._value)
         except KeyWrongLastSequenceError:
             self._revision = None
             return False

@@ -7,6 +7,8 @@ take-over quick.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from nats.js.errors import KeyNotFoundError
 
 from agentic import names
 from agentic.bus import EmbeddedNats, connect
-from agentic.bus.lease import LEADER_KEY, Lease, lease_bucket
+from agentic.bus.lease import LEADER_KEY, Lease, holder_of, lease_bucket
 from agentic.settings import Settings
 from tests.factories import DONE, inline_request, scripted_agent_data
 from tests.integration.nats_stack import (
@@ -140,7 +142,7 @@ async def test_a_lease_that_expired_unseen_is_kept_unless_another_coordinator_he
         await kv.get(LEADER_KEY)
     assert await lease.renew()  # nobody wrote in between: still ours
     assert lease.valid()
-    assert (await kv.get(LEADER_KEY)).value == b"coord-a"
+    assert holder_of((await kv.get(LEADER_KEY)).value) == "coord-a"
 
     await asyncio.sleep(2 * ttl)
     other = Lease(kv, "coord-b", ttl)
@@ -165,3 +167,61 @@ async def test_a_standby_waits_and_a_restarted_leader_takes_its_own_lease_back(n
 
     stopping.set()
     assert await Lease.acquire(js, "coord-b", 30.0, stopping=stopping) is None
+
+
+async def test_a_renewal_applied_after_its_reply_was_lost_keeps_the_lease(nc: NATS) -> None:
+    js = nc.jetstream()
+    lease = await Lease.acquire(js, "coord-a", 30.0, stopping=asyncio.Event())
+    assert lease is not None
+    kv = await lease_bucket(js, 30.0)
+    entry = await kv.get(LEADER_KEY)
+
+    # What a renewal sent before a NATS stall does when the server applies it after the
+    # client gave up waiting: the same value, one revision on.
+    await kv.update(LEADER_KEY, entry.value or b"", last=entry.revision)
+
+    assert await lease.renew(), "its own late write is not another coordinator's"
+    assert lease.valid()
+    restarted = Lease(kv, "coord-a", 30.0)  # the same identity, another process
+    assert await restarted.try_acquire() is None
+    assert not await lease.renew()
+
+
+@pytest.mark.parametrize("stall_s", [7.0, 20.0])
+async def test_two_coordinators_come_through_a_nats_stall_with_one_leader(
+    server: EmbeddedNats, stack: Stack, stall_s: float
+) -> None:
+    leader, standby = await leader_standby_and_worker(stack)
+    assert server.pid is not None
+    run_id = f"stall-{stall_s:g}"
+    steady = scripted_agent_data("steady", [DONE], delay_s=1.0)
+    nc = await connect(Settings(nats_url=server.url), name="stall-test")
+    try:
+        await submit(nc, inline_request(run_id, ["one", "two", "three"], steady))
+        await wait_event(nc.jetstream(), run_id, "step_started", step_id="one")
+
+        os.kill(server.pid, signal.SIGSTOP)  # every client's requests now go unanswered
+        await asyncio.sleep(stall_s)
+        os.kill(server.pid, signal.SIGCONT)
+        record = await wait_finished(stack.store(), run_id, timeout=120)
+        await submit(nc, inline_request(f"{run_id}-after", ["only"], steady), timeout=30)
+        after = await wait_finished(stack.store(), f"{run_id}-after", timeout=60)
+        holder = holder_of(
+            (await (await nc.jetstream().key_value(names.COORDINATOR_BUCKET)).get(LEADER_KEY)).value
+        )
+    finally:
+        await nc.close()
+
+    assert record.status == "succeeded" and after.status == "succeeded"
+    by_identity = {"coord-a": leader, "coord-b": standby}
+    assert by_identity[holder].alive, f"{holder} holds the lease but exited"
+    other = by_identity["coord-b" if holder == "coord-a" else "coord-a"]
+    if other.alive:  # on standby: it must not be leading too
+        assert f"standby: coordinator {holder!r} leads" in other.log_text()
+    else:  # it led before and saw the lease taken: it stopped, as designed
+        assert other.process.returncode == 1
+    for coordinator in (leader, standby):
+        assert "Traceback" not in coordinator.log_text(), coordinator.log_text()[-3000:]
+    store = stack.store()
+    for step in ("one", "two", "three"):
+        assert len(store.read_attempts(run_id, step)) == 1
