@@ -45,6 +45,7 @@ from agentic.errors import ConfigError, UnknownRunError
 from agentic.graph import dependencies
 from agentic.ids import check_id, new_run_id
 from agentic.preparation import INPUT_NAME
+from agentic.processes import is_running_here
 from agentic.settings import Settings
 
 if TYPE_CHECKING:
@@ -165,6 +166,16 @@ def prepare_replay(
     """
     source = read_source(store, run_id)
     assert source.workflow is not None
+    driver = source.driver
+    if (
+        not source.is_terminal
+        and driver is not None
+        and is_running_here(driver.host, driver.pid, driver.started)
+    ):
+        raise ConfigError(
+            f"run {run_id!r} is still running: process {driver.pid} drives it. Replaying it "
+            f"now would run its steps twice; wait for it, or `agentic cancel {run_id}` first"
+        )
     workflow, inputs = apply_sets(source.workflow, source.inputs, sets, catalog, settings)
     step = from_step or first_unfinished_step(store, source)
     if step not in workflow.task_sequence:

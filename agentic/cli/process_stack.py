@@ -150,7 +150,7 @@ class ProcessStack:
         self.client_credential = self._left_credentials[0]
 
     def _spawn(self, command: str, *args: str) -> subprocess.Popen[bytes]:
-        from agentic.bus.embedded import parent_death_signal
+        from agentic.processes import parent_death_signal
 
         # Own process groups: a Ctrl-C in the terminal reaches only `agentic up`, which then
         # stops the children in order (workers drain before the coordinator goes).

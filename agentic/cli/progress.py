@@ -48,6 +48,7 @@ STATUS_STYLES = {
     "succeeded": "green",
     "failed": "red",
     "cancelled": "red dim",
+    "abandoned": "red",
     "skipped": "dim",
 }
 

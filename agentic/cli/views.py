@@ -16,7 +16,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from agentic.cli.details import RunDetail, RunListing, StepDetail, worker_label
+from agentic.cli.details import ABANDONED, RunDetail, RunListing, StepDetail, worker_label
 from agentic.cli.progress import STATUS_STYLES, format_duration, one_line
 from agentic.contracts import Usage
 
@@ -97,7 +97,7 @@ def runs_table(listing: RunListing) -> Table:
         table.add_row(
             run.run_id,
             run.workflow,
-            _status(run.status),
+            _status(ABANDONED if run.abandoned else run.status),
             run.backend,
             format_time(run.created_at),
             format_duration(run.elapsed_s),
@@ -194,6 +194,14 @@ def _header(detail: RunDetail) -> Text:
         if value:
             text.append(f"\n  {name:<10}", style="dim")
             text.append(value)
+    driver = record.driver
+    if detail.abandoned and driver is not None:
+        text.append(f"\n  {ABANDONED:<10}", style="dim")
+        text.append(
+            f"the process that drove it (pid {driver.pid} on {driver.host}) is gone; "
+            f"`agentic replay {record.run_id}` resumes it, reusing every committed result",
+            style=STATUS_STYLES[ABANDONED],
+        )
     return text
 
 

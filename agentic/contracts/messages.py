@@ -134,6 +134,20 @@ class WorkerInfo(Frozen):
     pod: str | None = None
 
 
+class DriverInfo(Frozen):
+    """The local process that drives a run (``agentic run`` or ``replay`` on the
+    ``inprocess``, ``subprocess`` or ``kubernetes`` backend): when it is gone and the run
+    is still ``running``, nobody will finish the run and it is shown abandoned."""
+
+    host: str
+    pid: int
+    started: int | None = Field(
+        None,
+        description="Start of the process in clock ticks since boot: with the pid, "
+        "one process (a pid is reused later).",
+    )
+
+
 class StepResult(Frozen):
     """The outcome of one attempt of one step."""
 
@@ -257,6 +271,7 @@ class RunRecord(Frozen):
     backend: BackendName
     replay_of: SafeId | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    driver: DriverInfo | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None

@@ -19,9 +19,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agentic.contracts import RunEvent, RunRecord, StepResult, StepSpec, WorkflowConfig, utcnow
+from agentic.contracts import (
+    DriverInfo,
+    RunEvent,
+    RunRecord,
+    StepResult,
+    StepSpec,
+    WorkflowConfig,
+    utcnow,
+)
 from agentic.coordinator import Command, Dispatch, Emit, FinishRun, RunState
 from agentic.errors import ConfigError
+from agentic.processes import is_gone, this_process
 from agentic.settings import Settings
 
 if TYPE_CHECKING:
@@ -73,8 +82,9 @@ class RunJournal:
         return self.record
 
     def start(self) -> RunRecord:
-        """Mark the run ``running``."""
-        return self.save(status="running")
+        """Mark the run ``running``, driven by this process."""
+        host, pid, started = this_process()
+        return self.save(status="running", driver=DriverInfo(host=host, pid=pid, started=started))
 
     def finish(self, command: FinishRun) -> RunRecord:
         """Write the run's final status, output and error; ``run.json`` is final after this."""
@@ -84,6 +94,16 @@ class RunJournal:
             error=command.error,
             finished_at=utcnow(),
         )
+
+
+def abandoned(record: RunRecord) -> bool:
+    """Whether ``record`` is a run that nobody drives any more: ``running`` in the store, but
+    the local process that drove it (``run.json``'s ``driver``) has ended. Only known on the
+    driver's own host; runs that a coordinator drives have no ``driver``."""
+    driver = record.driver
+    if record.is_terminal or driver is None:
+        return False
+    return is_gone(driver.host, driver.pid, driver.started)
 
 
 def dispatched_spec(base: StepSpec, command: Dispatch, settings: Settings) -> StepSpec:

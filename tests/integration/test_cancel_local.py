@@ -6,6 +6,7 @@ cancel writes ``cancel.json``, the driving process finds it and stops the run.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -276,3 +277,112 @@ def test_a_round_of_an_iterative_goal_is_cancelled_with_its_goal(store_url: str)
     now[0] += 1.0
 
     assert requests.due() == "the goal was cancelled"
+
+
+def step_processes_of(pid: int) -> list[int]:
+    """The `agentic execute-step` children of process ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if ppid == pid and b"execute-step" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+THREE_NAPS = {
+    "agent_providers/sleeper.yaml": SLOW_CATALOG["agent_providers/sleeper.yaml"],
+    "workflows/slow.yaml": """
+        workflow:
+          name: slow
+          topic: patience
+          agent_providers: [sleeper]
+          tasks:
+            - id: nap1
+              agent_provider_id: sleeper
+              description: Sleep on {topic}.
+              expected_output: One line.
+            - id: nap2
+              agent_provider_id: sleeper
+              description: Sleep on {topic}.
+              expected_output: One line.
+            - id: nap3
+              agent_provider_id: sleeper
+              description: Sleep on {topic}.
+              expected_output: One line.
+    """,
+}
+
+
+def test_a_killed_subprocess_run_takes_its_step_along_shows_abandoned_and_replays_once(
+    store_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    for name, text in THREE_NAPS.items():
+        (config / name).parent.mkdir(parents=True, exist_ok=True)
+        (config / name).write_text(textwrap.dedent(text))
+    env = cli_env(store_url, config)
+    command = [sys.executable, "-m", "agentic", "run", "slow", "--backend", "subprocess"]
+    run = subprocess.Popen(
+        [*command, "--run-id", "killed-1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_running(store_url, "killed-1", "nap2")
+        deadline = time.monotonic() + 30
+        while not (steps := step_processes_of(run.pid)):
+            assert time.monotonic() < deadline, "no step process of nap2"
+            time.sleep(0.02)
+    finally:
+        run.kill()  # SIGKILL: no chance to clean up
+        run.wait()
+    killed_at = time.monotonic()
+    while any(alive(pid) for pid in steps):
+        assert time.monotonic() - killed_at < 5, "a step process outlived its driver"
+        time.sleep(0.02)
+    gone_after = time.monotonic() - killed_at
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "agentic", "runs", "--status", "abandoned", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    shown = subprocess.run(
+        [sys.executable, "-m", "agentic", "show", "killed-1"],
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    cancelled = agentic_cancel("killed-1", env)
+    replay = subprocess.run(
+        [sys.executable, "-m", "agentic", "replay", "killed-1", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert [r["run_id"] for r in json.loads(listing.stdout)] == ["killed-1"]
+    assert "abandoned" in shown.stdout and "agentic replay killed-1" in shown.stdout
+    assert cancelled.returncode == 1 and "is abandoned" in cancelled.stderr, cancelled.stderr
+    assert replay.returncode == 0, replay.stderr
+    store = open_store(store_url)
+    new = store.read_run(json.loads(replay.stdout)["run_id"])
+    assert new.status == "succeeded" and new.replay_of == "killed-1"
+    nap1 = store.read_result(new.run_id, "nap1")
+    assert nap1 is not None and nap1.reused_from == "killed-1"  # not paid for twice
+    assert store.read_result("killed-1", "nap2") is None  # its step died with the driver
+    for step in [s.step_id for s in new.steps][1:]:
+        assert len(store.read_attempts(new.run_id, step)) == 1, step
+    print(f"the step process was gone {gone_after:.2f}s after its driver's SIGKILL")

@@ -1,0 +1,81 @@
+"""Processes of this machine: children that die with their parent, and whether a process
+recorded earlier (a run's driver) still lives.
+
+Linux only where it matters (``prctl``, ``/proc``); elsewhere a child does not die with its
+parent and a recorded process is never declared gone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def parent_death_signal(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to send ``sig`` to the child when this process dies.
+
+    Without it, a parent killed with SIGKILL leaves its children running. The request
+    survives ``exec`` and is tied to the thread that forks: that thread must live as long
+    as the child. ``None`` where ``prctl`` does not exist (not Linux).
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the child
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(_PR_SET_PDEATHSIG, sig)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return in_child
+
+
+def start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat``); None
+    when there is no such process (or no ``/proc``). With the pid, it names one process:
+    a pid reused later has another start."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":  # a zombie has ended
+        return None
+    return int(fields[19])  # field 22 of stat(5); fields[0] is field 3
+
+
+def this_process() -> tuple[str, int, int | None]:
+    """``(host, pid, start ticks)`` of this process."""
+    pid = os.getpid()
+    return socket.gethostname(), pid, start_ticks(pid)
+
+
+def is_running_here(host: str, pid: int, started: int | None) -> bool:
+    """Whether the process ``pid`` of ``host`` surely still runs: this host, and a live
+    process of that pid that started when it did."""
+    if host != socket.gethostname():
+        return False
+    now = start_ticks(pid)
+    return now is not None and (started is None or now == started)
+
+
+def is_gone(host: str, pid: int, started: int | None) -> bool:
+    """Whether the process ``pid`` of ``host`` has surely ended.
+
+    False when that cannot be known here: another host, or no start time to compare with
+    and a live process of that pid.
+    """
+    if host != socket.gethostname() or not Path("/proc").is_dir():
+        return False
+    now = start_ticks(pid)
+    if now is None:
+        return True
+    return started is not None and now != started
