@@ -30,7 +30,7 @@ from agentic.contracts import (
     utcnow,
 )
 from agentic.contracts.events import END_TYPES
-from agentic.errors import AgenticError, ConfigError, DecodeError, UnknownRunError
+from agentic.errors import AgenticError, ConfigError, DecodeError, StoreError, UnknownRunError
 from agentic.ids import check_id
 from agentic.recording.cancel import mark_cancelled
 from agentic.settings import Settings
@@ -39,7 +39,7 @@ from services.coordinator.effects import Deps
 from services.coordinator.intake import Intake, parse_request
 from services.coordinator.restore import reusable_results, stored_progress, unfinished_runs
 from services.coordinator.runs import RunDriver
-from services.lifecycle import persist
+from services.lifecycle import FIRST_RETRY_DELAY_S, MAX_RETRY_DELAY_S, persist
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 STEP_EVENTS = frozenset({"step_started", "step_succeeded", "step_failed"})
 CANCELLED_BY_REQUEST = "cancelled by request"
 SUBMITS_AT_ONCE = 16
+# How long a submit waits out a run store that cannot create its run before it answers with
+# an error (clients wait 10 s for the answer).
+SUBMIT_STORE_WAIT_S = 5.0
 """Submits admitted at once; more wait their turn. Each holds its request, resolved workflow
 and specs until its run is started: a burst of a thousand submits must not hold them all."""
 
@@ -130,7 +133,7 @@ class Control:
         if not await self._claim(record.run_id):
             return {"run_id": record.run_id}  # a concurrent submit of the same id has it
         try:
-            created = await self._io("creating the run", self.store.create_run, record)
+            created = await self._io_before_reply("creating the run", self.store.create_run, record)
             driver = await self._driver_or_fail(record) if created else None
             if driver is not None:
                 self._runs[record.run_id] = driver
@@ -159,7 +162,7 @@ class Control:
         async with self._registry:
             if run_id in self._runs or run_id in self._claimed:
                 return True
-        record = await self._io("reading run.json", _read_or_none, self.store, run_id)
+        record = await self._io_before_reply("reading run.json", _read_or_none, self.store, run_id)
         if record is None:
             return False
         if record.status != "pending" or record.backend != "nats":
@@ -276,6 +279,30 @@ class Control:
             lambda: timeline.publish(run_id, payload.type, data=payload.as_data()),
             stopping=self.deps.stopping,
         )
+
+    async def _io_before_reply(self, what: str, fn: Any, *args: Any) -> Any:
+        """Store I/O a submit needs before the run exists: an outage is waited out for
+        :data:`SUBMIT_STORE_WAIT_S` at most (within a client's 10 s timeout), then the submit
+        is answered with an error and nothing is created: never silence, then a run.
+
+        Raises:
+            StoreError: the store is still unavailable.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SUBMIT_STORE_WAIT_S
+        delay = FIRST_RETRY_DELAY_S
+        while True:
+            try:
+                return await asyncio.to_thread(fn, *args)
+            except StoreError as exc:
+                if not exc.retryable or loop.time() + delay > deadline:
+                    raise StoreError(
+                        f"the run store is unavailable ({what}: {exc}); no run was created: "
+                        "submit again later"
+                    ) from exc
+                log.warning("%s failed, retrying in %.1f s: %s", what, delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY_S)
 
     async def _io(self, what: str, fn: Any, *args: Any) -> Any:
         return await persist(

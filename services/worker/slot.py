@@ -48,6 +48,7 @@ from agentic.contracts import TERMINAL_STATUSES, StepError, StepResult, StepSpec
 from agentic.errors import AgenticError
 from agentic.recording.attempts import record_attempt
 from agentic.recording.outcome import failed_attempt
+from services.lifecycle import persist
 from services.worker.gate import Refused, refuse
 from services.worker.runner import StepProcessError, StepRunner
 
@@ -234,7 +235,9 @@ class Slot:
 
     async def _finish(self, msg: Msg, spec: StepSpec, outcome: Outcome) -> None:
         try:
-            await self._decide(msg, spec, outcome)
+            # In progress until acked: recording may wait out a store outage.
+            async with keep_in_progress(msg, every_s=self._ctx.heartbeat_s):
+                await self._decide(msg, spec, outcome)
         except Exception:  # the attempt is not reported: its message comes back
             log.exception("slot %d: finishing %s/%s failed", self.index, spec.run_id, spec.step_id)
             with contextlib.suppress(nats.errors.Error):
@@ -259,7 +262,14 @@ class Slot:
                     outcome.detail,
                 )
             result = outcome.result or _timed_out(spec, outcome.detail, outcome.started_at)
-            committed = await asyncio.to_thread(record_attempt, ctx.store, result)
+            # The step ran (and its model calls were paid for): a store that cannot take its
+            # result now is waited out, never answered by running the step again. Held here,
+            # one result per slot.
+            committed = await persist(
+                f"recording {spec.run_id}/{spec.step_id} attempt {spec.attempt}",
+                lambda: asyncio.to_thread(record_attempt, ctx.store, result),
+                stopping=ctx.stopping,
+            )
             await ctx.report(committed if committed.status == "succeeded" else result)
             await msg.ack()
         elif outcome.kind == "crashed":

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NATS
@@ -209,6 +210,40 @@ async def test_a_step_past_its_timeout_is_killed_and_fails_as_a_timeout(
     assert timing.started_at is not None and timing.finished_at is not None, timing
     # `agentic show` fills "started" and "duration" from these: about the 1 s timeout
     assert 0.9 <= (timing.finished_at - timing.started_at).total_seconds() < 10
+
+
+def immutable(path: Path, on: bool) -> None:
+    """``chattr [+-]i``: nothing can be created in ``path`` while set, not even by root (a
+    store that refuses writes, as a read-only or full volume does)."""
+    done = subprocess.run(
+        ["chattr", "+i" if on else "-i", str(path)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot make the store refuse writes here: {done.stderr.strip()}")
+
+
+async def test_a_store_refusing_writes_for_15_s_is_waited_out_without_running_the_step_again(
+    stack: Stack, nc: NATS, js: JetStreamContext
+) -> None:
+    steady = scripted_agent_data("steady", [DONE], delay_s=1.0)
+    await submit(nc, inline_request("outage-1", ["work"], steady))
+    await wait_event(js, "outage-1", "step_started")
+    step_dir = stack.store_dir / "runs" / "outage-1" / "steps" / "work"
+
+    immutable(step_dir, True)  # the step finishes meanwhile; its result cannot be written
+    try:
+        await asyncio.sleep(15)
+        assert stack.store().read_result("outage-1", "work") is None
+    finally:
+        immutable(step_dir, False)
+    record = await wait_finished(stack.store(), "outage-1", timeout=30)
+
+    assert record.status == "succeeded"
+    events = await run_events(js, "outage-1")
+    started = [e.data["delivery"] for e in events if e.type == "step_started"]
+    assert started == [1], "the step ran again because its result could not be written"
+    assert [a.attempt for a in stack.store().read_attempts("outage-1", "work")] == [1]
+    assert any("recording outage-1/work attempt 1 failed" in w.log_text() for w in stack.workers)
 
 
 async def test_cancel_kills_the_running_step_within_seconds(

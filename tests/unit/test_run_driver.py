@@ -303,3 +303,37 @@ async def test_a_burst_of_submits_is_admitted_a_few_at_a_time(
 
     assert [a["run_id"] for a in answered] == [raw.decode() for raw in burst]
     assert most == SUBMITS_AT_ONCE and not in_progress
+
+
+async def test_a_submit_the_store_cannot_create_is_answered_with_an_error_and_creates_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataclasses
+    import json
+
+    from agentic.errors import StoreError
+    from services.coordinator import control as control_module
+    from tests.factories import inline_request, scripted_agent_data
+
+    monkeypatch.setattr(control_module, "SUBMIT_STORE_WAIT_S", 0.5)
+    settings = SETTINGS.model_copy(update={"allow_inline_providers": True})
+    store = open_store("memory://outage")
+    deps, _ = memory_deps(settings, store)
+    control = control_module.Control(
+        settings, dataclasses.replace(deps, js=object(), timeline=object())
+    )
+    attempts = 0
+
+    def read_only(record: Any) -> bool:
+        nonlocal attempts
+        attempts += 1
+        raise StoreError("cannot write run.json: [Errno 30] Read-only file system")
+
+    monkeypatch.setattr(store, "create_run", read_only)
+    raw = json.dumps(inline_request("outage-1", ["only"], scripted_agent_data("s"))).encode()
+
+    with pytest.raises(StoreError, match="the run store is unavailable.*no run was created"):
+        await control.submit(raw)
+
+    assert attempts >= 2  # an outage is waited out a little before giving up
+    assert not store.run_exists("outage-1")
