@@ -332,7 +332,7 @@ async def test_a_submit_the_store_cannot_create_is_answered_with_an_error_and_cr
     monkeypatch.setattr(store, "create_run", read_only)
     raw = json.dumps(inline_request("outage-1", ["only"], scripted_agent_data("s"))).encode()
 
-    with pytest.raises(StoreError, match="the run store is unavailable.*no run was created"):
+    with pytest.raises(StoreError, match=r"the run store is unavailable.*no run was created"):
         await control.submit(raw)
 
     assert attempts >= 2  # an outage is waited out a little before giving up
