@@ -36,6 +36,7 @@ TERMINATE_SUBJECTS = "agentic.control.terminate.>"
 ADVISORIES_STREAM = "AGENTIC_ADVISORIES"
 # The coordinators' key-value bucket: the leader's lease (agentic.bus.lease).
 COORDINATOR_BUCKET = "AGENTIC_COORDINATOR"
+CLAIMS_BUCKET = "AGENTIC_CLAIMS"
 DLQ_ADVISORIES_CONSUMER = "coordinator-dlq"
 
 # Who published a run event (``coordinator`` or ``worker``).

@@ -58,6 +58,7 @@ _COORDINATOR_STREAMS = (
     names.DLQ_STREAM,
     names.ADVISORIES_STREAM,
     f"KV_{names.COORDINATOR_BUCKET}",
+    f"KV_{names.CLAIMS_BUCKET}",
 )
 
 
@@ -154,6 +155,14 @@ def _worker_publish(pools: Sequence[str]) -> list[str]:
             f"$JS.API.CONSUMER.MSG.NEXT.{names.STEPS_STREAM}.{consumer}",
             f"$JS.ACK.{names.STEPS_STREAM}.{consumer}.>",
         ]
+    claims = names.CLAIMS_BUCKET
+    for pool in pools or ("*",):
+        # Its own pool's claims (agentic.bus.claims): write, and read the latest.
+        allow += [
+            f"$KV.{claims}.{pool}.*",
+            f"$JS.API.DIRECT.GET.KV_{claims}.$KV.{claims}.{pool}.*",
+        ]
+    allow.append(f"$JS.API.STREAM.INFO.KV_{claims}")
     for stream in (names.EVENTS_STREAM, names.STEPS_STREAM, names.DLQ_STREAM):
         allow.append(f"$JS.API.STREAM.INFO.{stream}")  # `agentic worker --check`
     allow.append(f"$JS.API.STREAM.MSG.GET.{names.EVENTS_STREAM}")  # the run's last event

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import secrets
 import time
@@ -36,12 +35,12 @@ from typing import Self
 
 import nats.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, Placement, StorageType
+from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from agentic import names
-from agentic.bus.provision import placement, update_stream
+from agentic.bus.provision import match_bucket_replicas, placement
 from agentic.errors import BusError
 from agentic.settings import Settings
 
@@ -69,7 +68,7 @@ async def lease_bucket(
     except BucketNotFoundError:
         pass
     else:
-        await _match_replicas(js, replicas, where)
+        await match_bucket_replicas(js, names.COORDINATOR_BUCKET, replicas, where)
         return kv
     config = KeyValueConfig(
         bucket=names.COORDINATOR_BUCKET,
@@ -88,24 +87,6 @@ async def lease_bucket(
             raise BusError(
                 f"cannot create the KV bucket {names.COORDINATOR_BUCKET}: {exc}"
             ) from exc
-
-
-async def _match_replicas(js: JetStreamContext, replicas: int, where: Placement | None) -> None:
-    """Give the bucket's stream ``replicas`` replicas if it has another count."""
-    stream = f"KV_{names.COORDINATOR_BUCKET}"
-    info = await js.stream_info(stream)
-    if info.config.num_replicas == replicas:
-        return
-    log.warning(
-        "changing the replicas of KV bucket %s from %s to %d",
-        names.COORDINATOR_BUCKET,
-        info.config.num_replicas,
-        replicas,
-    )
-    config = dataclasses.replace(info.config, num_replicas=replicas)
-    if where is not None:
-        config = dataclasses.replace(config, placement=where)
-    await update_stream(js, config)
 
 
 class Lease:

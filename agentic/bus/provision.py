@@ -29,6 +29,7 @@ Choices (see DESIGN §10, the JetStream field notes):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -200,6 +201,33 @@ async def ensure_stream(
         raise _refused("stream", config.name, exc) from exc
     log.info("updating stream %s to the configured settings", config.name)
     return await update_stream(js, config, settle_s=settle_s)
+
+
+async def match_bucket_replicas(
+    js: JetStreamContext, bucket: str, replicas: int, where: Placement | None
+) -> None:
+    """Give KV bucket ``bucket`` ``replicas`` replicas if it has another count (in place).
+
+    Raises:
+        BusError: JetStream refused (the bucket's stream is named).
+    """
+    stream = f"KV_{bucket}"
+    try:
+        info = await js.stream_info(stream)
+    except (APIError, nats.errors.Error) as exc:
+        raise _refused("stream", stream, exc) from exc
+    if info.config.num_replicas == replicas:
+        return
+    log.warning(
+        "changing the replicas of KV bucket %s from %s to %d",
+        bucket,
+        info.config.num_replicas,
+        replicas,
+    )
+    config = dataclasses.replace(info.config, num_replicas=replicas)
+    if where is not None:
+        config = dataclasses.replace(config, placement=where)
+    await update_stream(js, config)
 
 
 async def update_stream(

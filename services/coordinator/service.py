@@ -40,6 +40,7 @@ from nats.js import JetStreamContext
 
 from agentic import names
 from agentic.bus import connect, ensure_consumer, provision, workers_consumer_config
+from agentic.bus.claims import provision_claims
 from agentic.bus.coordination import provision_coordinator
 from agentic.bus.lease import Lease
 from agentic.bus.signing import Signer
@@ -113,6 +114,7 @@ class CoordinatorService(BusService):
             if info.config.filter_subject
         )
         await provision_coordinator(js, settings)
+        await provision_claims(js, settings)
         identity = settings.coordinator_id or socket.gethostname()
         self._lease = await Lease.acquire(
             js,

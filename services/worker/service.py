@@ -29,10 +29,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 
 from agentic import names
 from agentic.bus import connect, heartbeat_interval, provision, pull_steps
+from agentic.bus.claims import Claim, claim_key
 from agentic.bus.signing import SignatureError, Verifier
 from agentic.bus.timeline import RunTimeline
 from agentic.catalog import Catalog
@@ -90,6 +92,26 @@ class WorkerContext:
         self.timeline = RunTimeline(js, publisher="worker", max_bytes=settings.max_message_bytes)
         self._worker = EventWorker(host=socket.gethostname(), pid=os.getpid())
         self._inline = reads_inline(store)
+        self.claims: KeyValue | None = None  # set once found (agentic.bus.claims)
+
+    def claim(self, spec: StepSpec, delivery: int, slot: int) -> Claim | None:
+        """This slot's claim to run ``delivery`` of ``spec``'s attempt (None: no bucket)."""
+        if self.claims is None:
+            return None
+        key = claim_key(self.pool, spec.run_id, spec.step_id, spec.attempt)
+        label = f"{self._worker.host}:{self._worker.pid}:{slot}"
+        return Claim(self.claims, key, delivery, label)
+
+    async def find_claims(self) -> None:
+        """Bind the claims bucket; without it (an older coordinator) steps run unclaimed."""
+        try:
+            self.claims = await self.js.key_value(names.CLAIMS_BUCKET)
+        except (nats.errors.Error, BucketNotFoundError) as exc:
+            log.warning(
+                "no %s bucket (%r): a step redelivered after a NATS stall may run twice",
+                names.CLAIMS_BUCKET,
+                exc,
+            )
 
     async def bind(self) -> JetStreamContext.PullSubscription:
         """A pull subscription of ``workers-<pool>`` (one per slot)."""
@@ -223,6 +245,7 @@ class WorkerService(BusService):
             store=store,
             gate=gate,
         )
+        await ctx.find_claims()
         self._slots = [Slot(i, ctx) for i in range(self.concurrency)]
         await asyncio.gather(*(slot.start() for slot in self._slots))
         await self._nc.subscribe(names.TERMINATE_SUBJECTS, cb=self._on_terminate)

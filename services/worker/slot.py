@@ -44,6 +44,7 @@ from nats.aio.msg import Msg
 
 from agentic import failures, names
 from agentic.bus import delivery_count, fetch_one, keep_in_progress
+from agentic.bus.claims import Claim
 from agentic.contracts import TERMINAL_STATUSES, StepError, StepResult, StepSpec, utcnow
 from agentic.errors import AgenticError
 from agentic.recording.attempts import record_attempt
@@ -68,7 +69,7 @@ Interrupt = Literal["terminated", "shutdown"]
 class Outcome:
     """What became of one step execution."""
 
-    kind: Literal["finished", "timed_out", "crashed", "terminated", "shutdown"]
+    kind: Literal["finished", "timed_out", "crashed", "terminated", "shutdown", "superseded"]
     result: StepResult | None = None
     detail: str = ""
     started_at: datetime | None = None  # when the step was handed to its step process
@@ -181,31 +182,56 @@ class Slot:
             self.current = None
             return Outcome("crashed", detail=str(exc))
         task = asyncio.create_task(self.runner.receive())
+        # Claimed while the step starts (no time lost on a fresh delivery); an overtaken
+        # delivery is killed as soon as the claim says so, and never announced.
+        claim = self._ctx.claim(spec, delivery, self.index)
+        claiming = asyncio.create_task(_take(claim))
         started = asyncio.create_task(
-            self._ctx.started(spec, delivery=delivery, step_pid=self.runner.pid)
+            self._announce(spec, claiming, delivery=delivery, step_pid=self.runner.pid)
         )
         try:
-            reason = await self._watch(spec, task, deadline)
+            reason = await self._watch(spec, task, deadline, claim, claiming)
             outcome = await self._outcome(task, reason, timeout)
             await _published(started, spec)
             return dataclasses.replace(outcome, started_at=started_at)
         finally:
             self.current = None
             started.cancel()  # done by now, unless the slot itself is being cancelled
+            claiming.cancel()
+
+    async def _announce(
+        self, spec: StepSpec, claiming: asyncio.Task[bool], *, delivery: int, step_pid: int | None
+    ) -> None:
+        if await claiming:
+            await self._ctx.started(spec, delivery=delivery, step_pid=step_pid)
 
     async def _watch(
-        self, spec: StepSpec, task: asyncio.Task[StepResult], deadline: float
+        self,
+        spec: StepSpec,
+        task: asyncio.Task[StepResult],
+        deadline: float,
+        claim: Claim | None,
+        claiming: asyncio.Task[bool],
     ) -> str | None:
         """Wait for the step; the reason it was killed (None when it ended by itself)."""
         loop = asyncio.get_running_loop()
+        next_keep = loop.time() + self._ctx.heartbeat_s
         while True:
             waiting = max(0.0, min(deadline - loop.time(), self._ctx.heartbeat_s))
             waker = asyncio.create_task(self._wake.wait())
-            await asyncio.wait({task, waker}, timeout=waiting, return_when=asyncio.FIRST_COMPLETED)
+            watched = {task, waker} if claiming.done() else {task, waker, claiming}
+            await asyncio.wait(watched, timeout=waiting, return_when=asyncio.FIRST_COMPLETED)
             waker.cancel()
             if task.done():
                 return None
-            reason = await self._reason_to_stop(spec, deadline)
+            if claiming.done() and not claiming.result():
+                reason: str | None = "superseded"
+            elif claim is not None and claiming.done() and loop.time() >= next_keep:
+                next_keep = loop.time() + self._ctx.heartbeat_s
+                reason = None if await _keep(claim) else "superseded"
+            else:
+                reason = None
+            reason = reason or await self._reason_to_stop(spec, deadline)
             if reason is not None:
                 self.runner.kill()
                 return reason
@@ -281,6 +307,16 @@ class Slot:
                 outcome.detail,
             )
             await msg.nak(delay=CRASH_REDELIVERY_DELAY_S)
+        elif outcome.kind == "superseded":
+            # A newer delivery of this attempt runs elsewhere: its worker records, reports
+            # and acknowledges it. This one does none of that (an ack would end its message).
+            log.warning(
+                "step %s/%s attempt %d delivery %d: a newer delivery runs it; stopped here",
+                spec.run_id,
+                spec.step_id,
+                spec.attempt,
+                delivery_count(msg),
+            )
         elif outcome.kind == "terminated":
             log.info("step %s/%s attempt %d terminated", spec.run_id, spec.step_id, spec.attempt)
             await msg.term()
@@ -293,6 +329,26 @@ class Slot:
         except AgenticError as exc:
             log.warning("reading run %s failed: %s", spec.run_id, exc)
             return False
+
+
+async def _take(claim: Claim | None) -> bool:
+    """Whether this delivery may run (True without claims or when the bucket is out of
+    reach: claims never stop work on their own failure)."""
+    if claim is None:
+        return True
+    try:
+        return await claim.take()
+    except nats.errors.Error as exc:
+        log.warning("claiming %s failed (running anyway): %r", claim.key, exc)
+        return True
+
+
+async def _keep(claim: Claim) -> bool:
+    try:
+        return await claim.keep()
+    except nats.errors.Error as exc:
+        log.warning("renewing the claim %s failed: %r", claim.key, exc)
+        return True
 
 
 async def _published(started: asyncio.Task[None], spec: StepSpec) -> None:

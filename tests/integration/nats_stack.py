@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +236,33 @@ async def wait_event(
                 continue
             event = RunEvent.model_validate_json(msg.data)
             if step_id is None or event.step_id == step_id:
+                return event
+    finally:
+        await sub.unsubscribe()
+
+
+async def wait_event_where(
+    js: JetStreamContext,
+    run_id: str,
+    event_type: str,
+    matches: Callable[[RunEvent], bool],
+    *,
+    timeout: float = 60.0,
+) -> RunEvent:
+    """The first event of ``event_type`` that ``matches``, waiting for it if needed."""
+    deadline = time.monotonic() + timeout
+    sub = await js.subscribe(names.events_subject(run_id, event_type), ordered_consumer=True)
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no matching {event_type} of run {run_id} in {timeout} s")
+            try:
+                msg = await sub.next_msg(timeout=remaining)
+            except TimeoutError:
+                continue
+            event = RunEvent.model_validate_json(msg.data)
+            if matches(event):
                 return event
     finally:
         await sub.unsubscribe()

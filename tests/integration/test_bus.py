@@ -123,6 +123,7 @@ async def test_a_cluster_moves_every_stream_and_the_lease_from_one_replica_to_th
     tmp_path,
 ) -> None:
     from agentic.bus import EmbeddedCluster
+    from agentic.bus.claims import provision_claims
     from agentic.bus.coordination import provision_coordinator
     from agentic.bus.lease import lease_bucket
 
@@ -134,6 +135,7 @@ async def test_a_cluster_moves_every_stream_and_the_lease_from_one_replica_to_th
             await provision(js, one)
             await provision_coordinator(js, one)
             await lease_bucket(js, 10.0, one)
+            await provision_claims(js, one)
             kept = bus_spec("default")
             await publish_step(js, kept, max_bytes=65_536)
             three = Settings(nats_url=cluster.url, nats_replicas=3)
@@ -141,6 +143,7 @@ async def test_a_cluster_moves_every_stream_and_the_lease_from_one_replica_to_th
             await provision(js, three)
             await provision_coordinator(js, three)
             await lease_bucket(js, 10.0, three)
+            await provision_claims(js, three)
 
             streams = [
                 names.EVENTS_STREAM,
@@ -148,6 +151,7 @@ async def test_a_cluster_moves_every_stream_and_the_lease_from_one_replica_to_th
                 names.DLQ_STREAM,
                 names.ADVISORIES_STREAM,
                 f"KV_{names.COORDINATOR_BUCKET}",
+                f"KV_{names.CLAIMS_BUCKET}",
             ]
             for stream in streams:
                 assert (await js.stream_info(stream)).config.num_replicas == 3, stream

@@ -68,9 +68,7 @@ async def nc(cluster: EmbeddedCluster) -> AsyncIterator[NATS]:
         await client.close()
 
 
-async def test_every_stream_and_the_lease_bucket_have_three_replicas(
-    stack: Stack, nc: NATS
-) -> None:
+async def test_every_stream_and_both_buckets_have_three_replicas(stack: Stack, nc: NATS) -> None:
     js = nc.jetstream()
     objects = [
         names.EVENTS_STREAM,
@@ -78,6 +76,7 @@ async def test_every_stream_and_the_lease_bucket_have_three_replicas(
         names.DLQ_STREAM,
         names.ADVISORIES_STREAM,
         f"KV_{names.COORDINATOR_BUCKET}",
+        f"KV_{names.CLAIMS_BUCKET}",
     ]
     for stream in objects:
         info = await js.stream_info(stream)

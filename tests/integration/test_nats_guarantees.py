@@ -8,6 +8,8 @@ replacement where later tests need one. Steps use the offline ``scripted`` provi
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -33,6 +35,7 @@ from tests.integration.nats_stack import (
     run_events,
     submit,
     wait_event,
+    wait_event_where,
     wait_finished,
     write_quick_catalog,
 )
@@ -244,6 +247,38 @@ async def test_a_store_refusing_writes_for_15_s_is_waited_out_without_running_th
     assert started == [1], "the step ran again because its result could not be written"
     assert [a.attempt for a in stack.store().read_attempts("outage-1", "work")] == [1]
     assert any("recording outage-1/work attempt 1 failed" in w.log_text() for w in stack.workers)
+
+
+async def test_a_worker_frozen_past_the_ack_wait_stops_its_step_once_it_sees_the_redelivery(
+    stack: Stack, nc: NATS, js: JetStreamContext
+) -> None:
+    if sum(w.alive for w in stack.workers) < 2:
+        await stack.start_workers(2 - sum(w.alive for w in stack.workers))
+    long = scripted_agent_data("long", [DONE], delay_s=8.0)
+    await submit(nc, inline_request("frozen-1", ["work"], long))
+    first = await wait_event(js, "frozen-1", "step_started")
+    frozen = stack.worker_with_pid(first.data["worker"]["pid"])
+
+    os.kill(frozen.pid, signal.SIGSTOP)  # no in-progress acks: JetStream redelivers
+    try:
+        second = await wait_event_where(
+            js, "frozen-1", "step_started", lambda e: e.data["delivery"] == 2
+        )
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    resumed = time.monotonic()
+    while not process_gone(first.data["step_pid"]):
+        assert time.monotonic() - resumed < 5, "the overtaken delivery kept running"
+        await asyncio.sleep(0.05)
+    record = await wait_finished(stack.store(), "frozen-1", timeout=60)
+
+    assert record.status == "succeeded"
+    assert second.data["worker"]["pid"] != frozen.pid
+    committed = stack.store().read_result("frozen-1", "work")
+    assert committed is not None and committed.worker is not None
+    assert committed.worker.pid != first.data["step_pid"]
+    assert [a.attempt for a in stack.store().read_attempts("frozen-1", "work")] == [1]
+    assert "a newer delivery runs it; stopped here" in frozen.log_text()
 
 
 async def test_cancel_kills_the_running_step_within_seconds(

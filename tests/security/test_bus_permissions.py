@@ -22,6 +22,7 @@ from nats.aio.client import Client as NATS
 from agentic import names
 from agentic.bus import EmbeddedNats, connect, provision
 from agentic.bus.auth import CredentialSet, write_credentials
+from agentic.bus.claims import Claim, claim_key, provision_claims
 from agentic.bus.coordination import provision_coordinator
 from agentic.bus.lease import LEADER_KEY, lease_bucket
 from agentic.errors import BusError
@@ -98,6 +99,7 @@ async def coordinator(server: EmbeddedNats, credentials: CredentialSet) -> Async
     settings = Settings(nats_url=server.url)
     await provision(js, settings, pools=["default", "gpu"])
     await provision_coordinator(js, settings)
+    await provision_claims(js, settings)
     yield peer
     await peer.nc.close()
 
@@ -253,6 +255,17 @@ async def test_a_worker_may_not_dispatch_submit_or_take_another_pools_steps(
     worker: Peer, subject: str
 ) -> None:
     assert await worker.publish_refused(subject)
+
+
+async def test_a_worker_claims_attempts_of_its_own_pool_only(worker: Peer, client: Peer) -> None:
+    kv = await worker.nc.jetstream().key_value(names.CLAIMS_BUCKET)
+    claim = Claim(kv, claim_key("default", "run-1", "step", 1), 1, "worker-default")
+
+    assert await claim.take() and await claim.keep()
+    assert not worker.errors
+    other_pool = claim_key("gpu", "run-1", "step", 1)
+    assert await worker.publish_refused(f"$KV.{names.CLAIMS_BUCKET}.{other_pool}")
+    assert await client.publish_refused(f"$KV.{names.CLAIMS_BUCKET}.{claim.key}")
 
 
 async def test_a_worker_pulls_and_acknowledges_its_own_pools_steps(
