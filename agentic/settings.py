@@ -178,6 +178,12 @@ class Settings(BaseSettings):
     step_max_deliver: int = Field(
         5, description="Deliveries of one step message before it goes to the DLQ."
     )
+    step_claims: bool = Field(
+        True,
+        description="Workers claim each delivery they run in the KV bucket AGENTIC_CLAIMS, so "
+        "that a step redelivered after a NATS stall never runs on two workers at once (one "
+        "KV write per step; docs/nats.md). false: no claims.",
+    )
     step_max_ack_pending: int = Field(
         1000, description="Unacked step messages per pool before delivery pauses."
     )

@@ -70,7 +70,9 @@ async def provision_claims(js: JetStreamContext, settings: Settings) -> KeyValue
         description="agentic: the delivery of each step attempt that may run",
         history=1,
         ttl=claims_ttl_s(settings),
-        storage=StorageType.FILE,
+        # Claims matter only while their steps run: kept in memory (replicated all the
+        # same), a restarted server forgets them and the next write claims afresh.
+        storage=StorageType.MEMORY,
         replicas=settings.nats_replicas,
         placement=placement(settings),
         direct=True,
@@ -118,6 +120,12 @@ class Claim:
         Raises:
             nats.errors.Error: the bucket could not be reached (the caller runs anyway).
         """
+        # The usual case, a delivery nobody else claimed, costs one write: create first.
+        try:
+            self.revision = await self.kv.create(self.key, self._value)
+            return True
+        except KeyWrongLastSequenceError:
+            pass
         for _ in range(3):  # a concurrent writer means a retry; three settle any race
             try:
                 entry = await self.kv.get(self.key)

@@ -104,6 +104,8 @@ class WorkerContext:
 
     async def find_claims(self) -> None:
         """Bind the claims bucket; without it (an older coordinator) steps run unclaimed."""
+        if not self.settings.step_claims:
+            return
         try:
             self.claims = await self.js.key_value(names.CLAIMS_BUCKET)
         except (nats.errors.Error, BucketNotFoundError) as exc:
