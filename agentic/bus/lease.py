@@ -31,6 +31,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Awaitable
 from typing import Self
 
 import nats.errors
@@ -107,6 +108,7 @@ class Lease:
         self._value = f"{identity}\n{secrets.token_hex(8)}".encode()
         self._kv = kv
         self._revision: int | None = None
+        self._in_doubt = False  # a write since the last answered one got no answer
         self._written_at: float | None = None  # when the last write that succeeded was sent
 
     @property
@@ -199,7 +201,9 @@ class Lease:
             return False
         sent = time.monotonic()
         try:
-            self._revision = await self._kv.update(LEADER_KEY, self._value, last=self._revision)
+            self._revision = await self._write(
+                self._kv.update(LEADER_KEY, self._value, last=self._revision)
+            )
             self._written_at = sent
             return True
         except KeyWrongLastSequenceError:
@@ -220,17 +224,23 @@ class Lease:
                 )
                 self._revision = None
                 return False
-            self._revision = await self._kv.update(LEADER_KEY, self._value, last=entry.revision)
+            self._revision = await self._write(
+                self._kv.update(LEADER_KEY, self._value, last=entry.revision)
+            )
             self._written_at = sent
             return True
         # Our entry is gone (it expired while NATS was out of reach). Ours still, if
-        # re-creating it lands right after our last write: nobody wrote between.
+        # re-creating it lands right after our last write (nobody wrote between), or one
+        # write later when a renewal of ours went unanswered: the server may have applied
+        # it after all (then let it expire). Renewals that went unanswered all carried the
+        # same expected revision, so at most one of them can have been applied.
+        allowed = last + (2 if self._in_doubt else 1)
         try:
-            revision = await self._kv.create(LEADER_KEY, self._value)
+            revision = await self._write(self._kv.create(LEADER_KEY, self._value))
         except KeyWrongLastSequenceError:
             self._revision = None
             return False
-        if revision != last + 1:
+        if revision > allowed:
             log.error("lease %s was held by another coordinator meanwhile", LEADER_KEY)
             self._revision = None
             with contextlib.suppress(nats.errors.Error):  # best effort: it expires anyway
@@ -238,6 +248,18 @@ class Lease:
             return False
         self._revision, self._written_at = revision, sent
         return True
+
+    async def _write(self, request: Awaitable[int]) -> int:
+        """A lease write; one that gets no answer may still be applied later (in doubt)."""
+        try:
+            revision = await request
+        except KeyWrongLastSequenceError:
+            raise
+        except nats.errors.Error:
+            self._in_doubt = True
+            raise
+        self._in_doubt = False
+        return revision
 
     async def release(self) -> None:
         """Give the lease up (a clean stop): a standby takes over without waiting for expiry."""

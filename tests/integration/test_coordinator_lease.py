@@ -225,3 +225,26 @@ async def test_two_coordinators_come_through_a_nats_stall_with_one_leader(
     store = stack.store()
     for step in ("one", "two", "three"):
         assert len(store.read_attempts(run_id, step)) == 1
+
+
+async def test_a_renewal_applied_late_then_expired_does_not_cost_the_lease(nc: NATS) -> None:
+    js = nc.jetstream()
+    ttl = 1.0
+    lease = await Lease.acquire(js, "coord-a", ttl, stopping=asyncio.Event())
+    assert lease is not None
+    kv = await lease_bucket(js, ttl)
+    entry = await kv.get(LEADER_KEY)
+    # A renewal sent while the cluster had no majority got no answer (the lease holds it in
+    # doubt), was applied once the majority returned, then expired unrenewed.
+    lease._in_doubt = True
+    await kv.update(LEADER_KEY, entry.value or b"", last=entry.revision)
+    await asyncio.sleep(2 * ttl)
+
+    assert await lease.renew(), "its own late write is not another coordinator's"
+    assert holder_of((await kv.get(LEADER_KEY)).value) == "coord-a"
+
+    await asyncio.sleep(2 * ttl)  # now nothing in doubt: a gap means another coordinator
+    other = Lease(kv, "coord-b", ttl)
+    assert await other.try_acquire() is None
+    await asyncio.sleep(2 * ttl)
+    assert not await lease.renew()
