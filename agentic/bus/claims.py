@@ -31,15 +31,13 @@ import json
 import logging
 from dataclasses import dataclass
 
-import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from agentic import names
-from agentic.bus.provision import match_bucket_replicas, placement
-from agentic.errors import BusError
+from agentic.bus.provision import ensure_bucket, placement
 from agentic.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,15 +54,6 @@ async def provision_claims(js: JetStreamContext, settings: Settings) -> KeyValue
     Raises:
         BusError: JetStream refused it.
     """
-    try:
-        kv = await js.key_value(names.CLAIMS_BUCKET)
-    except BucketNotFoundError:
-        pass
-    else:
-        await match_bucket_replicas(
-            js, names.CLAIMS_BUCKET, settings.nats_replicas, placement(settings)
-        )
-        return kv
     config = KeyValueConfig(
         bucket=names.CLAIMS_BUCKET,
         description="agentic: the delivery of each step attempt that may run",
@@ -77,13 +66,7 @@ async def provision_claims(js: JetStreamContext, settings: Settings) -> KeyValue
         placement=placement(settings),
         direct=True,
     )
-    try:
-        return await js.create_key_value(config)
-    except nats.errors.Error as exc:  # created meanwhile by another coordinator, or worse
-        try:
-            return await js.key_value(names.CLAIMS_BUCKET)
-        except BucketNotFoundError:
-            raise BusError(f"cannot create the KV bucket {names.CLAIMS_BUCKET}: {exc}") from exc
+    return await ensure_bucket(js, config)
 
 
 def claim_key(pool: str, run_id: str, step_id: str, attempt: int) -> str:

@@ -37,12 +37,11 @@ from typing import Self
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from agentic import names
-from agentic.bus.provision import match_bucket_replicas, placement
-from agentic.errors import BusError
+from agentic.bus.provision import ensure_bucket, placement
 from agentic.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,32 +61,15 @@ async def lease_bucket(
     keeps the max age it was created with). Its replicas and placement follow
     ``settings`` (``AGENTIC_NATS_REPLICAS``, ``AGENTIC_NATS_PLACEMENT_TAGS``); an existing
     bucket with another replica count is changed in place."""
-    replicas = settings.nats_replicas if settings is not None else 1
-    where = placement(settings) if settings is not None else None
-    try:
-        kv = await js.key_value(names.COORDINATOR_BUCKET)
-    except BucketNotFoundError:
-        pass
-    else:
-        await match_bucket_replicas(js, names.COORDINATOR_BUCKET, replicas, where)
-        return kv
     config = KeyValueConfig(
         bucket=names.COORDINATOR_BUCKET,
         history=1,
         ttl=ttl_s,
         storage=StorageType.FILE,
-        replicas=replicas,
-        placement=where,
+        replicas=settings.nats_replicas if settings is not None else 1,
+        placement=placement(settings) if settings is not None else None,
     )
-    try:
-        return await js.create_key_value(config)
-    except nats.errors.Error as exc:  # created meanwhile by another coordinator, or worse
-        try:
-            return await js.key_value(names.COORDINATOR_BUCKET)
-        except BucketNotFoundError:
-            raise BusError(
-                f"cannot create the KV bucket {names.COORDINATOR_BUCKET}: {exc}"
-            ) from exc
+    return await ensure_bucket(js, config)
 
 
 class Lease:

@@ -42,13 +42,20 @@ from nats.js.api import (
     ConsumerConfig,
     ConsumerInfo,
     DeliverPolicy,
+    KeyValueConfig,
     Placement,
     RetentionPolicy,
     StorageType,
     StreamConfig,
     StreamInfo,
 )
-from nats.js.errors import APIError, BadRequestError, ServiceUnavailableError
+from nats.js.errors import (
+    APIError,
+    BadRequestError,
+    BucketNotFoundError,
+    ServiceUnavailableError,
+)
+from nats.js.kv import KeyValue
 
 from agentic import names
 from agentic.errors import BusError, ConfigError
@@ -201,6 +208,31 @@ async def ensure_stream(
         raise _refused("stream", config.name, exc) from exc
     log.info("updating stream %s to the configured settings", config.name)
     return await update_stream(js, config, settle_s=settle_s)
+
+
+async def ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
+    """KV bucket ``config.bucket``, created as ``config`` says when missing. An existing
+    bucket keeps its other settings, but its replicas (and placement) are brought to
+    ``config``'s in place.
+
+    Raises:
+        BusError: JetStream refused the bucket.
+    """
+    bucket = config.bucket or ""
+    try:
+        kv = await js.key_value(bucket)
+    except BucketNotFoundError:
+        pass
+    else:
+        await match_bucket_replicas(js, bucket, config.replicas, config.placement)
+        return kv
+    try:
+        return await js.create_key_value(config)
+    except nats.errors.Error as exc:  # created meanwhile by another coordinator, or worse
+        try:
+            return await js.key_value(bucket)
+        except BucketNotFoundError:
+            raise BusError(f"cannot create the KV bucket {bucket}: {exc}") from exc
 
 
 async def match_bucket_replicas(

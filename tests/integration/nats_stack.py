@@ -220,9 +220,11 @@ async def wait_event(
     event_type: str,
     *,
     step_id: str | None = None,
+    matches: Callable[[RunEvent], bool] = lambda event: True,
     timeout: float = 60.0,
 ) -> RunEvent:
-    """The first event of ``event_type`` (for ``step_id``), waiting for it if needed."""
+    """The first event of ``event_type`` (for ``step_id``) that ``matches``, waiting for it
+    if needed."""
     deadline = time.monotonic() + timeout
     sub = await js.subscribe(names.events_subject(run_id, event_type), ordered_consumer=True)
     try:
@@ -235,34 +237,7 @@ async def wait_event(
             except TimeoutError:
                 continue
             event = RunEvent.model_validate_json(msg.data)
-            if step_id is None or event.step_id == step_id:
-                return event
-    finally:
-        await sub.unsubscribe()
-
-
-async def wait_event_where(
-    js: JetStreamContext,
-    run_id: str,
-    event_type: str,
-    matches: Callable[[RunEvent], bool],
-    *,
-    timeout: float = 60.0,
-) -> RunEvent:
-    """The first event of ``event_type`` that ``matches``, waiting for it if needed."""
-    deadline = time.monotonic() + timeout
-    sub = await js.subscribe(names.events_subject(run_id, event_type), ordered_consumer=True)
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no matching {event_type} of run {run_id} in {timeout} s")
-            try:
-                msg = await sub.next_msg(timeout=remaining)
-            except TimeoutError:
-                continue
-            event = RunEvent.model_validate_json(msg.data)
-            if matches(event):
+            if (step_id is None or event.step_id == step_id) and matches(event):
                 return event
     finally:
         await sub.unsubscribe()

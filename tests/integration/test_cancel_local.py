@@ -34,75 +34,35 @@ pytestmark = pytest.mark.procs
 
 _register()
 
-# Twelve steps of 1.5 s each. An inprocess cancel, like Ctrl-C, takes effect once the model
-# call in progress returns (CrewAI runs it on a thread that cannot be stopped).
-SLOW_CATALOG = {
-    "agent_providers/sleeper.yaml": """
-        id: sleeper
-        type: scripted
-        role: Sleeper
-        goal: Take your time with {topic}
-        backstory: Slow on purpose.
-        script:
-          replies: ["slept on {topic}"]
-          delay_s: 1.5
-    """,
-    "workflows/slow.yaml": """
-        workflow:
-          name: slow
-          topic: patience
-          agent_providers: [sleeper]
-          tasks:
-            - id: nap1
-              agent_provider_id: sleeper
-              description: Sleep on {topic}.
-              expected_output: One line.
-            - id: nap2
-              agent_provider_id: sleeper
-              description: Sleep on {topic}.
-              expected_output: One line.
-            - id: nap3
-              agent_provider_id: sleeper
-              description: Sleep on {topic}.
-              expected_output: One line.
-            - id: nap4
-              agent_provider_id: sleeper
-              description: Sleep on {topic}.
-              expected_output: One line.
-            - id: nap5
-              agent_provider_id: sleeper
-              description: Sleep on {topic}.
-              expected_output: One line.
-            - id: nap6
-              agent_provider_id: sleeper
-              description: Sleep on {topic}.
-              expected_output: One line.
-            - id: nap7
-              agent_provider_id: sleeper
-              description: Sleep on {topic}.
-              expected_output: One line.
-            - id: nap8
-              agent_provider_id: sleeper
-              description: Sleep on {topic}.
-              expected_output: One line.
-            - id: nap9
-              agent_provider_id: sleeper
-              description: Sleep on {topic}.
-              expected_output: One line.
-            - id: nap10
-              agent_provider_id: sleeper
-              description: Sleep on {topic}.
-              expected_output: One line.
-            - id: nap11
-              agent_provider_id: sleeper
-              description: Sleep on {topic}.
-              expected_output: One line.
-            - id: nap12
-              agent_provider_id: sleeper
-              description: Sleep on {topic}.
-              expected_output: One line.
-    """,
-}
+SLEEPER = """
+    id: sleeper
+    type: scripted
+    role: Sleeper
+    goal: Take your time with {topic}
+    backstory: Slow on purpose.
+    script:
+      replies: ["slept on {topic}"]
+      delay_s: 1.5
+"""
+NAP = """
+    - id: nap{n}
+      agent_provider_id: sleeper
+      description: Sleep on {{topic}}.
+      expected_output: One line.
+"""
+
+
+def write_slow_catalog(config: Path, naps: int) -> None:
+    """The scripted ``sleeper`` (1.5 s per step) and the workflow ``slow`` of ``naps`` steps."""
+    tasks = "".join(NAP.format(n=n) for n in range(1, naps + 1))
+    workflow = "workflow:\n  name: slow\n  topic: patience\n  agent_providers: [sleeper]\n"
+    workflow += "  tasks:" + textwrap.indent(textwrap.dedent(tasks), "    ")
+    for name, text in {
+        "agent_providers/sleeper.yaml": textwrap.dedent(SLEEPER),
+        "workflows/slow.yaml": workflow,
+    }.items():
+        (config / name).parent.mkdir(parents=True, exist_ok=True)
+        (config / name).write_text(text)
 
 
 def cli_env(store_url: str, config_dir: Path | None = None) -> dict[str, str]:
@@ -187,9 +147,9 @@ def test_agentic_cancel_interrupts_an_inprocess_run_as_ctrl_c_does(
     store_url: str, tmp_path: Path
 ) -> None:
     config = tmp_path / "config"
-    for name, text in SLOW_CATALOG.items():
-        (config / name).parent.mkdir(parents=True, exist_ok=True)
-        (config / name).write_text(textwrap.dedent(text))
+    # Twelve steps of 1.5 s each. An inprocess cancel, like Ctrl-C, takes effect once the
+    # model call in progress returns (CrewAI runs it on a thread that cannot be stopped).
+    write_slow_catalog(config, naps=12)
     env = cli_env(store_url, config)
     run = subprocess.Popen(
         [sys.executable, "-m", "agentic", "run", "slow", "--run-id", "nap-1", "--json"],
@@ -295,37 +255,11 @@ def step_processes_of(pid: int) -> list[int]:
     return found
 
 
-THREE_NAPS = {
-    "agent_providers/sleeper.yaml": SLOW_CATALOG["agent_providers/sleeper.yaml"],
-    "workflows/slow.yaml": """
-        workflow:
-          name: slow
-          topic: patience
-          agent_providers: [sleeper]
-          tasks:
-            - id: nap1
-              agent_provider_id: sleeper
-              description: Sleep on {topic}.
-              expected_output: One line.
-            - id: nap2
-              agent_provider_id: sleeper
-              description: Sleep on {topic}.
-              expected_output: One line.
-            - id: nap3
-              agent_provider_id: sleeper
-              description: Sleep on {topic}.
-              expected_output: One line.
-    """,
-}
-
-
 def test_a_killed_subprocess_run_takes_its_step_along_shows_abandoned_and_replays_once(
     store_url: str, tmp_path: Path
 ) -> None:
     config = tmp_path / "config"
-    for name, text in THREE_NAPS.items():
-        (config / name).parent.mkdir(parents=True, exist_ok=True)
-        (config / name).write_text(textwrap.dedent(text))
+    write_slow_catalog(config, naps=3)
     env = cli_env(store_url, config)
     command = [sys.executable, "-m", "agentic", "run", "slow", "--backend", "subprocess"]
     run = subprocess.Popen(

@@ -35,7 +35,6 @@ from tests.integration.nats_stack import (
     run_events,
     submit,
     wait_event,
-    wait_event_where,
     wait_finished,
     write_quick_catalog,
 )
@@ -261,8 +260,8 @@ async def test_a_worker_frozen_past_the_ack_wait_stops_its_step_once_it_sees_the
 
     os.kill(frozen.pid, signal.SIGSTOP)  # no in-progress acks: JetStream redelivers
     try:
-        second = await wait_event_where(
-            js, "frozen-1", "step_started", lambda e: e.data["delivery"] == 2
+        second = await wait_event(
+            js, "frozen-1", "step_started", matches=lambda e: e.data["delivery"] == 2
         )
     finally:
         os.kill(frozen.pid, signal.SIGCONT)
