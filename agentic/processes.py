@@ -38,6 +38,20 @@ def parent_death_signal(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
     return in_child
 
 
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies (the parent's thread
+    that forked it, precisely); exit at once if the parent is gone already. Does nothing
+    where ``prctl`` does not exist."""
+    parent = os.getppid()
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return
+    prctl(_PR_SET_PDEATHSIG, sig)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def start_ticks(pid: int) -> int | None:
     """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat``); None
     when there is no such process (or no ``/proc``). With the pid, it names one process:

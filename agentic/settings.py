@@ -10,7 +10,7 @@ fails when it drifts.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -90,6 +90,26 @@ class Settings(BaseSettings):
     )
     max_message_bytes: int = Field(
         1_048_576, description="Largest RunRequest, StepSpec or event accepted."
+    )
+    step_isolation: Literal["process", "thread"] = Field(
+        "process",
+        description="How a worker runs its steps (`agentic worker --isolation`): `process`, "
+        "a warm step process per slot that cancel and timeout kill at once; `thread`, the "
+        "slots' steps as threads of a shared host process, for I/O-bound (LLM) pools: far "
+        "less memory per step, but a stopped step's thread runs on until its host is "
+        "recycled, and a crash takes the host's other steps along (docs/runtime.md).",
+    )
+    step_process_max_steps: int = Field(
+        100,
+        ge=1,
+        description="A worker's step process (or thread host) is replaced by a fresh fork "
+        "after running this many steps.",
+    )
+    step_process_max_rss_mb: int = Field(
+        1024,
+        ge=64,
+        description="A worker's step process (or thread host) whose resident memory passes "
+        "this many MB is replaced before its next step.",
     )
 
     # --- trust and limits ----------------------------------------------------------------

@@ -1,15 +1,20 @@
-"""The ``subprocess`` backend: each step attempt is ``agentic execute-step <spec-url>``.
+"""The ``subprocess`` backend: each step attempt runs in a process of its own.
 
 The coordinator loop (:class:`~agentic.backends.local.driver.LocalDriver`) runs in the calling
-process; every attempt is a child process with an argument list (never a shell) in its own
-session, so that
+process; every attempt is a step process forked from the warm runtime
+(:mod:`agentic.runtime.warm`), which imported CrewAI once for the whole run: an attempt
+starts in milliseconds instead of paying the import, and its ``timeout_s`` counts from
+there. It does what ``agentic execute-step <spec-url>`` does
+(:func:`~agentic.backends.local.execute.forked_step`), in its own session, so that
 
 * terminating a step kills its whole process tree (the step's MCP stdio servers included):
   SIGTERM to the process group, SIGKILL after a short grace;
 * Ctrl-C in the terminal reaches only the CLI, which then cancels the run and terminates
-  the children itself.
+  the steps itself;
+* a CLI killed with SIGKILL takes its steps along (the fork server dies with the thread
+  that started it, the step processes with the fork server).
 
-A child's stderr goes to a temporary file whose tail explains a crash. Its environment is
+A step's stderr goes to a temporary file whose tail explains a crash. Its environment is
 the caller's, with ``CREWAI_DISABLE_TELEMETRY=true`` unless telemetry is enabled in the
 settings. The run store must be reachable from another process: ``memory://`` is not.
 """
@@ -20,19 +25,19 @@ import contextlib
 import os
 import select
 import signal
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
 
 from agentic.backends.base import StepHealth
+from agentic.backends.local.execute import forked_step
 from agentic.backends.local.launched import LauncherBackend
 from agentic.contracts import StepSpec
 from agentic.errors import ConfigError
-from agentic.processes import parent_death_signal
+from agentic.runtime import warm
 from agentic.settings import Settings
 
 if TYPE_CHECKING:
@@ -41,28 +46,32 @@ if TYPE_CHECKING:
 TERMINATE_GRACE_S = 2.0
 _TAIL_BYTES = 8192
 
+StepTarget = Callable[[str, str, Mapping[str, str]], None]
+"""What a step process runs: ``target(spec_url, stderr_path, env)``, exiting 0, 1 or 2."""
+
 
 @dataclass
 class StepProcess:
     """The handle of one launched attempt."""
 
     spec: StepSpec
-    process: subprocess.Popen[bytes]
-    stderr: IO[bytes]
-    pidfd: int | None
+    process: BaseProcess
+    pid: int
+    stderr_path: str
     exit_code: int | None = None
     stderr_tail: str = ""
 
 
 class SubprocessLauncher:
-    """Starts each step attempt as ``python -m agentic execute-step <spec-url>``.
+    """Starts each step attempt as a step process forked from the warm runtime.
 
     Args:
         store: The run store the specs are written to (gives each spec's URL).
-        settings: ``crewai_telemetry`` decides the children's telemetry switch.
-        python: The interpreter of the children (default: this one).
+        settings: ``crewai_telemetry`` decides the steps' telemetry switch.
         grace_s: Seconds between SIGTERM and SIGKILL when terminating.
-        env: The children's base environment (default: this process's).
+        env: The steps' base environment (default: this process's).
+        target: What a step process runs (default: what ``agentic execute-step`` does);
+            a module-level function, since the fork server imports it by name.
     """
 
     def __init__(
@@ -70,46 +79,36 @@ class SubprocessLauncher:
         store: RunStore,
         settings: Settings,
         *,
-        python: str = sys.executable,
         grace_s: float = TERMINATE_GRACE_S,
         env: Mapping[str, str] | None = None,
+        target: StepTarget = forked_step,
     ) -> None:
         self._store = store
-        self._python = python
         self._grace_s = grace_s
         self._env = child_env(settings, os.environ if env is None else env)
-
-    def command(self, spec: StepSpec) -> list[str]:
-        """The argument list that runs ``spec``."""
-        spec_url = self._store.spec_url(spec.run_id, spec.step_id)
-        return [self._python, "-m", "agentic", "execute-step", spec_url]
+        self._target = target
 
     def launch(self, spec: StepSpec) -> StepProcess:
-        """Start the attempt; stdout is discarded, stderr kept for the crash report."""
-        # Closed in _reap once the step has exited, so no context manager here.
-        stderr = tempfile.TemporaryFile(prefix=f"agentic-{spec.step_id}-", suffix=".stderr")  # noqa: SIM115
+        """Start the attempt; returns once it runs (the first one waits for the warm
+        runtime to import CrewAI)."""
+        spec_url = self._store.spec_url(spec.run_id, spec.step_id)
+        fd, stderr_path = tempfile.mkstemp(prefix=f"agentic-{spec.step_id}-", suffix=".stderr")
+        os.close(fd)
         try:
-            process = subprocess.Popen(
-                self.command(spec),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                env=self._env,
-                start_new_session=True,
-                close_fds=True,
-                # Dies with the process driving the run, even one killed with SIGKILL: no
-                # step keeps running (and spending tokens) for a run nobody drives.
-                preexec_fn=parent_death_signal(signal.SIGKILL),
+            process = warm.step_process(
+                self._target, (spec_url, stderr_path, self._env), name=f"agentic-{spec.step_id}"
             )
+            process.start()
         except BaseException:
-            stderr.close()
+            os.unlink(stderr_path)
             raise
-        return StepProcess(spec=spec, process=process, stderr=stderr, pidfd=_pidfd(process.pid))
+        assert process.pid is not None  # started
+        return StepProcess(spec=spec, process=process, pid=process.pid, stderr_path=stderr_path)
 
     def check(self, handle: StepProcess) -> StepHealth:
         """``running``, or ``exited`` with the exit code and the tail of stderr."""
         if handle.exit_code is None:
-            code = handle.process.poll()
+            code = handle.process.exitcode
             if code is None:
                 return StepHealth.running()
             self._reap(handle, code)
@@ -119,21 +118,20 @@ class SubprocessLauncher:
         """SIGTERM the attempt's process group, SIGKILL it after the grace period."""
         if handle.exit_code is not None:
             return
-        _signal_group(handle.process.pid, signal.SIGTERM)
-        try:
-            code = handle.process.wait(timeout=self._grace_s)
-        except subprocess.TimeoutExpired:
-            _signal_group(handle.process.pid, signal.SIGKILL)
-            code = handle.process.wait()
-        self._reap(handle, code)
+        _signal_step(handle.pid, signal.SIGTERM)
+        handle.process.join(self._grace_s)
+        if handle.process.exitcode is None:
+            _signal_step(handle.pid, signal.SIGKILL)
+            handle.process.join()
+        self._reap(handle, handle.process.exitcode)
 
     def close(self) -> None:
         """Nothing to release: every step process is reaped when it ends or is stopped."""
 
     def wait(self, handles: Sequence[StepProcess], timeout: float) -> None:
-        """Block until one of ``handles`` exits or ``timeout`` passes (a pidfd per process)."""
-        fds = [h.pidfd for h in handles if h.pidfd is not None and h.exit_code is None]
-        if len(fds) < len(handles) or not fds:
+        """Block until one of ``handles`` exits or ``timeout`` passes."""
+        fds = [h.process.sentinel for h in handles if h.exit_code is None]
+        if not fds:
             time.sleep(min(timeout, 0.02))
             return
         # poll(), not select(): a busy CLI process may hold descriptors above FD_SETSIZE.
@@ -143,16 +141,16 @@ class SubprocessLauncher:
         with contextlib.suppress(InterruptedError):
             poller.poll(timeout * 1000)
 
-    def _reap(self, handle: StepProcess, code: int) -> None:
-        """Record the exit, kill what the step left behind, free the file descriptors."""
+    def _reap(self, handle: StepProcess, code: int | None) -> None:
+        """Record the exit, kill what the step left behind, free its resources."""
         # Grandchildren (an MCP server the step started) must not outlive the step.
-        _signal_group(handle.process.pid, signal.SIGKILL)
-        handle.exit_code = code
-        handle.stderr_tail = _tail(handle.stderr)
-        handle.stderr.close()
-        if handle.pidfd is not None:
-            os.close(handle.pidfd)
-            handle.pidfd = None
+        _signal_group(handle.pid, signal.SIGKILL)
+        handle.exit_code = code if code is not None else -signal.SIGKILL
+        handle.stderr_tail = _tail(handle.stderr_path)
+        with contextlib.suppress(OSError):
+            os.unlink(handle.stderr_path)
+        with contextlib.suppress(ValueError):
+            handle.process.close()
 
 
 def child_env(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
@@ -182,25 +180,26 @@ def create_backend(**options: object) -> LauncherBackend:
     )
 
 
-def _pidfd(pid: int) -> int | None:
-    """A pidfd (Linux 5.3+) becomes readable when the process exits; None elsewhere."""
-    opener = getattr(os, "pidfd_open", None)
-    if opener is None:
-        return None
-    try:
-        return int(opener(pid))
-    except OSError:
-        return None
-
-
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     # The child leads its own session, so its process group id is its pid.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
 
 
-def _tail(stream: IO[bytes]) -> str:
-    stream.seek(0, os.SEEK_END)
-    size = stream.tell()
-    stream.seek(max(0, size - _TAIL_BYTES))
-    return stream.read().decode("utf-8", errors="replace")
+def _signal_step(pid: int, sig: signal.Signals) -> None:
+    """``sig`` to a running step's group, and to the step itself: one forked an instant
+    ago may not lead its own group yet."""
+    _signal_group(pid, sig)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def _tail(path: str) -> str:
+    try:
+        with open(path, "rb") as stream:
+            stream.seek(0, os.SEEK_END)
+            size = stream.tell()
+            stream.seek(max(0, size - _TAIL_BYTES))
+            return stream.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""

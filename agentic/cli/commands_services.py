@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -36,6 +37,28 @@ def coordinator(check: bool = typer.Option(False, "--check", help=CHECK_HELP)) -
     raise typer.Exit(_serve(lambda: serve(CoordinatorService(settings))))
 
 
+class Isolation(StrEnum):
+    """``agentic worker --isolation``."""
+
+    process = "process"
+    thread = "thread"
+
+
+IsolationOption = Annotated[
+    Isolation | None,
+    typer.Option(
+        "--isolation",
+        help="process: a warm step process per slot; cancel and timeout kill the step at "
+        "once. thread: steps as threads of one shared host process, for I/O-bound (LLM) "
+        "pools such as --concurrency 64 on 2 cores; a thread cannot be killed, so a "
+        "cancelled or timed-out step is dropped at once but runs on until its host is "
+        "recycled, and a crashing step takes the host's other steps along (they are "
+        "redelivered). Default: AGENTIC_STEP_ISOLATION (process).",
+        show_default=False,
+    ),
+]
+
+
 @app.command("worker")
 @config_errors()
 def worker(
@@ -43,8 +66,13 @@ def worker(
     concurrency: int = typer.Option(1, "--concurrency", help="Steps run at once."),
     burst: bool = typer.Option(False, "--burst", help="Exit once the queue is empty."),
     check: bool = typer.Option(False, "--check", help=CHECK_HELP),
+    isolation: IsolationOption = None,
 ) -> None:
-    """Run a worker: pulls steps of one pool from NATS and runs them."""
+    """Run a worker: pulls steps of one pool from NATS and runs them.
+
+    Steps run in processes forked from a warm runtime that loaded CrewAI once: a step
+    starts in milliseconds, and its timeout counts from there.
+    """
     settings = load_settings()
     if check:
         raise typer.Exit(_check(settings, pool=pool, identity=f"worker-{pool}"))
@@ -52,7 +80,13 @@ def worker(
     from services.worker import WorkerService
 
     configure_logging(settings.log_level)
-    service = WorkerService(settings, pool=pool, concurrency=concurrency, burst=burst)
+    service = WorkerService(
+        settings,
+        pool=pool,
+        concurrency=concurrency,
+        burst=burst,
+        isolation=isolation.value if isolation is not None else None,
+    )
     raise typer.Exit(_serve(lambda: serve(service)))
 
 

@@ -54,6 +54,20 @@ def setup(settings: Settings | None = None) -> None:
     _ready = True
 
 
+def own_scratch() -> None:
+    """Give this process a CrewAI scratch directory of its own, if it runs in one it
+    inherited (a step process forked from the warm runtime)."""
+    _private_crewai_storage()
+
+
+def drop_scratch() -> None:
+    """Remove this process's own scratch directory now (a process that leaves through
+    ``os._exit`` runs no ``atexit`` handler)."""
+    path = os.environ.get("CREWAI_STORAGE_DIR")
+    if path is not None and _owner(Path(path)) == os.getpid():
+        shutil.rmtree(path, ignore_errors=True)
+
+
 _SCRATCH_PREFIX = "agentic-crewai-"
 # Memory-backed where the system has it: what CrewAI writes there is thrown away.
 _SCRATCH_ROOT = "/dev/shm"
@@ -128,4 +142,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["execute_step", "run_workflow_inprocess", "setup"]
+__all__ = ["drop_scratch", "execute_step", "own_scratch", "run_workflow_inprocess", "setup"]

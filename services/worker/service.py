@@ -24,7 +24,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -49,9 +49,11 @@ from agentic.contracts import (
 )
 from agentic.errors import BusError, ConfigError
 from agentic.redact import protect_entries
+from agentic.runtime import warm
 from agentic.settings import Settings
 from services.lifecycle import BusService, open_run_store, persist, reads_inline
 from services.worker.gate import StepGate
+from services.worker.runner import HostedRunner, Recycling, Runner, StepRunner, ThreadHosts
 from services.worker.slot import Slot
 
 if TYPE_CHECKING:
@@ -80,6 +82,7 @@ class WorkerContext:
         stopping: asyncio.Event,
         store: RunStore,
         gate: StepGate,
+        hosts: ThreadHosts | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -93,6 +96,14 @@ class WorkerContext:
         self._worker = EventWorker(host=socket.gethostname(), pid=os.getpid())
         self._inline = reads_inline(store)
         self.claims: KeyValue | None = None  # set once found (agentic.bus.claims)
+        self.hosts = hosts
+        self._recycling = Recycling.from_settings(settings)
+
+    def runner(self) -> Runner:
+        """Where a slot runs its steps: the shared thread hosts, or a process of its own."""
+        if self.hosts is not None:
+            return HostedRunner(self.hosts)
+        return StepRunner(self._recycling)
 
     def claim(self, spec: StepSpec, delivery: int, slot: int) -> Claim | None:
         """This slot's claim to run ``delivery`` of ``spec``'s attempt (None: no bucket)."""
@@ -191,7 +202,8 @@ class WorkerService(BusService):
     Args:
         settings: NATS, store and step settings.
         pool: The worker pool whose steps it runs.
-        concurrency: Steps it runs at once (one step process each).
+        concurrency: Steps it runs at once (one step process each, or one thread each).
+        isolation: ``process`` or ``thread`` (default: ``settings.step_isolation``).
         burst: Return from :meth:`run` once the queue is empty.
         store: The run store (default: ``settings.run_store_url``); a step naming another
             is refused.
@@ -213,6 +225,7 @@ class WorkerService(BusService):
         store: RunStore | None = None,
         grace_s: float = DEFAULT_GRACE_S,
         verify_steps: bool = True,
+        isolation: Literal["process", "thread"] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
@@ -225,9 +238,14 @@ class WorkerService(BusService):
         self._slots: list[Slot] = []
         self._kill_notices: Verifier | None = None
         self._verify_steps = verify_steps
+        self.isolation = isolation or settings.step_isolation
+        self._hosts: ThreadHosts | None = None
 
     async def _start(self) -> None:
         settings = self.settings
+        # CrewAI loads in the fork server while the worker connects. Started from the
+        # event loop's thread, which lives as long as the worker: the server dies with it.
+        warm.start()
         store = self._store = await open_run_store(self._store, settings)
         catalog = CatalogCache(settings)
         protect_entries(_catalog_entries(await catalog.aget()))
@@ -237,6 +255,11 @@ class WorkerService(BusService):
         js = self._nc.jetstream()
         await self._ensure_consumer(js)
         gate = StepGate(settings, store, catalog, verify=self._verify_steps)
+        if self.isolation == "thread":
+            self._hosts = ThreadHosts(
+                self.concurrency,
+                Recycling.from_settings(settings),
+            )
         self._kill_notices = gate.verifier
         ctx = WorkerContext(
             settings,
@@ -246,6 +269,7 @@ class WorkerService(BusService):
             stopping=self._stopping,
             store=store,
             gate=gate,
+            hosts=self._hosts,
         )
         await ctx.find_claims()
         self._slots = [Slot(i, ctx) for i in range(self.concurrency)]
@@ -259,9 +283,10 @@ class WorkerService(BusService):
             0, or 1 when a slot stopped on an error (its step process cannot start).
         """
         log.warning(
-            "worker ready: pool %s, %d slot(s)%s",
+            "worker ready: pool %s, %d slot(s), %s isolation%s",
             self.pool,
             self.concurrency,
+            self.isolation,
             ", burst" if self.burst else "",
         )
         slots = [asyncio.create_task(slot.serve()) for slot in self._slots]
@@ -351,6 +376,8 @@ class WorkerService(BusService):
 
     async def _close(self) -> None:
         await asyncio.gather(*(slot.close() for slot in self._slots), return_exceptions=True)
+        if self._hosts is not None:
+            await self._hosts.close()
         await super()._close()
 
 

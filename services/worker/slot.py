@@ -51,7 +51,7 @@ from agentic.recording.attempts import record_attempt
 from agentic.recording.outcome import failed_attempt
 from services.lifecycle import persist
 from services.worker.gate import Refused, refuse
-from services.worker.runner import StepProcessError, StepRunner
+from services.worker.runner import StepProcessError
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
@@ -76,7 +76,8 @@ class Outcome:
 
 
 class Slot:
-    """Runs one step at a time in its own step process.
+    """Runs one step at a time, in its own step process or a thread of a shared host
+    (:mod:`services.worker.runner`).
 
     Args:
         index: The slot's number (for logs).
@@ -86,7 +87,7 @@ class Slot:
     def __init__(self, index: int, ctx: WorkerContext) -> None:
         self.index = index
         self._ctx = ctx
-        self.runner = StepRunner()
+        self.runner = ctx.runner()
         self.current: StepSpec | None = None
         self._interrupt: Interrupt | None = None
         self._wake = asyncio.Event()
@@ -112,9 +113,10 @@ class Slot:
         sub = await ctx.bind()
         try:
             while not ctx.stopping.is_set():
-                if not self.runner.running:
-                    # Killed or crashed with its last step. A step process that cannot start
-                    # stops the slot (StepProcessError): every step would fail the same way.
+                if not self.runner.running or self.runner.worn_out():
+                    # Killed or crashed with its last step, or due for recycling. A step
+                    # process that cannot start stops the slot (StepProcessError): every
+                    # step would fail the same way.
                     await self.runner.restart()
                 try:
                     msg = await fetch_one(sub, timeout=FETCH_TIMEOUT_S)

@@ -150,7 +150,7 @@ def test_a_step_past_its_timeout_is_killed_and_retried(store_url: str) -> None:
         (1, "StepTimeout"),
         (2, "StepTimeout"),
     ]
-    assert len(handles) == 2 and not any(alive(h.process.pid) for h in handles)
+    assert len(handles) == 2 and not any(alive(h.pid) for h in handles)
 
 
 def test_a_crashed_step_is_a_failed_attempt_with_its_exit_code(store_url: str) -> None:
@@ -190,7 +190,7 @@ def test_cancel_kills_the_hanging_step_and_cancels_the_run(store_url: str) -> No
     assert final.status == "cancelled" and final.error == "stopped by the test"
     assert store.read_run("to-cancel").status == "cancelled"
     assert events[-1].type == "cancelled"
-    assert not alive(handles[0].process.pid)
+    assert not alive(handles[0].pid)
 
 
 def test_independent_steps_run_at_the_same_time(store_url: str) -> None:

@@ -138,7 +138,7 @@ def test_agentic_cancel_stops_a_subprocess_run_driven_by_another_process(store_u
     (final,) = finals
     assert final.status == "cancelled" and final.error == "cancelled with agentic cancel"
     assert events[-1].type == "cancelled"
-    assert not alive(handles[0].process.pid)
+    assert not alive(handles[0].pid)
     request = store.cancel_request("far-cancel")
     assert request is not None and request["pid"] != os.getpid()
 
@@ -240,19 +240,20 @@ def test_a_round_of_an_iterative_goal_is_cancelled_with_its_goal(store_url: str)
 
 
 def step_processes_of(pid: int) -> list[int]:
-    """The `agentic execute-step` children of process ``pid``."""
-    found = []
+    """The step processes of the driver ``pid``: children of its warm fork server, that
+    is grandchildren of ``pid``."""
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if ppid == pid and b"execute-step" in cmdline:
-            found.append(int(entry.name))
-    return found
+        if fields[0] != "Z":
+            parents[int(entry.name)] = int(fields[1])
+    servers = {child for child, parent in parents.items() if parent == pid}
+    return [child for child, parent in parents.items() if parent in servers]
 
 
 def test_a_killed_subprocess_run_takes_its_step_along_shows_abandoned_and_replays_once(

@@ -1,35 +1,52 @@
-"""The subprocess launcher, with a shell script standing in for the Python interpreter.
+"""The subprocess launcher, with stand-in step targets forked from the real warm runtime.
 
-The script receives exactly the arguments a real step gets (``-m agentic execute-step URL``)
-and behaves according to the URL, so exits, stderr, process groups and signals are real
-while no test pays for importing CrewAI.
+Each stand-in behaves according to its spec URL, so forks, exits, stderr, process groups and
+signals are real while no test waits for a model.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from agentic.backends.subprocess import StepProcess, SubprocessLauncher, child_env
+from agentic.runtime import warm
 from agentic.settings import Settings
 from tests.factories import step_spec
 
 pytestmark = pytest.mark.procs
 
-FAKE_PYTHON = """\
-#!/bin/sh
-# $1=-m $2=agentic $3=execute-step $4=URL
-case "$4" in
-  crash) echo "Traceback (most recent call last):" >&2; echo "RuntimeError: boom" >&2; exit 3;;
-  quick) sleep 0.3; exit 0;;
-  env) echo "$CREWAI_DISABLE_TELEMETRY" > "$OUT"; exit 0;;
-  tree) sleep 300 & echo $! > "$OUT"; wait;;
-  stubborn) trap '' TERM; sleep 300 & echo $! > "$OUT"; wait;;
-esac
-"""
+
+def fake_step(spec_url: str, stderr_path: str, env: Mapping[str, str]) -> None:
+    """A step process that does what its spec URL says (module level: forked by name)."""
+    from agentic.backends.local.execute import _redirect_output
+
+    _redirect_output(stderr_path)
+    warm.become_step_process(env)
+    out = os.environ.get("OUT", "")
+    if spec_url == "crash":
+        print("Traceback (most recent call last):\nRuntimeError: boom", file=sys.stderr)
+        sys.exit(3)
+    if spec_url == "quick":
+        time.sleep(0.3)
+    elif spec_url == "env":
+        Path(out).write_text(os.environ.get("CREWAI_DISABLE_TELEMETRY", "") + "\n")
+    elif spec_url == "crewai":
+        Path(out).write_text(str("crewai" in sys.modules))
+    elif spec_url in ("tree", "stubborn"):
+        if spec_url == "stubborn":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        child = subprocess.Popen(["sleep", "300"])
+        Path(out).write_text(str(child.pid))
+        child.wait()
+    sys.exit(0)
 
 
 class _Store:
@@ -43,11 +60,8 @@ class _Store:
 
 @pytest.fixture
 def launcher(tmp_path: Path) -> SubprocessLauncher:
-    python = tmp_path / "python"
-    python.write_text(FAKE_PYTHON)
-    python.chmod(0o755)
     env = {**os.environ, "OUT": str(tmp_path / "out")}
-    return SubprocessLauncher(_Store(), Settings(), python=str(python), grace_s=0.3, env=env)  # type: ignore[arg-type]
+    return SubprocessLauncher(_Store(), Settings(), grace_s=0.3, env=env, target=fake_step)  # type: ignore[arg-type]
 
 
 def alive(pid: int) -> bool:
@@ -57,6 +71,10 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def wait_exit(launcher: SubprocessLauncher, handle: StepProcess, limit: float = 5.0) -> None:
@@ -74,11 +92,18 @@ def read_pid(path: Path) -> int:
     return int(path.read_text())
 
 
-def test_the_step_command_is_an_argument_list_running_execute_step(
-    launcher: SubprocessLauncher,
+def test_a_step_is_forked_from_the_warm_runtime_with_crewai_loaded(
+    launcher: SubprocessLauncher, tmp_path: Path
 ) -> None:
-    command = launcher.command(step_spec(step_id="crash"))
-    assert command[1:] == ["-m", "agentic", "execute-step", "crash"]
+    handle = launcher.launch(step_spec(step_id="tree"))
+    read_pid(tmp_path / "out")
+    assert parent_of(handle.pid) == warm.server_pid() != os.getpid()
+    assert os.getpgid(handle.pid) == handle.pid  # a session of its own
+    launcher.terminate(handle)
+
+    (tmp_path / "out").unlink()
+    wait_exit(launcher, launcher.launch(step_spec(step_id="crewai")))
+    assert (tmp_path / "out").read_text() == "True"  # imported once, by the fork server
 
 
 def test_a_crashed_step_reports_its_exit_code_and_the_tail_of_its_stderr(
@@ -90,6 +115,7 @@ def test_a_crashed_step_reports_its_exit_code_and_the_tail_of_its_stderr(
     assert health.exit_code == 3
     assert health.stderr_tail.endswith("RuntimeError: boom\n")
     assert "RuntimeError: boom" in health.crash_error().message
+    assert not Path(handle.stderr_path).exists()
 
 
 def test_waiting_wakes_up_as_soon_as_the_step_exits(launcher: SubprocessLauncher) -> None:
@@ -97,8 +123,7 @@ def test_waiting_wakes_up_as_soon_as_the_step_exits(launcher: SubprocessLauncher
     started = time.monotonic()
     launcher.wait([handle], 10.0)
     woke = time.monotonic() - started
-    # The script sleeps 0.3 s: the wait must end with it, not at its 10 s timeout (the
-    # upper bound leaves room for a slow interpreter start on a loaded machine).
+    # The stand-in sleeps 0.3 s: the wait must end with it, not at its 10 s timeout.
     assert 0.25 < woke < 5.0
     assert launcher.check(handle).state == "exited"
 
@@ -109,7 +134,7 @@ def test_terminating_a_step_kills_the_processes_it_started(
     handle = launcher.launch(step_spec(step_id="tree"))
     grandchild = read_pid(tmp_path / "out")
     launcher.terminate(handle)
-    assert not alive(handle.process.pid)
+    assert not alive(handle.pid)
     deadline = time.monotonic() + 2
     while alive(grandchild):
         assert time.monotonic() < deadline, "the step's child outlived the step"

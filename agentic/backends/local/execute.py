@@ -5,6 +5,10 @@ Imports only what a step needs: the spec, the store, the runtime. Never the cata
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Mapping
+
 from agentic.contracts import StepResult
 from agentic.errors import ConfigError, DecodeError, StoreError
 from agentic.recording.attempts import record_attempt
@@ -35,3 +39,31 @@ def execute_spec_url(spec_url: str) -> StepResult:
     result = execute_step(spec, store=store)
     record_attempt(store, result)
     return result
+
+
+def forked_step(spec_url: str, stderr_path: str, env: Mapping[str, str]) -> None:
+    """A ``subprocess``-backend step process, forked from the warm runtime: what
+    ``agentic execute-step`` does, with the same exit codes (0 succeeded, 1 failed, 2 the
+    spec cannot be read). Its stdout is discarded and its stderr goes to ``stderr_path``,
+    whose tail explains a crash."""
+    _redirect_output(stderr_path)
+    from agentic.runtime import warm
+
+    warm.become_step_process(env)
+    try:
+        succeeded = execute_spec_url(spec_url).status == "succeeded"
+    except SpecUnreadable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        warm.leave_step_process()
+    sys.exit(0 if succeeded else 1)
+
+
+def _redirect_output(stderr_path: str) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    err = os.open(stderr_path, os.O_WRONLY | os.O_APPEND)
+    os.dup2(devnull, 1)
+    os.dup2(err, 2)
+    os.close(devnull)
+    os.close(err)

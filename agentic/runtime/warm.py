@@ -1,0 +1,119 @@
+"""Warm step runtimes: step processes forked from a server that has CrewAI loaded already.
+
+Every local path that runs a step in a process of its own (a NATS worker's slots, the
+``subprocess`` backend) starts it here, from ``multiprocessing``'s fork server: one process
+per caller that imports the runtime (CrewAI included) once and forks a step process per
+request, in milliseconds, sharing the loaded code copy-on-write. Importing this module
+imports no CrewAI: the caller stays light, the fork server pays the import once::
+
+    warm.start()                          # from a thread that lives as long as the caller
+    process = warm.step_process(target, args)
+    process.start()                       # blocks until the fork server is ready (once)
+
+Each step process leads its own session (killing its process group stops what the step
+started), ignores Ctrl-C (its caller decides), runs with the environment it is given, and
+has its own CrewAI scratch directory. The fork server dies with the process that started
+it (Linux ``PR_SET_PDEATHSIG``, see :mod:`agentic.runtime.preload`), and step processes die
+with the fork server, so a caller killed with SIGKILL leaves no step running.
+
+``docs/runtime.md`` ("Warm step runtimes") gives the measurements behind this choice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from multiprocessing import get_context
+from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from agentic import redact
+from agentic.processes import die_with_parent
+
+PRELOAD = (
+    "agentic.runtime.preload",  # CrewAI and the step runtime; freezes the heap for forking
+    "agentic.runtime.host",  # what a worker slot runs
+    "agentic.backends.local.execute",  # what a subprocess-backend step runs
+)
+"""Modules the fork server imports before it forks anything (names, not imports: the
+runtime layer does not depend on the backends)."""
+
+_lock = threading.Lock()
+
+
+def context() -> ForkServerContext:
+    """The ``multiprocessing`` context whose processes are forked from the warm server."""
+    ctx = get_context("forkserver")
+    assert isinstance(ctx, ForkServerContext)
+    ctx.set_forkserver_preload(list(PRELOAD))
+    return ctx
+
+
+def start() -> None:
+    """Start the fork server now, if it is not running, without waiting for its import.
+
+    Call it from a thread that lives as long as the step processes: the server dies with
+    the thread that started it (a server that died is started again on the next request).
+    """
+    from multiprocessing import forkserver
+
+    with _lock:
+        context()
+        forkserver.ensure_running()
+
+
+def server_pid() -> int | None:
+    """The fork server's pid (None before :func:`start`)."""
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    return int(pid) if pid is not None else None
+
+
+def step_process(
+    target: Callable[..., Any], args: Sequence[Any], *, name: str = "agentic-step"
+) -> BaseProcess:
+    """A (not yet started) step process running ``target(*args)``; its ``start()`` blocks
+    until the fork server has imported the runtime (only the first time)."""
+    start()
+    return context().Process(target=target, args=tuple(args), name=name)
+
+
+def become_step_process(env: Mapping[str, str] | None = None) -> None:
+    """The first thing a step process does: its own session, death with the fork server,
+    ``env`` as its environment (None: the fork server's), Ctrl-C ignored, secrets masked
+    in its output, and a CrewAI scratch directory of its own."""
+    os.setsid()
+    die_with_parent(signal.SIGKILL)
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    # Ctrl-C in a terminal reaches the caller, which decides what happens to the step.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # CrewAI prints an LLM's errors itself: keys a gateway echoes must not reach the log.
+    redact.protect_environment()
+    redact.mask_standard_streams()
+    from agentic import runtime
+
+    runtime.own_scratch()
+
+
+def leave_step_process() -> None:
+    """The last thing a step process does when it ends by itself: remove its scratch."""
+    from agentic import runtime
+
+    runtime.drop_scratch()
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of process ``pid`` (``/proc/<pid>/status``), None when unknown."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return None
