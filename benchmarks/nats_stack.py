@@ -36,15 +36,16 @@ SECURE_SERVICES = (sys.executable, "-m", "agentic")
 UNSIGNED_SERVICES = (sys.executable, "-m", "benchmarks.unsigned_services")
 
 
-def scripted_workflow(steps: int, *, name: str = "bench") -> WorkflowConfig:
-    """``steps`` sequential zero-delay scripted steps without tools."""
+def scripted_workflow(steps: int, *, name: str = "bench", delay_s: float = 0.0) -> WorkflowConfig:
+    """``steps`` sequential scripted steps without tools, each waiting ``delay_s`` for its
+    model's answer (no CPU, like an LLM call)."""
     provider = AgentProvider(
         id="bench_agent",
         type="scripted",
         role="Benchmark agent",
         goal="Answer at once",
         backstory="Exists to measure the pipeline.",
-        script=ScriptedScript(replies=["{step_id} done."]),
+        script=ScriptedScript(replies=["{step_id} done."], delay_s=delay_s),
     )
     tasks = [
         TaskConfig(
@@ -103,7 +104,13 @@ def _process_table() -> dict[int, tuple[int, float]]:
 
 @contextlib.contextmanager
 def running_stack(
-    workers: int, *, root: str | Path | None = None, secure: bool = True, cluster: int = 1
+    workers: int,
+    *,
+    root: str | Path | None = None,
+    secure: bool = True,
+    cluster: int = 1,
+    concurrency: int = 1,
+    env: dict[str, str] | None = None,
 ) -> Iterator[BenchStack]:
     """nats-server, a coordinator and ``workers`` worker processes on a temporary store.
 
@@ -113,26 +120,30 @@ def running_stack(
         secure: Authentication and signed steps, as ``agentic up`` runs; False: neither.
         cluster: nats-server nodes; more than one: a loopback cluster with that many
             replicas of every stream (``agentic up --cluster``).
+        concurrency: Slots of each worker.
+        env: More variables for the services (``AGENTIC_STEP_ISOLATION``...).
     """
     from agentic.cli.process_stack import ProcessStack
 
     with tempfile.TemporaryDirectory(prefix="agentic-bench-nats-", dir=root) as tmp:
         store_url = str(Path(tmp) / "store")
-        env = {
+        services_env = {
             "AGENTIC_RUN_STORE_URL": store_url,
             "CREWAI_DISABLE_TELEMETRY": "true",
             "AGENTIC_ALLOW_INLINE_PROVIDERS": "true",  # the benchmark workflows define theirs
             "AGENTIC_LOG_LEVEL": os.environ.get("AGENTIC_LOG_LEVEL", "ERROR"),  # no start notices
+            **(env or {}),
         }
         stack = ProcessStack(
             Settings(),
             workers=workers,
             port=0,
             data_dir=Path(tmp) / "js",
-            env=env,
+            env=services_env,
             secure=secure,
             service_command=SECURE_SERVICES if secure else UNSIGNED_SERVICES,
             cluster=cluster,
+            concurrency=concurrency,
         )
         stack.start()
         try:

@@ -304,6 +304,38 @@ async def test_cancel_kills_the_running_step_within_seconds(
     assert "unknown run 'no-such-run'" in unknown["error"]
 
 
+async def test_a_thread_isolated_worker_stops_timed_out_and_cancelled_steps_and_keeps_serving(
+    stack: Stack, nc: NATS, js: JetStreamContext
+) -> None:
+    await stack.start_workers(1, "--pool", "threads", "--isolation", "thread", "--concurrency", "4")
+    hang = scripted_agent_data("hang", [DONE], fail={"times": 100, "mode": "hang"})
+    slow = scripted_agent_data("slow", [DONE], delay_s=60)
+    await submit(
+        nc, inline_request("thread-1", ["long"], hang, timeout_s=1, retries=0, pool="threads")
+    )
+    await submit(nc, inline_request("thread-2", ["long"], slow, pool="threads"))
+    started = await wait_event(js, "thread-2", "step_started")
+    host = started.data["step_pid"]
+
+    asked = time.monotonic()
+    reply = await cancel(nc, "thread-2")
+    cancelled = await wait_finished(stack.store(), "thread-2", timeout=5)
+    timed_out = await wait_finished(stack.store(), "thread-1", timeout=15)
+    while not process_gone(host):  # both of its steps dropped: the host is killed
+        assert time.monotonic() - asked < 15, "the retired thread host still runs"
+        await asyncio.sleep(0.05)
+    await submit(nc, inline_request("thread-3", ["a", "b"], QUICK, pool="threads"))
+    after = await wait_finished(stack.store(), "thread-3", timeout=30)
+
+    assert reply["status"] == "cancelled" and cancelled.status == "cancelled"
+    assert stack.store().read_result("thread-2", "long") is None
+    assert timed_out.status == "failed"
+    assert "StepTimeout: attempt 1 exceeded its timeout of 1 s" in (timed_out.error or "")
+    assert after.status == "succeeded"
+    events = await run_events(js, "thread-3")
+    assert {e.data["step_pid"] for e in events if e.type == "step_started"} != {host}
+
+
 async def test_a_step_of_a_new_pool_waits_in_its_own_consumer_created_before_publishing(
     stack: Stack, nc: NATS, js: JetStreamContext
 ) -> None:
