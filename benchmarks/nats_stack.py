@@ -76,19 +76,20 @@ class BenchStack:
     pids: dict[str, int] = field(default_factory=dict)
 
     def cpu_seconds(self) -> float:
-        """CPU time used so far by the stack: nats-server, the services and their children
-        (the step processes)."""
+        """CPU time used so far by the stack: nats-server, the services and everything
+        under them (a worker's fork server and its step processes)."""
         table = _process_table()
-        roots = set(self.pids.values())
-        total = 0.0
-        for pid, (ppid, cpu) in table.items():
-            if pid in roots or ppid in roots:
-                total += cpu
-        return total
+        tree = set(self.pids.values())
+        frontier = set(tree)
+        while frontier:
+            frontier = {pid for pid, (ppid, _) in table.items() if ppid in frontier} - tree
+            tree |= frontier
+        return sum(cpu for pid, (_, cpu) in table.items() if pid in tree)
 
 
 def _process_table() -> dict[int, tuple[int, float]]:
-    """``pid -> (parent pid, CPU seconds)`` of every process, from ``/proc``."""
+    """``pid -> (parent pid, CPU seconds)`` of every process, from ``/proc``: its own and
+    that of its children it has reaped (step processes recycled by a fork server)."""
     tick = os.sysconf("SC_CLK_TCK")
     table = {}
     for entry in Path("/proc").iterdir():
@@ -98,7 +99,8 @@ def _process_table() -> dict[int, tuple[int, float]]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # gone meanwhile
-        table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+        cpu = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        table[int(entry.name)] = (int(fields[1]), cpu / tick)
     return table
 
 

@@ -21,6 +21,7 @@ FULL: dict[str, list[str]] = {
     "bench_inprocess": [],
     "bench_subprocess": [],
     "bench_nats_pipeline": [],
+    "bench_worker_memory": [],
     "bench_k8s": [],
 }
 QUICK: dict[str, list[str]] = {
@@ -28,6 +29,7 @@ QUICK: dict[str, list[str]] = {
     "bench_inprocess": [],
     "bench_subprocess": [],
     "bench_nats_pipeline": ["--runs", "40", "--footprint-runs", "200", "--transition-runs", "1"],
+    "bench_worker_memory": ["--steps", "16", "--delay", "5"],
     "bench_k8s": ["--reaction-n", "5"],
 }
 

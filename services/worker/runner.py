@@ -118,9 +118,11 @@ class _Forked:
         try:
             # Blocks until the fork server has imported the runtime: off the event loop.
             await _off_loop(process.start)
-        except (OSError, EOFError) as exc:
+        except BaseException as exc:
             parent.close()
-            raise StepProcessError(f"the warm runtime could not fork: {exc}") from exc
+            if isinstance(exc, OSError | EOFError):
+                raise StepProcessError(f"the warm runtime could not fork: {exc}") from exc
+            raise
         finally:
             child.close()  # only the child holds its end: its death reads as EOF here
         forked = cls(process, parent)
@@ -286,8 +288,9 @@ class _Host:
     def abandon(self, tag: bytes, reason: str) -> None:
         """Forget one step (its thread runs on until the host is killed); retire."""
         future = self._pending.pop(tag, None)
-        if future is not None and not future.done():
-            future.set_exception(StepProcessError(f"the step was stopped ({reason})"))
+        if future is None or future.done():
+            return  # it ended by itself an instant ago: nothing runs on
+        future.set_exception(StepProcessError(f"the step was stopped ({reason})"))
         self.retire()
 
     def retire(self) -> None:

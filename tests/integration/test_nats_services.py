@@ -229,16 +229,27 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def fork_servers_of(pid: int) -> list[int]:
+    """The warm fork servers among the children of ``pid``."""
+    return [
+        child
+        for child in children_of(pid)
+        if b"forkserver" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+
+
 async def test_sigterm_stops_a_starting_worker_before_its_step_processes_are_ready(
     stack: Stack,
 ) -> None:
     await stack.start_coordinator()
     worker = stack.spawn_worker("--concurrency", "2")
     deadline = time.monotonic() + 60
-    while len(children_of(worker.pid)) < 2:  # its step processes are importing CrewAI
+    while not (servers := fork_servers_of(worker.pid)):  # it imports CrewAI for seconds
         assert worker.alive and time.monotonic() < deadline, worker.log_text()[-2000:]
         await asyncio.sleep(0.02)
-    step_processes = children_of(worker.pid)
+    [server] = servers
+    assert children_of(server) == [], "the fork server already forked: too late to test"
+    children = children_of(worker.pid)
 
     worker.process.send_signal(signal.SIGTERM)
     asked = time.monotonic()
@@ -248,11 +259,11 @@ async def test_sigterm_stops_a_starting_worker_before_its_step_processes_are_rea
     assert code == 0
     assert "worker ready" not in worker.log_text(), "the start was not interrupted"
     assert took < 5.0, f"{took:.2f}s"  # 1 s on a quiet machine; room for a loaded one
-    # Its children (step processes, multiprocessing's resource tracker) end with it: the
-    # tracker on its own once the worker's pipe closes, a moment later.
+    # Its children (the fork server, multiprocessing's resource tracker) end with it: the
+    # server at once (a parent-death signal), the tracker once the worker's pipe closes.
     deadline = time.monotonic() + 5
-    while not all(process_gone(pid) for pid in step_processes):
-        assert time.monotonic() < deadline, "a step process outlived its worker"
+    while not all(process_gone(pid) for pid in children):
+        assert time.monotonic() < deadline, "a child outlived its worker"
         await asyncio.sleep(0.05)
     print(f"a starting worker stopped {took:.2f}s after SIGTERM")
 
