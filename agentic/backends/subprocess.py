@@ -87,6 +87,8 @@ class SubprocessLauncher:
         self._grace_s = grace_s
         self._env = child_env(settings, os.environ if env is None else env)
         self._target = target
+        # CrewAI loads in the fork server while the driver prepares the run's first steps.
+        warm.start()
 
     def launch(self, spec: StepSpec) -> StepProcess:
         """Start the attempt; returns once it runs (the first one waits for the warm
