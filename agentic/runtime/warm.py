@@ -64,7 +64,29 @@ def start() -> None:
 
     with _lock:
         context()
+        _short_socket_folder()
         forkserver.ensure_running()
+
+
+# A Unix socket path has at most 107 bytes; the fork server's is <folder>/listener-<8 chars>.
+_MAX_FOLDER = 80
+
+
+def _short_socket_folder() -> None:
+    """Move ``multiprocessing``'s private folder (0700) to ``/tmp`` when ``TMPDIR`` is so
+    long that the fork server's socket could not be bound there (a pod's mounted ``/tmp``,
+    a deep CI workspace)."""
+    import atexit
+    import shutil
+    import tempfile
+    from multiprocessing import process, util
+
+    if len(util.get_temp_dir()) <= _MAX_FOLDER:
+        return
+    folder = tempfile.mkdtemp(prefix="agentic-mp-", dir="/tmp")
+    # What util.get_temp_dir() returns from now on.
+    process.current_process()._config["tempdir"] = folder  # type: ignore[attr-defined]
+    atexit.register(shutil.rmtree, folder, True)
 
 
 def server_pid() -> int | None:
