@@ -127,9 +127,22 @@ def entry_variables(entry: Mapping[str, Any]) -> set[str]:
         found.update(v for v in entry.get(key) or () if isinstance(v, str))
     if isinstance(entry.get("api_key_env"), str):
         found.add(entry["api_key_env"])
-    for transport in ("stdio", "streamable_http"):
-        found.update(_PLACEHOLDER.findall(json.dumps(entry.get(transport) or {})))
+    for field in _PLACEHOLDER_FIELDS:
+        found.update(_PLACEHOLDER.findall(json.dumps(entry.get(field) or {})))
     return found
+
+
+# Fields of catalog entries whose values may hold ${VAR}: MCP transports, an agent's URLs
+# and request headers.
+_PLACEHOLDER_FIELDS = (
+    "stdio",
+    "streamable_http",
+    "headers",
+    "openai_base_url",
+    "anthropic_base_url",
+    "ollama_host",
+    "base_url",
+)
 
 
 def protect_entries(

@@ -80,6 +80,26 @@ class AgentProvider(Frozen):
         default=None, description="Env var holding the API key (never the key)."
     )
     required_env: list[EnvName] = Field(default_factory=list)
+    request_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds one model request may take before it fails (a timeout is "
+        "retryable); unset: the SDK's own (600 s for OpenAI's).",
+    )
+    max_retries: int | None = Field(
+        default=None,
+        ge=0,
+        le=10,
+        description="Retries of one model request after a 429, a 5xx, a timeout or a "
+        "refused connection, spaced as the server's Retry-After says (else with backoff). "
+        "The only retry layer inside a step: CrewAI's own rate-limit retries are off. "
+        "Unset: 2.",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra HTTP headers of every model request; values may hold ${VAR} "
+        "placeholders, expanded on the worker.",
+    )
     pool: str | None = Field(default=None, description="Worker pool hint (GPU pools, …).")
     resources: dict[str, Any] | None = Field(
         default=None, description="Kubernetes requests/limits hint."

@@ -8,7 +8,8 @@ every backend.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from crewai import Agent, Crew, CrewOutput, Process, Task
@@ -159,8 +160,37 @@ def build_crew(agents: list[BaseAgent], tasks: list[Task], *, verbose: bool) -> 
 
 
 def kickoff(crew: Crew, inputs: Mapping[str, str] | None = None) -> CrewOutput:
-    """``crew.kickoff()``; agentic never streams, so the result is a whole ``CrewOutput``."""
-    result = crew.kickoff(inputs=dict(inputs) if inputs is not None else None)
+    """``crew.kickoff()``; agentic never streams, so the result is a whole ``CrewOutput``.
+
+    CrewAI's own rate-limit retries (3 tries around every LLM call, each of which the SDK
+    retries itself: one 429 cost 9 requests) are off for the kickoff: a provider's
+    ``max_retries``, honoured by the SDK with ``Retry-After``, is the one retry layer
+    inside a step (docs/providers.md).
+    """
+    with _without_crewai_rate_limit_retries():
+        result = crew.kickoff(inputs=dict(inputs) if inputs is not None else None)
     if not isinstance(result, CrewOutput):
         raise TypeError(f"expected a CrewOutput from kickoff, got {type(result).__name__}")
     return result
+
+
+@contextlib.contextmanager
+def _without_crewai_rate_limit_retries() -> Iterator[None]:
+    """CrewAI skips its retry wrapper while its "a retry loop is active" flag (a context
+    variable of ``crewai.llms.retry``) is set: set it around the kickoff. Without that
+    variable (another CrewAI version) nothing changes, and
+    ``tests/integration/test_provider_http.py`` counts the requests again."""
+    try:
+        from crewai.llms import retry
+    except ImportError:  # pragma: no cover - another CrewAI layout
+        yield
+        return
+    flag = getattr(retry, "_active_llm_rate_limit_retry", None)
+    if flag is None:  # pragma: no cover
+        yield
+        return
+    token = flag.set(True)
+    try:
+        yield
+    finally:
+        flag.reset(token)

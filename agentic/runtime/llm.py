@@ -18,7 +18,10 @@ scripted       :class:`~agentic.runtime.scripted.ScriptedLLM`, offline
 
 ``api_key`` comes from the environment variable named by ``api_key_env``, read when the LLM
 is built (never stored in a spec, a result or the store); ``temperature`` and ``max_tokens``
-pass through. Building an LLM never calls the network.
+pass through; ``request_timeout_s``, ``max_retries`` and ``headers`` become the SDK client's
+timeout, retries and default headers. ``${VAR}`` in a base URL or a header value is expanded
+here, on the worker; an ``ollama`` provider without a URL uses ``OLLAMA_HOST``. Building an
+LLM never calls the network.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from agentic.contracts import AgentProvider
-from agentic.errors import ConfigError, MissingEnvError
+from agentic.errors import AgenticError, ConfigError, MissingEnvError
+from agentic.redact import mask_url
 
 _PREFIX = {"openai": "openai", "anthropic": "anthropic", "ollama": "ollama", "vllm": "hosted_vllm"}
 _BASE_URL_FIELD = {
@@ -36,6 +40,8 @@ _BASE_URL_FIELD = {
     "ollama": "ollama_host",
 }
 KNOWN_TYPES = frozenset({*_PREFIX, "huggingface", "litellm", "scripted"})
+DEFAULT_MAX_RETRIES = 2
+"""Retries of one model request when the provider sets no ``max_retries`` (the SDK's own)."""
 
 
 def check_provider_env(provider: AgentProvider, env: Mapping[str, str]) -> None:
@@ -60,20 +66,52 @@ def llm_arguments(provider: AgentProvider, env: Mapping[str, str]) -> dict[str, 
     if not provider.model:
         raise ConfigError(f"agent provider {provider.id!r}: type {kind!r} needs a 'model'")
     check_provider_env(provider, env)
-    args: dict[str, Any] = _model_and_url(provider)
+    args: dict[str, Any] = _model_and_url(provider, env)
     if provider.api_key_env:
         args["api_key"] = env[provider.api_key_env]
     if provider.temperature is not None:
         args["temperature"] = provider.temperature
     if provider.max_tokens is not None:
         args["max_tokens"] = provider.max_tokens
+    if provider.request_timeout_s is not None:
+        args["timeout"] = provider.request_timeout_s
+    if provider.max_retries is not None:
+        args["max_retries"] = provider.max_retries
+    elif not _through_litellm(args):  # CrewAI's native clients: say the SDK default aloud
+        args["max_retries"] = DEFAULT_MAX_RETRIES
+    if provider.headers:
+        args["default_headers"] = {
+            name: _expand(provider, value, env, f"headers.{name}")
+            for name, value in provider.headers.items()
+        }
     return args
 
 
-def _model_and_url(provider: AgentProvider) -> dict[str, Any]:
+def _through_litellm(args: Mapping[str, Any]) -> bool:
+    """Whether CrewAI sends these calls through LiteLLM (its own retry settings apply)."""
+    return bool(args.get("is_litellm")) or str(args["model"]).startswith("huggingface/")
+
+
+def describe_endpoint(provider: AgentProvider, env: Mapping[str, str]) -> str | None:
+    """``agent provider 'id' (openai gpt-4o-mini at http://host/v1)`` for an error message
+    (credentials in the URL masked); None for the offline ``scripted`` provider."""
+    if provider.type == "scripted":
+        return None
+    try:
+        url = _model_and_url(provider, env).get("base_url")
+    except AgenticError:
+        url = None
+    where = f" at {mask_url(url)}" if url else ""
+    return f"agent provider {provider.id!r} ({provider.type} {provider.model}{where})"
+
+
+def _model_and_url(provider: AgentProvider, env: Mapping[str, str]) -> dict[str, Any]:
     kind, model = provider.type, str(provider.model)
     if kind in _PREFIX:
-        base_url = getattr(provider, _BASE_URL_FIELD[kind]) if kind in _BASE_URL_FIELD else None
+        field = _BASE_URL_FIELD.get(kind)
+        base_url = getattr(provider, field) if field else None
+        if kind == "ollama" and not (base_url or provider.base_url):
+            base_url = env.get("OLLAMA_HOST") or None  # what the Ollama CLI reads
         args: dict[str, Any] = {"model": f"{_PREFIX[kind]}/{model}"}
         base_url = base_url or provider.base_url
     elif kind == "huggingface":
@@ -83,8 +121,14 @@ def _model_and_url(provider: AgentProvider) -> dict[str, Any]:
         base_url = provider.base_url
         args = {"model": model, "is_litellm": True}
     if base_url:
-        args["base_url"] = base_url
+        args["base_url"] = _expand(provider, base_url, env, "base URL")
     return args
+
+
+def _expand(provider: AgentProvider, value: str, env: Mapping[str, str], field: str) -> str:
+    from agentic.runtime.mcp import expand_env
+
+    return expand_env(value, env, entry_id=provider.id, field=field, kind="agent provider")
 
 
 def build_llm(

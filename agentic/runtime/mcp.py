@@ -35,19 +35,26 @@ _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _OWN_PYTHON = frozenset({"python", "python3"})
 
 
-def expand_env(value: str, env: Mapping[str, str], *, entry_id: str, field: str) -> str:
+def expand_env(
+    value: str,
+    env: Mapping[str, str],
+    *,
+    entry_id: str,
+    field: str,
+    kind: str = "MCP provider",
+) -> str:
     """Replace every ``${VAR}`` in ``value`` with ``env[VAR]``.
 
     Raises:
         MissingEnvError: a placeholder names a variable that is not set; the message names
-            the variable, the MCP provider and the field.
+            the variable, the entry (``kind`` and id) and the field.
     """
 
     def _sub(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in env:
             raise MissingEnvError(
-                f"MCP provider {entry_id!r}: environment variable {name} is not set "
+                f"{kind} {entry_id!r}: environment variable {name} is not set "
                 f"(used in {field})",
                 entry_id=entry_id,
                 variables=[name],

@@ -13,10 +13,11 @@ import os
 from collections.abc import Mapping
 
 from agentic import redact
-from agentic.contracts import Artifact, StepResult, StepSpec, Timing, Usage, utcnow
+from agentic.contracts import Artifact, StepError, StepResult, StepSpec, Timing, Usage, utcnow
+from agentic.errors import AgenticError
 from agentic.runtime.agents import build_agent, build_crew, build_task, kickoff, provider_from
 from agentic.runtime.artifacts import ArtifactSink, save_artifacts
-from agentic.runtime.llm import build_llm
+from agentic.runtime.llm import build_llm, describe_endpoint
 from agentic.runtime.mcp import server_configs
 from agentic.runtime.results import step_error_from, usage_from, worker_info
 
@@ -77,7 +78,7 @@ def execute_step(
         if store is not None:
             artifacts = save_artifacts(store, spec.run_id, spec.step_id, output)
     except Exception as exc:  # the step failed: report it, never raise
-        error = step_error_from(exc)
+        error = _naming_the_endpoint(step_error_from(exc), spec, env)
         log.info("step %s/%s attempt %d failed: %s", spec.run_id, spec.step_id, spec.attempt, error)
         timing = Timing(started_at=started, finished_at=utcnow())
         return StepResult.failed(
@@ -95,3 +96,14 @@ def execute_step(
         worker=worker_info(env),
         reused_from=None,
     )
+
+
+def _naming_the_endpoint(error: StepError, spec: StepSpec, env: Mapping[str, str]) -> StepError:
+    """``error`` with the provider and the URL it called in front, unless it names them."""
+    try:
+        where = describe_endpoint(provider_from(spec.agent_provider), env)
+    except AgenticError:
+        return error  # an invalid entry: the error says so already
+    if where is None or f"agent provider {spec.agent_provider.get('id')!r}" in error.message:
+        return error
+    return error.model_copy(update={"message": f"{where}: {error.message}"})

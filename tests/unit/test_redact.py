@@ -38,6 +38,12 @@ def test_the_variables_a_catalog_entry_names_are_found_everywhere_they_can_be() 
         "streamable_http": {"url": "http://x/${D_ENV}", "headers": {"h": "${E_ENV}"}},
     }
     assert redact.entry_variables(entry) == {"A_ENV", "B_ENV", "C_ENV", "D_ENV", "E_ENV"}
+    agent = {
+        "api_key_env": "KEY_ENV",
+        "openai_base_url": "https://${HOST_ENV}/v1",
+        "headers": {"X-Org": "${ORG_ENV}"},
+    }
+    assert redact.entry_variables(agent) == {"KEY_ENV", "HOST_ENV", "ORG_ENV"}
 
 
 def test_credentials_in_a_url_are_hidden() -> None:

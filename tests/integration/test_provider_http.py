@@ -1,0 +1,204 @@
+"""Model providers against a real OpenAI-compatible HTTP server written for the tests.
+
+The server runs in a thread on loopback and answers each request as the test says (an
+answer with token usage, a 429 with ``Retry-After``, a 500, or nothing at all); the step
+runs through the real runtime (CrewAI's own OpenAI client). What is checked is what the
+server saw: how many requests, when, with which headers.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from agentic.contracts import StepResult
+from agentic.runtime import execute_step
+from tests.factories import step_spec
+
+ANSWER = "Thought: done\nFinal Answer: hello from the server"
+
+
+@dataclass
+class Seen:
+    at: float
+    path: str
+    headers: dict[str, str]
+
+
+@dataclass
+class ModelServer:
+    """What the server answers (``reply(handler)``) and every request it received."""
+
+    url: str
+    reply: Callable[[BaseHTTPRequestHandler], None]
+    seen: list[Seen] = field(default_factory=list)
+
+
+def answer(handler: BaseHTTPRequestHandler) -> None:
+    body = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "test-model",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": ANSWER},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 21, "completion_tokens": 5, "total_tokens": 26},
+    }
+    send(handler, 200, body)
+
+
+def status(code: int, **headers: str) -> Callable[[BaseHTTPRequestHandler], None]:
+    def reply(handler: BaseHTTPRequestHandler) -> None:
+        send(handler, code, {"error": {"message": f"status {code}", "type": "test"}}, headers)
+
+    return reply
+
+
+def hang(handler: BaseHTTPRequestHandler) -> None:
+    time.sleep(20)  # longer than any request timeout below; the client gives up first
+
+
+def send(
+    handler: BaseHTTPRequestHandler, code: int, body: Any, headers: dict[str, str] | None = None
+) -> None:
+    data = json.dumps(body).encode()
+    handler.send_response(code)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(data)))
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+@pytest.fixture
+def server() -> Iterator[ModelServer]:
+    state = ModelServer(url="", reply=answer)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            state.seen.append(Seen(time.monotonic(), self.path, dict(self.headers)))
+            state.reply(self)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{httpd.server_port}"
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def provider(**fields: Any) -> dict[str, Any]:
+    return {
+        "id": "remote",
+        "type": "openai",
+        "role": "Writer",
+        "goal": "Write",
+        "backstory": "Calls a model over HTTP.",
+        "model": "test-model",
+        "api_key_env": "TEST_MODEL_KEY",
+        **fields,
+    }
+
+
+def run(entry: dict[str, Any], env: dict[str, str]) -> tuple[StepResult, float]:
+    started = time.monotonic()
+    result = execute_step(step_spec(agent_provider=entry), env={"TEST_MODEL_KEY": "sk-t", **env})
+    return result, time.monotonic() - started
+
+
+def test_headers_and_the_base_url_take_variables_and_tokens_come_from_the_response(
+    server: ModelServer,
+) -> None:
+    entry = provider(
+        openai_base_url="${MODEL_BASE}/v1", headers={"X-Team": "team-${TEAM}", "X-Fixed": "1"}
+    )
+    result, _ = run(entry, {"MODEL_BASE": server.url, "TEAM": "blue"})
+
+    assert result.status == "succeeded", result.error
+    assert result.output == "hello from the server"
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (21, 5)
+    [request] = server.seen
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["X-Team"] == "team-blue"
+    assert request.headers["X-Fixed"] == "1"
+    assert request.headers["Authorization"] == "Bearer sk-t"
+
+
+def test_a_429_is_retried_max_retries_times_as_retry_after_says_and_no_more(
+    server: ModelServer,
+) -> None:
+    server.reply = status(429, **{"Retry-After": "1"})
+    result, _ = run(provider(openai_base_url=f"{server.url}/v1", max_retries=1), {})
+
+    assert result.status == "failed" and result.error is not None
+    assert len(server.seen) == 2, "CrewAI's own retries multiplied the requests"
+    assert server.seen[1].at - server.seen[0].at >= 0.9  # Retry-After: 1
+    assert result.error.retryable
+    assert result.error.message.startswith(
+        f"agent provider 'remote' (openai test-model at {server.url}/v1): "
+    )
+    assert "429" in result.error.message
+
+
+def test_without_max_retries_one_attempt_sends_three_requests_not_nine(
+    server: ModelServer,
+) -> None:
+    server.reply = status(503, **{"retry-after-ms": "50"})
+    result, _ = run(provider(openai_base_url=f"{server.url}/v1"), {})
+
+    assert result.status == "failed" and result.error is not None and result.error.retryable
+    assert len(server.seen) == 3  # the default of 2 retries, the only layer
+
+
+def test_a_hanging_server_fails_the_step_after_its_request_timeout(server: ModelServer) -> None:
+    server.reply = hang
+    entry = provider(openai_base_url=f"{server.url}/v1", request_timeout_s=1, max_retries=0)
+    result, took = run(entry, {})
+
+    assert result.status == "failed" and result.error is not None
+    assert result.error.retryable  # another attempt may find the server alive
+    assert "timed out" in result.error.message.lower()
+    assert "agent provider 'remote'" in result.error.message
+    assert len(server.seen) == 1
+    assert took < 10, f"{took:.1f}s: the request timeout of 1 s was not applied"
+
+
+def test_an_ollama_provider_without_a_url_calls_ollama_host(server: ModelServer) -> None:
+    entry = provider(type="ollama", api_key_env=None)
+    result, _ = run(entry, {"OLLAMA_HOST": server.url})
+
+    assert result.status == "succeeded", result.error
+    assert [s.path for s in server.seen] == ["/v1/chat/completions"]
+
+
+def test_a_header_naming_a_missing_variable_fails_the_step_for_good_and_names_it(
+    server: ModelServer,
+) -> None:
+    entry = provider(openai_base_url=f"{server.url}/v1", headers={"X-Team": "${NO_SUCH_TEAM}"})
+    result, _ = run(entry, {})
+
+    assert result.status == "failed" and result.error is not None
+    assert not result.error.retryable
+    assert "NO_SUCH_TEAM" in result.error.message and "headers.X-Team" in result.error.message
+    assert server.seen == []
