@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from agentic.catalog import Catalog, catalog_dirs, load_catalog, load_workflow, resolve_workflow
 from agentic.catalog.dag import check_workflow
+from agentic.catalog.env import WORKER_BACKENDS, WORKERS_ENV
 from agentic.contracts import (
     RunRecord,
     RunRequest,
@@ -187,14 +188,20 @@ def default_planner() -> GoalPlanner:
     return planner
 
 
-def load_run_catalog(settings: Settings, workflow: str | None = None) -> Catalog:
+def load_run_catalog(
+    settings: Settings, workflow: str | None = None, backend: str | None = None
+) -> Catalog:
     """The catalog a run is resolved against.
 
     A workflow given as a file may run outside a checkout, so missing catalog roots are
-    skipped for it; a catalog name or a goal needs its roots.
+    skipped for it; a catalog name or a goal needs its roots. On a backend whose steps run
+    on workers (``nats``, ``kubernetes``; default: the settings'), the variables a provider
+    needs are the workers' business: this process need not have them.
     """
     by_path = workflow is not None and is_workflow_path(workflow)
-    return load_catalog(catalog_dirs(settings), missing_ok=by_path)
+    remote = (backend or settings.execution_backend) in WORKER_BACKENDS
+    env = WORKERS_ENV if remote else None
+    return load_catalog(catalog_dirs(settings), env=env, missing_ok=by_path)
 
 
 def _check_inputs(inputs: Mapping[str, str]) -> None:

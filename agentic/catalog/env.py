@@ -8,12 +8,36 @@ An empty value counts as missing (an empty API key is never what the user meant)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from agentic.contracts import AgentProvider, MCPProvider
 from agentic.errors import MissingEnvError
 
 Entry = AgentProvider | MCPProvider
+
+WORKER_BACKENDS = frozenset({"nats", "kubernetes"})
+"""Backends whose steps run on workers (or Jobs) with an environment of their own."""
+
+
+class WorkersEnv(Mapping[str, str]):
+    """An environment in which every variable is set: where steps run on workers, their
+    ``required_env`` is the workers' business (the coordinator's catalog, a client of the
+    ``nats`` or ``kubernetes`` backend). A worker missing one fails the step, naming it."""
+
+    def __getitem__(self, key: str) -> str:
+        return "<checked by the worker>"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str)
+
+
+WORKERS_ENV = WorkersEnv()
 
 
 def required_variables(entry: Entry) -> list[str]:

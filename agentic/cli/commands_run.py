@@ -98,7 +98,7 @@ def run(
     values = parse_assignments(inputs or [], "--input")
     if topic is not None:
         values["topic"] = topic
-    catalog = load_run_catalog(settings, workflow)
+    catalog = load_run_catalog(settings, workflow, backend)
     request = build_request(
         workflow,
         catalog,

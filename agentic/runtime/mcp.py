@@ -54,8 +54,7 @@ def expand_env(
         name = match.group(1)
         if name not in env:
             raise MissingEnvError(
-                f"{kind} {entry_id!r}: environment variable {name} is not set "
-                f"(used in {field})",
+                f"{kind} {entry_id!r}: environment variable {name} is not set (used in {field})",
                 entry_id=entry_id,
                 variables=[name],
             )

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from agentic import redact
 from agentic.contracts import Artifact, StepError, StepResult, StepSpec, Timing, Usage, utcnow
-from agentic.errors import AgenticError
+from agentic.errors import AgenticError, MissingEnvError
 from agentic.runtime.agents import build_agent, build_crew, build_task, kickoff, provider_from
 from agentic.runtime.artifacts import ArtifactSink, save_artifacts
 from agentic.runtime.llm import build_llm, describe_endpoint
@@ -79,6 +79,9 @@ def execute_step(
             artifacts = save_artifacts(store, spec.run_id, spec.step_id, output)
     except Exception as exc:  # the step failed: report it, never raise
         error = _naming_the_endpoint(step_error_from(exc), spec, env)
+        if isinstance(exc, MissingEnvError):  # the client never checks: say where to set it
+            message = f"{error.message}; set it where the steps of pool {spec.pool!r} run"
+            error = error.model_copy(update={"message": message})
         log.info("step %s/%s attempt %d failed: %s", spec.run_id, spec.step_id, spec.attempt, error)
         timing = Timing(started_at=started, finished_at=utcnow())
         return StepResult.failed(

@@ -14,9 +14,9 @@ with a message naming the variable.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
 
 from agentic.catalog.dag import check_workflow
+from agentic.catalog.env import WORKERS_ENV
 from agentic.catalog.trust import CatalogCache, check_registered
 from agentic.contracts import RunRecord, RunRequest, decode
 from agentic.errors import ConfigError, DecodeError
@@ -28,25 +28,6 @@ from services.coordinator.planning import GoalPlanner
 NATS_BACKEND = "nats"
 # Catalog files are read again at most this often: a burst of submits parses them once.
 CATALOG_TTL_S = 2.0
-
-
-class WorkersEnv(Mapping[str, str]):
-    """An environment in which every variable is set: ``required_env`` is the workers' business."""
-
-    def __getitem__(self, key: str) -> str:
-        return "<checked by the worker>"
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str)
-
-
-WORKERS_ENV = WorkersEnv()
 
 
 def parse_request(raw: bytes, *, settings: Settings) -> RunRequest:

@@ -202,3 +202,16 @@ def test_a_header_naming_a_missing_variable_fails_the_step_for_good_and_names_it
     assert not result.error.retryable
     assert "NO_SUCH_TEAM" in result.error.message and "headers.X-Team" in result.error.message
     assert server.seen == []
+
+
+def test_a_worker_without_the_key_fails_the_step_for_good_naming_the_variable_and_pool(
+    server: ModelServer,
+) -> None:
+    entry = provider(openai_base_url=f"{server.url}/v1", api_key_env="ABSENT_MODEL_KEY")
+    result = execute_step(step_spec(agent_provider=entry, pool="gpu"), env={})
+
+    assert result.status == "failed" and result.error is not None
+    assert not result.error.retryable
+    assert "ABSENT_MODEL_KEY" in result.error.message
+    assert "set it where the steps of pool 'gpu' run" in result.error.message
+    assert server.seen == []

@@ -10,11 +10,12 @@ import pytest
 
 from agentic.catalog import load_catalog
 from agentic.contracts import ReplaySource, RunRequest, WorkflowConfig
-from agentic.errors import CatalogError, ConfigError, UnsafeIdError
+from agentic.errors import CatalogError, ConfigError, MissingEnvError, UnsafeIdError
 from agentic.preparation import (
     PlannedWorkflow,
     build_request,
     default_planner,
+    load_run_catalog,
     parse_assignments,
     prepare_run,
 )
@@ -150,3 +151,28 @@ def test_a_workflow_file_is_loaded_and_sent_inline(catalog, tmp_path):
 def test_a_missing_workflow_file_is_named(catalog, tmp_path):
     with pytest.raises(CatalogError, match=r"missing\.yaml"):
         build_request(str(tmp_path / "missing.yaml"), catalog)
+
+
+@pytest.mark.parametrize("backend", ["nats", "kubernetes"])
+def test_a_client_of_a_worker_backend_needs_no_provider_key_an_inprocess_run_does(
+    tmp_path, monkeypatch, backend
+):
+    keyed = "id: alpha\ntype: scripted\nrole: r\ngoal: g\nbackstory: b\n"
+    keyed += "required_env: [ALPHA_ONLY_ON_WORKERS]\nscript: {replies: [hi]}\n"
+    make_catalog(tmp_path / "config", {"agent_providers/alpha.yaml": keyed})
+    monkeypatch.setenv("AGENTIC_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.delenv("ALPHA_ONLY_ON_WORKERS", raising=False)
+    settings = Settings(execution_backend="inprocess")
+    request = RunRequest(workflow_ref="flow", backend=backend)
+
+    remote = prepare_run(
+        request, settings=settings, catalog=load_run_catalog(settings, "flow", backend)
+    )
+    with pytest.raises(MissingEnvError, match="ALPHA_ONLY_ON_WORKERS"):
+        prepare_run(
+            RunRequest(workflow_ref="flow"),
+            settings=settings,
+            catalog=load_run_catalog(settings, "flow"),
+        )
+
+    assert remote.backend == backend and remote.workflow is not None
