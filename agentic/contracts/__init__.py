@@ -4,6 +4,7 @@ from agentic.contracts.base import SCHEMA_VERSION, Frozen, decode, encode, first
 from agentic.contracts.catalog import (
     AgentProvider,
     MCPProvider,
+    Price,
     ScriptedFailure,
     ScriptedScript,
     ScriptedToolCall,
@@ -93,6 +94,7 @@ __all__ = [
     "MCPProvider",
     "PlannedData",
     "PlannerOptions",
+    "Price",
     "ReplaySource",
     "RequestedData",
     "ResolvedMCP",

@@ -53,6 +53,18 @@ class ScriptedScript(Frozen):
     )
 
 
+class Price(Frozen):
+    """What a model costs, in US dollars per million tokens."""
+
+    input_per_million: float = Field(ge=0, description="USD per million prompt tokens.")
+    output_per_million: float = Field(ge=0, description="USD per million completion tokens.")
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """The cost of one call's (or one step's) tokens, in US dollars."""
+        spent = prompt_tokens * self.input_per_million + completion_tokens * self.output_per_million
+        return round(spent / 1_000_000, 8)
+
+
 class AgentProvider(Frozen):
     """An agent and the LLM behind it (``config/agent_providers/<id>.yaml``)."""
 
@@ -99,6 +111,12 @@ class AgentProvider(Frozen):
         default_factory=dict,
         description="Extra HTTP headers of every model request; values may hold ${VAR} "
         "placeholders, expanded on the worker.",
+    )
+    price: Price | None = Field(
+        default=None,
+        description="USD per million input and output tokens, for `cost_usd`; unset: the "
+        "shipped price of the model for openai and anthropic providers that call the "
+        "vendor's API (agentic/catalog/prices.py), else no cost.",
     )
     pool: str | None = Field(default=None, description="Worker pool hint (GPU pools, …).")
     resources: dict[str, Any] | None = Field(

@@ -19,7 +19,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agentic.catalog.dag import task_mcp_providers
-from agentic.contracts import StepResult, TaskConfig, Timing, WorkflowConfig, utcnow
+from agentic.catalog.prices import price_of
+from agentic.contracts import Price, StepResult, TaskConfig, Timing, WorkflowConfig, utcnow
 from agentic.errors import ConfigError, FatalStepFailure, RetryableStepFailure, StepFailure
 from agentic.runtime.agents import build_agent, build_crew, build_task, kickoff
 from agentic.runtime.artifacts import ArtifactSink, save_artifacts
@@ -63,7 +64,9 @@ class _Reporter:
         self.finished: set[str] = set()
         self.worker = worker_info(env)  # every task runs in this process
 
-    def callback(self, step_id: str, crew_task: Any, agent: Any) -> Callable[[Any], None]:
+    def callback(
+        self, step_id: str, crew_task: Any, agent: Any, price: Price | None
+    ) -> Callable[[Any], None]:
         def _report(output: Any) -> None:
             artifacts = []
             if self.store is not None:
@@ -77,7 +80,7 @@ class _Reporter:
                     output=output.raw,
                     artifacts=artifacts,
                     # A fresh LLM per task: its lifetime usage is this task's usage.
-                    usage=usage_from(agent.llm.get_token_usage_summary()),
+                    usage=usage_from(agent.llm.get_token_usage_summary(), price),
                     timing=Timing(
                         started_at=as_utc(crew_task.start_time),
                         finished_at=as_utc(crew_task.end_time) or utcnow(),
@@ -128,7 +131,7 @@ def _build(
             agent=agent,
             **options,
         )
-        task.callback = reporter.callback(cfg.id, task, agent)
+        task.callback = reporter.callback(cfg.id, task, agent, price_of(provider))
         agents.append(agent)
         tasks[cfg.id] = task
     return agents, tasks, verbose

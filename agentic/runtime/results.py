@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from agentic.contracts import StepError, Usage, WorkerInfo
+from agentic.contracts import Price, StepError, Usage, WorkerInfo
 from agentic.errors import ConfigError, StepFailure
 
 MAX_MESSAGE_CHARS = 2000
@@ -61,14 +61,12 @@ def worker_info(env: Mapping[str, str] | None = None) -> WorkerInfo:
     return WorkerInfo(host=socket.gethostname(), pid=os.getpid(), pod=pod)
 
 
-def usage_from(metrics: Any) -> Usage:
-    """CrewAI ``UsageMetrics`` -> our :class:`Usage`."""
-    if metrics is None:
-        return Usage()
-    return Usage(
-        prompt_tokens=int(getattr(metrics, "prompt_tokens", 0) or 0),
-        completion_tokens=int(getattr(metrics, "completion_tokens", 0) or 0),
-    )
+def usage_from(metrics: Any, price: Price | None = None) -> Usage:
+    """CrewAI ``UsageMetrics`` -> our :class:`Usage`, costed at ``price`` (None: no cost)."""
+    prompt = int(getattr(metrics, "prompt_tokens", 0) or 0) if metrics is not None else 0
+    completion = int(getattr(metrics, "completion_tokens", 0) or 0) if metrics is not None else 0
+    cost = price.cost(prompt, completion) if price is not None else None
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost)
 
 
 def as_utc(moment: datetime | None) -> datetime | None:

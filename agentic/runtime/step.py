@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 
 from agentic import redact
+from agentic.catalog.prices import price_of
 from agentic.contracts import Artifact, StepError, StepResult, StepSpec, Timing, Usage, utcnow
 from agentic.errors import AgenticError, MissingEnvError
 from agentic.runtime.agents import build_agent, build_crew, build_task, kickoff, provider_from
@@ -46,7 +47,7 @@ def run_mini_crew(spec: StepSpec, env: Mapping[str, str]) -> tuple[str, Usage]:
         agent=agent,
     )
     result = kickoff(build_crew([agent], [task], verbose=provider.verbose))
-    return result.raw, usage_from(result.token_usage)
+    return result.raw, usage_from(result.token_usage, price_of(provider))
 
 
 def execute_step(

@@ -215,3 +215,14 @@ def test_a_worker_without_the_key_fails_the_step_for_good_naming_the_variable_an
     assert "ABSENT_MODEL_KEY" in result.error.message
     assert "set it where the steps of pool 'gpu' run" in result.error.message
     assert server.seen == []
+
+
+def test_a_steps_cost_is_its_tokens_at_the_providers_price(server: ModelServer) -> None:
+    price = {"input_per_million": 2.0, "output_per_million": 8.0}
+    priced, _ = run(provider(openai_base_url=f"{server.url}/v1", price=price), {})
+    unpriced, _ = run(provider(openai_base_url=f"{server.url}/v1", model="gpt-4o-mini"), {})
+
+    assert priced.status == "succeeded", priced.error
+    assert priced.usage.cost_usd == pytest.approx((21 * 2.0 + 5 * 8.0) / 1_000_000)
+    # A vendor's model name behind another server has no shipped price: unknown, not zero.
+    assert unpriced.usage.cost_usd is None

@@ -169,7 +169,10 @@ def test_the_inprocess_crew_reports_each_task_in_order_with_usage_and_timing(
             "topic": "queues",
             "agent_providers": [
                 scripted_agent_data("a", ["A on {topic}\n```text file=a.txt\n{step_id}\n```"]),
-                scripted_agent_data("b", ["B on {topic}"]),
+                {
+                    **scripted_agent_data("b", ["B on {topic}"]),
+                    "price": {"input_per_million": 3.0, "output_per_million": 15.0},
+                },
             ],
             "tasks": [
                 {
@@ -197,6 +200,12 @@ def test_the_inprocess_crew_reports_each_task_in_order_with_usage_and_timing(
     assert first.finished_at and second.started_at and first.finished_at <= second.started_at
     assert [a.path for a in reported[0].artifacts] == ["a.txt"]
     assert store.read_artifact("run-2", "first", "a.txt") == b"first\n"
+    # Costed at its provider's price; the unpriced provider's cost is unknown, not zero.
+    usage = reported[1].usage
+    assert usage.cost_usd == pytest.approx(
+        (usage.prompt_tokens * 3.0 + usage.completion_tokens * 15.0) / 1_000_000
+    )
+    assert reported[0].usage.cost_usd is None
 
 
 def test_with_depends_on_each_task_sees_only_its_dependencies() -> None:
