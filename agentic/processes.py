@@ -66,6 +66,42 @@ def start_ticks(pid: int) -> int | None:
     return int(fields[19])  # field 22 of stat(5); fields[0] is field 3
 
 
+def parents() -> dict[int, int]:
+    """``pid -> parent pid`` of every live process of this machine (zombies left out),
+    from ``/proc``; empty without it."""
+    table: dict[int, int] = {}
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return table
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if fields[0] != "Z":
+            table[int(entry.name)] = int(fields[1])
+    return table
+
+
+def children_of(pid: int, table: dict[int, int] | None = None) -> list[int]:
+    """The live children of ``pid`` (``table``: a :func:`parents` snapshot to reuse)."""
+    table = parents() if table is None else table
+    return [child for child, parent in table.items() if parent == pid]
+
+
+def descendants_of(pid: int) -> list[int]:
+    """Every live process below ``pid``: children, their children, and so on."""
+    table = parents()
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        frontier = [child for parent in frontier for child in children_of(parent, table)]
+        found += frontier
+    return found
+
+
 def this_process() -> tuple[str, int, int | None]:
     """``(host, pid, start ticks)`` of this process."""
     pid = os.getpid()

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentic.processes import descendants_of
 from benchmarks.figures import report
 from benchmarks.nats_stack import (
     BenchStack,
@@ -39,21 +40,8 @@ MB = 1024 * 1024
 
 
 def tree_of(root: int) -> list[int]:
-    """``root`` and every live process under it, from ``/proc``."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z":
-                parents[int(entry.name)] = int(fields[1])
-    tree, frontier = [root], [root]
-    while frontier:
-        frontier = [pid for pid, parent in parents.items() if parent in frontier]
-        tree += frontier
-    return tree
+    """``root`` and every live process under it."""
+    return [root, *descendants_of(root)]
 
 
 def pss_bytes(pid: int) -> int:

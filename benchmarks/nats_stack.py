@@ -29,6 +29,7 @@ from agentic.contracts import (
     TaskConfig,
     WorkflowConfig,
 )
+from agentic.processes import descendants_of
 from agentic.settings import Settings
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -77,31 +78,20 @@ class BenchStack:
 
     def cpu_seconds(self) -> float:
         """CPU time used so far by the stack: nats-server, the services and everything
-        under them (a worker's fork server and its step processes)."""
-        table = _process_table()
-        tree = set(self.pids.values())
-        frontier = set(tree)
-        while frontier:
-            frontier = {pid for pid, (ppid, _) in table.items() if ppid in frontier} - tree
-            tree |= frontier
-        return sum(cpu for pid, (_, cpu) in table.items() if pid in tree)
+        under them (a worker's fork server and its step processes), with that of the
+        children they reaped (step processes recycled by a fork server)."""
+        roots = set(self.pids.values())
+        tree = roots.union(*(descendants_of(pid) for pid in roots))
+        return sum(_cpu_seconds(pid) for pid in tree)
 
 
-def _process_table() -> dict[int, tuple[int, float]]:
-    """``pid -> (parent pid, CPU seconds)`` of every process, from ``/proc``: its own and
-    that of its children it has reaped (step processes recycled by a fork server)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        cpu = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
-        table[int(entry.name)] = (int(fields[1]), cpu / tick)
-    return table
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime + cutime + cstime of ``pid`` (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from agentic.backends.local.launched import LauncherBackend
 from agentic.backends.subprocess import StepProcess
 from agentic.cli import _register, app
 from agentic.contracts import RunEvent, RunRecord, RunRequest, ScriptedFailure
+from agentic.processes import children_of, parents
 from agentic.recording.cancel import CancelRequests, cancel_document, cancel_scope
 from agentic.settings import Settings
 from agentic.store import open_store
@@ -242,18 +243,8 @@ def test_a_round_of_an_iterative_goal_is_cancelled_with_its_goal(store_url: str)
 def step_processes_of(pid: int) -> list[int]:
     """The step processes of the driver ``pid``: children of its warm fork server, that
     is grandchildren of ``pid``."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            parents[int(entry.name)] = int(fields[1])
-    servers = {child for child, parent in parents.items() if parent == pid}
-    return [child for child, parent in parents.items() if parent in servers]
+    table = parents()
+    return [step for server in children_of(pid, table) for step in children_of(server, table)]
 
 
 def test_a_killed_subprocess_run_takes_its_step_along_shows_abandoned_and_replays_once(

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from agentic.bus import EmbeddedNats, connect
+from agentic.processes import children_of
 from agentic.settings import Settings
 from tests.factories import DONE, inline_request, scripted_agent_data
 from tests.integration.nats_stack import (
@@ -213,20 +214,6 @@ async def test_sigterm_lets_the_running_step_finish_before_the_worker_exits(
     assert code == 0
     assert record.status == "succeeded"
     assert [e.type for e in events].count("step_started") == 1
-
-
-def children_of(pid: int) -> list[int]:
-    """The live child processes of ``pid``, from ``/proc``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.append(int(entry.name))
-    return found
 
 
 def fork_servers_of(pid: int) -> list[int]:

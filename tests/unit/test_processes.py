@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
+from agentic import processes
 from agentic.contracts import DriverInfo
 from agentic.processes import is_gone, is_running_here, start_ticks, this_process
 from agentic.recording.journal import abandoned
@@ -57,3 +58,10 @@ def test_a_running_run_is_abandoned_only_when_its_driver_is_gone() -> None:
     assert not abandoned(run("running", alive))
     assert not abandoned(run("succeeded", gone))  # finished: nothing to drive
     assert not abandoned(run("running", None))  # a coordinator drives it
+
+
+def test_the_process_table_finds_this_process_under_its_parent() -> None:
+    table = processes.parents()
+    assert table[os.getpid()] == os.getppid()
+    assert os.getpid() in processes.children_of(os.getppid(), table)
+    assert os.getpid() in processes.descendants_of(os.getppid())
