@@ -64,8 +64,7 @@ def tree_pss_mb(root: int) -> tuple[float, int]:
 
 def idle(mode: str) -> dict[str, Any]:
     """The worker's tree with 1 slot, after one step (its warm runtime is loaded)."""
-    env = {"AGENTIC_STEP_ISOLATION": mode}
-    with running_stack(1, env=env) as stack:
+    with running_stack(1, isolation=mode) as stack:
         warm_up(stack.url, 1)
         time.sleep(1.0)
         mb, processes = tree_pss_mb(stack.pids["worker-1"])
@@ -74,8 +73,7 @@ def idle(mode: str) -> dict[str, Any]:
 
 def loaded(mode: str, steps: int, delay_s: float) -> dict[str, Any]:
     """The worker's tree with ``steps`` slots, all of them waiting on a model."""
-    env = {"AGENTIC_STEP_ISOLATION": mode}
-    with running_stack(1, env=env, concurrency=steps) as stack:
+    with running_stack(1, isolation=mode, concurrency=steps) as stack:
         warm_up(stack.url, 1)
         peak: dict[str, float] = {"mb": 0.0, "processes": 0}
         workflow = scripted_workflow(1, name="memory", delay_s=delay_s)

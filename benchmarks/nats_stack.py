@@ -102,6 +102,7 @@ def running_stack(
     secure: bool = True,
     cluster: int = 1,
     concurrency: int = 1,
+    isolation: str | None = None,
     env: dict[str, str] | None = None,
 ) -> Iterator[BenchStack]:
     """nats-server, a coordinator and ``workers`` worker processes on a temporary store.
@@ -113,7 +114,8 @@ def running_stack(
         cluster: nats-server nodes; more than one: a loopback cluster with that many
             replicas of every stream (``agentic up --cluster``).
         concurrency: Slots of each worker.
-        env: More variables for the services (``AGENTIC_STEP_ISOLATION``...).
+        isolation: The workers' ``--isolation`` (None: their default, ``process``).
+        env: More variables for the services.
     """
     from agentic.cli.process_stack import ProcessStack
 
@@ -136,6 +138,7 @@ def running_stack(
             service_command=SECURE_SERVICES if secure else UNSIGNED_SERVICES,
             cluster=cluster,
             concurrency=concurrency,
+            isolation=isolation,
         )
         stack.start()
         try:

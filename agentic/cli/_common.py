@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -67,3 +68,25 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError(f"invalid setting: {first_error(exc)}") from exc
     except SettingsError as exc:  # a value that is not valid JSON for a list or dict field
         raise ConfigError(f"invalid setting: {exc}") from exc
+
+
+class Isolation(StrEnum):
+    """``agentic worker --isolation``."""
+
+    process = "process"
+    thread = "thread"
+
+
+IsolationOption = Annotated[
+    Isolation | None,
+    typer.Option(
+        "--isolation",
+        help="process: a warm step process per slot; cancel and timeout kill the step at "
+        "once. thread: steps as threads of one shared host process, for I/O-bound (LLM) "
+        "pools such as --concurrency 64 on 2 cores; a thread cannot be killed, so a "
+        "cancelled or timed-out step is dropped at once but runs on until its host is "
+        "recycled, and a crashing step takes the host's other steps along (they are "
+        "redelivered). Default: AGENTIC_STEP_ISOLATION (process).",
+        show_default=False,
+    ),
+]

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from agentic.cli import app
-from agentic.cli._common import EXIT_FAILED, EXIT_OK, config_errors, load_settings, print_error
+from agentic.cli._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    IsolationOption,
+    config_errors,
+    load_settings,
+    print_error,
+)
 from agentic.errors import AgenticError
 
 if TYPE_CHECKING:
@@ -35,28 +41,6 @@ def coordinator(check: bool = typer.Option(False, "--check", help=CHECK_HELP)) -
 
     configure_logging(settings.log_level)
     raise typer.Exit(_serve(lambda: serve(CoordinatorService(settings))))
-
-
-class Isolation(StrEnum):
-    """``agentic worker --isolation``."""
-
-    process = "process"
-    thread = "thread"
-
-
-IsolationOption = Annotated[
-    Isolation | None,
-    typer.Option(
-        "--isolation",
-        help="process: a warm step process per slot; cancel and timeout kill the step at "
-        "once. thread: steps as threads of one shared host process, for I/O-bound (LLM) "
-        "pools such as --concurrency 64 on 2 cores; a thread cannot be killed, so a "
-        "cancelled or timed-out step is dropped at once but runs on until its host is "
-        "recycled, and a crashing step takes the host's other steps along (they are "
-        "redelivered). Default: AGENTIC_STEP_ISOLATION (process).",
-        show_default=False,
-    ),
-]
 
 
 @app.command("worker")

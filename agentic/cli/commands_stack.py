@@ -15,6 +15,7 @@ from agentic.cli._common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    IsolationOption,
     config_errors,
     load_settings,
     print_error,
@@ -63,6 +64,7 @@ def up(
     port: Port = 4222,
     data_dir: DataDir = None,
     cluster: ClusterSize = 1,
+    isolation: IsolationOption = None,
 ) -> None:
     """Run nats-server, a coordinator and workers here, in the foreground.
 
@@ -80,6 +82,7 @@ def up(
         port=port,
         data_dir=data_dir or settings.nats_data_dir or DEFAULT_DATA_DIR,
         cluster=cluster,
+        isolation=isolation.value if isolation is not None else None,
     )
     raise typer.Exit(_foreground(stack))
 

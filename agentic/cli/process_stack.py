@@ -47,6 +47,7 @@ class ProcessStack:
         port: Client port of nats-server (``0``: a free one).
         data_dir: JetStream directory (kept: runs survive a restart of the stack).
         concurrency: Slots of each worker.
+        isolation: The workers' ``--isolation`` (None: their ``AGENTIC_STEP_ISOLATION``).
         env: Extra environment variables of the children.
         secure: Fresh credentials per start: nats-server lets in only the stack's own
             identities (:mod:`agentic.cli.local_auth`), and the client credential is left
@@ -64,6 +65,7 @@ class ProcessStack:
     port: int = 4222
     data_dir: str | Path = ".agentic/nats"
     concurrency: int = 1
+    isolation: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     secure: bool = True
     service_command: tuple[str, ...] = (sys.executable, "-m", "agentic")
@@ -111,8 +113,9 @@ class ProcessStack:
             self._leave_client_credential()
             self.children["coordinator"] = self._spawn("coordinator")
             for i in range(1, self.workers + 1):
+                isolation = ("--isolation", self.isolation) if self.isolation else ()
                 self.children[f"worker-{i}"] = self._spawn(
-                    "worker", "--concurrency", str(self.concurrency)
+                    "worker", "--concurrency", str(self.concurrency), *isolation
                 )
             self._wait_coordinator()
         except BaseException:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from agentic.processes import descendants_of
 from tests.integration.nats_stack import start_agentic_up
 
 pytestmark = [pytest.mark.nats, pytest.mark.procs]
@@ -98,21 +99,29 @@ def test_killing_up_with_sigkill_takes_its_server_coordinator_and_workers_along(
     env = clean_env()
     env["AGENTIC_RUN_STORE_URL"] = str(tmp_path / "store")
     data_dir = tmp_path / "js"
-    up, announced = start_agentic_up(data_dir, env, tmp_path)
+    up, announced = start_agentic_up(data_dir, env, tmp_path, "--isolation", "thread")
     children = [int(p) for p in re.findall(r"pids? (\d+)", announced)]
     server = nats_server_of(data_dir)
     assert len(children) == 2 and len(server) == 1
+    workers = [pid for pid in children if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    [worker] = workers
+    assert b"--isolation\0thread" in Path(f"/proc/{worker}/cmdline").read_bytes()
+    deadline = time.monotonic() + 60
+    while not descendants_of(worker):  # its warm fork server
+        assert time.monotonic() < deadline, "the worker started no fork server"
+        time.sleep(0.05)
+    stack = children + server + descendants_of(up.pid)
 
     up.kill()
     up.wait()
 
     deadline = time.monotonic() + 30
     try:
-        while any(alive(pid) for pid in children + server):
+        while any(alive(pid) for pid in stack):
             assert time.monotonic() < deadline, "a process of the stack outlived agentic up"
             time.sleep(0.1)
     finally:
-        for pid in children + server:  # a failed test leaves nothing running
+        for pid in stack:  # a failed test leaves nothing running
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
