@@ -3,6 +3,8 @@ module and registers itself on :data:`app`; commands are thin calls into the lib
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 app = typer.Typer(
@@ -40,7 +42,36 @@ def main() -> None:
     """Console-script entry point."""
     _secrets_masked()
     _register()
-    app()
+    try:
+        app()
+    except SystemExit as done:
+        _exit_without_abandoned_threads(done.code)
+        raise
+
+
+def _exit_without_abandoned_threads(code: int | str | None) -> None:
+    """Exit now if a thread this command gave up on still runs, instead of waiting for it.
+
+    An interrupted ``inprocess`` run leaves CrewAI's model call on an executor thread that
+    nothing can stop (a server that never answers holds it for the SDK's 600 s), and the
+    interpreter joins such threads before it exits. The run is recorded and reported by
+    now: run the exit handlers and leave.
+    """
+    import atexit
+    import sys
+    import threading
+
+    waiting = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
+    if not waiting:
+        return
+    atexit._run_exitfuncs()  # logging, scratch folders: all but the thread joins
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
 
 
 def _secrets_masked() -> None:

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CANCEL_POLL_S = 1.0
+# An interrupt of the main thread that has not surfaced after this long is sent again.
+INTERRUPT_REPEAT_S = 0.5
+INTERRUPT_REPEATS = 10
 CANCELLED_BY_USER = "cancelled by the user (Ctrl-C)"
 """A run a caller interrupted (Ctrl-C) before its backend had it."""
 CANCELLED_BY_INTERRUPT = "cancelled by Ctrl-C"
@@ -115,18 +118,33 @@ class MainThreadInterrupter:
     block at the latest while leaving it. Does nothing when entered from another thread
     (signal handlers belong to the main thread).
 
+    An interrupt that does not surface within ``repeat_s`` is sent again (``repeats``
+    times at most): CrewAI runs a model call on a thread of an event loop's executor, and
+    the first ``KeyboardInterrupt`` only makes ``asyncio.run`` wait, while it shuts the
+    loop down, for that call to return (600 s for a server that never answers). The next
+    one ends that wait.
+
     Args:
         store: The run store.
         run_ids: The run and the runs whose cancel also cancels it (:func:`cancel_scope`).
         interval_s: How often the store is read.
+        repeat_s: How long an interrupt may take to surface before it is sent again.
     """
 
     def __init__(
-        self, store: RunStore, run_ids: Sequence[str], *, interval_s: float = CANCEL_POLL_S
+        self,
+        store: RunStore,
+        run_ids: Sequence[str],
+        *,
+        interval_s: float = CANCEL_POLL_S,
+        repeat_s: float = INTERRUPT_REPEAT_S,
     ):
         # The watcher paces itself (it sleeps interval_s between reads).
         self._requests = CancelRequests(store, run_ids, interval_s=0.0)
         self._interval_s = interval_s
+        self._repeat_s = repeat_s
+        self._interrupted = threading.Event()
+        self._wake = threading.Event()  # a Ctrl-C, or leaving
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -152,6 +170,7 @@ class MainThreadInterrupter:
     ) -> None:
         with self._lock:
             self._stopped.set()
+            self._wake.set()
         if self._thread is None:
             return
         self._thread.join()
@@ -163,6 +182,9 @@ class MainThreadInterrupter:
             self._sent = False
             raise KeyboardInterrupt(self.reason)
         previous = self._previous
+        if callable(previous) or previous == signal.SIG_DFL:
+            self._interrupted.set()  # the watcher makes sure it surfaces
+            self._wake.set()
         if callable(previous):
             previous(signum, frame)
         elif previous == signal.SIG_DFL:
@@ -171,16 +193,37 @@ class MainThreadInterrupter:
 
     def _watch(self) -> None:
         main = threading.main_thread().ident
-        while not self._stopped.wait(self._interval_s):
+        if main is None:
+            return
+        while True:
+            self._wake.wait(self._interval_s)
+            if self._stopped.is_set():
+                return
+            if self._interrupted.is_set():
+                break  # Ctrl-C: the interrupt is on its way
             reason = self._requests.due()
             if reason is None:
                 continue
             with self._lock:
-                if self._stopped.is_set() or main is None:
+                if self._stopped.is_set():
                     return
-                self.reason, self._sent = reason, True
-                signal.pthread_kill(main, signal.SIGINT)
-            return
+                self.reason = reason
+                self._interrupt(main)
+            break
+        for _ in range(INTERRUPT_REPEATS):
+            if self._stopped.wait(self._repeat_s):
+                return
+            with self._lock:
+                if self._stopped.is_set():
+                    return
+                log.info(
+                    "the interrupt has not surfaced after %.1f s: sending it again", self._repeat_s
+                )
+                self._interrupt(main)
+
+    def _interrupt(self, main: int) -> None:
+        self._sent = True
+        signal.pthread_kill(main, signal.SIGINT)
 
 
 def mark_cancelled(store: RunStore, run_id: str, reason: str) -> RunRecord:

@@ -9,17 +9,23 @@ server saw: how many requests, when, with which headers.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agentic.contracts import StepResult
 from agentic.runtime import execute_step
+from agentic.store import open_store
 from tests.factories import step_spec
 
 ANSWER = "Thought: done\nFinal Answer: hello from the server"
@@ -67,7 +73,7 @@ def status(code: int, **headers: str) -> Callable[[BaseHTTPRequestHandler], None
 
 
 def hang(handler: BaseHTTPRequestHandler) -> None:
-    time.sleep(20)  # longer than any request timeout below; the client gives up first
+    time.sleep(60)  # longer than any request timeout or test below: it never answers
 
 
 def send(
@@ -226,3 +232,93 @@ def test_a_steps_cost_is_its_tokens_at_the_providers_price(server: ModelServer) 
     assert priced.usage.cost_usd == pytest.approx((21 * 2.0 + 5 * 8.0) / 1_000_000)
     # A vendor's model name behind another server has no shipped price: unknown, not zero.
     assert unpriced.usage.cost_usd is None
+
+
+# --- the default backend stops when told ----------------------------------------------------
+
+HANGING_WORKFLOW = """\
+workflow:
+  name: hanging
+  topic: patience
+  agent_providers: [remote]
+  tasks:
+    - {id: ask, agent_provider_id: remote, description: Ask., expected_output: An answer.}
+"""
+
+
+def start_hanging_run(server: ModelServer, tmp_path: Path, run_id: str) -> tuple[Any, dict]:
+    """``agentic run hanging`` on ``inprocess`` whose model call the server never answers."""
+    server.reply = hang
+    config = tmp_path / "config"
+    (config / "agent_providers").mkdir(parents=True)
+    (config / "workflows").mkdir()
+    entry = provider(openai_base_url=f"{server.url}/v1", max_retries=0)
+    (config / "agent_providers" / "remote.yaml").write_text(json.dumps(entry))
+    (config / "workflows" / "hanging.yaml").write_text(HANGING_WORKFLOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTIC_")}
+    env |= {
+        "AGENTIC_CONFIG_DIR": str(config),
+        "AGENTIC_RUN_STORE_URL": str(tmp_path / "store"),
+        "TEST_MODEL_KEY": "sk-t",
+    }
+    run = subprocess.Popen(
+        [sys.executable, "-m", "agentic", "run", "hanging", "--run-id", run_id],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 90
+    while not server.seen:  # the model call is in flight
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.05)
+    return run, env
+
+
+def stopped_within(run: Any, limit_s: float) -> tuple[float, str]:
+    asked = time.monotonic()
+    try:
+        _, err = run.communicate(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        run.communicate()
+        raise AssertionError(f"agentic run still waits {limit_s:g} s later") from None
+    return time.monotonic() - asked, err
+
+
+@pytest.mark.procs
+def test_the_first_ctrl_c_stops_an_inprocess_run_whose_model_never_answers(
+    server: ModelServer, tmp_path: Path
+) -> None:
+    run, _ = start_hanging_run(server, tmp_path, "ctrl-c-hang")
+
+    run.send_signal(signal.SIGINT)  # once
+    took, err = stopped_within(run, 20)
+
+    assert run.returncode == 1, err
+    record = open_store(str(tmp_path / "store")).read_run("ctrl-c-hang")
+    assert record.status == "cancelled"
+    assert len(server.seen) == 1
+    print(f"stopped {took:.2f}s after one Ctrl-C")  # 1 s here; was never before the SDK's 600 s
+
+
+@pytest.mark.procs
+def test_agentic_cancel_ends_the_agentic_run_that_waits_on_a_hanging_model(
+    server: ModelServer, tmp_path: Path
+) -> None:
+    run, env = start_hanging_run(server, tmp_path, "cancel-hang")
+
+    done = subprocess.run(
+        [sys.executable, "-m", "agentic", "cancel", "cancel-hang"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    took, err = stopped_within(run, 20)
+
+    assert done.returncode == 0, done.stderr
+    assert run.returncode == 1, err
+    record = open_store(str(tmp_path / "store")).read_run("cancel-hang")
+    assert record.status == "cancelled" and record.error == "cancelled with agentic cancel"
+    print(f"agentic run ended {took:.2f}s after agentic cancel returned")

@@ -29,7 +29,10 @@ kickoff cannot restart one task: **no per-step retries** (a failed task fails th
 ``subprocess``, ``kubernetes`` or ``nats`` for retries) and **no per-step timeouts**.
 Ctrl-C ends the kickoff and the run is recorded ``cancelled``; so does ``agentic cancel``
 from another process when the run is driven from the main thread (it interrupts the kickoff
-the same way, see :mod:`agentic.recording.cancel`).
+the same way, see :mod:`agentic.recording.cancel`). A model call that never answers does
+not hold it: CrewAI makes the call on an executor thread, and the interrupt is repeated
+until it ends ``asyncio.run``'s wait for that thread; the CLI then exits without waiting
+for the abandoned call (``agentic.cli.main``).
 """
 
 from __future__ import annotations
