@@ -55,12 +55,17 @@ def _exit_without_abandoned_threads(code: int | str | None) -> None:
     An interrupted ``inprocess`` run leaves CrewAI's model call on an executor thread that
     nothing can stop (a server that never answers holds it for the SDK's 600 s), and the
     interpreter joins such threads before it exits. The run is recorded and reported by
-    now: run the exit handlers and leave.
+    now: run the exit handlers and leave. Only after an interrupt: otherwise every thread
+    left is idle and ends with the interpreter.
     """
     import atexit
     import sys
     import threading
 
+    from agentic.recording.cancel import INTERRUPTED
+
+    if not INTERRUPTED.is_set():
+        return
     waiting = [
         t
         for t in threading.enumerate()

@@ -116,7 +116,7 @@ class AgentProvider(Frozen):
         default=None,
         description="USD per million input and output tokens, for `cost_usd`; unset: the "
         "shipped price of the model for openai and anthropic providers that call the "
-        "vendor's API (agentic/catalog/prices.py), else no cost.",
+        "vendor's API (agentic/runtime/prices.py), else no cost.",
     )
     pool: str | None = Field(default=None, description="Worker pool hint (GPU pools, …).")
     resources: dict[str, Any] | None = Field(

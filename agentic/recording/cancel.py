@@ -107,6 +107,12 @@ class CancelRequests:
         return None
 
 
+INTERRUPTED = threading.Event()
+"""Set once a :class:`MainThreadInterrupter` interrupted the main thread: work it ran may go
+on in a thread nobody can stop (a model call), which the process should not wait for when
+it exits (``agentic.cli.main``)."""
+
+
 class MainThreadInterrupter:
     """While entered, a stored cancel request interrupts the main thread as Ctrl-C does.
 
@@ -180,9 +186,11 @@ class MainThreadInterrupter:
     def _on_sigint(self, signum: int, frame: Any) -> None:
         if self._sent:
             self._sent = False
+            INTERRUPTED.set()
             raise KeyboardInterrupt(self.reason)
         previous = self._previous
         if callable(previous) or previous == signal.SIG_DFL:
+            INTERRUPTED.set()
             self._interrupted.set()  # the watcher makes sure it surfaces
             self._wake.set()
         if callable(previous):

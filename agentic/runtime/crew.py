@@ -19,13 +19,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agentic.catalog.dag import task_mcp_providers
-from agentic.catalog.prices import price_of
 from agentic.contracts import Price, StepResult, TaskConfig, Timing, WorkflowConfig, utcnow
 from agentic.errors import ConfigError, FatalStepFailure, RetryableStepFailure, StepFailure
 from agentic.runtime.agents import build_agent, build_crew, build_task, kickoff
 from agentic.runtime.artifacts import ArtifactSink, save_artifacts
 from agentic.runtime.llm import build_llm
 from agentic.runtime.mcp import server_configs
+from agentic.runtime.prices import price_of
 from agentic.runtime.results import as_utc, step_error_from, usage_from, worker_info
 
 OnStep = Callable[[StepResult], None]

@@ -13,13 +13,13 @@ import os
 from collections.abc import Mapping
 
 from agentic import redact
-from agentic.catalog.prices import price_of
 from agentic.contracts import Artifact, StepError, StepResult, StepSpec, Timing, Usage, utcnow
 from agentic.errors import AgenticError, MissingEnvError
 from agentic.runtime.agents import build_agent, build_crew, build_task, kickoff, provider_from
 from agentic.runtime.artifacts import ArtifactSink, save_artifacts
 from agentic.runtime.llm import build_llm, describe_endpoint
 from agentic.runtime.mcp import server_configs
+from agentic.runtime.prices import price_of
 from agentic.runtime.results import step_error_from, usage_from, worker_info
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from agentic.catalog.prices import price_of
 from agentic.contracts import AgentProvider, Price
+from agentic.runtime.prices import price_of
 
 
 def provider(**fields: Any) -> AgentProvider:
