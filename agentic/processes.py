@@ -7,6 +7,7 @@ parent and a recorded process is never declared gone.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -50,6 +51,30 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
     prctl(_PR_SET_PDEATHSIG, sig)
     if os.getppid() != parent:  # the parent died before the request took effect
         os._exit(1)
+
+
+def signal_group(pid: int, sig: int) -> None:
+    """``sig`` to the process group that ``pid`` leads (a step process leads its own
+    session, so its group is everything it started); nothing if it is gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def signal_step(pid: int, sig: int) -> None:
+    """``sig`` to ``pid``'s group and to ``pid`` itself: a process forked an instant ago
+    may not lead its own group yet."""
+    signal_group(pid, sig)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of process ``pid`` (``/proc/<pid>/status``), None when unknown."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return None
 
 
 def start_ticks(pid: int) -> int | None:

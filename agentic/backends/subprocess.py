@@ -37,6 +37,7 @@ from agentic.backends.local.execute import forked_step
 from agentic.backends.local.launched import LauncherBackend
 from agentic.contracts import StepSpec
 from agentic.errors import ConfigError
+from agentic.processes import signal_group, signal_step
 from agentic.runtime import warm
 from agentic.settings import Settings
 
@@ -120,10 +121,10 @@ class SubprocessLauncher:
         """SIGTERM the attempt's process group, SIGKILL it after the grace period."""
         if handle.exit_code is not None:
             return
-        _signal_step(handle.pid, signal.SIGTERM)
+        signal_step(handle.pid, signal.SIGTERM)
         handle.process.join(self._grace_s)
         if handle.process.exitcode is None:
-            _signal_step(handle.pid, signal.SIGKILL)
+            signal_step(handle.pid, signal.SIGKILL)
             handle.process.join()
         self._reap(handle, handle.process.exitcode)
 
@@ -146,7 +147,7 @@ class SubprocessLauncher:
     def _reap(self, handle: StepProcess, code: int | None) -> None:
         """Record the exit, kill what the step left behind, free its resources."""
         # Grandchildren (an MCP server the step started) must not outlive the step.
-        _signal_group(handle.pid, signal.SIGKILL)
+        signal_group(handle.pid, signal.SIGKILL)
         handle.exit_code = code if code is not None else -signal.SIGKILL
         handle.stderr_tail = _tail(handle.stderr_path)
         with contextlib.suppress(OSError):
@@ -180,20 +181,6 @@ def create_backend(**options: object) -> LauncherBackend:
         launcher,
         max_parallel=lambda settings: settings.subprocess_max_parallel,
     )
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    # The child leads its own session, so its process group id is its pid.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
-def _signal_step(pid: int, sig: signal.Signals) -> None:
-    """``sig`` to a running step's group, and to the step itself: one forked an instant
-    ago may not lead its own group yet."""
-    _signal_group(pid, sig)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
 
 
 def _tail(path: str) -> str:

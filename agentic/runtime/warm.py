@@ -21,7 +21,6 @@ with the fork server, so a caller killed with SIGKILL leaves no step running.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import threading
@@ -29,7 +28,6 @@ from collections.abc import Callable, Mapping, Sequence
 from multiprocessing import get_context
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from typing import Any
 
 from agentic import redact
@@ -130,12 +128,3 @@ def leave_step_process() -> None:
     from agentic import runtime
 
     runtime.drop_scratch()
-
-
-def rss_bytes(pid: int) -> int | None:
-    """Resident memory of process ``pid`` (``/proc/<pid>/status``), None when unknown."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return None

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import signal
 import threading
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from typing import Protocol, TypeVar
 
 from agentic.contracts import StepResult, StepSpec, decode, encode
 from agentic.errors import AgenticError
+from agentic.processes import rss_bytes, signal_step
 from agentic.runtime import host, warm
 from agentic.settings import Settings
 
@@ -96,7 +96,7 @@ class Recycling:
         """Why the process ``pid`` that ran ``steps`` steps should go (None: it stays)."""
         if steps >= self.max_steps:
             return f"it ran {steps} steps"
-        rss = warm.rss_bytes(pid) if pid is not None else None
+        rss = rss_bytes(pid) if pid is not None else None
         if rss is not None and rss > self.max_rss_bytes:
             return f"its RSS of {rss // MB} MB passed {self.max_rss_bytes // MB} MB"
         return None
@@ -148,10 +148,7 @@ class _Forked:
         """SIGKILL the process group (the steps and whatever they started)."""
         pid = self.process.pid
         if pid is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)  # one still starting has no group of its own
+            signal_step(pid, signal.SIGKILL)
 
     async def reap(self) -> int | None:
         """Close the pipe and wait for the exit; the exit code."""
@@ -269,10 +266,6 @@ class _Host:
         self._tags = itertools.count(1)
         self._reader = asyncio.create_task(self._read())
 
-    @property
-    def busy(self) -> int:
-        return len(self._pending)
-
     def submit(self, spec: StepSpec) -> tuple[bytes, asyncio.Future[StepResult]]:
         tag = next(self._tags).to_bytes(host.TAG_BYTES, "big")
         future: asyncio.Future[StepResult] = asyncio.get_running_loop().create_future()
@@ -296,7 +289,10 @@ class _Host:
     def retire(self) -> None:
         """Take no new step; end once no step runs."""
         self.retired = True
-        if not self._pending:
+        self._end_if_idle()
+
+    def _end_if_idle(self) -> None:
+        if self.retired and not self._pending:
             self.forked.kill()
 
     async def _read(self) -> None:
@@ -308,8 +304,7 @@ class _Host:
                 future = self._pending.pop(data[: host.TAG_BYTES], None)
                 if future is not None and not future.done():
                     future.set_result(decode(StepResult, data[host.TAG_BYTES :]))
-                if self.retired and not self._pending:
-                    self.forked.kill()
+                self._end_if_idle()
         except (EOFError, OSError):
             pass
         code = await self.forked.reap()
@@ -358,12 +353,6 @@ class ThreadHosts:
                 )
                 current = self._current = _Host(forked, self._draining.discard)
             return current
-
-    @property
-    def pids(self) -> list[int]:
-        """The pids of the live hosts."""
-        hosts = [*self._draining, *([self._current] if self._current else [])]
-        return [h.forked.pid for h in hosts if h.forked.pid is not None]
 
     async def close(self) -> None:
         hosts = [*self._draining, *([self._current] if self._current else [])]

@@ -9,7 +9,6 @@ server saw: how many requests, when, with which headers.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from agentic.contracts import StepResult
 from agentic.runtime import execute_step
 from agentic.store import open_store
 from tests.factories import step_spec
+from tests.integration.test_cancel_local import agentic_cancel, cli_env
 
 ANSWER = "Thought: done\nFinal Answer: hello from the server"
 
@@ -255,12 +255,7 @@ def start_hanging_run(server: ModelServer, tmp_path: Path, run_id: str) -> tuple
     entry = provider(openai_base_url=f"{server.url}/v1", max_retries=0)
     (config / "agent_providers" / "remote.yaml").write_text(json.dumps(entry))
     (config / "workflows" / "hanging.yaml").write_text(HANGING_WORKFLOW)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTIC_")}
-    env |= {
-        "AGENTIC_CONFIG_DIR": str(config),
-        "AGENTIC_RUN_STORE_URL": str(tmp_path / "store"),
-        "TEST_MODEL_KEY": "sk-t",
-    }
+    env = {**cli_env(str(tmp_path / "store"), config), "TEST_MODEL_KEY": "sk-t"}
     run = subprocess.Popen(
         [sys.executable, "-m", "agentic", "run", "hanging", "--run-id", run_id],
         env=env,
@@ -308,13 +303,7 @@ def test_agentic_cancel_ends_the_agentic_run_that_waits_on_a_hanging_model(
 ) -> None:
     run, env = start_hanging_run(server, tmp_path, "cancel-hang")
 
-    done = subprocess.run(
-        [sys.executable, "-m", "agentic", "cancel", "cancel-hang"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = agentic_cancel("cancel-hang", env)
     took, err = stopped_within(run, 20)
 
     assert done.returncode == 0, done.stderr
