@@ -154,6 +154,9 @@ class StepFailure(AgenticError):
     """One attempt of one step failed."""
 
     retryable: bool = False
+    provider_failed: bool = False
+    """The model provider failed (rate limit, server error, timeout, refused connection):
+    the next attempt moves down the provider's fallback chain."""
 
     def __init__(
         self,
@@ -172,6 +175,13 @@ class RetryableStepFailure(StepFailure):
     """A failure worth another attempt (rate limit, transient network, timeout, crash)."""
 
     retryable = True
+
+
+class ProviderUnavailable(RetryableStepFailure):
+    """The model provider cannot serve the step now (what a 429 or a 5xx past the client's
+    retries says): worth another attempt, on the next provider of the fallback chain."""
+
+    provider_failed = True
 
 
 class FatalStepFailure(StepFailure):

@@ -174,6 +174,22 @@ def with_prior_outputs(spec: StepSpec, outputs: Mapping[str, str], *, max_chars:
     return spec.model_copy(update={"task": task, "prior_outputs": capped})
 
 
+def with_provider(
+    spec: StepSpec, wf: WorkflowConfig, provider_id: str, settings: Settings
+) -> StepSpec:
+    """The same spec run by another agent provider of ``wf`` (a fallback): its entry, and
+    the pool it names unless the task names one."""
+    if spec.agent_provider.get("id") == provider_id:
+        return spec
+    provider = wf.provider(provider_id)
+    task = wf.task(spec.step_id)
+    update = {
+        "agent_provider": provider.model_dump(mode="json", exclude_none=True),
+        "pool": task.pool or provider.pool or settings.default_pool,
+    }
+    return StepSpec.model_validate({**spec.model_dump(), **update})
+
+
 def with_attempt(spec: StepSpec, attempt: int) -> StepSpec:
     """The same spec for another attempt (``attempt`` >= 1)."""
     return StepSpec.model_validate({**spec.model_dump(), "attempt": attempt})

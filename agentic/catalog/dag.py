@@ -78,6 +78,23 @@ def _reference_issues(wf: WorkflowConfig) -> list[Issue]:
         pool = pool_issue(task.pool, f"workflow.tasks[{i}].pool")
         if pool is not None:
             issues.append(pool)
+    return issues + _fallback_issues(wf, agents)
+
+
+def _fallback_issues(wf: WorkflowConfig, agents: set[str]) -> list[Issue]:
+    """A fallback that names no provider the workflow can embed (the resolver pulls catalog
+    providers in, so one that is still missing is in neither)."""
+    issues: list[Issue] = []
+    for i, provider in enumerate(wf.agent_providers):
+        for j, fallback in enumerate(provider.fallback):
+            if fallback not in agents:
+                issues.append(
+                    (
+                        f"workflow.agent_providers[{i}].fallback[{j}]",
+                        f"agent provider {provider.id!r} falls back to unknown agent "
+                        f"provider {fallback!r}",
+                    )
+                )
     return issues
 
 

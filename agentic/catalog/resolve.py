@@ -94,7 +94,8 @@ def require_workflow_env(wf: WorkflowConfig, env: Mapping[str, str] | None = Non
     env = os.environ if env is None else env
     for sid in wf.task_sequence:
         task = wf.task(sid)
-        require_env(wf.provider(task.agent_provider_id), env, used_by=sid)
+        for provider_id in wf.provider_chain(sid):  # a fallback may run the step too
+            require_env(wf.provider(provider_id), env, used_by=sid)
         for mcp in task_mcp_providers(wf, task):
             require_env(mcp, env, used_by=sid)
 
@@ -124,6 +125,11 @@ def resolution_issues(
         found = catalog.agent_providers.get(task.agent_provider_id)
         if task.agent_provider_id not in agents and found is not None:
             agents[found.id] = found
+    for provider in list(agents.values()):  # fallbacks: one level, as provider_chain reads
+        for fallback in provider.fallback:
+            found = catalog.agent_providers.get(fallback)
+            if fallback not in agents and found is not None:
+                agents[found.id] = found
     wf = _build(body, agents, mcps)
     quiet = _quiet_fields(body, hidden_agents, hidden_mcps)
     issues += [issue for issue in workflow_issues(wf) if issue[0] not in quiet]
@@ -142,6 +148,7 @@ def _build(body: WorkflowBody, agents: dict[str, AgentProvider], mcps: dict[str,
         mcp_providers=list(mcps.values()),
         tasks=body.tasks,
         task_sequence=sequence,
+        max_cost_usd=body.max_cost_usd,
     )
 
 

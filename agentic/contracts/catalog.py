@@ -31,10 +31,11 @@ class ScriptedFailure(Frozen):
     times: int = Field(
         default=0, ge=0, description="Attempts that fail (attempt numbers 1..times)."
     )
-    mode: Literal["error", "fatal", "crash", "hang"] = Field(
+    mode: Literal["error", "fatal", "unavailable", "crash", "hang"] = Field(
         default="error",
-        description="error: retryable error; fatal: non-retryable error; crash: the process exits "
-        "with status 3; hang: sleep until killed.",
+        description="error: retryable error; fatal: non-retryable error; unavailable: the "
+        "provider failed as a rate-limited or down server does (retryable, moves down the "
+        "fallback chain); crash: the process exits with status 3; hang: sleep until killed.",
     )
     message: str = Field(default="scripted failure", description="Error message.")
 
@@ -118,6 +119,13 @@ class AgentProvider(Frozen):
         "shipped price of the model for openai and anthropic providers that call the "
         "vendor's API (agentic/runtime/prices.py), else no cost.",
     )
+    fallback: list[SafeId] = Field(
+        default_factory=list,
+        description="Agent providers to move to, in order, when this one fails a step with "
+        "a provider error (429, 5xx, request timeout, refused connection) past its "
+        "max_retries: each next attempt of the step runs on the next provider. The original "
+        "tool's `exec_fallback_provider: id` is read as a one-element list.",
+    )
     pool: str | None = Field(default=None, description="Worker pool hint (GPU pools, …).")
     resources: dict[str, Any] | None = Field(
         default=None, description="Kubernetes requests/limits hint."
@@ -128,10 +136,28 @@ class AgentProvider(Frozen):
         default=None, description="Replies of a `scripted` provider."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _exec_fallback_provider(cls, data: Any) -> Any:
+        """The original tool's ``exec_fallback_provider: id``: a one-element ``fallback``."""
+        if not isinstance(data, dict) or "exec_fallback_provider" not in data:
+            return data
+        data = dict(data)
+        legacy = data.pop("exec_fallback_provider")
+        if legacy is None:
+            return data
+        chain = data.get("fallback")
+        if chain not in (None, [], [legacy]):
+            raise ValueError("give either 'fallback' or 'exec_fallback_provider', not both")
+        data["fallback"] = [legacy]
+        return data
+
     @model_validator(mode="after")
     def _scripted_needs_script(self) -> AgentProvider:
         if self.type == "scripted" and self.script is None:
             raise ValueError("a provider of type 'scripted' needs a 'script'")
+        if self.id in self.fallback:
+            raise ValueError(f"fallback: provider {self.id!r} cannot fall back to itself")
         return self
 
 
@@ -197,6 +223,12 @@ class WorkflowBody(Frozen):
     mcp_providers: list[MCPProvider | SafeId] = Field(default_factory=list)
     tasks: list[TaskConfig] = Field(min_length=1)
     task_sequence: list[SafeId] | None = None
+    max_cost_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description="Stop a run of this workflow, failed, once the cost of its attempts "
+        "passes this many US dollars.",
+    )
 
 
 class WorkflowDefinition(Frozen):
@@ -219,6 +251,7 @@ class WorkflowConfig(Frozen):
     mcp_providers: list[MCPProvider] = Field(default_factory=list)
     tasks: list[TaskConfig] = Field(min_length=1)
     task_sequence: list[SafeId]
+    max_cost_usd: float | None = Field(default=None, gt=0)
 
     def task(self, task_id: str) -> TaskConfig:
         for t in self.tasks:
@@ -231,6 +264,15 @@ class WorkflowConfig(Frozen):
             if p.id == provider_id:
                 return p
         raise KeyError(provider_id)
+
+    def provider_chain(self, task_id: str) -> list[str]:
+        """The agent providers a task's attempts may run on: its own, then its fallbacks.
+
+        Only the task's provider's ``fallback`` is followed (a fallback's own fallbacks are
+        not), duplicates dropped.
+        """
+        first = self.task(task_id).agent_provider_id
+        return list(dict.fromkeys([first, *self.provider(first).fallback]))
 
     def mcp_provider(self, provider_id: str) -> MCPProvider:
         for p in self.mcp_providers:

@@ -93,6 +93,13 @@ class StepReadyData(EventData):
 
     type: ClassVar[EventType] = "step_ready"
     prior_steps: list[str] = Field(description="Steps whose outputs the attempt receives.")
+    provider: str | None = Field(
+        default=None, description="The agent provider the attempt runs on."
+    )
+    fallback: bool = Field(
+        default=False,
+        description="The provider is a fallback: an earlier attempt's provider failed.",
+    )
 
 
 class EventWorker(Tolerant):

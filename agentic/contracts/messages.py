@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from agentic import failures
 from agentic.contracts.base import SCHEMA_VERSION, Frozen
@@ -98,6 +98,21 @@ class StepError(Frozen):
     type: str
     message: str
     retryable: bool = False
+    provider_failed: bool = Field(
+        default=False,
+        description="The model provider failed (429, 5xx, request timeout, refused "
+        "connection) past its own retries: the step's next attempt moves down the "
+        "provider's fallback chain.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _only_a_provider_failure(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``provider_failed`` is written only when true: every other error reads (and is
+        stored) as before it existed, by readers old and new."""
+        data: dict[str, Any] = handler(self)
+        if not self.provider_failed:
+            data.pop("provider_failed", None)
+        return data
 
 
 class Artifact(Frozen):
@@ -165,6 +180,11 @@ class StepResult(Frozen):
     reused_from: SafeId | None = Field(
         default=None, description="Run id whose committed result a replay reused (no LLM call)."
     )
+    provider: SafeId | None = Field(
+        default=None,
+        description="The agent provider this attempt ran on (a fallback's, after a provider "
+        "failure); unset in results written before fallback chains existed.",
+    )
 
     @classmethod
     def failed(
@@ -176,6 +196,7 @@ class StepResult(Frozen):
         *,
         timing: Timing,
         worker: WorkerInfo | None,
+        provider: str | None = None,
     ) -> StepResult:
         """The result of an attempt that failed with ``error``."""
         return cls(
@@ -187,6 +208,7 @@ class StepResult(Frozen):
             timing=timing,
             worker=worker,
             reused_from=None,
+            provider=provider,
         )
 
     @property

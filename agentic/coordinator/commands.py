@@ -29,12 +29,15 @@ class Dispatch:
         prior_outputs: Full outputs of the step's context steps, by step id, in context order.
             ``agentic.materialize.with_prior_outputs`` caps and merges them.
         timeout_s: How long the driver lets the attempt run before reporting a timeout.
+        provider: The agent provider the attempt runs on (None: the task's own); after a
+            provider failure, the next one of its fallback chain.
     """
 
     step_id: str
     attempt: int
     prior_outputs: dict[str, str]
     timeout_s: float
+    provider: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class RecordFailure:
     step_id: str
     attempt: int
     error: StepError
+    provider: str | None = None
 
 
 @dataclass(frozen=True)

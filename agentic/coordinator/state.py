@@ -12,6 +12,11 @@ Rules:
   the same transition, so independent steps run in parallel.
 * **Retries.** A retryable failure or a timeout of attempt ``n`` schedules attempt ``n + 1``
   after a backoff, while the step's policy allows it (:mod:`~agentic.coordinator.policy`).
+* **Fallback.** A failure of the model provider itself (``StepError.provider_failed``: a
+  429, a 5xx, a request timeout or a refused connection past the provider's own retries)
+  moves the step to the next provider of its chain (:meth:`WorkflowConfig.provider_chain`),
+  at once and without using up one of the step's ``retries``: every provider of the chain
+  gets its turn. Past the chain's end, the last provider keeps the step's retries.
 * **Records.** A failure the step could not record itself (``on_timeout``, or
   ``on_step_failed(..., observed=True)``) is recorded by command (:class:`RecordFailure`)
   before the event that reports it; the last failure of a step that will not be retried is
@@ -84,6 +89,7 @@ class _Step:
     attempt: int = 0  # the attempt last dispatched (or recorded, after a restore)
     output: str | None = None
     error: StepError | None = None
+    fallbacks: int = 0  # position in the provider chain: provider failures moved past
 
 
 class RunState:
@@ -103,6 +109,7 @@ class RunState:
         self._context = graph.context(wf)
         self._final_step = graph.final_step(wf)
         self._policies = step_policies(wf, settings)
+        self._chains = {step: wf.provider_chain(step) for step in wf.task_sequence}
         self._backoff = Backoff.from_settings(settings)
         # A string seed is hashed deterministically, so replays of a run jitter alike.
         self._rng = rng if rng is not None else random.Random(run_id)
@@ -160,6 +167,7 @@ class RunState:
         committed: Mapping[str, CommittedResult],
         attempts_seen: Mapping[str, int],
         *,
+        provider_failures: Mapping[str, int] | None = None,
         rng: random.Random | None = None,
     ) -> tuple[RunState, list[Command]]:
         """Rebuild a run from the store after a coordinator restart, and continue it.
@@ -172,6 +180,8 @@ class RunState:
             attempts_seen: For steps without a committed result, the highest attempt number
                 that already ended (its attempt file exists). The next dispatch uses the
                 number after it; a step whose attempts are used up fails the run.
+            provider_failures: For the same steps, how many ended attempts failed with a
+                provider failure: where in its provider chain the step continues.
             rng: Source of retry jitter.
 
         Returns:
@@ -185,6 +195,8 @@ class RunState:
         for step_id, seen in attempts_seen.items():
             step = state._steps.get(step_id)
             if step is not None and step.status == "pending":
+                moved = (provider_failures or {}).get(step_id, 0)
+                step.fallbacks = min(moved, len(state._chains[step_id]) - 1)
                 state._restore_attempts(step, seen)
         failed = next((s for s in state._steps.values() if s.status == "failed"), None)
         if failed is not None:
@@ -306,31 +318,51 @@ class RunState:
     def _deps_done(self, step_id: str) -> bool:
         return all(self._steps[d].status == "succeeded" for d in self._deps[step_id])
 
+    def provider_of(self, step_id: str) -> str:
+        """The agent provider the step's current (or next) attempt runs on."""
+        step = self._steps[step_id]
+        return self._chains[step_id][step.fallbacks]
+
     def _dispatch(self, step: _Step) -> list[Command]:
         step.attempt += 1
         step.status = "ready"
         prior = {c: self._steps[c].output or "" for c in self._context[step.step_id]}
         timeout = self._policies[step.step_id].timeout_s
-        ready = StepReadyData(prior_steps=list(prior)).as_data()
+        ready = StepReadyData(prior_steps=list(prior))
+        provider = None  # the task's own: the spec's as materialized
+        if step.fallbacks:
+            provider = self.provider_of(step.step_id)
+            ready = StepReadyData(prior_steps=list(prior), provider=provider, fallback=True)
         return [
-            Emit("step_ready", step.step_id, step.attempt, ready),
-            Dispatch(step.step_id, step.attempt, prior, timeout),
+            Emit("step_ready", step.step_id, step.attempt, ready.as_data()),
+            Dispatch(step.step_id, step.attempt, prior, timeout, provider),
         ]
 
     def _after_failure(self, step: _Step, error: StepError, *, observed: bool) -> list[Command]:
         step.error = error
-        retry = error.retryable and step.attempt < self._policies[step.step_id].max_attempts
+        ran_on = self.provider_of(step.step_id)
+        fall_back = (
+            error.retryable
+            and error.provider_failed
+            and step.fallbacks + 1 < len(self._chains[step.step_id])
+        )
+        # Moving down the chain used no retry: each move adds an attempt.
+        allowed = self._policies[step.step_id].max_attempts + step.fallbacks
+        retry = fall_back or (error.retryable and step.attempt < allowed)
         data = StepFailedData(error=error, will_retry=retry).as_data()
         failed = Emit("step_failed", step.step_id, step.attempt, data, from_worker=not observed)
         commands: list[Command] = [failed]
         if observed:  # the step recorded nothing: its attempt is written first
-            commands.insert(0, RecordFailure(step.step_id, step.attempt, error))
+            commands.insert(0, RecordFailure(step.step_id, step.attempt, error, ran_on))
         if not retry:
             step.status = "failed"
             commit = CommitFailure(step.step_id, step.attempt)
             return [*commands, commit, *self._fail_run(step, error)]
         step.status = "retrying"
         delay = self._backoff.delay(step.attempt, self._rng)
+        if fall_back:  # another server: nothing to wait for
+            step.fallbacks += 1
+            delay = 0.0
         next_attempt = step.attempt + 1
         wait = StepRetryingData(delay_s=delay).as_data()
         retrying = Emit("step_retrying", step.step_id, next_attempt, wait)
@@ -368,7 +400,7 @@ class RunState:
 
     def _restore_attempts(self, step: _Step, seen: int) -> None:
         step.attempt = max(step.attempt, seen)
-        if step.attempt >= self._policies[step.step_id].max_attempts:
+        if step.attempt >= self._policies[step.step_id].max_attempts + step.fallbacks:
             step.status = "failed"
             step.error = StepError(
                 type=failures.ATTEMPTS_EXHAUSTED,

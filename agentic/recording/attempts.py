@@ -65,6 +65,7 @@ def record_failure(
         command.error,
         queued_at=queued_at,
         started_at=started_at,
+        provider=command.provider,
     )
     store.write_attempt(result)
     return result

@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -113,8 +114,19 @@ on in a thread nobody can stop (a model call), which the process should not wait
 it exits (``agentic.cli.main``)."""
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """An attempt the interrupter stops when its time is up (``timeout_s`` on ``inprocess``)."""
+
+    step_id: str
+    attempt: int
+    at: float
+    """``time.monotonic()`` when the attempt's time is up."""
+
+
 class MainThreadInterrupter:
-    """While entered, a stored cancel request interrupts the main thread as Ctrl-C does.
+    """While entered, interrupts the main thread as Ctrl-C does when a cancel request is
+    stored or when the armed :class:`Deadline` passes.
 
     It sends the main thread a ``SIGINT`` and, while entered, handles ``SIGINT`` itself: its
     own interrupt raises ``KeyboardInterrupt`` even in a process that inherited an ignored
@@ -129,6 +141,12 @@ class MainThreadInterrupter:
     the first ``KeyboardInterrupt`` only makes ``asyncio.run`` wait, while it shuts the
     loop down, for that call to return (600 s for a server that never answers). The next
     one ends that wait.
+
+    A deadline's interrupt is not the end of the run: the caller catches it, reads
+    :attr:`timed_out`, and calls :meth:`surfaced`, which stops the repeats; the watcher
+    then goes on watching. :meth:`disarm` before the deadline passes means no interrupt,
+    and an interrupt already on its way is swallowed (the attempt finished in time after
+    all).
 
     Args:
         store: The run store.
@@ -145,18 +163,27 @@ class MainThreadInterrupter:
         interval_s: float = CANCEL_POLL_S,
         repeat_s: float = INTERRUPT_REPEAT_S,
     ):
-        # The watcher paces itself (it sleeps interval_s between reads).
-        self._requests = CancelRequests(store, run_ids, interval_s=0.0)
+        self._requests = CancelRequests(store, run_ids, interval_s=interval_s)
         self._interval_s = interval_s
         self._repeat_s = repeat_s
         self._interrupted = threading.Event()
-        self._wake = threading.Event()  # a Ctrl-C, or leaving
-        self._lock = threading.Lock()
+        self._wake = threading.Event()  # a Ctrl-C, a new deadline, or leaving
+        # Reentrant: the SIGINT handler runs on the main thread, which may hold it.
+        self._lock = threading.RLock()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._previous: Any = None
-        self._sent = False
+        self._owed = 0  # interrupts sent whose SIGINT has not reached the handler yet
+        self._wanted = False  # an interrupt of ours should still surface
+        self._deadline: Deadline | None = None
         self.reason: str | None = None
+        self.timed_out: Deadline | None = None
+        """The deadline whose interrupt surfaced last (None: a cancel, or Ctrl-C)."""
+
+    @property
+    def active(self) -> bool:
+        """Whether this interrupter can interrupt (entered from the main thread)."""
+        return self._thread is not None
 
     def __enter__(self) -> MainThreadInterrupter:
         if threading.current_thread() is not threading.main_thread():
@@ -183,14 +210,39 @@ class MainThreadInterrupter:
         if signal.getsignal(signal.SIGINT) == self._on_sigint:  # not replaced meanwhile
             signal.signal(signal.SIGINT, self._previous)
 
+    def arm(self, step_id: str, attempt: int, timeout_s: float) -> None:
+        """Interrupt the main thread ``timeout_s`` from now unless disarmed before."""
+        with self._lock:
+            self._deadline = Deadline(step_id, attempt, time.monotonic() + timeout_s)
+            self._wake.set()
+
+    def disarm(self) -> None:
+        """No deadline any more; an interrupt it sent and that has not surfaced is dropped."""
+        with self._lock:
+            self._deadline = None
+            if self.timed_out is not None and self._wanted:
+                self._wanted = False
+
+    def surfaced(self) -> None:
+        """The caller caught the deadline's interrupt: send no more."""
+        with self._lock:
+            self._wanted = False
+
     def _on_sigint(self, signum: int, frame: Any) -> None:
-        if self._sent:
-            self._sent = False
+        with self._lock:
+            ours = self._owed > 0
+            if ours:
+                self._owed -= 1
+                if not self._wanted:
+                    return  # a repeat of an interrupt already caught, or a disarmed deadline
+        if ours:
             INTERRUPTED.set()
             raise KeyboardInterrupt(self.reason)
         previous = self._previous
         if callable(previous) or previous == signal.SIG_DFL:
             INTERRUPTED.set()
+            with self._lock:
+                self.timed_out, self._wanted = None, True
             self._interrupted.set()  # the watcher makes sure it surfaces
             self._wake.set()
         if callable(previous):
@@ -203,26 +255,52 @@ class MainThreadInterrupter:
         main = threading.main_thread().ident
         if main is None:
             return
-        while True:
-            self._wake.wait(self._interval_s)
+        while not self._stopped.is_set():
+            self._wake.wait(self._pause())
+            self._wake.clear()
             if self._stopped.is_set():
                 return
             if self._interrupted.is_set():
-                break  # Ctrl-C: the interrupt is on its way
+                self._repeat(main)  # Ctrl-C: the interrupt is on its way
+                return
+            if self._deadline_passed(main):
+                self._repeat(main)
+                continue
             reason = self._requests.due()
             if reason is None:
                 continue
             with self._lock:
                 if self._stopped.is_set():
                     return
-                self.reason = reason
+                self.reason, self.timed_out = reason, None
                 self._interrupt(main)
-            break
+            self._repeat(main)
+            return
+
+    def _pause(self) -> float:
+        with self._lock:
+            if self._deadline is None:
+                return self._interval_s
+            return max(0.0, min(self._interval_s, self._deadline.at - time.monotonic()))
+
+    def _deadline_passed(self, main: int) -> bool:
+        with self._lock:
+            deadline = self._deadline
+            if deadline is None or time.monotonic() < deadline.at or self._stopped.is_set():
+                return False
+            self._deadline = None
+            self.timed_out = deadline
+            self.reason = f"step {deadline.step_id!r} timed out"
+            self._interrupt(main)
+            return True
+
+    def _repeat(self, main: int) -> None:
+        """Send the interrupt again until it surfaced (or the interrupter is left)."""
         for _ in range(INTERRUPT_REPEATS):
             if self._stopped.wait(self._repeat_s):
                 return
             with self._lock:
-                if self._stopped.is_set():
+                if self._stopped.is_set() or not self._wanted:
                     return
                 log.info(
                     "the interrupt has not surfaced after %.1f s: sending it again", self._repeat_s
@@ -230,7 +308,8 @@ class MainThreadInterrupter:
                 self._interrupt(main)
 
     def _interrupt(self, main: int) -> None:
-        self._sent = True
+        self._owed += 1
+        self._wanted = True
         signal.pthread_kill(main, signal.SIGINT)
 
 

@@ -106,11 +106,16 @@ def abandoned(record: RunRecord) -> bool:
     return is_gone(driver.host, driver.pid, driver.started)
 
 
-def dispatched_spec(base: StepSpec, command: Dispatch, settings: Settings) -> StepSpec:
-    """The spec of the attempt ``command`` dispatches: prior outputs merged, attempt set."""
-    from agentic.materialize import with_attempt, with_prior_outputs
+def dispatched_spec(
+    base: StepSpec, command: Dispatch, settings: Settings, workflow: WorkflowConfig
+) -> StepSpec:
+    """The spec of the attempt ``command`` dispatches: its provider (a fallback's entry
+    when the command names one), prior outputs merged, attempt set."""
+    from agentic.materialize import with_attempt, with_prior_outputs, with_provider
 
     spec = base
+    if command.provider is not None:
+        spec = with_provider(spec, workflow, command.provider, settings)
     if command.prior_outputs:
         spec = with_prior_outputs(
             spec, command.prior_outputs, max_chars=settings.prior_output_max_chars
@@ -201,6 +206,7 @@ class JournalTransport:
         self.journal.finish(command)
 
     def _write_spec(self, command: Dispatch) -> StepSpec:
-        spec = dispatched_spec(self._specs[command.step_id], command, self._settings)
+        workflow = self.journal.state.workflow
+        spec = dispatched_spec(self._specs[command.step_id], command, self._settings, workflow)
         self._store.write_spec(spec)
         return spec

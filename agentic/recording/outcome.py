@@ -27,10 +27,12 @@ def failed_attempt(
     *,
     queued_at: datetime | None = None,
     started_at: datetime | None = None,
+    provider: str | None = None,
 ) -> StepResult:
     """A failed StepResult written on behalf of an attempt that could not write its own.
 
-    ``worker`` names the driver's process: that is who observed the failure.
+    ``worker`` names the driver's process: that is who observed the failure; ``provider``
+    the agent provider the attempt ran on.
     """
     return StepResult.failed(
         run_id,
@@ -39,6 +41,7 @@ def failed_attempt(
         error,
         timing=Timing(queued_at=queued_at, started_at=started_at, finished_at=utcnow()),
         worker=WorkerInfo(host=socket.gethostname(), pid=os.getpid()),
+        provider=provider,
     )
 
 

@@ -10,6 +10,10 @@ its dependencies, and a task without ``depends_on`` is a root with no context.
 Every task reports its StepResult (output, usage, timing, artifacts) through ``on_step`` as
 it completes, from CrewAI's supported per-task ``callback``, so a crashed process still
 leaves the finished steps in the run store.
+
+A crew may be the rest of a run (its retried step onwards): each task then runs as the
+attempt ``attempts`` gives it, on the agent provider its task names (the backend puts a
+fallback's id there).
 """
 
 from __future__ import annotations
@@ -58,16 +62,27 @@ class _Reporter:
     """Turns each finished CrewAI task into a StepResult and hands it to ``on_step``."""
 
     def __init__(
-        self, run_id: str, on_step: OnStep, store: ArtifactSink | None, env: Mapping[str, str]
+        self,
+        run_id: str,
+        on_step: OnStep,
+        store: ArtifactSink | None,
+        env: Mapping[str, str],
+        attempts: Mapping[str, int],
     ) -> None:
         self.run_id, self.on_step, self.store, self.env = run_id, on_step, store, env
+        self.attempts = attempts
         self.finished: set[str] = set()
+        self.closed = False  # the kickoff was interrupted: nothing more is reported
         self.worker = worker_info(env)  # every task runs in this process
 
     def callback(
-        self, step_id: str, crew_task: Any, agent: Any, price: Price | None
+        self, cfg: TaskConfig, crew_task: Any, agent: Any, price: Price | None
     ) -> Callable[[Any], None]:
+        step_id = cfg.id
+
         def _report(output: Any) -> None:
+            if self.closed:
+                return
             artifacts = []
             if self.store is not None:
                 artifacts = save_artifacts(self.store, self.run_id, step_id, output.raw)
@@ -75,7 +90,7 @@ class _Reporter:
                 StepResult(
                     run_id=self.run_id,
                     step_id=step_id,
-                    attempt=1,
+                    attempt=self.attempts.get(step_id, 1),
                     status="succeeded",
                     output=output.raw,
                     artifacts=artifacts,
@@ -87,19 +102,28 @@ class _Reporter:
                     ),
                     worker=self.worker,
                     reused_from=None,
+                    provider=cfg.agent_provider_id,
                 )
             )
             self.finished.add(step_id)
 
         return _report
 
-    def failed(self, step_id: str, exc: BaseException, crew_task: Any) -> StepFailure:
+    def failed(self, cfg: TaskConfig, exc: BaseException, crew_task: Any) -> StepFailure:
+        step_id = cfg.id
         error = step_error_from(exc)
         started = as_utc(crew_task.start_time) or utcnow()
         timing = Timing(started_at=started, finished_at=utcnow())
-        self.on_step(
-            StepResult.failed(self.run_id, step_id, 1, error, timing=timing, worker=self.worker)
+        result = StepResult.failed(
+            self.run_id,
+            step_id,
+            self.attempts.get(step_id, 1),
+            error,
+            timing=timing,
+            worker=self.worker,
+            provider=cfg.agent_provider_id,
         )
+        self.on_step(result)
         kind = RetryableStepFailure if error.retryable else FatalStepFailure
         return kind(
             error.message, run_id=self.run_id, step_id=step_id, cause=exc, error_type=error.type
@@ -119,7 +143,14 @@ def _build(
     for cfg in order:
         provider = wf.provider(cfg.agent_provider_id)
         verbose = verbose or provider.verbose
-        llm = build_llm(provider, step_id=cfg.id, topic=values["topic"], inputs=values, env=env)
+        llm = build_llm(
+            provider,
+            step_id=cfg.id,
+            topic=values["topic"],
+            inputs=values,
+            attempt=reporter.attempts.get(cfg.id, 1),
+            env=env,
+        )
         agent = build_agent(provider, llm=llm, mcps=server_configs(_task_mcp_entries(wf, cfg), env))
         options: dict[str, Any] = {}
         if wf.uses_depends_on:
@@ -131,7 +162,7 @@ def _build(
             agent=agent,
             **options,
         )
-        task.callback = reporter.callback(cfg.id, task, agent, price_of(provider))
+        task.callback = reporter.callback(cfg, task, agent, price_of(provider))
         agents.append(agent)
         tasks[cfg.id] = task
     return agents, tasks, verbose
@@ -145,6 +176,7 @@ def run_workflow_inprocess(
     on_step: OnStep,
     store: ArtifactSink | None = None,
     env: Mapping[str, str] | None = None,
+    attempts: Mapping[str, int] | None = None,
 ) -> str:
     """Run ``wf`` as one CrewAI crew; report each task through ``on_step``; return the output.
 
@@ -157,6 +189,7 @@ def run_workflow_inprocess(
             failed StepResult for the task that failed.
         store: Where artifacts declared in outputs are saved (a ``RunStore``).
         env: Environment for placeholders and API keys; default ``os.environ``.
+        attempts: The attempt each task runs as, by step id (default 1).
 
     Returns:
         The output of the last task.
@@ -169,13 +202,15 @@ def run_workflow_inprocess(
     env = os.environ if env is None else env
     values = {"topic": wf.topic, **inputs}
     order = execution_order(wf)
-    reporter = _Reporter(run_id, on_step, store, env)
+    reporter = _Reporter(run_id, on_step, store, env, attempts or {})
     agents, tasks, verbose = _build(wf, order, values, reporter, env)
     crew = build_crew(agents, list(tasks.values()), verbose=verbose)
     try:
         result = kickoff(crew, values)
     except Exception as exc:
         # Sequential: the failed task is the first one that did not report.
-        failed = next((t.id for t in order if t.id not in reporter.finished), order[-1].id)
-        raise reporter.failed(failed, exc, tasks[failed]) from exc
+        failed = next((t for t in order if t.id not in reporter.finished), order[-1])
+        raise reporter.failed(failed, exc, tasks[failed.id]) from exc
+    finally:  # an interrupted kickoff's abandoned model call must not report later
+        reporter.closed = True
     return str(result.raw)

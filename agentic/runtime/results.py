@@ -8,12 +8,19 @@ Retry semantics are decided by exception type, never by message text:
   SDK not installed) is not retryable: it fails the same way every time;
 * anything else (network errors, CrewAI errors, an MCP server that does not answer) is
   retryable, reported with its type name.
+
+A failure of the model provider itself (an HTTP 408, 429 or 5xx answer, a refused
+connection or a timeout of the SDK's client, past the client's own retries) is marked
+``provider_failed``: the step's next attempt moves down the provider's fallback chain. It is
+recognised by the exception's ``status_code`` and its class (the SDKs' connection errors,
+httpx's transport errors, Python's ``ConnectionError`` and ``TimeoutError``), never by text.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -37,10 +44,48 @@ def step_error_from(exc: BaseException) -> StepError:
     """The ``error`` of a failed StepResult for ``exc`` (see the module docstring)."""
     for link in _chain(exc):
         if isinstance(link, StepFailure):
-            return StepError(type=link.error_type, message=_message(link), retryable=link.retryable)
+            return StepError(
+                type=link.error_type,
+                message=_message(link),
+                retryable=link.retryable,
+                provider_failed=link.provider_failed,
+            )
         if isinstance(link, ConfigError):
             return StepError(type=type(link).__name__, message=_message(link), retryable=False)
-    return StepError(type=type(exc).__name__, message=_message(exc), retryable=True)
+    return StepError(
+        type=type(exc).__name__,
+        message=_message(exc),
+        retryable=True,
+        provider_failed=provider_failed(exc),
+    )
+
+
+def provider_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is the model server failing: see the module
+    docstring."""
+    transport = _transport_errors()
+    for link in _chain(exc):
+        code = getattr(link, "status_code", None)
+        if isinstance(code, int) and (code in (408, 429) or code >= 500):
+            return True
+        if isinstance(link, transport):
+            return True
+    return False
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection and timeout errors of the HTTP clients already imported (none is imported
+    here: a module that was never loaded raised nothing)."""
+    found: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module, name in (
+        ("openai", "APIConnectionError"),
+        ("anthropic", "APIConnectionError"),
+        ("httpx", "TransportError"),
+    ):
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            found.append(cls)
+    return tuple(found)
 
 
 def _message(exc: BaseException) -> str:

@@ -16,8 +16,9 @@ custom models) that answers each call of one step with the next reply of that sc
 
 When the replies run out, the last final answer is repeated. ``delay_s`` sleeps before
 each reply. ``fail`` makes attempts ``1..times`` of every step fail: ``error`` raises a
-retryable error, ``fatal`` a non-retryable one, ``crash`` exits the process with status 3
-and ``hang`` sleeps until the process is killed.
+retryable error, ``fatal`` a non-retryable one, ``unavailable`` fails as a rate-limited
+or down model server does (moving the step down its fallback chain), ``crash`` exits the
+process with status 3 and ``hang`` sleeps until the process is killed.
 
 Token usage is counted deterministically (whitespace-separated words of the prompt and the
 reply) and reported through CrewAI's own usage tracking, so ``crew.kickoff()`` usage
@@ -38,7 +39,12 @@ from crewai.utilities.message_utils import message_content_text
 from pydantic import Field, PrivateAttr
 
 from agentic.contracts import AgentProvider, ScriptedScript, ScriptedToolCall
-from agentic.errors import ConfigError, FatalStepFailure, RetryableStepFailure
+from agentic.errors import (
+    ConfigError,
+    FatalStepFailure,
+    ProviderUnavailable,
+    RetryableStepFailure,
+)
 
 CRASH_EXIT_CODE = 3
 DEFAULT_ANSWER = "Step {step_id} finished for topic {topic}."
@@ -142,6 +148,8 @@ class ScriptedLLM(BaseLLM):
             raise RetryableStepFailure(message, error_type="ScriptedError")
         if fail.mode == "fatal":
             raise FatalStepFailure(message, error_type="ScriptedFatalError")
+        if fail.mode == "unavailable":
+            raise ProviderUnavailable(message, error_type="ScriptedProviderUnavailable")
         if fail.mode == "crash":
             os._exit(CRASH_EXIT_CODE)
         while True:  # hang: only the step's timeout or a kill ends this

@@ -86,7 +86,13 @@ def execute_step(
         log.info("step %s/%s attempt %d failed: %s", spec.run_id, spec.step_id, spec.attempt, error)
         timing = Timing(started_at=started, finished_at=utcnow())
         return StepResult.failed(
-            spec.run_id, spec.step_id, spec.attempt, error, timing=timing, worker=worker_info(env)
+            spec.run_id,
+            spec.step_id,
+            spec.attempt,
+            error,
+            timing=timing,
+            worker=worker_info(env),
+            provider=_provider_id(spec),
         )
     return StepResult(
         run_id=spec.run_id,
@@ -99,7 +105,13 @@ def execute_step(
         timing=Timing(started_at=started, finished_at=utcnow()),
         worker=worker_info(env),
         reused_from=None,
+        provider=_provider_id(spec),
     )
+
+
+def _provider_id(spec: StepSpec) -> str | None:
+    provider = spec.agent_provider.get("id")
+    return provider if isinstance(provider, str) else None
 
 
 def _naming_the_endpoint(error: StepError, spec: StepSpec, env: Mapping[str, str]) -> StepError:

@@ -100,7 +100,9 @@ class Control:
                 continue
             self._runs[record.run_id] = driver
             progress = await self._io("reading progress", stored_progress, self.store, record)
-            await driver.resume(progress.committed, progress.attempts_seen)
+            await driver.resume(
+                progress.committed, progress.attempts_seen, progress.provider_failures
+            )
         if records:
             log.warning("coordinator resumed %d unfinished runs", len(records))
 

@@ -154,6 +154,6 @@ class RunOutbox:
         """The spec of the attempt ``command`` dispatches (written with the snapshot)."""
         self.timeouts_s[command.step_id] = command.timeout_s
         base = self._factory.spec(command.step_id)
-        spec = dispatched_spec(base, command, self._deps.settings)
+        spec = dispatched_spec(base, command, self._deps.settings, self._factory.workflow)
         self._unwritten.append(spec)
         return spec

@@ -26,6 +26,9 @@ class StoredProgress:
 
     committed: dict[str, StepResult]
     attempts_seen: dict[str, int]
+    provider_failures: dict[str, int]
+    """Ended attempts of uncommitted steps that failed with a provider failure: where in
+    its fallback chain each step goes on."""
 
 
 def unfinished_runs(store: RunStore) -> list[RunRecord]:
@@ -43,6 +46,7 @@ def stored_progress(store: RunStore, record: RunRecord) -> StoredProgress:
     assert record.workflow is not None
     committed: dict[str, StepResult] = {}
     seen: dict[str, int] = {}
+    moved: dict[str, int] = {}
     for step_id in record.workflow.task_sequence:
         result = store.read_result(record.run_id, step_id)
         if result is None:
@@ -52,9 +56,10 @@ def stored_progress(store: RunStore, record: RunRecord) -> StoredProgress:
                 result, _ = store.commit_result(success)
             elif attempts:
                 seen[step_id] = max(a.attempt for a in attempts)
+                moved[step_id] = sum(1 for a in attempts if a.error and a.error.provider_failed)
         if result is not None:
             committed[step_id] = result
-    return StoredProgress(committed=committed, attempts_seen=seen)
+    return StoredProgress(committed=committed, attempts_seen=seen, provider_failures=moved)
 
 
 def reusable_results(store: RunStore, record: RunRecord) -> dict[str, StepResult]:

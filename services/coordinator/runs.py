@@ -109,7 +109,12 @@ class RunDriver:
             )
             await self._execute(commands)
 
-    async def resume(self, committed: dict[str, StepResult], attempts_seen: dict[str, int]) -> None:
+    async def resume(
+        self,
+        committed: dict[str, StepResult],
+        attempts_seen: dict[str, int],
+        provider_failures: dict[str, int] | None = None,
+    ) -> None:
         """Continue a run after a coordinator restart, from what the store holds.
 
         The restored run dispatches each ready step's next attempt. An attempt that a worker
@@ -129,6 +134,7 @@ class RunDriver:
                 self._deps.settings,
                 committed,
                 attempts_seen,
+                provider_failures=provider_failures,
                 rng=SeededLazily(self.run_id).as_random(),
             )
             self._state = state

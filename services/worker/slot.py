@@ -365,7 +365,14 @@ def _timed_out(spec: StepSpec, detail: str, started_at: datetime | None) -> Step
     error = StepError(
         type=failures.TIMEOUT, message=f"attempt {spec.attempt} {detail}", retryable=True
     )
-    return failed_attempt(spec.run_id, spec.step_id, spec.attempt, error, started_at=started_at)
+    return failed_attempt(
+        spec.run_id,
+        spec.step_id,
+        spec.attempt,
+        error,
+        started_at=started_at,
+        provider=spec.agent_provider.get("id"),
+    )
 
 
 def _run_is_over(store: RunStore, run_id: str) -> bool:

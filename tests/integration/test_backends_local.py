@@ -102,9 +102,10 @@ def test_the_demo_gives_the_same_outputs_and_stored_steps_as_inprocess(
 # --- subprocess: retries, failures, timeouts, crashes, cancel, parallelism ----------------
 
 
-def test_a_retryable_failure_succeeds_on_the_second_attempt(store_url: str) -> None:
+@pytest.mark.parametrize("backend", ["subprocess", "inprocess"])
+def test_a_retryable_failure_succeeds_on_the_second_attempt(store_url: str, backend: str) -> None:
     agent = scripted_agent(fail=ScriptedFailure(times=1, mode="error", message="rate limited"))
-    run = run_workflow("subprocess", one_step(agent, retries=1), {}, store_url, settings=FAST_RETRY)
+    run = run_workflow(backend, one_step(agent, retries=1), {}, store_url, settings=FAST_RETRY)
 
     assert run.record.status == "succeeded"
     assert run.record.output == "only says hello to backends"
@@ -121,9 +122,10 @@ def test_a_retryable_failure_succeeds_on_the_second_attempt(store_url: str) -> N
     ]  # fmt: skip
 
 
-def test_a_fatal_failure_is_not_retried(store_url: str) -> None:
+@pytest.mark.parametrize("backend", ["subprocess", "inprocess"])
+def test_a_fatal_failure_is_not_retried(store_url: str, backend: str) -> None:
     agent = scripted_agent(fail=ScriptedFailure(times=5, mode="fatal", message="tool refused"))
-    run = run_workflow("subprocess", one_step(agent, retries=3), {}, store_url, settings=FAST_RETRY)
+    run = run_workflow(backend, one_step(agent, retries=3), {}, store_url, settings=FAST_RETRY)
 
     assert run.record.status == "failed"
     assert run.record.error is not None
@@ -228,11 +230,11 @@ def test_the_subprocess_backend_refuses_a_store_other_processes_cannot_see() -> 
 # --- inprocess: one kickoff, recorded like any other run ---------------------------------
 
 
-def test_inprocess_does_not_retry_and_a_failed_task_fails_the_run_naming_it(
+def test_inprocess_retries_a_failed_task_and_runs_the_rest_of_the_crew_from_it(
     store_url: str,
 ) -> None:
     good = scripted_agent("good")
-    bad = scripted_agent("bad", fail=ScriptedFailure(times=1, mode="error", message="flaky"))
+    bad = scripted_agent("bad", fail=ScriptedFailure(times=2, mode="error", message="flaky"))
     tasks = [
         TaskConfig(id=step, agent_provider_id=agent, description=f"Do {step}.",
                    expected_output="text", retries=3)
@@ -240,25 +242,75 @@ def test_inprocess_does_not_retry_and_a_failed_task_fails_the_run_naming_it(
     ]  # fmt: skip
     wf = WorkflowConfig(name="three", agent_providers=[good, bad], tasks=tasks,
                         task_sequence=["first", "second", "third"])  # fmt: skip
-    run = run_workflow("inprocess", wf, {"topic": "failures"}, store_url)
+    run = run_workflow("inprocess", wf, {"topic": "failures"}, store_url, settings=FAST_RETRY)
+
+    assert run.record.status == "succeeded", run.record.error
+    store = open_store(store_url)
+    assert store.read_run(run.record.run_id) == run.record
+    attempts = {s: store.read_attempts(run.record.run_id, s) for s in ("first", "second", "third")}
+    # The first task is not run again; the second fails twice and succeeds on attempt 3.
+    assert [a.status for a in attempts["first"]] == ["succeeded"]
+    assert [(a.attempt, a.status) for a in attempts["second"]] == [
+        (1, "failed"), (2, "failed"), (3, "succeeded"),
+    ]  # fmt: skip
+    assert [a.status for a in attempts["third"]] == ["succeeded"]
+    second = store.read_result(run.record.run_id, "second")
+    assert second is not None and second.attempt == 3 and second.provider == "bad"
+    # The third task still sees the first one's output although it ran in a later crew.
+    third = store.read_spec(run.record.run_id, "third")
+    assert "Outputs of earlier steps" in third.task.description
+    assert [(e.type, e.step_id, e.attempt) for e in run.events if e.step_id == "second"] == [
+        ("step_ready", "second", 1), ("step_started", "second", 1),
+        ("step_failed", "second", 1), ("step_retrying", "second", 2),
+        ("step_ready", "second", 2), ("step_started", "second", 2),
+        ("step_failed", "second", 2), ("step_retrying", "second", 3),
+        ("step_ready", "second", 3), ("step_started", "second", 3),
+        ("step_succeeded", "second", 3),
+    ]  # fmt: skip
+
+
+def test_inprocess_fails_the_run_naming_the_task_when_its_retries_run_out(
+    store_url: str,
+) -> None:
+    good = scripted_agent("good")
+    bad = scripted_agent("bad", fail=ScriptedFailure(times=5, mode="error", message="flaky"))
+    tasks = [
+        TaskConfig(id=step, agent_provider_id=agent, description=f"Do {step}.",
+                   expected_output="text", retries=1)
+        for step, agent in (("first", "good"), ("second", "bad"), ("third", "good"))
+    ]  # fmt: skip
+    wf = WorkflowConfig(name="three", agent_providers=[good, bad], tasks=tasks,
+                        task_sequence=["first", "second", "third"])  # fmt: skip
+    run = run_workflow("inprocess", wf, {"topic": "failures"}, store_url, settings=FAST_RETRY)
 
     assert run.record.status == "failed"
-    assert "step 'second' failed after 1 attempt" in (run.record.error or "")
+    assert "step 'second' failed after 2 attempts (retries exhausted)" in (run.record.error or "")
     assert "flaky" in (run.record.error or "")
     assert {s.step_id: s.status for s in run.record.steps} == {
         "first": "succeeded", "second": "failed", "third": "skipped",
     }  # fmt: skip
     store = open_store(store_url)
-    assert store.read_run(run.record.run_id) == run.record
-    assert len(store.read_attempts(run.record.run_id, "second")) == 1
+    assert len(store.read_attempts(run.record.run_id, "second")) == 2
     failed = store.read_result(run.record.run_id, "second")
-    assert failed is not None and failed.status == "failed"
+    assert failed is not None and failed.status == "failed" and failed.attempt == 2
     assert store.read_result(run.record.run_id, "third") is None
-    assert [(e.type, e.step_id) for e in run.events] == [
-        ("step_ready", "first"), ("step_started", "first"), ("step_succeeded", "first"),
-        ("step_ready", "second"), ("step_started", "second"), ("step_failed", "second"),
-        ("failed", "second"),
-    ]  # fmt: skip
+
+
+def test_inprocess_stops_a_task_past_its_timeout_and_retries_it(store_url: str) -> None:
+    # Each reply takes 1.5 s: a timeout that did not stop the task would let it succeed.
+    slow = scripted_agent("slow", delay_s=1.5)
+    wf = one_step(slow, timeout_s=0.5, retries=1)
+    run = run_workflow("inprocess", wf, {}, store_url, settings=FAST_RETRY)
+
+    assert run.record.status == "failed"
+    assert "after 2 attempts (retries exhausted)" in (run.record.error or "")
+    attempts = open_store(store_url).read_attempts(run.record.run_id, "only")
+    assert [(a.attempt, a.error.type if a.error else None) for a in attempts] == [
+        (1, "StepTimeout"),
+        (2, "StepTimeout"),
+    ]
+    first = attempts[0].error
+    assert first is not None and "exceeded its timeout of 0.5 s" in first.message
 
 
 def test_ctrl_c_during_an_inprocess_run_records_it_cancelled(store_url: str) -> None:

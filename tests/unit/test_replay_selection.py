@@ -161,7 +161,7 @@ def test_the_inprocess_crew_keeps_the_remaining_tasks_with_reused_outputs_writte
     diamond, store
 ):
     committed(store, "old", diamond, {"a": "succeeded", "c": "succeeded"})
-    reused = {s: store.read_result("old", s) for s in ("a", "c")}
+    reused = {s: store.read_result("old", s).output for s in ("a", "c")}
     specs = materialize(
         diamond, run_id="new", inputs={"topic": "t"}, store_url=store.url, settings=Settings()
     )

@@ -1,4 +1,4 @@
-"""The ``inprocess`` backend (the default): the whole workflow as one CrewAI ``kickoff()``.
+"""The ``inprocess`` backend (the default): the workflow as a CrewAI ``kickoff()``.
 
 CrewAI runs the crew in this process with its own context passing between tasks, so a run
 needs no broker and no child process. The run is still recorded like any other:
@@ -6,9 +6,10 @@ needs no broker and no child process. The run is still recorded like any other:
 * every step's ``spec.json`` is written when the step becomes ready, materialized exactly
   as the other backends materialize it (prior outputs merged), so a run can be shown and
   replayed on any backend;
-* every task's StepResult is written as attempt 1 and committed as the step's result the
-  moment the task completes, in one write (:meth:`~agentic.store.RunStore.commit_attempt`),
-  so a crash later leaves the finished steps in the store;
+* every task's StepResult is written as its attempt the moment the task completes, and
+  committed as the step's result in the same write when it is final (a success, or a
+  failure no retry follows: :meth:`~agentic.store.RunStore.commit_attempt`), so a crash
+  later leaves the finished steps in the store;
 * ``run.json`` and the run events follow the coordinator state machine, as on the other
   backends: ``step_ready``, ``step_started``, ``step_succeeded`` / ``step_failed``, then
   ``succeeded`` with the last step's output or ``failed`` naming the step. Events are
@@ -24,9 +25,17 @@ A replay (``reused`` results) kicks off the crew of the remaining tasks only, wi
 reused outputs written into the descriptions of the tasks that see them
 (:mod:`agentic.backends.inprocess.reuse`): no model is called for a reused step.
 
-Semantics that differ from the step-per-process backends, because CrewAI's whole-crew
-kickoff cannot restart one task: **no per-step retries** (a failed task fails the run; use
-``subprocess``, ``kubernetes`` or ``nats`` for retries) and **no per-step timeouts**.
+Retries, timeouts and fallback follow the same state machine as the other backends.
+CrewAI's kickoff cannot restart one task, so a failed task ends its kickoff; when the
+machine retries it, the rest of the workflow (the failed task onwards, its attempt number
+raised, on the next provider of its fallback chain after a provider failure) is kicked off
+as a new crew once the retry is due, with the outputs of the steps done so far written in
+as a replay's are. A task past its ``timeout_s`` is interrupted as Ctrl-C interrupts a
+kickoff (:class:`~agentic.recording.cancel.MainThreadInterrupter` arms a deadline when the
+task starts) and recorded as a ``StepTimeout``; the model call it waited for is abandoned
+on CrewAI's executor thread. Interrupting needs the main thread: a run driven from another
+thread has no timeouts (and no ``agentic cancel``).
+
 Ctrl-C ends the kickoff and the run is recorded ``cancelled``; so does ``agentic cancel``
 from another process when the run is driven from the main thread (it interrupts the kickoff
 the same way, see :mod:`agentic.recording.cancel`). A model call that never answers does
@@ -37,6 +46,7 @@ for the abandoned call (``agentic.cli.main``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
@@ -69,7 +79,7 @@ if TYPE_CHECKING:
 
 
 class InprocessBackend:
-    """Runs a workflow as one CrewAI crew in the calling thread."""
+    """Runs a workflow as CrewAI crews in the calling thread (see the module docstring)."""
 
     name = "inprocess"
 
@@ -88,36 +98,61 @@ class InprocessBackend:
         committed to this run marked ``reused_from``; the crew runs only the other tasks.
         """
         reused = dict(reused or {})
-        started = start_run(record, store, settings, reused=reused, adapt=without_retries)
+        started = start_run(record, store, settings, reused=reused)
         state = started.state
         # The kickoff must not wait for fsync'd writes: they go in order on a writer thread.
         with WriteBehindStore(store) as writes:
             deferred = cast("RunStore", writes)
             journal = RunJournal(deferred, record, state, on_event)
-            recorder = _Recorder(deferred, settings, started.specs, journal)
+            interrupter = MainThreadInterrupter(store, cancel_scope(record))
+            recorder = _Recorder(deferred, settings, started.specs, journal, interrupter)
             recorder.execute(started.commands)
             if not state.finished:
                 journal.start()
-            crew, literal = remaining_crew(
-                started.workflow,
-                started.specs,
-                reused,
-                max_chars=settings.prior_output_max_chars,
-            )
-            interrupter = MainThreadInterrupter(store, cancel_scope(record))
             try:
                 with interrupter:
-                    if not state.finished:
-                        _kickoff(record, store, recorder, crew, {**literal, **record.inputs})
+                    _drive(record, store, recorder, started.workflow)
             except KeyboardInterrupt:
                 recorder.execute(state.on_cancel(interrupter.reason or CANCELLED_BY_INTERRUPT))
         return journal.record
 
 
-def without_retries(wf: WorkflowConfig) -> WorkflowConfig:
-    """``wf`` with ``retries: 0`` on every task: a kickoff cannot retry one task."""
-    tasks = [task.model_copy(update={"retries": 0}) for task in wf.tasks]
-    return wf.model_copy(update={"tasks": tasks})
+def _drive(
+    record: RunRecord,
+    store: RunStore,
+    recorder: _Recorder,
+    workflow: WorkflowConfig,
+) -> None:
+    """Kick off crews until the run ends: the whole workflow (less its reused steps), then
+    after each failure the machine retries the rest of it, once the retry is due."""
+    state = recorder.journal.state
+    while not state.finished:
+        due = recorder.next_retry()
+        if due is not None:
+            step_id, at = due
+            _sleep_until(at)  # a cancel or Ctrl-C interrupts the wait
+            recorder.retry_due(step_id)
+            continue
+        crew, literal = remaining_crew(
+            workflow,
+            recorder.specs,
+            state.outputs(),
+            max_chars=recorder.settings.prior_output_max_chars,
+            providers=recorder.providers(),
+        )
+        try:
+            _kickoff(record, store, recorder, crew, {**literal, **record.inputs})
+        except KeyboardInterrupt:
+            timed_out = recorder.interrupter.timed_out
+            if timed_out is None:
+                raise  # a cancel or Ctrl-C: the run ends
+            recorder.interrupter.surfaced()
+            recorder.execute(state.on_timeout(timed_out.step_id, timed_out.attempt))
+
+
+def _sleep_until(at: float) -> None:
+    while (left := at - time.monotonic()) > 0:
+        time.sleep(min(left, 0.25))
 
 
 def _kickoff(
@@ -145,11 +180,14 @@ def _kickoff(
             inputs=inputs,
             on_step=recorder.on_step,
             store=store,
+            attempts=recorder.attempts(),
         )
     except StepFailure:
-        pass  # on_step received the failed task's result; the run is already failed
+        pass  # on_step received the failed task's result; the machine decided what follows
     except Exception as exc:  # the crew could not be built: no task ran
         recorder.crew_failed(step_error_from(exc))
+    finally:
+        recorder.interrupter.disarm()
 
 
 class _Recorder(JournalTransport):
@@ -161,17 +199,56 @@ class _Recorder(JournalTransport):
         settings: Settings,
         specs: dict[str, StepSpec],
         journal: RunJournal,
+        interrupter: MainThreadInterrupter,
     ) -> None:
         self.crew_order: list[str] = []
+        self.interrupter = interrupter
+        self.settings = settings
+        self.specs = specs
         self._journal = journal
         self._store = store
         self._settings = settings
         self._specs = specs
         self._state = journal.state
+        self._dispatched: dict[str, Dispatch] = {}
+        self._retries: dict[str, float] = {}  # step -> monotonic time its retry is due
+        self._results: dict[tuple[str, int], StepResult] = {}
+
+    # --- what the next crew runs ----------------------------------------------------------
+
+    def attempts(self) -> dict[str, int]:
+        """The attempt each dispatched step runs as (a step dispatched later: its first)."""
+        return {step_id: command.attempt for step_id, command in self._dispatched.items()}
+
+    def providers(self) -> dict[str, str]:
+        """Steps whose next attempt runs on a fallback provider, and that provider."""
+        return {
+            step_id: command.provider
+            for step_id, command in self._dispatched.items()
+            if command.provider is not None
+        }
+
+    def next_retry(self) -> tuple[str, float] | None:
+        """The step whose retry is due first and when, if no dispatched step waits to run."""
+        if not self._retries:
+            return None
+        step_id = min(self._retries, key=self._retries.__getitem__)
+        return step_id, self._retries[step_id]
+
+    def retry_due(self, step_id: str) -> None:
+        del self._retries[step_id]
+        self.execute(self._state.on_retry_due(step_id))
+
+    # --- events from the crew -------------------------------------------------------------
 
     def on_step(self, result: StepResult) -> None:
         """A task of the crew finished: record it, advance the run, save ``run.json`` once."""
-        self._store.commit_attempt(result)
+        self.interrupter.disarm()
+        self._results[result.step_id, result.attempt] = result
+        if result.status == "succeeded" or not result.failure.retryable:
+            self._store.commit_attempt(result)
+        else:  # the machine may retry it; a last failure is committed by CommitFailure
+            self._store.write_attempt(result)
         if result.status == "succeeded":
             self.execute(
                 self._state.on_step_succeeded(result.step_id, result.attempt, result.output)
@@ -184,15 +261,25 @@ class _Recorder(JournalTransport):
 
     def crew_reached(self, position: int) -> None:
         """CrewAI starts the task at ``position`` of its sequential order next."""
-        if position < len(self.crew_order) and not self._state.finished:
-            self.execute(self._state.on_step_started(self.crew_order[position], 1))
+        if position >= len(self.crew_order) or self._state.finished:
+            return
+        step_id = self.crew_order[position]
+        command = self._dispatched.get(step_id)
+        if command is None:
+            return
+        self.execute(self._state.on_step_started(step_id, command.attempt))
+        self.interrupter.arm(step_id, command.attempt, command.timeout_s)
 
     def crew_failed(self, error: StepError) -> None:
         """The crew failed outside any task: record the error on the step about to run."""
-        running = [s.step_id for s in self._state.snapshot() if s.status == "running"]
+        running = [s for s in self._state.snapshot() if s.status == "running"]
         if not running:
             return
-        result = failed_attempt(self.journal.record.run_id, running[0], 1, error)
+        step = running[0]
+        provider = self._state.provider_of(step.step_id)
+        result = failed_attempt(
+            self.journal.record.run_id, step.step_id, step.attempt, error, provider=provider
+        )
         self.on_step(result)
 
     def execute(self, commands: list[Command]) -> None:
@@ -207,20 +294,26 @@ class _Recorder(JournalTransport):
     # --- commands (agentic.recording.reactions.Transport) -------------------------------
 
     def record_failure(self, command: RecordFailure) -> None:
-        record_failure(self._store, self.journal.record.run_id, command)
+        result = record_failure(self._store, self.journal.record.run_id, command)
+        self._results[command.step_id, command.attempt] = result
 
     def commit_failure(self, command: CommitFailure) -> None:
-        """Nothing left to do: :meth:`on_step` commits every task's result, failures too."""
+        """Commit the step's last failure (a fatal one was committed as it was recorded)."""
+        result = self._results.get((command.step_id, command.attempt))
+        if result is not None and result.failure.retryable:
+            self._store.commit_result(result)
 
     def dispatch(self, command: Dispatch) -> None:
+        self._dispatched[command.step_id] = command
         self._write_spec(command)
 
     def terminate(self, command: Terminate) -> None:
-        """The kickoff is one call: a task cannot be stopped alone (and the machine only
-        terminates steps of a run that is ending, which Ctrl-C or the error ends anyway)."""
+        """A task of a kickoff cannot be stopped alone: a timed-out one was interrupted
+        (the kickoff with it), and the machine terminates the others only when the run
+        ends, which the error or the cancel ends anyway."""
 
     def schedule_retry(self, command: ScheduleRetry) -> None:
-        raise AssertionError("an in-process run has no retries (retries: 0 on every task)")
+        self._retries[command.step_id] = time.monotonic() + command.delay_s
 
 
 def create_backend(**options: object) -> InprocessBackend:

@@ -333,7 +333,12 @@ class JobLauncher:
         error = StepError(type=failure.type, message=message, retryable=failure.retryable)
         self._store.write_attempt(
             failed_attempt(
-                spec.run_id, spec.step_id, spec.attempt, error, started_at=handle.started_at
+                spec.run_id,
+                spec.step_id,
+                spec.attempt,
+                error,
+                started_at=handle.started_at,
+                provider=spec.agent_provider.get("id"),
             )
         )
 
