@@ -110,6 +110,12 @@ def scan_catalog(
             continue
         for kind in KINDS:
             _load_kind(root / kind, kind, catalog, problems, broken[kind])
+    for name, provider in catalog.agent_providers.items():
+        source = catalog.source_of("agent_providers", name) or name
+        for index, fallback in enumerate(provider.fallback):
+            if fallback not in catalog.agent_providers and fallback not in broken["agent_providers"]:
+                message = f"falls back to unknown agent provider {fallback!r}"
+                problems.append(Problem(source, f"fallback[{index}]", message))
     for name, definition in catalog.workflows.items():
         source = catalog.source_of("workflows", name) or name
         _, issues = resolution_issues(definition, catalog, broken=broken)

@@ -132,6 +132,7 @@ def _attempt_json(result: StepResult) -> dict[str, Any]:
         "started_at": _iso(result.timing.started_at),
         "finished_at": _iso(result.timing.finished_at),
         "duration_s": result.timing.duration_s,
+        "provider": result.provider,
         "worker": worker_label(result) or None,
         "error": result.error.model_dump(mode="json") if result.error else None,
         "usage": usage_json(result.usage),

@@ -141,6 +141,9 @@ def step_note(step: StepView) -> str:
         return one_line(f"retry in {delay:.1f}s; {_error_note(step.error)}")
     if step.status == "failed":
         return _error_note(step.error)
+    if step.fallback and step.status in ("ready", "running"):
+        said = f"; {step.message}" if step.message else ""
+        return one_line(f"on fallback provider {step.fallback}{said}")
     return one_line(step.message)
 
 
@@ -185,7 +188,7 @@ def plain_line(event: RunEvent, row: StepRow | None) -> str | None:
     if event.type in ("step_succeeded", "step_failed"):
         duration = format_duration(row.duration_s(event.ts))
         text += f" in {duration}" if duration else ""
-    if row.note and event.type != "step_ready":
+    if row.note and (event.type != "step_ready" or row.status == "ready"):
         text += f": {row.note}"
     return text
 

@@ -206,9 +206,10 @@ def _header(detail: RunDetail) -> Text:
 
 
 def timeline_table(detail: RunDetail) -> Table:
-    """Every attempt of every step: status, start, duration, worker, tokens, error."""
+    """Every attempt of every step: status, start, duration, provider, worker, tokens, error."""
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for name in ("step", "attempt", "status", "started", "duration", "worker", "tokens"):
+    names = ("step", "attempt", "status", "started", "duration", "provider", "worker", "tokens")
+    for name in names:
         right = name in ("attempt", "duration", "tokens")
         table.add_column(name, justify="right" if right else "left", no_wrap=True)
     table.add_column("cost", justify="right")
@@ -219,7 +220,7 @@ def timeline_table(detail: RunDetail) -> Table:
 
 
 def _add_step_rows(table: Table, step: StepDetail) -> None:
-    blank = [""] * 6
+    blank = [""] * 7
     results = step.attempts or ([step.result] if step.result is not None else [])
     if not results:
         table.add_row(step.step_id, "", _status(step.status), *blank)
@@ -237,6 +238,7 @@ def _add_step_rows(table: Table, step: StepDetail) -> None:
             _status(result.status),
             format_time(result.timing.started_at, date=False),
             format_duration(result.timing.duration_s),
+            result.provider or "",
             worker_label(result),
             f"{usage.total_tokens:,}",
             f"${usage.cost_usd:.4f}" if usage.cost_usd is not None else "",

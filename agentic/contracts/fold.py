@@ -29,6 +29,7 @@ from agentic.contracts.events import (
     EndType,
     StepFailedData,
     StepProgressData,
+    StepReadyData,
     StepRetryingData,
     StepSucceededData,
     end_details,
@@ -87,6 +88,7 @@ class StepView:
         reused: Its result was taken over from an earlier run (a replay).
         reused_from: That run, when the event names it.
         message: The running attempt's last progress note.
+        fallback: The fallback provider the current attempt runs on (None: its own).
     """
 
     step_id: str
@@ -100,6 +102,7 @@ class StepView:
     reused: bool = False
     reused_from: str | None = None
     message: str = ""
+    fallback: str | None = None
 
     @property
     def state(self) -> StepState:
@@ -273,7 +276,11 @@ def _stopped(step: StepView, at: datetime) -> StepView:
 
 def _ready(step: StepView, event: RunEvent) -> StepView:
     # A new attempt: nothing of the last one (its error, its clock) carries over.
-    return StepView(step.step_id, step.status, step.attempt, ready_at=event.ts)
+    payload = payload_or_none(event)
+    fallback = None
+    if isinstance(payload, StepReadyData) and payload.fallback:
+        fallback = payload.provider
+    return StepView(step.step_id, step.status, step.attempt, ready_at=event.ts, fallback=fallback)
 
 
 def _started(step: StepView, event: RunEvent) -> StepView:

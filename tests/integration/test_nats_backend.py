@@ -56,8 +56,38 @@ HANGING = """\
       replies: ["never"]
       fail: {times: 9, mode: hang}
 """
+DOWN = """\
+    id: down
+    type: scripted
+    role: Overloaded
+    goal: Answer {topic}
+    backstory: Its server answers 503.
+    script:
+      replies: ["never"]
+      fail: {times: 9, mode: unavailable, message: "503 overloaded"}
+    fallback: [spare]
+"""
+SPARE = """\
+    id: spare
+    type: scripted
+    role: Spare
+    goal: Answer {topic}
+    backstory: Takes over.
+    script:
+      replies: ["the spare answered {step_id}"]
+"""
 WORKFLOWS = {
     "agent_providers/slow.yaml": SLOW_STEPS,
+    "agent_providers/down.yaml": DOWN,
+    "agent_providers/spare.yaml": SPARE,
+    "workflows/fallback.yaml": """\
+        workflow:
+          name: fallback
+          agent_providers: [down]
+          tasks:
+            - {id: ask, agent_provider_id: down, description: Ask, expected_output: x,
+               retries: 0}
+    """,
     "agent_providers/hanging.yaml": HANGING,
     "workflows/slow.yaml": """\
         workflow:
@@ -343,6 +373,21 @@ def test_a_client_with_a_store_of_its_own_records_the_run_from_its_events(
     assert mine.status == "succeeded" and mine.output == "slow words on patience from third"
     assert [s.status for s in mine.steps] == ["succeeded"] * 3
     assert open_store(store_url(stack)).read_result("elsewhere-1", "third") is not None
+
+
+def test_a_worker_runs_the_next_attempt_on_the_fallback_provider(stack: ProcessStack) -> None:
+    proc = agentic(
+        "run", "fallback", "--backend", "nats", "--run-id", "nats-fallback", env=client_env(stack)
+    )
+    out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 0, err
+    assert "the spare answered ask" in out
+    attempts = open_store(store_url(stack)).read_attempts("nats-fallback", "ask")
+    assert [(a.attempt, a.status, a.provider) for a in attempts] == [
+        (1, "failed", "down"),
+        (2, "succeeded", "spare"),
+    ]
 
 
 # --- guarantee 7 and Ctrl-C: cancellation ------------------------------------------------------

@@ -8,6 +8,7 @@ server saw: how many requests, when, with which headers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -89,8 +90,9 @@ def send(
     handler.wfile.write(data)
 
 
-@pytest.fixture
-def server() -> Iterator[ModelServer]:
+@contextlib.contextmanager
+def serving() -> Iterator[ModelServer]:
+    """A model server on a free loopback port, answering until the block ends."""
     state = ModelServer(url="", reply=answer)
 
     class Handler(BaseHTTPRequestHandler):
@@ -112,6 +114,12 @@ def server() -> Iterator[ModelServer]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[ModelServer]:
+    with serving() as state:
+        yield state
 
 
 def provider(**fields: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from agentic.catalog import (
     check_workflow,
     load_catalog,
     load_workflow,
+    require_workflow_env,
     resolve_workflow,
     validate_path,
 )
@@ -309,3 +310,79 @@ def test_check_workflow_refuses_a_planned_workflow_with_a_cycle():
 
     with pytest.raises(CatalogError, match="depends_on cycle: benefits -> summary -> benefits"):
         check_workflow(planned)
+
+
+# --- fallback chains ---------------------------------------------------------------------------
+
+
+def test_a_fallback_provider_is_embedded_from_the_catalog_and_the_legacy_key_is_a_chain(tmp_path):
+    legacy = SCRIPTED_AGENT.format(id="alpha") + "exec_fallback_provider: backup\n"
+    root = make_catalog(
+        tmp_path,
+        {
+            "agent_providers/alpha.yaml": legacy,
+            "agent_providers/backup.yaml": SCRIPTED_AGENT.format(id="backup"),
+            "workflows/flow.yaml": workflow_yaml(task_yaml("one"), agents="[alpha]"),
+        },
+    )
+
+    wf = load_workflow("flow", load_catalog([root], env=NO_ENV))
+
+    assert wf.provider("alpha").fallback == ["backup"]
+    assert [p.id for p in wf.agent_providers] == ["alpha", "backup"]
+    assert wf.provider_chain("one") == ["alpha", "backup"]
+    assert validate_path(root) == []
+
+
+def test_a_fallback_naming_no_provider_is_an_error_naming_the_field(tmp_path):
+    chained = SCRIPTED_AGENT.format(id="alpha") + "fallback: [nobody]\n"
+    root = make_catalog(tmp_path, {"agent_providers/alpha.yaml": chained})
+
+    with pytest.raises(CatalogError) as info:
+        load_workflow("flow", load_catalog([root], env=NO_ENV))
+
+    # The provider's own file is named, whether a workflow uses it or not.
+    assert info.value.field == "fallback[0]"
+    assert str(info.value.file).endswith("agent_providers/alpha.yaml")
+    assert "falls back to unknown agent provider 'nobody'" in str(info.value)
+    # An inline provider of a workflow: the workflow's field.
+    inline = "[{id: solo, type: scripted, role: r, goal: g, backstory: b, script: {}, " + (
+        "fallback: [nobody]}]"
+    )
+    path = tmp_path / "inline.yaml"
+    text = workflow_yaml(task_yaml("one", "solo"), agents=inline)
+    path.write_text(text.replace("mcp_providers: [tools]", ""))
+    with pytest.raises(CatalogError) as info:
+        load_workflow(str(path), load_catalog([], env=NO_ENV))
+    assert info.value.field == "workflow.agent_providers[0].fallback[0]"
+
+
+def test_a_provider_cannot_fall_back_to_itself_or_name_its_chain_twice(tmp_path):
+    itself = SCRIPTED_AGENT.format(id="alpha") + "fallback: [alpha]\n"
+    both = SCRIPTED_AGENT.format(id="beta") + "fallback: [alpha]\nexec_fallback_provider: gamma\n"
+    root = make_catalog(
+        tmp_path, {"agent_providers/alpha.yaml": itself, "agent_providers/beta.yaml": both}
+    )
+
+    found = [problem.message for problem in problems_of(root)]
+
+    assert any("cannot fall back to itself" in message for message in found), found
+    assert any("not both" in message for message in found), found
+
+
+def test_a_fallback_providers_variables_are_required_as_the_tasks_own_are(tmp_path):
+    gated = SCRIPTED_AGENT.format(id="backup") + "required_env: [BACKUP_KEY]\n"
+    chained = SCRIPTED_AGENT.format(id="alpha") + "fallback: [backup]\n"
+    root = make_catalog(
+        tmp_path,
+        {
+            "agent_providers/alpha.yaml": chained,
+            "agent_providers/backup.yaml": gated,
+            "workflows/flow.yaml": workflow_yaml(task_yaml("one"), agents="[alpha]"),
+        },
+    )
+    catalog = load_catalog([root], env={"BACKUP_KEY": "set"})
+    wf = load_workflow("flow", catalog)
+
+    with pytest.raises(MissingEnvError, match="BACKUP_KEY"):
+        require_workflow_env(wf, {})

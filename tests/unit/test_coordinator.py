@@ -20,6 +20,7 @@ from agentic.coordinator import (
     Dispatch,
     Emit,
     FinishRun,
+    RecordFailure,
     RunState,
     ScheduleRetry,
     Terminate,
@@ -454,3 +455,92 @@ def test_a_dependency_on_an_unknown_step_names_the_field_of_the_task() -> None:
         CatalogError, match=r"workflow\.tasks\[1\]\.depends_on: unknown task 'nope'"
     ):
         dependencies(wf)
+
+
+# --- fallback chains ------------------------------------------------------------------
+
+UNAVAILABLE = StepError(
+    type="RateLimitError", message="429 slow down", retryable=True, provider_failed=True
+)
+
+
+def chained(retries: int, *fallbacks: str) -> WorkflowConfig:
+    """One step on ``writer``, which falls back to ``fallbacks`` in order."""
+    backups = [PROVIDER.model_copy(update={"id": name}) for name in fallbacks]
+    primary = PROVIDER.model_copy(update={"fallback": list(fallbacks)})
+    return WorkflowConfig(
+        name="wf",
+        agent_providers=[primary, *backups],
+        tasks=[task("a", retries=retries)],
+        task_sequence=["a"],
+    )
+
+
+def providers(commands: list[Command]) -> list[str | None]:
+    return [c.provider for c in commands if isinstance(c, Dispatch)]
+
+
+def test_a_provider_failure_moves_the_next_attempt_down_the_chain_at_once() -> None:
+    state, commands = start(chained(0, "backup", "last"))
+    assert providers(commands) == [None]  # the task's own provider: the spec as materialized
+
+    commands = state.on_step_failed("a", 1, UNAVAILABLE)
+    # No retries configured, and still a second attempt: each provider gets its turn, now.
+    assert only(commands, ScheduleRetry) == [ScheduleRetry("a", 2, 0.0)]
+    commands = state.on_retry_due("a")
+    assert providers(commands) == ["backup"]
+    ready = only(commands, Emit)[0]
+    assert ready.data == {"prior_steps": [], "provider": "backup", "fallback": True}
+
+    state.on_step_failed("a", 2, UNAVAILABLE)
+    assert providers(state.on_retry_due("a")) == ["last"]
+    # Past the end of the chain the step has its own retries (none): the run fails.
+    end = finish(state.on_step_failed("a", 3, UNAVAILABLE))
+    assert end is not None and end.status == "failed"
+    assert "after 3 attempts" in (end.error or "")
+
+
+def test_other_failures_retry_on_the_same_provider_and_the_chain_keeps_the_retries() -> None:
+    state, _ = start(chained(1, "backup"))
+    state.on_step_failed("a", 1, RETRYABLE)  # not the provider's fault: same provider
+    assert providers(state.on_retry_due("a")) == [None]
+    state.on_step_failed("a", 2, UNAVAILABLE)
+    assert providers(state.on_retry_due("a")) == ["backup"]
+    # The one retry was used on the first provider; the move to the backup did not use one.
+    end = finish(state.on_step_failed("a", 3, RETRYABLE))
+    assert end is not None and end.status == "failed"
+
+
+def test_a_timed_out_step_stays_on_its_provider() -> None:
+    state, _ = start(chained(1, "backup"))
+    state.on_timeout("a", 1)
+    assert providers(state.on_retry_due("a")) == [None]
+
+
+def test_a_fatal_provider_error_does_not_fall_back() -> None:
+    state, _ = start(chained(2, "backup"))
+    fatal = StepError(type="AuthenticationError", message="bad key", provider_failed=True)
+    end = finish(state.on_step_failed("a", 1, fatal))
+    assert end is not None and end.status == "failed"
+
+
+def test_a_failure_the_driver_records_names_the_provider_that_ran() -> None:
+    state, _ = start(chained(1, "backup"))
+    state.on_step_failed("a", 1, UNAVAILABLE)
+    state.on_retry_due("a")
+    commands = state.on_timeout("a", 2)
+    assert [c.provider for c in only(commands, RecordFailure)] == ["backup"]
+
+
+def test_restore_goes_on_where_the_chain_was() -> None:
+    state, commands = RunState.restore(
+        chained(0, "backup", "last"),
+        "run-1",
+        settings(),
+        {},
+        {"a": 1},
+        provider_failures={"a": 1},
+        rng=random.Random(1),
+    )
+    assert dispatches(commands) == [("a", 2)]
+    assert providers(commands) == ["backup"]

@@ -95,6 +95,21 @@ def test_a_retried_step_shows_the_error_the_delay_and_then_its_new_attempt() -> 
     assert row.duration_s(T0) == 0.5  # the second attempt's own duration
 
 
+def test_an_attempt_on_a_fallback_provider_says_which_until_the_step_ends() -> None:
+    progress = RunProgress(["write"])
+    error = {"type": "RateLimitError", "message": "429", "retryable": True, "provider_failed": True}
+    progress.apply(event(1, "step_failed", "write", 1, error=error, will_retry=True))
+    ready = event(2, "step_ready", "write", 2, prior_steps=[], provider="spare", fallback=True)
+    line = plain_line(ready, progress.apply(ready))
+    assert line is not None and line.endswith("write ready (attempt 2): on fallback provider spare")
+
+    progress.apply(event(3, "step_started", "write", 2, at=0.5))
+    (row,) = progress.rows()
+    assert (row.status, row.note) == ("running", "on fallback provider spare")
+    progress.apply(event(4, "step_succeeded", "write", 2, at=1.0))
+    assert progress.rows()[0].note == ""
+
+
 def test_a_reused_step_says_so() -> None:
     progress = RunProgress(["research"])
     progress.apply(event(1, "step_succeeded", "research", 1, reused=True))
