@@ -110,10 +110,11 @@ def scan_catalog(
             continue
         for kind in KINDS:
             _load_kind(root / kind, kind, catalog, problems, broken[kind])
+    known = set(catalog.agent_providers) | broken["agent_providers"]
     for name, provider in catalog.agent_providers.items():
         source = catalog.source_of("agent_providers", name) or name
         for index, fallback in enumerate(provider.fallback):
-            if fallback not in catalog.agent_providers and fallback not in broken["agent_providers"]:
+            if fallback not in known:
                 message = f"falls back to unknown agent provider {fallback!r}"
                 problems.append(Problem(source, f"fallback[{index}]", message))
     for name, definition in catalog.workflows.items():

@@ -533,7 +533,7 @@ def test_a_failure_the_driver_records_names_the_provider_that_ran() -> None:
 
 
 def test_restore_goes_on_where_the_chain_was() -> None:
-    state, commands = RunState.restore(
+    _, commands = RunState.restore(
         chained(0, "backup", "last"),
         "run-1",
         settings(),
