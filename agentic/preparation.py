@@ -142,6 +142,8 @@ def prepare_run(
         workflow, plan = planned.workflow, planned.plan
     else:
         workflow = _resolve(request, catalog)
+    if request.max_cost_usd is not None:
+        workflow = workflow.model_copy(update={"max_cost_usd": request.max_cost_usd})
     run_id = check_id(request.run_id, "run id") if request.run_id else new_run_id()
     return RunRecord(
         run_id=run_id,

@@ -61,6 +61,14 @@ SessionOpt = Annotated[
         "--session", help="With --goal: the planner sees this session's earlier goals and answers."
     ),
 ]
+MaxCost = Annotated[
+    float | None,
+    typer.Option(
+        "--max-cost-usd",
+        help="Fail the run once its attempts cost more than this many US dollars "
+        "(overrides the workflow's max_cost_usd).",
+    ),
+]
 Detach = Annotated[
     bool,
     typer.Option("--detach", help="Print the run id and return (a backend with workers: nats)."),
@@ -83,6 +91,7 @@ def run(
     iterative: Iterative = False,
     max_rounds: MaxRounds = None,
     session: SessionOpt = None,
+    max_cost_usd: MaxCost = None,
 ) -> None:
     """Run a workflow and wait for it: live progress, then the final output.
 
@@ -108,6 +117,7 @@ def run(
         run_id=run_id,
         labels=parse_assignments(labels or [], "--label"),
         planner=planner_options(goal, iterative=iterative, max_rounds=max_rounds, session=session),
+        max_cost_usd=max_cost_usd,
     )
     from agentic.cli.stack import stack_for
 

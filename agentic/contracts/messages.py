@@ -249,6 +249,12 @@ class RunRequest(Frozen):
     labels: dict[str, str] = Field(default_factory=dict)
     replay_of: ReplaySource | None = None
     planner: PlannerOptions | None = None
+    max_cost_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description="Fail the run once its attempts cost more than this many US dollars; "
+        "overrides the workflow's own max_cost_usd.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> RunRequest:

@@ -29,6 +29,10 @@ Rules:
   current one, for a step already finished, or for a finished run are ignored (the method
   returns no commands). No step is dispatched twice with the same attempt number.
 * **Output.** A succeeded run's output is the output of its last sink in ``task_sequence``.
+* **Cost.** The machine adds up the ``cost_usd`` of every attempt it hears the end of
+  (restored runs: of every committed result). Once the sum passes the workflow's
+  ``max_cost_usd`` while steps are left, the run fails as a fatal error does, naming the
+  sum and the limit; a run whose last step has just succeeded keeps its success.
 """
 
 from __future__ import annotations
@@ -117,6 +121,8 @@ class RunState:
         self.status: RunStatus = "running"
         self.output: str | None = None
         self.error: str | None = None
+        self.cost_usd = 0.0
+        """What the attempts the machine heard the end of cost, in US dollars (known parts)."""
 
     # --- construction ------------------------------------------------------------------
 
@@ -192,6 +198,7 @@ class RunState:
         for step_id, result in committed.items():
             if step_id in state._steps:
                 state._steps[step_id] = _restored(step_id, result)
+                state.cost_usd += _cost_of(result)
         for step_id, seen in attempts_seen.items():
             step = state._steps.get(step_id)
             if step is not None and step.status == "pending":
@@ -231,12 +238,15 @@ class RunState:
         step.status = "running"
         return [Emit("step_started", step_id, attempt, from_worker=True)]
 
-    def on_step_succeeded(self, step_id: str, attempt: int, output: str) -> list[Command]:
+    def on_step_succeeded(
+        self, step_id: str, attempt: int, output: str, *, cost_usd: float | None = None
+    ) -> list[Command]:
         """``attempt`` of ``step_id`` succeeded with ``output`` (the committed output).
 
         ``attempt`` is the attempt the event is about. A success of the current attempt is
         accepted even after that attempt was reported failed or timed out (the step then
-        waits for its retry): the store's committed result is the truth.
+        waits for its retry): the store's committed result is the truth. ``cost_usd``: what
+        the attempt cost, when known.
         """
         step = self._current(step_id, attempt, (*DISPATCHED, "retrying"))
         if step is None:
@@ -244,10 +254,20 @@ class RunState:
         step.status, step.output, step.error = "succeeded", output, None
         data = StepSucceededData(output_chars=len(output)).as_data()
         emit = Emit("step_succeeded", step_id, attempt, data, from_worker=True)
+        self.cost_usd += cost_usd or 0.0
+        done = all(s.status == "succeeded" for s in self._steps.values())
+        if not done and self._over_budget():
+            return [emit, *self._stop_for_cost(step)]
         return [emit, *self._advance()]
 
     def on_step_failed(
-        self, step_id: str, attempt: int, error: StepError, *, observed: bool = False
+        self,
+        step_id: str,
+        attempt: int,
+        error: StepError,
+        *,
+        observed: bool = False,
+        cost_usd: float | None = None,
     ) -> list[Command]:
         """``attempt`` of ``step_id`` failed; ``error.retryable`` decides whether to retry.
 
@@ -256,10 +276,13 @@ class RunState:
                 deliveries exhausted, a refusal) and the step recorded nothing: the machine
                 then commands the attempt's record, and its ``step_failed`` is the driver's
                 to report. Otherwise the step recorded and reported its own failure.
+            cost_usd: What the attempt cost, when known (a failed attempt's tokens were
+                spent too).
         """
         step = self._current(step_id, attempt, DISPATCHED)
         if step is None:
             return []
+        self.cost_usd += cost_usd or 0.0
         return self._after_failure(step, error, observed=observed)
 
     def on_timeout(self, step_id: str, attempt: int) -> list[Command]:
@@ -349,6 +372,7 @@ class RunState:
         # Moving down the chain used no retry: each move adds an attempt.
         allowed = self._policies[step.step_id].max_attempts + step.fallbacks
         retry = fall_back or (error.retryable and step.attempt < allowed)
+        retry = retry and not self._over_budget()
         data = StepFailedData(error=error, will_retry=retry).as_data()
         failed = Emit("step_failed", step.step_id, step.attempt, data, from_worker=not observed)
         commands: list[Command] = [failed]
@@ -357,6 +381,8 @@ class RunState:
         if not retry:
             step.status = "failed"
             commit = CommitFailure(step.step_id, step.attempt)
+            if self._over_budget():
+                return [*commands, commit, *self._stop_for_cost(step)]
             return [*commands, commit, *self._fail_run(step, error)]
         step.status = "retrying"
         delay = self._backoff.delay(step.attempt, self._rng)
@@ -367,6 +393,18 @@ class RunState:
         wait = StepRetryingData(delay_s=delay).as_data()
         retrying = Emit("step_retrying", step.step_id, next_attempt, wait)
         return [*commands, retrying, ScheduleRetry(step.step_id, next_attempt, delay)]
+
+    def _over_budget(self) -> bool:
+        limit = self.workflow.max_cost_usd
+        return limit is not None and self.cost_usd > limit
+
+    def _stop_for_cost(self, step: _Step) -> list[Command]:
+        limit = self.workflow.max_cost_usd
+        message = (
+            f"the run's cost passed its limit: ${self.cost_usd:.4f} spent, max_cost_usd is "
+            f"${limit:.4f} (after step {step.step_id!r})"
+        )
+        return self._stop_all() + self._finish("failed", error=message, step_id=step.step_id)
 
     def _fail_run(self, step: _Step, error: StepError) -> list[Command]:
         reason = "retries exhausted" if error.retryable else "error not retryable"
@@ -413,6 +451,11 @@ def _restored(step_id: str, result: CommittedResult) -> _Step:
     if result.status == "succeeded":
         return _Step(step_id, "succeeded", result.attempt, result.output)
     return _Step(step_id, "failed", result.attempt, error=result.error)
+
+
+def _cost_of(result: CommittedResult) -> float:
+    usage = getattr(result, "usage", None)
+    return float(getattr(usage, "cost_usd", None) or 0.0)
 
 
 def _error_of(step: _Step) -> StepError:

@@ -32,7 +32,13 @@ from agentic.runtime.mcp import server_configs
 from agentic.runtime.prices import price_of
 from agentic.runtime.results import as_utc, step_error_from, usage_from, worker_info
 
-OnStep = Callable[[StepResult], None]
+OnStep = Callable[[StepResult], bool | None]
+"""Takes each task's StepResult; returning False stops the crew before its next task."""
+
+
+class CrewStopped(BaseException):
+    """Raised out of a kickoff whose ``on_step`` asked to stop (the run ended early: its
+    cost limit). A BaseException, so that no ``except Exception`` on the way swallows it."""
 
 
 def execution_order(wf: WorkflowConfig) -> list[TaskConfig]:
@@ -86,7 +92,7 @@ class _Reporter:
             artifacts = []
             if self.store is not None:
                 artifacts = save_artifacts(self.store, self.run_id, step_id, output.raw)
-            self.on_step(
+            go_on = self.on_step(
                 StepResult(
                     run_id=self.run_id,
                     step_id=step_id,
@@ -106,6 +112,9 @@ class _Reporter:
                 )
             )
             self.finished.add(step_id)
+            if go_on is False:
+                self.closed = True
+                raise CrewStopped(step_id)
 
         return _report
 
@@ -186,7 +195,8 @@ def run_workflow_inprocess(
         inputs: The run's inputs; ``topic`` defaults to the workflow's topic. CrewAI
             interpolates them into descriptions and expected outputs at kickoff.
         on_step: Called with each task's StepResult as the task completes, and with a
-            failed StepResult for the task that failed.
+            failed StepResult for the task that failed. Returning False after a success
+            stops the crew: :class:`CrewStopped` is raised.
         store: Where artifacts declared in outputs are saved (a ``RunStore``).
         env: Environment for placeholders and API keys; default ``os.environ``.
         attempts: The attempt each task runs as, by step id (default 1).

@@ -218,7 +218,11 @@ class RunDriver:
                 return
             done = await self._committed_success(step_id)
             if done is not None:  # committed just in time: the store wins
-                await self._execute(self._machine.on_step_succeeded(step_id, attempt, done.output))
+                cost = done.usage.cost_usd
+                succeeded = self._machine.on_step_succeeded(
+                    step_id, attempt, done.output, cost_usd=cost
+                )
+                await self._execute(succeeded)
                 return
             await self._execute(self._machine.on_timeout(step_id, attempt))
 
@@ -277,14 +281,21 @@ class RunDriver:
         if outcome.status == "succeeded":
             # Whichever attempt committed it, the step is done: the store is the truth.
             self._settled(step_id)
+            cost = outcome.usage.cost_usd
             await self._execute(
-                self._machine.on_step_succeeded(step_id, current.attempt, outcome.output)
+                self._machine.on_step_succeeded(
+                    step_id, current.attempt, outcome.output, cost_usd=cost
+                )
             )
             return
         if outcome.attempt != current.attempt:
             return
         self._settled(step_id)
-        await self._execute(self._machine.on_step_failed(step_id, outcome.attempt, outcome.failure))
+        await self._execute(
+            self._machine.on_step_failed(
+                step_id, outcome.attempt, outcome.failure, cost_usd=outcome.usage.cost_usd
+            )
+        )
 
     async def _fail_current(self, step_id: str, attempt: int, error: StepError) -> None:
         """Fail ``attempt`` if it is still the step's current one and nothing succeeded

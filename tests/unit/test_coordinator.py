@@ -544,3 +544,50 @@ def test_restore_goes_on_where_the_chain_was() -> None:
     )
     assert dispatches(commands) == [("a", 2)]
     assert providers(commands) == ["backup"]
+
+
+# --- a run's cost limit ---------------------------------------------------------------
+
+
+def limited(limit: float) -> WorkflowConfig:
+    return workflow(task("a", retries=2), task("b"), task("c")).model_copy(
+        update={"max_cost_usd": limit}
+    )
+
+
+def test_a_run_whose_cost_passes_its_limit_stops_before_its_next_step() -> None:
+    state, _ = start(limited(0.05))
+    assert dispatches(state.on_step_succeeded("a", 1, "A", cost_usd=0.04)) == [("b", 1)]
+    commands = state.on_step_succeeded("b", 1, "B", cost_usd=0.02)
+
+    assert dispatches(commands) == []
+    end = finish(commands)
+    assert end is not None and end.status == "failed"
+    assert end.error == (
+        "the run's cost passed its limit: $0.0600 spent, max_cost_usd is $0.0500 (after step 'b')"
+    )
+    assert statuses(state) == {"a": "succeeded", "b": "succeeded", "c": "skipped"}
+
+
+def test_a_failed_attempts_cost_counts_and_stops_its_retry() -> None:
+    state, _ = start(limited(0.05))
+    commands = state.on_step_failed("a", 1, RETRYABLE, cost_usd=0.07)
+
+    assert only(commands, ScheduleRetry) == []
+    end = finish(commands)
+    assert end is not None and end.status == "failed" and "$0.0700 spent" in (end.error or "")
+
+
+def test_the_last_step_keeps_its_success_whatever_it_cost() -> None:
+    state, _ = start(limited(0.05))
+    state.on_step_succeeded("a", 1, "A", cost_usd=0.01)
+    state.on_step_succeeded("b", 1, "B", cost_usd=0.01)
+    end = finish(state.on_step_succeeded("c", 1, "C", cost_usd=1.0))
+    assert end is not None and end.status == "succeeded" and state.cost_usd == pytest.approx(1.02)
+
+
+def test_unknown_costs_count_as_nothing_and_no_limit_means_none() -> None:
+    state, _ = start(limited(0.05))
+    assert dispatches(state.on_step_succeeded("a", 1, "A")) == [("b", 1)]
+    unlimited, _ = start(workflow(task("a"), task("b")))
+    assert dispatches(unlimited.on_step_succeeded("a", 1, "A", cost_usd=99.0)) == [("b", 1)]

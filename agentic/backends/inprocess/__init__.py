@@ -166,7 +166,7 @@ def _kickoff(
     from agentic import runtime
 
     runtime.setup()
-    from agentic.runtime.crew import execution_order, run_workflow_inprocess
+    from agentic.runtime.crew import CrewStopped, execution_order, run_workflow_inprocess
     from agentic.runtime.results import step_error_from
 
     recorder.crew_order = [task.id for task in execution_order(crew)]
@@ -182,8 +182,8 @@ def _kickoff(
             store=store,
             attempts=recorder.attempts(),
         )
-    except StepFailure:
-        pass  # on_step received the failed task's result; the machine decided what follows
+    except (StepFailure, CrewStopped):
+        pass  # on_step received the task's result; the machine decided what follows
     except Exception as exc:  # the crew could not be built: no task ran
         recorder.crew_failed(step_error_from(exc))
     finally:
@@ -241,23 +241,30 @@ class _Recorder(JournalTransport):
 
     # --- events from the crew -------------------------------------------------------------
 
-    def on_step(self, result: StepResult) -> None:
-        """A task of the crew finished: record it, advance the run, save ``run.json`` once."""
+    def on_step(self, result: StepResult) -> bool:
+        """A task of the crew finished: record it, advance the run, save ``run.json`` once.
+
+        Returns whether the crew should go on (not when the run ended on a success: its
+        cost passed its limit)."""
         self.interrupter.disarm()
         self._results[result.step_id, result.attempt] = result
         if result.status == "succeeded" or not result.failure.retryable:
             self._store.commit_attempt(result)
         else:  # the machine may retry it; a last failure is committed by CommitFailure
             self._store.write_attempt(result)
+        step_id, attempt, cost = result.step_id, result.attempt, result.usage.cost_usd
         if result.status == "succeeded":
             self.execute(
-                self._state.on_step_succeeded(result.step_id, result.attempt, result.output)
+                self._state.on_step_succeeded(step_id, attempt, result.output, cost_usd=cost)
             )
-            self.crew_reached(self.crew_order.index(result.step_id) + 1)
+            self.crew_reached(self.crew_order.index(step_id) + 1)
         else:
-            self.execute(self._state.on_step_failed(result.step_id, result.attempt, result.failure))
+            self.execute(
+                self._state.on_step_failed(step_id, attempt, result.failure, cost_usd=cost)
+            )
         if not self._state.finished:
             self.journal.save()
+        return not self._state.finished
 
     def crew_reached(self, position: int) -> None:
         """CrewAI starts the task at ``position`` of its sequential order next."""

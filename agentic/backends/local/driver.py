@@ -258,10 +258,13 @@ class LocalDriver(JournalTransport):
         self._execute(self._machine.on_timeout(*attempt.key))
 
     def _after_result(self, attempt: _Attempt, result: StepResult) -> None:
+        cost = result.usage.cost_usd
         if result.status == "succeeded":
-            self._execute(self._machine.on_step_succeeded(*attempt.key, result.output))
+            self._execute(
+                self._machine.on_step_succeeded(*attempt.key, result.output, cost_usd=cost)
+            )
             return
-        self._execute(self._machine.on_step_failed(*attempt.key, result.failure))
+        self._execute(self._machine.on_step_failed(*attempt.key, result.failure, cost_usd=cost))
 
     # --- commands (agentic.recording.reactions.Transport) ----------------------------------
 
