@@ -37,6 +37,8 @@ ADVISORIES_STREAM = "AGENTIC_ADVISORIES"
 # The coordinators' key-value bucket: the leader's lease (agentic.bus.lease).
 COORDINATOR_BUCKET = "AGENTIC_COORDINATOR"
 CLAIMS_BUCKET = "AGENTIC_CLAIMS"
+# Provider budgets shared by every worker (agentic.bus.budget).
+BUDGETS_BUCKET = "AGENTIC_BUDGETS"
 DLQ_ADVISORIES_CONSUMER = "coordinator-dlq"
 
 # Who published a run event (``coordinator`` or ``worker``).

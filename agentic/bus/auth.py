@@ -59,6 +59,7 @@ _COORDINATOR_STREAMS = (
     names.ADVISORIES_STREAM,
     f"KV_{names.COORDINATOR_BUCKET}",
     f"KV_{names.CLAIMS_BUCKET}",
+    f"KV_{names.BUDGETS_BUCKET}",
 )
 
 
@@ -163,6 +164,13 @@ def _worker_publish(pools: Sequence[str]) -> list[str]:
             f"$JS.API.DIRECT.GET.KV_{claims}.$KV.{claims}.{pool}.*",
         ]
     allow.append(f"$JS.API.STREAM.INFO.KV_{claims}")
+    # Provider budgets are shared by every pool (agentic.bus.budget): slots and counters.
+    budgets = names.BUDGETS_BUCKET
+    allow += [
+        f"$KV.{budgets}.>",
+        f"$JS.API.DIRECT.GET.KV_{budgets}.$KV.{budgets}.>",
+        f"$JS.API.STREAM.INFO.KV_{budgets}",
+    ]
     for stream in (names.EVENTS_STREAM, names.STEPS_STREAM, names.DLQ_STREAM):
         allow.append(f"$JS.API.STREAM.INFO.{stream}")  # `agentic worker --check`
     allow.append(f"$JS.API.STREAM.MSG.GET.{names.EVENTS_STREAM}")  # the run's last event

@@ -3,6 +3,7 @@
 from agentic.contracts.base import SCHEMA_VERSION, Frozen, decode, encode, first_error
 from agentic.contracts.catalog import (
     AgentProvider,
+    Limits,
     MCPProvider,
     Price,
     ScriptedFailure,
@@ -91,6 +92,7 @@ __all__ = [
     "EventWorker",
     "FailedData",
     "Frozen",
+    "Limits",
     "MCPProvider",
     "PlannedData",
     "PlannerOptions",

@@ -66,6 +66,27 @@ class Price(Frozen):
         return round(spent / 1_000_000, 8)
 
 
+class Limits(Frozen):
+    """A provider's budget, shared by every step that uses it across the installation:
+    every worker and process of a NATS installation, or the process tree of a local run."""
+
+    concurrency: int | None = Field(
+        default=None, ge=1, description="Steps on this provider at once (a slot per step)."
+    )
+    requests_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="Model requests per calendar minute: a step starts only while the "
+        "minute's requests are below it (each start reserves one).",
+    )
+    tokens_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tokens per calendar minute: a step starts only while the minute's "
+        "tokens are below it.",
+    )
+
+
 class AgentProvider(Frozen):
     """An agent and the LLM behind it (``config/agent_providers/<id>.yaml``)."""
 
@@ -118,6 +139,12 @@ class AgentProvider(Frozen):
         description="USD per million input and output tokens, for `cost_usd`; unset: the "
         "shipped price of the model for openai and anthropic providers that call the "
         "vendor's API (agentic/runtime/prices.py), else no cost.",
+    )
+    limits: Limits | None = Field(
+        default=None,
+        description="A budget shared by every step on this provider (docs/providers.md): "
+        "a step waits for it before it starts, and the wait does not count against its "
+        "timeout_s.",
     )
     fallback: list[SafeId] = Field(
         default_factory=list,

@@ -120,7 +120,8 @@ class StepStartedData(EventData):
 
 
 class StepProgressData(EventData):
-    """``step_progress``: a note from a running step (no producer sends it yet)."""
+    """``step_progress``: a note about a step that is out, e.g. ``waiting for <provider>
+    budget`` (:mod:`agentic.budget`) from the driver or worker that holds it."""
 
     type: ClassVar[EventType] = "step_progress"
     message: str | None = None

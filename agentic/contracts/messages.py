@@ -125,6 +125,9 @@ class Usage(Frozen):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float | None = None
+    requests: int | None = Field(
+        default=None, ge=0, description="Model requests that answered (unset: not counted)."
+    )
 
     @property
     def total_tokens(self) -> int:

@@ -19,9 +19,11 @@ scripted       :class:`~agentic.runtime.scripted.ScriptedLLM`, offline
 ``api_key`` comes from the environment variable named by ``api_key_env``, read when the LLM
 is built (never stored in a spec, a result or the store); ``temperature`` and ``max_tokens``
 pass through; ``request_timeout_s``, ``max_retries`` and ``headers`` become the SDK client's
-timeout, retries and default headers. ``${VAR}`` in a base URL or a header value is expanded
-here, on the worker; an ``ollama`` provider without a URL uses ``OLLAMA_HOST``. Building an
-LLM never calls the network.
+timeout, retries and default headers (``anthropic``: the headers through CrewAI's
+``client_params``, and no ``request_timeout_s`` is the SDK's 600 s, where CrewAI would set
+none). ``${VAR}`` in a base URL or a header value is expanded here, on the worker; an
+``ollama`` provider without a URL uses ``OLLAMA_HOST``. Building an LLM never calls the
+network.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ _BASE_URL_FIELD = {
 KNOWN_TYPES = frozenset({*_PREFIX, "huggingface", "litellm", "scripted"})
 DEFAULT_MAX_RETRIES = 2
 """Retries of one model request when the provider sets no ``max_retries`` (the SDK's own)."""
+ANTHROPIC_DEFAULT_TIMEOUT_S = 600.0
+"""Seconds of one ``anthropic`` request when the provider sets no ``request_timeout_s``: the
+SDK's own default, which CrewAI replaces with no timeout at all when given none."""
 
 
 def check_provider_env(provider: AgentProvider, env: Mapping[str, str]) -> None:
@@ -73,18 +78,35 @@ def llm_arguments(provider: AgentProvider, env: Mapping[str, str]) -> dict[str, 
         args["temperature"] = provider.temperature
     if provider.max_tokens is not None:
         args["max_tokens"] = provider.max_tokens
+    args.update(_client_arguments(provider, args, env))
+    return args
+
+
+def _client_arguments(
+    provider: AgentProvider, args: Mapping[str, Any], env: Mapping[str, str]
+) -> dict[str, Any]:
+    """The SDK client's timeout, retries and default headers, as CrewAI's LLM takes them."""
+    client: dict[str, Any] = {}
+    anthropic = provider.type == "anthropic"
     if provider.request_timeout_s is not None:
-        args["timeout"] = provider.request_timeout_s
+        client["timeout"] = provider.request_timeout_s
+    elif anthropic:  # CrewAI would hand the SDK timeout=None: no timeout at all
+        client["timeout"] = ANTHROPIC_DEFAULT_TIMEOUT_S
     if provider.max_retries is not None:
-        args["max_retries"] = provider.max_retries
+        client["max_retries"] = provider.max_retries
     elif not _through_litellm(args):  # CrewAI's native clients: say the SDK default aloud
-        args["max_retries"] = DEFAULT_MAX_RETRIES
+        client["max_retries"] = DEFAULT_MAX_RETRIES
     if provider.headers:
-        args["default_headers"] = {
+        headers = {
             name: _expand(provider, value, env, f"headers.{name}")
             for name, value in provider.headers.items()
         }
-    return args
+        if anthropic:  # CrewAI's Anthropic provider has no default_headers field (drops
+            # them silently); its client_params go to the SDK client as they are
+            client["client_params"] = {"default_headers": headers}
+        else:
+            client["default_headers"] = headers
+    return client
 
 
 def _through_litellm(args: Mapping[str, Any]) -> bool:

@@ -111,7 +111,10 @@ def usage_from(metrics: Any, price: Price | None = None) -> Usage:
     prompt = int(getattr(metrics, "prompt_tokens", 0) or 0) if metrics is not None else 0
     completion = int(getattr(metrics, "completion_tokens", 0) or 0) if metrics is not None else 0
     cost = price.cost(prompt, completion) if price is not None else None
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost)
+    requests = int(getattr(metrics, "successful_requests", 0) or 0) if metrics is not None else 0
+    return Usage(
+        prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost, requests=requests
+    )
 
 
 def as_utc(moment: datetime | None) -> datetime | None:

@@ -40,6 +40,7 @@ from nats.js import JetStreamContext
 
 from agentic import names
 from agentic.bus import connect, ensure_consumer, provision, workers_consumer_config
+from agentic.bus.budget import provision_budgets
 from agentic.bus.claims import provision_claims
 from agentic.bus.coordination import provision_coordinator
 from agentic.bus.lease import Lease
@@ -115,6 +116,7 @@ class CoordinatorService(BusService):
         )
         await provision_coordinator(js, settings)
         await provision_claims(js, settings)
+        await provision_budgets(js, settings)
         identity = settings.coordinator_id or socket.gethostname()
         self._lease = await Lease.acquire(
             js,

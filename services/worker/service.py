@@ -34,6 +34,7 @@ from nats.js.kv import KeyValue
 
 from agentic import names
 from agentic.bus import connect, heartbeat_interval, provision, pull_steps
+from agentic.bus.budget import BusBudgets, lease_s
 from agentic.bus.claims import Claim, claim_key
 from agentic.bus.signing import SignatureError, Verifier
 from agentic.bus.timeline import RunTimeline
@@ -42,6 +43,7 @@ from agentic.catalog.trust import CatalogCache
 from agentic.contracts import (
     EventWorker,
     StepFailedData,
+    StepProgressData,
     StepResult,
     StepSpec,
     StepStartedData,
@@ -96,6 +98,7 @@ class WorkerContext:
         self._worker = EventWorker(host=socket.gethostname(), pid=os.getpid())
         self._inline = reads_inline(store)
         self.claims: KeyValue | None = None  # set once found (agentic.bus.claims)
+        self.budgets: BusBudgets | None = None  # set once found (agentic.bus.budget)
         self.hosts = hosts
         self._recycling = Recycling.from_settings(settings)
 
@@ -125,6 +128,26 @@ class WorkerContext:
                 names.CLAIMS_BUCKET,
                 exc,
             )
+
+    async def find_budgets(self) -> None:
+        """Bind the provider budgets bucket; without it (an older coordinator) a provider's
+        ``limits`` are not enforced, which the log says when a step has some."""
+        try:
+            kv = await self.js.key_value(names.BUDGETS_BUCKET)
+        except (nats.errors.Error, BucketNotFoundError) as exc:
+            log.warning(
+                "no %s bucket (%r): provider limits are not enforced", names.BUDGETS_BUCKET, exc
+            )
+            return
+        holder = f"{self._worker.host}:{self._worker.pid}"
+        self.budgets = BusBudgets(kv, holder, lease_s=lease_s(self.settings))
+
+    async def progress(self, spec: StepSpec, message: str) -> None:
+        """Publish a ``step_progress`` note about an attempt this worker holds."""
+        data = StepProgressData(message=message).as_data()
+        msg_id = names.event_msg_id(spec.run_id, spec.step_id, spec.attempt, "step_progress")
+        self.timeline.forget(spec.run_id)
+        await self._publish(spec.run_id, "step_progress", spec.step_id, spec.attempt, data, msg_id)
 
     async def bind(self) -> JetStreamContext.PullSubscription:
         """A pull subscription of ``workers-<pool>`` (one per slot)."""
@@ -272,6 +295,7 @@ class WorkerService(BusService):
             hosts=self._hosts,
         )
         await ctx.find_claims()
+        await ctx.find_budgets()
         self._slots = [Slot(i, ctx) for i in range(self.concurrency)]
         await asyncio.gather(*(slot.start() for slot in self._slots))
         await self._nc.subscribe(names.TERMINATE_SUBJECTS, cb=self._on_terminate)

@@ -35,6 +35,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
@@ -43,9 +45,11 @@ import nats.errors
 from nats.aio.msg import Msg
 
 from agentic import failures, names
+from agentic.budget import WAIT_POLL_S, waiting_note
 from agentic.bus import delivery_count, fetch_one, keep_in_progress
+from agentic.bus.budget import BusLease
 from agentic.bus.claims import Claim
-from agentic.contracts import TERMINAL_STATUSES, StepError, StepResult, StepSpec, utcnow
+from agentic.contracts import TERMINAL_STATUSES, Limits, StepError, StepResult, StepSpec, utcnow
 from agentic.errors import AgenticError
 from agentic.recording.attempts import record_attempt
 from agentic.recording.outcome import failed_attempt
@@ -156,7 +160,13 @@ class Slot:
             await msg.term()
             return
         async with keep_in_progress(msg, every_s=ctx.heartbeat_s):
-            outcome = await self._execute(spec, delivery_count(msg))
+            lease = await self._admit(spec)
+            if isinstance(lease, str):  # stopped while it waited for its provider's budget
+                await self._decide(msg, spec, Outcome(lease))
+                return
+            async with self._holding(lease):
+                outcome = await self._execute(spec, delivery_count(msg))
+            await self._release(lease, outcome)
             await self._settled()  # one step finishing at a time: its ack before the next
             if outcome.kind in ("finished", "timed_out"):
                 # Recording, reporting and acking overlap the slot's next step: the step
@@ -165,6 +175,75 @@ class Slot:
                 self._finishing = asyncio.create_task(self._finish(msg, spec, outcome))
                 return
         await self._decide(msg, spec, outcome)
+
+    async def _admit(self, spec: StepSpec) -> BusLease | Interrupt | None:
+        """Wait until the budget of the step's provider lets it start (agentic.budget).
+
+        Returns the lease to give back when the step ends (None: no limits, or the budgets
+        cannot be reached: the step runs), or why the wait ended without a start: its run
+        is over, or the worker is shutting down. The wait does not count against the
+        step's ``timeout_s``: its clock starts in :meth:`_execute`.
+        """
+        ctx, provider = self._ctx, spec.agent_provider
+        if ctx.budgets is None or not provider.get("limits"):
+            return None
+        provider_id, limits = str(provider.get("id")), Limits.model_validate(provider["limits"])
+        told = False
+        self.current, self._interrupt = spec, None
+        try:
+            while True:
+                try:
+                    lease = await ctx.budgets.try_acquire(provider_id, limits)
+                except nats.errors.Error as exc:  # fail open, as claims do
+                    log.warning("budget of %s out of reach (%s): the step runs", provider_id, exc)
+                    return None
+                if lease is not None:
+                    return lease
+                if not told:
+                    told = True
+                    with contextlib.suppress(AgenticError, nats.errors.Error):
+                        await ctx.progress(spec, waiting_note(provider_id))
+                if self._interrupt is not None:
+                    return self._interrupt
+                if ctx.stopping.is_set():
+                    return "shutdown"
+                if await self._run_is_over(spec):
+                    return "terminated"
+                await asyncio.sleep(WAIT_POLL_S * random.uniform(0.5, 1.5))
+        finally:
+            self.current = None
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, lease: BusLease | None) -> AsyncIterator[None]:
+        """Keep the lease of the step's budget slot while the step runs."""
+        budgets = self._ctx.budgets
+        if lease is None or lease.slot is None or budgets is None:
+            yield
+            return
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(self._ctx.heartbeat_s)
+                try:
+                    await budgets.keep(lease)
+                except nats.errors.Error as exc:
+                    log.warning("budget slot of %s not renewed: %s", lease.provider_id, exc)
+
+        beating = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            beating.cancel()
+
+    async def _release(self, lease: BusLease | None, outcome: Outcome) -> None:
+        budgets = self._ctx.budgets
+        if lease is None or budgets is None:
+            return
+        usage = outcome.result.usage if outcome.result is not None else None
+        try:
+            await budgets.release(lease, usage)
+        except nats.errors.Error as exc:  # the slot's lease ends by itself
+            log.warning("budget of %s not given back: %s", lease.provider_id, exc)
 
     async def _execute(self, spec: StepSpec, delivery: int) -> Outcome:
         """Run the step in the step process, watching its timeout and its run.

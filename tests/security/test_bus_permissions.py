@@ -22,9 +22,11 @@ from nats.aio.client import Client as NATS
 from agentic import names
 from agentic.bus import EmbeddedNats, connect, provision
 from agentic.bus.auth import CredentialSet, write_credentials
+from agentic.bus.budget import BusBudgets, provision_budgets
 from agentic.bus.claims import Claim, claim_key, provision_claims
 from agentic.bus.coordination import provision_coordinator
 from agentic.bus.lease import LEADER_KEY, lease_bucket
+from agentic.contracts import Limits, Usage
 from agentic.errors import BusError
 from agentic.settings import Settings
 
@@ -100,6 +102,7 @@ async def coordinator(server: EmbeddedNats, credentials: CredentialSet) -> Async
     await provision(js, settings, pools=["default", "gpu"])
     await provision_coordinator(js, settings)
     await provision_claims(js, settings)
+    await provision_budgets(js, settings)
     yield peer
     await peer.nc.close()
 
@@ -266,6 +269,21 @@ async def test_a_worker_claims_attempts_of_its_own_pool_only(worker: Peer, clien
     other_pool = claim_key("gpu", "run-1", "step", 1)
     assert await worker.publish_refused(f"$KV.{names.CLAIMS_BUCKET}.{other_pool}")
     assert await client.publish_refused(f"$KV.{names.CLAIMS_BUCKET}.{claim.key}")
+
+
+async def test_a_worker_takes_and_gives_back_budget_slots_and_a_client_cannot(
+    worker: Peer, client: Peer
+) -> None:
+    kv = await worker.nc.jetstream().key_value(names.BUDGETS_BUCKET)
+    budgets = BusBudgets(kv, "worker-default", lease_s=30)
+    limits = Limits(concurrency=1, requests_per_minute=10, tokens_per_minute=1000)
+
+    lease = await budgets.try_acquire("model", limits)
+    assert lease is not None and lease.slot is not None
+    await budgets.keep(lease)
+    await budgets.release(lease, Usage(requests=3, prompt_tokens=5))
+    assert not worker.errors
+    assert await client.publish_refused(f"$KV.{names.BUDGETS_BUCKET}.{lease.provider_id}")
 
 
 async def test_a_worker_pulls_and_acknowledges_its_own_pools_steps(

@@ -53,11 +53,21 @@ from typing import TYPE_CHECKING, cast
 from agentic.backends.base import EventCallback
 from agentic.backends.inprocess.reuse import remaining_crew
 from agentic.backends.inprocess.writebehind import WriteBehindStore
-from agentic.contracts import RunRecord, StepError, StepResult, StepSpec, WorkflowConfig
+from agentic.budget import LOCAL, LocalLease, waiting_note
+from agentic.contracts import (
+    RunRecord,
+    StepError,
+    StepResult,
+    StepSpec,
+    Usage,
+    WorkflowConfig,
+)
+from agentic.contracts.events import StepProgressData
 from agentic.coordinator import (
     Command,
     CommitFailure,
     Dispatch,
+    Emit,
     RecordFailure,
     ScheduleRetry,
     Terminate,
@@ -188,6 +198,7 @@ def _kickoff(
         recorder.crew_failed(step_error_from(exc))
     finally:
         recorder.interrupter.disarm()
+        recorder.release_budget(None)  # a task that was stopped: what it spent is unknown
 
 
 class _Recorder(JournalTransport):
@@ -213,6 +224,7 @@ class _Recorder(JournalTransport):
         self._dispatched: dict[str, Dispatch] = {}
         self._retries: dict[str, float] = {}  # step -> monotonic time its retry is due
         self._results: dict[tuple[str, int], StepResult] = {}
+        self._lease: LocalLease | None = None
 
     # --- what the next crew runs ----------------------------------------------------------
 
@@ -247,6 +259,7 @@ class _Recorder(JournalTransport):
         Returns whether the crew should go on (not when the run ended on a success: its
         cost passed its limit)."""
         self.interrupter.disarm()
+        self.release_budget(result.usage)
         self._results[result.step_id, result.attempt] = result
         if result.status == "succeeded" or not result.failure.retryable:
             self._store.commit_attempt(result)
@@ -274,8 +287,28 @@ class _Recorder(JournalTransport):
         command = self._dispatched.get(step_id)
         if command is None:
             return
+        self._admit(step_id, command.attempt)
         self.execute(self._state.on_step_started(step_id, command.attempt))
         self.interrupter.arm(step_id, command.attempt, command.timeout_s)
+
+    def _admit(self, step_id: str, attempt: int) -> None:
+        """Wait for the budget of the step's provider (agentic.budget), before its clock
+        starts; a cancel or Ctrl-C interrupts the wait."""
+        provider = self._state.workflow.provider(self._state.provider_of(step_id))
+        if provider.limits is None:
+            return
+
+        def waiting() -> None:
+            data = StepProgressData(message=waiting_note(provider.id)).as_data()
+            self.execute([Emit("step_progress", step_id, attempt, data)])
+
+        self._lease = LOCAL.acquire(provider.id, provider.limits, waiting=waiting)
+
+    def release_budget(self, usage: Usage | None) -> None:
+        """The running step ended (or was stopped): its budget is free again."""
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            LOCAL.release(lease, usage)
 
     def crew_failed(self, error: StepError) -> None:
         """The crew failed outside any task: record the error on the step about to run."""

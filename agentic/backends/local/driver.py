@@ -32,11 +32,22 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from agentic import failures
 from agentic.backends.base import EventCallback, StepHealth, StepLauncher
-from agentic.contracts import RunRecord, StepError, StepResult, StepSpec, utcnow
+from agentic.budget import LOCAL, LocalLease, waiting_note
+from agentic.contracts import (
+    Limits,
+    RunRecord,
+    StepError,
+    StepResult,
+    StepSpec,
+    Usage,
+    utcnow,
+)
+from agentic.contracts.events import StepProgressData
 from agentic.coordinator import (
     Command,
     CommitFailure,
     Dispatch,
+    Emit,
     RecordFailure,
     RunState,
     ScheduleRetry,
@@ -81,6 +92,8 @@ class _Attempt:
     started_at: datetime | None = None
     handle: Any = None
     deadline: float = float("inf")
+    lease: LocalLease | None = None  # its provider's budget, once admitted
+    waited: bool = False  # "waiting for <provider> budget" was said
 
     @property
     def key(self) -> tuple[str, int]:
@@ -214,10 +227,16 @@ class LocalDriver(JournalTransport):
             self._cancel.wait(timeout)
 
     def _launch_queued(self) -> None:
+        """Launch queued attempts in order, while slots are free; one whose provider's
+        budget is spent waits in its place (its timeout has not started)."""
+        waiting: list[_Attempt] = []
         while self._queue and (
             self._max_parallel is None or len(self._running) < self._max_parallel
         ):
             attempt = self._queue.popleft()
+            if not self._admitted(attempt):
+                waiting.append(attempt)
+                continue
             try:
                 attempt.handle = self._launcher.launch(attempt.spec)
             except Exception as exc:  # any launch failure is a failed attempt, never a crash
@@ -226,6 +245,7 @@ class LocalDriver(JournalTransport):
                     message=f"could not start the step: {type(exc).__name__}: {exc}",
                     retryable=True,
                 )
+                self._release(attempt, None)
                 self._ended[attempt.key] = attempt
                 self._execute(self._machine.on_step_failed(*attempt.key, error, observed=True))
                 continue
@@ -233,12 +253,32 @@ class LocalDriver(JournalTransport):
             attempt.deadline = self._clock() + attempt.timeout_s
             self._running[attempt.spec.step_id] = attempt
             self._execute(self._machine.on_step_started(*attempt.key))
+        self._queue.extendleft(reversed(waiting))
+
+    def _admitted(self, attempt: _Attempt) -> bool:
+        """Whether the attempt's provider budget lets it start now (see agentic.budget)."""
+        provider = attempt.spec.agent_provider
+        if attempt.lease is not None or not provider.get("limits"):
+            return True
+        provider_id = str(provider.get("id"))
+        attempt.lease = LOCAL.try_acquire(provider_id, Limits.model_validate(provider["limits"]))
+        if attempt.lease is None and not attempt.waited:
+            attempt.waited = True
+            data = StepProgressData(message=waiting_note(provider_id)).as_data()
+            self.journal.emit(Emit("step_progress", *attempt.key, data))
+        return attempt.lease is not None
+
+    def _release(self, attempt: _Attempt, usage: Usage | None) -> None:
+        if attempt.lease is not None:
+            LOCAL.release(attempt.lease, usage)
+            attempt.lease = None
 
     def _on_exit(self, attempt: _Attempt, health: StepHealth) -> None:
         del self._running[attempt.spec.step_id]
         self._ended[attempt.key] = attempt
         spec = attempt.spec
         result = attempt_outcome(self._store, spec.run_id, spec.step_id, spec.attempt)
+        self._release(attempt, result.usage if result is not None else None)
         if result is None:  # it exited without recording anything: a crash
             crash = health.crash_error()
             self._execute(self._machine.on_step_failed(*attempt.key, crash, observed=True))
@@ -249,6 +289,7 @@ class LocalDriver(JournalTransport):
         del self._running[attempt.spec.step_id]
         self._ended[attempt.key] = attempt
         self._launcher.terminate(attempt.handle)
+        self._release(attempt, None)
         spec = attempt.spec
         # The step may have committed its result just before it was killed: the store wins.
         done = committed_success(self._store, spec.run_id, spec.step_id)
@@ -305,13 +346,17 @@ class LocalDriver(JournalTransport):
         if running is not None and running.key == key:
             del self._running[command.step_id]
             self._launcher.terminate(running.handle)
+            self._release(running, None)
 
     def _terminate_all(self) -> None:
         """Leave nothing running, whatever ended the loop."""
+        for queued in self._queue:
+            self._release(queued, None)
         self._queue.clear()
         while self._running:
             _, attempt = self._running.popitem()
             self._launcher.terminate(attempt.handle)
+            self._release(attempt, None)
 
     @property
     def _machine(self) -> RunState:
