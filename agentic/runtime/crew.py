@@ -23,11 +23,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agentic.catalog.dag import task_mcp_providers
-from agentic.contracts import Price, StepResult, TaskConfig, Timing, WorkflowConfig, utcnow
+from agentic.contracts import (
+    AgentProvider,
+    Price,
+    StepResult,
+    TaskConfig,
+    Timing,
+    WorkflowConfig,
+    utcnow,
+)
 from agentic.errors import ConfigError, FatalStepFailure, RetryableStepFailure, StepFailure
 from agentic.runtime.agents import build_agent, build_crew, build_task, kickoff
 from agentic.runtime.artifacts import ArtifactSink, save_artifacts
-from agentic.runtime.llm import build_llm
+from agentic.runtime.llm import build_llm, naming_the_endpoint
 from agentic.runtime.mcp import server_configs
 from agentic.runtime.prices import price_of
 from agentic.runtime.results import as_utc, step_error_from, usage_from, worker_info
@@ -118,9 +126,11 @@ class _Reporter:
 
         return _report
 
-    def failed(self, cfg: TaskConfig, exc: BaseException, crew_task: Any) -> StepFailure:
+    def failed(
+        self, cfg: TaskConfig, exc: BaseException, crew_task: Any, provider: AgentProvider
+    ) -> StepFailure:
         step_id = cfg.id
-        error = step_error_from(exc)
+        error = naming_the_endpoint(step_error_from(exc), provider, self.env)
         started = as_utc(crew_task.start_time) or utcnow()
         timing = Timing(started_at=started, finished_at=utcnow())
         result = StepResult.failed(
@@ -220,7 +230,8 @@ def run_workflow_inprocess(
     except Exception as exc:
         # Sequential: the failed task is the first one that did not report.
         failed = next((t for t in order if t.id not in reporter.finished), order[-1])
-        raise reporter.failed(failed, exc, tasks[failed.id]) from exc
+        provider = wf.provider(failed.agent_provider_id)
+        raise reporter.failed(failed, exc, tasks[failed.id], provider) from exc
     finally:  # an interrupted kickoff's abandoned model call must not report later
         reporter.closed = True
     return str(result.raw)

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agentic.contracts import AgentProvider
+from agentic.contracts import AgentProvider, StepError
 from agentic.errors import AgenticError, ConfigError, MissingEnvError
 from agentic.redact import mask_url
 
@@ -125,6 +125,16 @@ def describe_endpoint(provider: AgentProvider, env: Mapping[str, str]) -> str | 
         url = None
     where = f" at {mask_url(url)}" if url else ""
     return f"agent provider {provider.id!r} ({provider.type} {provider.model}{where})"
+
+
+def naming_the_endpoint(
+    error: StepError, provider: AgentProvider, env: Mapping[str, str]
+) -> StepError:
+    """``error`` with the provider and the URL it called in front, unless it names them."""
+    where = describe_endpoint(provider, env)
+    if where is None or f"agent provider {provider.id!r}" in error.message:
+        return error
+    return error.model_copy(update={"message": f"{where}: {error.message}"})
 
 
 def _model_and_url(provider: AgentProvider, env: Mapping[str, str]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from agentic.contracts import Artifact, StepError, StepResult, StepSpec, Timing,
 from agentic.errors import AgenticError, MissingEnvError
 from agentic.runtime.agents import build_agent, build_crew, build_task, kickoff, provider_from
 from agentic.runtime.artifacts import ArtifactSink, save_artifacts
-from agentic.runtime.llm import build_llm, describe_endpoint
+from agentic.runtime.llm import build_llm, naming_the_endpoint
 from agentic.runtime.mcp import server_configs
 from agentic.runtime.prices import price_of
 from agentic.runtime.results import step_error_from, usage_from, worker_info
@@ -117,9 +117,7 @@ def _provider_id(spec: StepSpec) -> str | None:
 def _naming_the_endpoint(error: StepError, spec: StepSpec, env: Mapping[str, str]) -> StepError:
     """``error`` with the provider and the URL it called in front, unless it names them."""
     try:
-        where = describe_endpoint(provider_from(spec.agent_provider), env)
+        provider = provider_from(spec.agent_provider)
     except AgenticError:
         return error  # an invalid entry: the error says so already
-    if where is None or f"agent provider {spec.agent_provider.get('id')!r}" in error.message:
-        return error
-    return error.model_copy(update={"message": f"{where}: {error.message}"})
+    return naming_the_endpoint(error, provider, env)

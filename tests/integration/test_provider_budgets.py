@@ -20,12 +20,16 @@ from typing import Any
 
 import pytest
 
+from agentic.budget import LOCAL
 from agentic.cli.process_stack import ProcessStack
+from agentic.contracts import Limits
 from agentic.settings import Settings
 from agentic.store import open_store
+from tests.factories import one_step, scripted_agent
 from tests.integration.test_cancel_local import cli_env
 from tests.integration.test_nats_backend import agentic, base_env
 from tests.integration.test_provider_http import answer, provider
+from tests.parity import run_workflow
 
 pytestmark = [pytest.mark.procs, pytest.mark.slow]
 
@@ -143,3 +147,22 @@ def test_the_subprocess_driver_keeps_its_steps_within_the_providers_concurrency(
 
     assert proc.returncode == 0, err
     check_run(store, "budgeted", model, out)
+
+
+def test_an_inprocess_task_waits_for_its_providers_budget_outside_its_timeout(
+    tmp_path: Path,
+) -> None:
+    limits = Limits(concurrency=1)
+    agent = scripted_agent("scarce").model_copy(update={"limits": limits})
+    wf = one_step(agent, timeout_s=0.5, retries=0)
+    held = LOCAL.try_acquire("scarce", limits)  # another run of this process holds the slot
+    assert held is not None
+    threading.Timer(1.5, LOCAL.release, args=(held, None)).start()
+
+    run = run_workflow("inprocess", wf, {}, str(tmp_path / "store"))
+
+    # Waited 1.5 s with a timeout of 0.5 s, and succeeded: the wait was not its time.
+    assert run.record.status == "succeeded", run.record.error
+    notes = [e.data for e in run.events if e.type == "step_progress"]
+    assert notes == [{"message": "waiting for scarce budget"}]
+    assert LOCAL.try_acquire("scarce", limits) is not None  # the run gave its slot back

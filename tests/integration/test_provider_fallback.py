@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from tests.factories import scripted_agent
 from tests.integration.test_cancel_local import cli_env
 from tests.integration.test_provider_http import (
     ModelServer,
+    hang,
     provider,
     server,
     serving,
@@ -164,3 +166,45 @@ def test_agentic_show_names_the_provider_of_each_attempt_after_a_fallback(
     )
     assert table.returncode == 0, table.stderr
     assert "remote" in table.stdout and "spare" in table.stdout
+
+
+# --- a failing server fails the step on every local backend ---------------------------------
+
+
+def remote_workflow(entry: dict[str, object]) -> WorkflowConfig:
+    from agentic.contracts import AgentProvider
+
+    task = TaskConfig(
+        id="ask", agent_provider_id=str(entry["id"]), description="Ask.",
+        expected_output="An answer.", retries=0,
+    )  # fmt: skip
+    return WorkflowConfig(
+        name="remote",
+        agent_providers=[AgentProvider.model_validate(entry)],
+        tasks=[task],
+        task_sequence=["ask"],
+    )
+
+
+@pytest.mark.parametrize("backend", ["inprocess", "subprocess"])
+@pytest.mark.parametrize("failure", ["500", "hang"])
+def test_a_failing_server_fails_the_step_after_its_request_timeout_on_every_backend(
+    server: ModelServer,
+    tmp_path: Path,
+    backend: str,
+    failure: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server.reply = status(500) if failure == "500" else hang
+    monkeypatch.setenv("TEST_MODEL_KEY", "sk-t")
+    entry = provider(openai_base_url=f"{server.url}/v1", request_timeout_s=1, max_retries=0)
+    started = time.monotonic()
+    run = run_workflow(backend, remote_workflow(entry), {}, str(tmp_path / "store"))
+    took = time.monotonic() - started
+
+    assert run.record.status == "failed"
+    (attempt,) = open_store(str(tmp_path / "store")).read_attempts(run.record.run_id, "ask")
+    assert attempt.error is not None and attempt.error.provider_failed, attempt.error
+    assert attempt.error.message.startswith("agent provider 'remote' (openai test-model at ")
+    assert len(server.seen) == 1  # max_retries: 0, and no other retry layer
+    print(f"{backend}, {failure}: failed after {took:.2f} s")  # the hang: ~1 s and the import
