@@ -284,7 +284,8 @@ def _ready(step: StepView, event: RunEvent) -> StepView:
 
 
 def _started(step: StepView, event: RunEvent) -> StepView:
-    return replace(step, started_at=event.ts, finished_at=None)
+    # What it said while it waited to start ("waiting for <provider> budget") is over.
+    return replace(step, started_at=event.ts, finished_at=None, message="")
 
 
 def _progress(step: StepView, event: RunEvent) -> StepView:

@@ -76,8 +76,28 @@ SPARE = """\
     script:
       replies: ["the spare answered {step_id}"]
 """
+PRICEY = """\
+    id: pricey
+    type: scripted
+    role: Expensive
+    goal: Answer {topic}
+    backstory: A dollar a token.
+    script:
+      replies: ["an answer of several words"]
+    price: {input_per_million: 1000000, output_per_million: 1000000}
+"""
 WORKFLOWS = {
     "agent_providers/slow.yaml": SLOW_STEPS,
+    "agent_providers/pricey.yaml": PRICEY,
+    "workflows/capped.yaml": """\
+        workflow:
+          name: capped
+          agent_providers: [pricey]
+          max_cost_usd: 1
+          tasks:
+            - {id: one, agent_provider_id: pricey, description: First, expected_output: x}
+            - {id: two, agent_provider_id: pricey, description: Second, expected_output: x}
+    """,
     "agent_providers/down.yaml": DOWN,
     "agent_providers/spare.yaml": SPARE,
     "workflows/fallback.yaml": """\
@@ -388,6 +408,20 @@ def test_a_worker_runs_the_next_attempt_on_the_fallback_provider(stack: ProcessS
         (1, "failed", "down"),
         (2, "succeeded", "spare"),
     ]
+
+
+def test_the_coordinator_stops_a_run_whose_cost_passed_its_limit(stack: ProcessStack) -> None:
+    proc = agentic(
+        "run", "capped", "--backend", "nats", "--run-id", "nats-capped", env=client_env(stack)
+    )
+    _, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 1, err
+    store = open_store(store_url(stack))
+    record = store.read_run("nats-capped")
+    assert record.status == "failed"
+    assert "max_cost_usd is $1.0000 (after step 'one')" in (record.error or "")
+    assert store.read_attempts("nats-capped", "two") == []
 
 
 # --- guarantee 7 and Ctrl-C: cancellation ------------------------------------------------------

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -30,6 +29,7 @@ from agentic.runtime import execute_step
 from agentic.runtime.agents import provider_from
 from agentic.runtime.llm import build_llm
 from tests.factories import step_spec
+from tests.model_servers import hang, http_server, send
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("anthropic") is None,
@@ -89,48 +89,19 @@ def rate_limited(handler: BaseHTTPRequestHandler) -> None:
     send(handler, 429, {"type": "error", "error": error}, {"retry-after": "1"})
 
 
-def hang(handler: BaseHTTPRequestHandler) -> None:
-    time.sleep(60)  # longer than any request timeout or test below: it never answers
-
-
-def send(
-    handler: BaseHTTPRequestHandler, code: int, body: Any, headers: dict[str, str] | None = None
-) -> None:
-    data = json.dumps(body).encode()
-    handler.send_response(code)
-    handler.send_header("content-type", "application/json")
-    handler.send_header("content-length", str(len(data)))
-    for name, value in (headers or {}).items():
-        handler.send_header(name, value)
-    handler.end_headers()
-    handler.wfile.write(data)
-
-
 @pytest.fixture
 def server() -> Iterator[MessagesServer]:
     state = MessagesServer(url="", reply=message, count=token_count)
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
+    def on_post(handler: BaseHTTPRequestHandler, raw: bytes) -> None:
+        headers = {name.lower(): value for name, value in handler.headers.items()}
+        seen = Seen(time.monotonic(), handler.path, headers, json.loads(raw or b"{}"))
+        state.seen.append(seen)
+        (state.count if handler.path == COUNT else state.reply)(handler)
 
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("content-length", 0)))
-            headers = {name.lower(): value for name, value in self.headers.items()}
-            seen = Seen(time.monotonic(), self.path, headers, json.loads(raw or b"{}"))
-            state.seen.append(seen)
-            (state.count if self.path == COUNT else state.reply)(self)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{httpd.server_port}"
-    try:
+    with http_server(on_post) as url:
+        state.url = url
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def provider(**fields: Any) -> dict[str, Any]:

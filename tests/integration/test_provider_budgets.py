@@ -14,9 +14,8 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -29,6 +28,7 @@ from tests.factories import one_step, scripted_agent
 from tests.integration.test_cancel_local import cli_env
 from tests.integration.test_nats_backend import agentic, base_env
 from tests.integration.test_provider_http import answer, provider
+from tests.model_servers import http_server
 from tests.parity import run_workflow
 
 pytestmark = [pytest.mark.procs, pytest.mark.slow]
@@ -50,32 +50,21 @@ class CountingServer:
 def model() -> Iterator[CountingServer]:
     state = CountingServer()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length", 0)))
+    def on_post(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        with state.lock:
+            state.inflight += 1
+            state.most = max(state.most, state.inflight)
+        try:
+            time.sleep(REPLY_S)
+            answer(handler)
+        finally:
             with state.lock:
-                state.inflight += 1
-                state.most = max(state.most, state.inflight)
-            try:
-                time.sleep(REPLY_S)
-                answer(self)
-            finally:
-                with state.lock:
-                    state.inflight -= 1
-                    state.served += 1
+                state.inflight -= 1
+                state.served += 1
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    state.url = f"http://127.0.0.1:{httpd.server_port}"
-    try:
+    with http_server(on_post) as url:
+        state.url = url
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def catalog(root: Path, model: CountingServer) -> Path:

@@ -13,11 +13,10 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from agentic.runtime import execute_step
 from agentic.store import open_store
 from tests.factories import step_spec
 from tests.integration.test_cancel_local import agentic_cancel, cli_env
+from tests.model_servers import hang, http_server, send
 
 ANSWER = "Thought: done\nFinal Answer: hello from the server"
 
@@ -73,47 +73,18 @@ def status(code: int, **headers: str) -> Callable[[BaseHTTPRequestHandler], None
     return reply
 
 
-def hang(handler: BaseHTTPRequestHandler) -> None:
-    time.sleep(60)  # longer than any request timeout or test below: it never answers
-
-
-def send(
-    handler: BaseHTTPRequestHandler, code: int, body: Any, headers: dict[str, str] | None = None
-) -> None:
-    data = json.dumps(body).encode()
-    handler.send_response(code)
-    handler.send_header("content-type", "application/json")
-    handler.send_header("content-length", str(len(data)))
-    for name, value in (headers or {}).items():
-        handler.send_header(name, value)
-    handler.end_headers()
-    handler.wfile.write(data)
-
-
 @contextlib.contextmanager
 def serving() -> Iterator[ModelServer]:
     """A model server on a free loopback port, answering until the block ends."""
     state = ModelServer(url="", reply=answer)
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
+    def on_post(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        state.seen.append(Seen(time.monotonic(), handler.path, dict(handler.headers)))
+        state.reply(handler)
 
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length", 0)))
-            state.seen.append(Seen(time.monotonic(), self.path, dict(self.headers)))
-            state.reply(self)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{httpd.server_port}"
-    try:
+    with http_server(on_post) as url:
+        state.url = url
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 @pytest.fixture

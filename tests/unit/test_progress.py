@@ -110,6 +110,18 @@ def test_an_attempt_on_a_fallback_provider_says_which_until_the_step_ends() -> N
     assert progress.rows()[0].note == ""
 
 
+def test_a_step_waiting_for_its_providers_budget_says_so_until_it_starts() -> None:
+    progress = RunProgress(["write"])
+    progress.apply(event(1, "step_ready", "write", 1, prior_steps=[]))
+    note = event(2, "step_progress", "write", 1, message="waiting for gpt budget")
+    line = plain_line(note, progress.apply(note))
+    assert line is not None and line.endswith("write progress (attempt 1): waiting for gpt budget")
+    assert progress.rows()[0].note == "waiting for gpt budget"
+
+    progress.apply(event(3, "step_started", "write", 1, at=2.0))
+    assert progress.rows()[0].note == ""
+
+
 def test_a_reused_step_says_so() -> None:
     progress = RunProgress(["research"])
     progress.apply(event(1, "step_succeeded", "research", 1, reused=True))
