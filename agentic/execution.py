@@ -9,6 +9,7 @@ begins to exist.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -24,6 +25,8 @@ from agentic.store import open_run_store
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -103,7 +106,23 @@ def run_to_completion(
         from agentic.planning import record_outcome
 
         record_outcome(store, finished)  # the goal's session gets its final answer
+    index_finished(finished, store, settings)
     return finished
+
+
+def index_finished(record: RunRecord, store: RunStore, settings: Settings) -> None:
+    """Put a run that just ended into the knowledge index (:mod:`agentic.knowledge`): the
+    next plan can learn from it at once. Best effort: the index catches up on its next
+    refresh anyway."""
+    if not record.is_terminal:
+        return
+    try:
+        from agentic.knowledge import KnowledgeIndex, index_path
+
+        with KnowledgeIndex(index_path(settings, store)) as index:
+            index.add_run(store, record)
+    except Exception as exc:
+        log.warning("run %s is not in the knowledge index yet: %s", record.run_id, exc)
 
 
 def submit_detached(

@@ -61,7 +61,11 @@ def dependents(deps: Mapping[str, list[str]]) -> dict[str, list[str]]:
 
 
 def final_step(wf: WorkflowConfig) -> str:
-    """The step whose output is the run's output: the last sink in ``task_sequence`` order."""
+    """The step whose output is the run's output: the last sink in ``task_sequence`` order,
+    or the step a post-run review reviews (the review step is a sink after it)."""
+    review = wf.review
+    if review is not None and review.of is not None and review.step in wf.task_sequence:
+        return review.of
     waited_for = dependents(dependencies(wf))
     sinks = [step for step in wf.task_sequence if not waited_for[step]]
     return sinks[-1]

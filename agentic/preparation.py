@@ -34,6 +34,7 @@ from agentic.contracts import (
 )
 from agentic.errors import ConfigError
 from agentic.ids import check_id, new_run_id
+from agentic.review import with_review
 from agentic.settings import Settings
 
 INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -144,6 +145,11 @@ def prepare_run(
         workflow = _resolve(request, catalog)
     if request.max_cost_usd is not None:
         workflow = workflow.model_copy(update={"max_cost_usd": request.max_cost_usd})
+    review = request.review or workflow.review
+    if review is not None:
+        workflow = with_review(
+            _with_reviewer(workflow, review.provider, catalog), review, goal=request.goal
+        )
     run_id = check_id(request.run_id, "run id") if request.run_id else new_run_id()
     return RunRecord(
         run_id=run_id,
@@ -156,6 +162,22 @@ def prepare_run(
         steps=[StepState(step_id=step) for step in workflow.task_sequence],
         plan=plan,
     )
+
+
+def _with_reviewer(wf: WorkflowConfig, provider_id: str, catalog: Catalog) -> WorkflowConfig:
+    """``wf`` with the reviewer among its providers (a planned workflow holds only the
+    providers its steps use).
+
+    Raises:
+        ConfigError: the catalog has no such provider.
+    """
+    if any(p.id == provider_id for p in wf.agent_providers):
+        return wf
+    found = catalog.agent_providers.get(provider_id)
+    if found is None:
+        known = ", ".join(sorted(catalog.agent_providers)) or "none"
+        raise ConfigError(f"unknown review provider {provider_id!r} (agent providers: {known})")
+    return wf.model_copy(update={"agent_providers": [*wf.agent_providers, found]})
 
 
 def with_run_id(request: RunRequest) -> RunRequest:

@@ -281,6 +281,28 @@ class Settings(BaseSettings):
         "planner", description="Catalog id of the provider that plans goals."
     )
     planner_max_steps: int = Field(8, description="Most steps one plan may have.")
+    kb_index_path: str = Field(
+        "",
+        description="The knowledge index (SQLite): empty for `<store>/kb/index.sqlite3` on a "
+        "local store, else a cache file per store under `$XDG_CACHE_HOME/agentic/kb` (it is "
+        "rebuilt from the store when missing).",
+    )
+    kb_top_k: int = Field(
+        5, ge=0, description="Matches from the knowledge base a planner prompt shows (0: none)."
+    )
+    kb_max_chars: int = Field(
+        600, ge=50, description="Characters of each knowledge match in a planner prompt."
+    )
+    planner_min_success_rate: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A provider whose steps succeeded less often than this is flagged to the "
+        "planner (docs/planner.md), once it ran at least `AGENTIC_PLANNER_MIN_STEPS` steps.",
+    )
+    planner_min_steps: int = Field(
+        5, ge=1, description="Steps a provider must have run before its success rate counts."
+    )
 
 
 def get_settings(**overrides: object) -> Settings:

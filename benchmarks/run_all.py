@@ -23,6 +23,7 @@ FULL: dict[str, list[str]] = {
     "bench_nats_pipeline": [],
     "bench_worker_memory": [],
     "bench_k8s": [],
+    "bench_kb": [],
 }
 QUICK: dict[str, list[str]] = {
     "bench_nats_cycle": ["-n", "200"],
@@ -31,6 +32,7 @@ QUICK: dict[str, list[str]] = {
     "bench_nats_pipeline": ["--runs", "40", "--footprint-runs", "200", "--transition-runs", "1"],
     "bench_worker_memory": ["--steps", "16", "--delay", "5"],
     "bench_k8s": ["--reaction-n", "5"],
+    "bench_kb": ["--runs", "400"],
 }
 
 

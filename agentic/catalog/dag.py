@@ -78,6 +78,10 @@ def _reference_issues(wf: WorkflowConfig) -> list[Issue]:
         pool = pool_issue(task.pool, f"workflow.tasks[{i}].pool")
         if pool is not None:
             issues.append(pool)
+    if wf.review is not None and wf.review.provider not in agents:
+        issues.append(
+            ("workflow.review.provider", f"unknown agent provider {wf.review.provider!r}")
+        )
     return issues + _fallback_issues(wf, agents)
 
 

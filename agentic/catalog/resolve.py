@@ -125,6 +125,10 @@ def resolution_issues(
         found = catalog.agent_providers.get(task.agent_provider_id)
         if task.agent_provider_id not in agents and found is not None:
             agents[found.id] = found
+    if body.review is not None:  # the reviewer, like a task's provider
+        found = catalog.agent_providers.get(body.review.provider)
+        if body.review.provider not in agents and found is not None:
+            agents[found.id] = found
     for provider in list(agents.values()):  # fallbacks: one level, as provider_chain reads
         for fallback in provider.fallback:
             found = catalog.agent_providers.get(fallback)
@@ -149,6 +153,7 @@ def _build(body: WorkflowBody, agents: dict[str, AgentProvider], mcps: dict[str,
         tasks=body.tasks,
         task_sequence=sequence,
         max_cost_usd=body.max_cost_usd,
+        review=body.review,
     )
 
 

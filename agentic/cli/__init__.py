@@ -28,6 +28,7 @@ def _register() -> None:
     from agentic.cli import (
         commands_credentials,  # noqa: F401
         commands_inspect,  # noqa: F401
+        commands_knowledge,  # noqa: F401
         commands_replay,  # noqa: F401
         commands_run,  # noqa: F401
         commands_scaler,  # noqa: F401

@@ -69,6 +69,25 @@ MaxCost = Annotated[
         "(overrides the workflow's max_cost_usd).",
     ),
 ]
+NoKb = Annotated[
+    bool,
+    typer.Option(
+        "--no-kb",
+        help="With --goal: plan without the knowledge base and the providers' track records.",
+    ),
+]
+ReviewOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--review",
+        help="An agent provider that scores the answer at the end (overrides the workflow's "
+        "review).",
+    ),
+]
+MinScore = Annotated[
+    float | None,
+    typer.Option("--min-score", help="With --review: a score below this (0-10) fails the run."),
+]
 Detach = Annotated[
     bool,
     typer.Option("--detach", help="Print the run id and return (a backend with workers: nats)."),
@@ -92,13 +111,16 @@ def run(
     max_rounds: MaxRounds = None,
     session: SessionOpt = None,
     max_cost_usd: MaxCost = None,
+    no_kb: NoKb = False,
+    review: ReviewOpt = None,
+    min_score: MinScore = None,
 ) -> None:
     """Run a workflow and wait for it: live progress, then the final output.
 
     Exit codes: 0 succeeded; 1 failed or cancelled (Ctrl-C cancels); 2 bad usage or input.
     """
     from agentic.errors import ConfigError
-    from agentic.planning import planner_options
+    from agentic.planning import planner_options, review_options
     from agentic.preparation import build_request, load_run_catalog, parse_assignments
 
     settings = load_settings(**({"run_store_url": store} if store else {}))
@@ -116,9 +138,14 @@ def run(
         backend=backend,
         run_id=run_id,
         labels=parse_assignments(labels or [], "--label"),
-        planner=planner_options(goal, iterative=iterative, max_rounds=max_rounds, session=session),
+        planner=planner_options(
+            goal, iterative=iterative, max_rounds=max_rounds, session=session, knowledge=not no_kb
+        ),
         max_cost_usd=max_cost_usd,
+        review=review_options(review, min_score),
     )
+    if request.review is not None and request.planner is not None and request.planner.iterative:
+        raise ConfigError("--review with --iterative is not supported yet: review a one-shot goal")
     from agentic.cli.stack import stack_for
 
     # Without AGENTIC_NATS_URL, `--backend nats` brings its own nats-server, coordinator, worker.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group, RenderableType
 from rich.markdown import Markdown
@@ -19,6 +19,9 @@ from rich.text import Text
 from agentic.cli.details import ABANDONED, RunDetail, RunListing, StepDetail, worker_label
 from agentic.cli.progress import STATUS_STYLES, format_duration, one_line
 from agentic.contracts import Usage
+
+if TYPE_CHECKING:
+    from agentic.knowledge import TrackRecord
 
 OUTPUT_PREVIEW_CHARS = 400
 CELL_CHARS = 60
@@ -189,6 +192,7 @@ def _header(detail: RunDetail) -> Text:
         ("replay of", record.replay_of or ""),
         ("inputs", ", ".join(f"{k}={v}" for k, v in record.inputs.items())),
         ("labels", ", ".join(f"{k}={v}" for k, v in record.labels.items())),
+        ("review", _review_line(record.review)),
     ]
     for name, value in rows:
         if value:
@@ -203,6 +207,47 @@ def _header(detail: RunDetail) -> Text:
             style=STATUS_STYLES[ABANDONED],
         )
     return text
+
+
+def stats_table(records: Sequence[TrackRecord], min_success_rate: float, min_steps: int) -> Table:
+    """``agentic stats``: one row per provider; a flagged one's rate in red."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    names = ("provider", "model", "runs", "attempts", "success", "retries", "median", "p95")
+    for name in (*names, "tokens/step", "cost/step", "review"):
+        right = name not in ("provider", "model")
+        table.add_column(name, justify="right" if right else "left", no_wrap=True)
+    table.add_column("last failure", overflow="ellipsis", no_wrap=True, max_width=CELL_CHARS)
+    for r in records:
+        flagged = r.flagged(min_success_rate=min_success_rate, min_steps=min_steps)
+        table.add_row(
+            r.provider,
+            r.model or "",
+            str(len(r.runs)),
+            str(r.attempts),
+            Text(f"{r.success_rate:.0%}" + (" flagged" if flagged else ""),
+                 style="red" if flagged else ""),
+            str(r.retries),
+            format_duration(r.median_s),
+            format_duration(r.p95_s),
+            f"{r.tokens_per_step:,.0f}" if r.tokens_per_step is not None else "",
+            f"${r.cost_per_step:.4f}" if r.cost_per_step is not None else "",
+            f"{r.review_score:.1f}" if r.review_score is not None else "",
+            Text(" ".join((r.last_failure or "").split()), style="dim"),
+        )  # fmt: skip
+    return table
+
+
+def _review_line(review: Mapping[str, Any] | None) -> str:
+    if not review:
+        return ""
+    score = review.get("score")
+    shown = f"{score:g}/10" if isinstance(score, int | float) else "no score"
+    minimum = review.get("min_score")
+    verdict = "passed" if review.get("passed") else "failed"
+    limit = f", min {minimum:g}" if isinstance(minimum, int | float) else ""
+    reasons = "; ".join(str(r) for r in review.get("reasons") or [])
+    line = f"{shown} by {review.get('provider')} ({verdict}{limit})"
+    return one_line(f"{line}: {reasons}" if reasons else line, 200)
 
 
 def timeline_table(detail: RunDetail) -> Table:

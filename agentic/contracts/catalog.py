@@ -240,6 +240,26 @@ class TaskConfig(Frozen):
     pool: str | None = None
 
 
+class Review(Frozen):
+    """A post-run review: a provider scores the run's answer against its goal."""
+
+    provider: SafeId = Field(description="The agent provider that reviews.")
+    min_score: float | None = Field(
+        default=None,
+        ge=0,
+        le=10,
+        description="A score below this (0-10) fails the run with the reviewer's reasons.",
+    )
+    step: SafeId | None = Field(
+        default=None, description="The review step (set when the run is prepared)."
+    )
+    of: SafeId | None = Field(
+        default=None,
+        description="The step whose output is reviewed: the run's answer (set when the run "
+        "is prepared).",
+    )
+
+
 class WorkflowBody(Frozen):
     """The ``workflow:`` mapping of a workflow YAML file, before catalog resolution."""
 
@@ -255,6 +275,10 @@ class WorkflowBody(Frozen):
         gt=0,
         description="Stop a run of this workflow, failed, once the cost of its attempts "
         "passes this many US dollars.",
+    )
+    review: Review | None = Field(
+        default=None,
+        description="Score the answer at the end of every run (docs/planner.md).",
     )
 
 
@@ -279,6 +303,7 @@ class WorkflowConfig(Frozen):
     tasks: list[TaskConfig] = Field(min_length=1)
     task_sequence: list[SafeId]
     max_cost_usd: float | None = Field(default=None, gt=0)
+    review: Review | None = None
 
     def task(self, task_id: str) -> TaskConfig:
         for t in self.tasks:

@@ -13,7 +13,7 @@ from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, mod
 
 from agentic import failures
 from agentic.contracts.base import SCHEMA_VERSION, Frozen
-from agentic.contracts.catalog import WorkflowConfig, WorkflowDefinition
+from agentic.contracts.catalog import Review, WorkflowConfig, WorkflowDefinition
 from agentic.errors import ConfigError
 from agentic.ids import SafeId
 
@@ -237,6 +237,11 @@ class PlannerOptions(Frozen):
     iterative: bool = False
     max_rounds: int = Field(default=5, ge=1)
     session: SafeId | None = None
+    knowledge: bool = Field(
+        default=True,
+        description="Show the planner what the knowledge base holds on the goal and the "
+        "providers' track records (`agentic run --no-kb`: no).",
+    )
 
 
 class RunRequest(Frozen):
@@ -257,6 +262,9 @@ class RunRequest(Frozen):
         gt=0,
         description="Fail the run once its attempts cost more than this many US dollars; "
         "overrides the workflow's own max_cost_usd.",
+    )
+    review: Review | None = Field(
+        default=None, description="Review the answer at the end; overrides the workflow's."
     )
 
     @model_validator(mode="after")
@@ -311,6 +319,10 @@ class RunRecord(Frozen):
     error: str | None = None
     plan: dict[str, Any] | None = Field(
         default=None, description="The planner's plan and raw output, for goals."
+    )
+    review: dict[str, Any] | None = Field(
+        default=None,
+        description="The post-run review: {provider, score, min_score, reasons, passed}.",
     )
 
     @property

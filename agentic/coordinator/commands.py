@@ -87,6 +87,7 @@ class FinishRun:
     status: FinishStatus
     output: str | None = None
     error: str | None = None
+    review: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

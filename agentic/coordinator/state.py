@@ -29,6 +29,10 @@ Rules:
   current one, for a step already finished, or for a finished run are ignored (the method
   returns no commands). No step is dispatched twice with the same attempt number.
 * **Output.** A succeeded run's output is the output of its last sink in ``task_sequence``.
+* **Review.** A workflow with a post-run review (:mod:`agentic.review`) has a last step
+  whose output is the reviewer's JSON: its score and reasons go to ``run.json`` ``review``
+  when the run ends, and a score below ``min_score`` (or no score) fails the run with the
+  reasons. The run's output stays the reviewed step's.
 * **Cost.** The machine adds up the ``cost_usd`` of every attempt it hears the end of
   (restored runs: of every committed result). Once the sum passes the workflow's
   ``max_cost_usd`` while steps are left, the run fails as a fatal error does, naming the
@@ -40,10 +44,17 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from agentic import failures, graph
-from agentic.contracts import RunStatus, StepError, StepState, WorkflowConfig, stopped_status
+from agentic.contracts import (
+    Review,
+    RunStatus,
+    StepError,
+    StepState,
+    WorkflowConfig,
+    stopped_status,
+)
 from agentic.contracts.events import (
     StepFailedData,
     StepReadyData,
@@ -64,6 +75,7 @@ from agentic.coordinator.commands import (
 )
 from agentic.coordinator.policy import Backoff, step_policies
 from agentic.errors import ConfigError
+from agentic.review import read_review
 from agentic.settings import Settings
 
 StepStatus = Literal[
@@ -122,6 +134,8 @@ class RunState:
         self.output: str | None = None
         self.error: str | None = None
         self.cost_usd = 0.0
+        self.review: dict[str, Any] | None = None
+        """The review's verdict once its step succeeded (``run.json`` ``review``)."""
         """What the attempts the machine heard the end of cost, in US dollars (known parts)."""
 
     # --- construction ------------------------------------------------------------------
@@ -255,6 +269,15 @@ class RunState:
         data = StepSucceededData(output_chars=len(output)).as_data()
         emit = Emit("step_succeeded", step_id, attempt, data, from_worker=True)
         self.cost_usd += cost_usd or 0.0
+        review = self.workflow.review
+        if review is not None and review.step == step_id:
+            failed = self._judge(review, output)
+            if failed is not None:
+                return [
+                    emit,
+                    *self._stop_all(),
+                    *self._finish("failed", error=failed, step_id=step_id),
+                ]
         done = all(s.status == "succeeded" for s in self._steps.values())
         if not done and self._over_budget():
             return [emit, *self._stop_for_cost(step)]
@@ -394,6 +417,27 @@ class RunState:
         retrying = Emit("step_retrying", step.step_id, next_attempt, wait)
         return [*commands, retrying, ScheduleRetry(step.step_id, next_attempt, delay)]
 
+    def _judge(self, review: Review, output: str) -> str | None:
+        """Record the reviewer's verdict; why the run fails, or None when it passed."""
+        score, reasons = read_review(output)
+        passed = score is not None and (review.min_score is None or score >= review.min_score)
+        self.review = {
+            "provider": review.provider,
+            "score": score,
+            "min_score": review.min_score,
+            "reasons": reasons,
+            "passed": passed,
+        }
+        if passed or (score is None and review.min_score is None):
+            return None
+        why = "; ".join(reasons) or "no reasons given"
+        if score is None:
+            return f"the review of step {review.of!r} gave no score: {why}"
+        return (
+            f"the review scored step {review.of!r} {score:g}/10, below min_score "
+            f"{review.min_score:g}: {why}"
+        )
+
     def _over_budget(self) -> bool:
         limit = self.workflow.max_cost_usd
         return limit is not None and self.cost_usd > limit
@@ -434,7 +478,7 @@ class RunState:
     ) -> list[Command]:
         self.status, self.output, self.error = status, output, error
         data = end_payload(status, output=output, error=error).as_data()
-        return [Emit(status, step_id, None, data), FinishRun(status, output, error)]
+        return [Emit(status, step_id, None, data), FinishRun(status, output, error, self.review)]
 
     def _restore_attempts(self, step: _Step, seen: int) -> None:
         step.attempt = max(step.attempt, seen)

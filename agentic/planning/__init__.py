@@ -25,7 +25,7 @@ from agentic.planning.plan import (
 )
 from agentic.planning.planner import plan_goal, planner_provider
 from agentic.planning.prompt import DoneStep, build_planner_prompt, offer_for, render_prompt
-from agentic.planning.records import failed_plan_record, planner_options
+from agentic.planning.records import failed_plan_record, planner_options, review_options
 from agentic.planning.sessions import (
     Session,
     SessionEntry,
@@ -54,6 +54,7 @@ __all__ = [
     "read_session",
     "record_outcome",
     "render_prompt",
+    "review_options",
     "run_iterative",
     "session_history",
 ]

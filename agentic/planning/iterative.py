@@ -41,6 +41,7 @@ from agentic.contracts import (
 )
 from agentic.errors import ConfigError, PlanError
 from agentic.ids import check_id, new_run_id
+from agentic.planning.knowledge import gather
 from agentic.planning.model import PlannerModel
 from agentic.planning.plan import Offer, Plan, PlanStep, plan_workflow, run_order, workflow_name
 from agentic.planning.planner import ask_for_plan, input_names, planner_provider, run_topic
@@ -157,6 +158,9 @@ class _Rounds:
         )
         session = self.options.session
         self.history = session_history(store, session) if session else []
+        self.knowledge = (
+            gather(self.goal, self.offer, settings, store) if self.options.knowledge else None
+        )
         self.model = PlannerModel(
             provider, goal=self.goal, topic=run_topic(request), env=catalog.environ
         )
@@ -203,7 +207,11 @@ class _Rounds:
 
     def _plan_round(self, number: int) -> Plan:
         prompt = render_prompt(
-            self.goal, self.offer, session_history=self.history, progress=self.done
+            self.goal,
+            self.offer,
+            session_history=self.history,
+            progress=self.done,
+            knowledge=self.knowledge,
         )
         entry: dict[str, Any] = {"round": number, "prompt": prompt, "replies": [], "plan": None}
         self.plan["rounds"].append(entry)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from agentic.catalog import Catalog, check_workflow
 from agentic.contracts import AgentProvider, PlannerOptions, RunRequest, WorkflowConfig
 from agentic.errors import CatalogError, ConfigError, PlanError
+from agentic.planning.knowledge import gather
 from agentic.planning.model import PlannerModel, first_messages, repair_messages
 from agentic.planning.plan import (
     Offer,
@@ -141,7 +142,7 @@ def plan_goal(
             "(agentic.planning.run_iterative), not planned up front"
         )
     session = options.session
-    if session is not None and store is None:
+    if (session is not None or options.knowledge) and store is None:
         from agentic.store import open_run_store
 
         store = open_run_store(settings)
@@ -155,7 +156,10 @@ def plan_goal(
         max_steps=settings.planner_max_steps,
     )
     history = session_history(store, session) if store is not None and session else []
-    prompt = render_prompt(request.goal, offer, session_history=history)
+    knowledge = None
+    if options.knowledge and store is not None:
+        knowledge = gather(request.goal, offer, settings, store)
+    prompt = render_prompt(request.goal, offer, session_history=history, knowledge=knowledge)
     record: dict[str, Any] = {
         "mode": "once",
         "goal": request.goal,
@@ -166,6 +170,8 @@ def plan_goal(
         "replies": [],
         "plan": None,
     }
+    if knowledge is not None:
+        record["knowledge"] = {"sources": knowledge.sources(), "flagged": knowledge.flagged()}
     model = PlannerModel(provider, goal=request.goal, topic=run_topic(request), env=catalog.environ)
     try:
         plan = ask_for_plan(model, prompt, offer, record["replies"])

@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from agentic.catalog import Catalog
+from agentic.planning.knowledge import PlannerKnowledge, knowledge_sections
 from agentic.planning.plan import Offer, PlanStep, schema_json
 from agentic.planning.sessions import SessionEntry
 
@@ -96,13 +97,16 @@ def render_prompt(
     session_history: Sequence[SessionEntry] = (),
     progress: Sequence[DoneStep] | None = None,
     max_chars: int = DEFAULT_MAX_CHARS,
+    knowledge: PlannerKnowledge | None = None,
 ) -> str:
-    """The prompt text for ``offer`` (see :func:`build_planner_prompt`)."""
+    """The prompt text for ``offer`` (see :func:`build_planner_prompt`); ``knowledge``
+    adds what the store knows (:mod:`agentic.planning.knowledge`)."""
     parts = [
         "You plan multi-step agent workflows. Reply with ONE JSON object and nothing else; "
         f"it must match this JSON Schema:\n{schema_json()}",
         f"Goal:\n{goal}",
         _agents_section(offer),
+        *(knowledge_sections(knowledge) if knowledge is not None else []),
         _tools_section(offer),
         _rules_section(offer, iterative=progress is not None),
     ]

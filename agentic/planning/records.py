@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentic.contracts import (
     PlannerOptions,
+    Review,
     RunRecord,
     RunRequest,
     StepState,
@@ -22,7 +23,12 @@ if TYPE_CHECKING:
 
 
 def planner_options(
-    goal: str | None, *, iterative: bool, max_rounds: int | None, session: str | None
+    goal: str | None,
+    *,
+    iterative: bool,
+    max_rounds: int | None,
+    session: str | None,
+    knowledge: bool = True,
 ) -> PlannerOptions | None:
     """The planner options of ``agentic run`` (None when none is given).
 
@@ -30,18 +36,36 @@ def planner_options(
         ConfigError: an option without ``--goal``, ``--max-rounds`` without
             ``--iterative``, or an unsafe session name.
     """
-    if not (iterative or max_rounds is not None or session is not None):
+    if not (iterative or max_rounds is not None or session is not None or not knowledge):
         return None
     if goal is None:
-        raise ConfigError("--iterative, --max-rounds and --session plan a goal: give --goal TEXT")
+        raise ConfigError(
+            "--iterative, --max-rounds, --session and --no-kb plan a goal: give --goal TEXT"
+        )
     if max_rounds is not None and not iterative:
         raise ConfigError("--max-rounds limits an --iterative run: add --iterative")
-    options: dict[str, Any] = {"iterative": iterative, "session": session}
+    options: dict[str, Any] = {"iterative": iterative, "session": session, "knowledge": knowledge}
     if session is not None:
         check_id(session, "session name")
     if max_rounds is not None:
         options["max_rounds"] = max_rounds
     return PlannerOptions(**options)
+
+
+def review_options(provider: str | None, min_score: float | None) -> Review | None:
+    """``--review ID [--min-score N]`` (None when not given).
+
+    Raises:
+        ConfigError: ``--min-score`` without ``--review``, or a value out of 0-10.
+    """
+    if provider is None:
+        if min_score is not None:
+            raise ConfigError("--min-score is the passing score of a --review: add --review ID")
+        return None
+    check_id(provider, "review provider")
+    if min_score is not None and not 0 <= min_score <= 10:
+        raise ConfigError(f"--min-score {min_score:g}: give a score from 0 to 10")
+    return Review(provider=provider, min_score=min_score)
 
 
 def failed_plan_record(

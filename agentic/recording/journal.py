@@ -92,6 +92,7 @@ class RunJournal:
             status=command.status,
             output=command.output,
             error=command.error,
+            review=command.review,
             finished_at=utcnow(),
         )
 

@@ -57,7 +57,7 @@ class DocumentStore:
 
     def read_json(self, path: str) -> Any:
         """A JSON document at a store-relative path (from :mod:`agentic.names`); None if absent."""
-        rel = _safe_relpath(path)
+        rel = safe_relpath(path)
         raw = self._read_bytes(rel, limit=self.max_doc_bytes)
         if raw is None:
             return None
@@ -69,7 +69,7 @@ class DocumentStore:
 
     def write_json(self, path: str, obj: Any) -> None:
         """Atomically write ``obj`` (JSON-serializable, or a pydantic model) at ``path``."""
-        rel = _safe_relpath(path)
+        rel = safe_relpath(path)
         data = encode(obj) if isinstance(obj, BaseModel) else json.dumps(obj).encode()
         self._write_doc(rel, data)
 
@@ -162,7 +162,7 @@ class DocumentStore:
         return sorted(name for name in found if is_safe_id(name))
 
 
-def _safe_relpath(path: str) -> str:
+def safe_relpath(path: str) -> str:
     """Check every segment of a store-relative path, so it cannot leave the store."""
     parts = path.split("/")
     for part in parts:

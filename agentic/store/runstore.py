@@ -18,7 +18,7 @@ from typing import Any
 from agentic import names, redact
 from agentic.contracts import Artifact, RunRecord, StepResult, StepSpec, encode
 from agentic.errors import DecodeError, StoreError, UnknownRunError
-from agentic.store.documents import DocumentStore
+from agentic.store.documents import DocumentStore, safe_relpath
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,25 @@ class RunStore(DocumentStore):
             read = [self._read_listed_run(run_id) for run_id in run_ids]
         records = [record for record in read if record is not None]
         return sorted(records, key=lambda r: (r.created_at, r.run_id), reverse=True)
+
+    def list_run_ids(self) -> list[str]:
+        """The ids of every run in the store (a listing: no ``run.json`` is read), sorted."""
+        return self._list(names.RUNS_DIR, dirs=True)
+
+    def list_json(self, folder: str) -> list[str]:
+        """Names (without ``.json``) of the JSON documents in a store-relative folder."""
+        names_ = self._list(safe_relpath(folder), dirs=False)
+        return [n[: -len(".json")] for n in names_ if n.endswith(".json")]
+
+    def delete_json(self, path: str) -> bool:
+        """Remove a JSON document; False when there was none."""
+        target = self._abs(safe_relpath(path))
+        with self._io("delete", target):
+            try:
+                self.fs.rm_file(target)
+            except FileNotFoundError:
+                return False
+        return True
 
     def _read_listed_run(self, run_id: str) -> RunRecord | None:
         try:

@@ -123,6 +123,7 @@ class RunOutbox:
             status=command.status,
             output=command.output,
             error=command.error,
+            review=command.review,
             finished_at=utcnow(),
         )
         log.info("run %s %s", self.record.run_id, command.status)
