@@ -86,8 +86,26 @@ PRICEY = """\
       replies: ["an answer of several words"]
     price: {input_per_million: 1000000, output_per_million: 1000000}
 """
+CRITIC = """\
+    id: critic
+    type: scripted
+    role: Critic
+    goal: Judge
+    backstory: Strict.
+    script:
+      replies: ['{"score": 2, "reasons": ["off topic"]}']
+"""
 WORKFLOWS = {
     "agent_providers/slow.yaml": SLOW_STEPS,
+    "agent_providers/critic.yaml": CRITIC,
+    "workflows/judged.yaml": """\
+        workflow:
+          name: judged
+          agent_providers: [spare]
+          review: {provider: critic, min_score: 5}
+          tasks:
+            - {id: ask, agent_provider_id: spare, description: Ask, expected_output: x}
+    """,
     "agent_providers/pricey.yaml": PRICEY,
     "workflows/capped.yaml": """\
         workflow:
@@ -422,6 +440,18 @@ def test_the_coordinator_stops_a_run_whose_cost_passed_its_limit(stack: ProcessS
     assert record.status == "failed"
     assert "max_cost_usd is $1.0000 (after step 'one')" in (record.error or "")
     assert store.read_attempts("nats-capped", "two") == []
+
+
+def test_a_workers_review_below_min_score_fails_the_run(stack: ProcessStack) -> None:
+    proc = agentic(
+        "run", "judged", "--backend", "nats", "--run-id", "nats-judged", env=client_env(stack)
+    )
+    _, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 1, err
+    record = open_store(store_url(stack)).read_run("nats-judged")
+    assert record.error == "the review scored step 'ask' 2/10, below min_score 5: off topic"
+    assert record.review is not None and record.review["score"] == 2.0
 
 
 # --- guarantee 7 and Ctrl-C: cancellation ------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from agentic.bus import EmbeddedNats, connect
+from agentic.contracts import RunRecord, RunRequest, utcnow
 from agentic.processes import children_of
 from agentic.settings import Settings
 from tests.factories import DONE, inline_request, scripted_agent_data
@@ -284,6 +285,15 @@ async def test_a_goal_is_planned_by_the_coordinator_and_runs_on_the_workers(
     providers.mkdir(parents=True)
     (providers / "planner.yaml").write_text(PLANNER)
     (providers / "quick.yaml").write_text(QUICK_PROVIDER)
+    earlier = RunRecord(  # what an earlier run on the topic left in the store
+        run_id="earlier-1",
+        status="succeeded",
+        request=RunRequest(workflow_ref="notes"),
+        backend="inprocess",
+        output="Durable runs survive a crashed worker: the store keeps every result.",
+        finished_at=utcnow(),
+    )
+    assert stack.store().create_run(earlier)
     await asyncio.gather(stack.start_coordinator(), stack.start_workers(1))
     nc = await connect(Settings(nats_url=server.url), name="goal-test")
     try:
@@ -299,3 +309,6 @@ async def test_a_goal_is_planned_by_the_coordinator_and_runs_on_the_workers(
     assert list(record.workflow.task_sequence) == ["look", "answer"]
     assert record.plan is not None
     assert record.output == "answer done for runs"
+    # The coordinator's planner child read the knowledge index of the same store.
+    assert record.plan["knowledge"]["sources"] == ["run earlier-1"]
+    assert "[run earlier-1]" in record.plan["prompt"] and "crashed worker" in record.plan["prompt"]
