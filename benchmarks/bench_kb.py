@@ -2,8 +2,9 @@
 planning a goal, beside a bare SQLite FTS5 baseline measured in the same run.
 
 A file run store is filled with ``--runs`` finished runs of ``--steps`` steps each (10,000
-step outputs by default: 2,000 runs of 5 steps), each output a few hundred words drawn from
-a fixed vocabulary. Then:
+step outputs by default: 2,000 runs of 5 steps), each output 300 words drawn as natural
+text's are: Zipf-distributed over a vocabulary of 20,000 words, the goal's topical words
+ranked a few hundred down (so a query word is in some of the outputs, not all). Then:
 
 * **index**: :meth:`KnowledgeIndex.refresh` over the whole store (it lists the runs and
   reads each one's record and attempts) against inserting the same texts into a bare FTS5
@@ -21,6 +22,7 @@ a fixed vocabulary. Then:
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import sqlite3
@@ -83,6 +85,24 @@ WORDS = (
 GOAL = "Write a research brief on durable agent workflows with budgets and fallback providers"
 
 
+VOCABULARY_SIZE = 20_000
+TOPICAL_RANK = 300
+
+
+def vocabulary(seed: int) -> list[str]:
+    """20,000 pseudo-words, most frequent first, the topical ones from rank 300 on."""
+    rng = random.Random(seed)
+    syllables = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
+    words: list[str] = []
+    seen = set(WORDS)
+    while len(words) < VOCABULARY_SIZE - len(WORDS):
+        word = "".join(rng.choice(syllables) for _ in range(rng.randint(2, 4)))
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    return words[:TOPICAL_RANK] + list(WORDS) + words[TOPICAL_RANK:]
+
+
 def fill_store(store_dir: str, runs: int, steps: int, seed: int = 7) -> list[str]:
     """``runs`` succeeded runs of ``steps`` steps in a file store; every step output."""
     from agentic.contracts import (
@@ -100,6 +120,8 @@ def fill_store(store_dir: str, runs: int, steps: int, seed: int = 7) -> list[str
     from agentic.store import open_store
 
     rng = random.Random(seed)
+    words = vocabulary(seed)
+    zipf = list(itertools.accumulate(1 / rank for rank in range(1, len(words) + 1)))
     store = open_store(store_dir)
     agent = AgentProvider(
         id="writer", type="scripted", role="Writer", goal="Write", backstory="b",
@@ -115,7 +137,7 @@ def fill_store(store_dir: str, runs: int, steps: int, seed: int = 7) -> list[str
     for n in range(runs):
         run_id = f"bench-{n:05d}"
         now = utcnow()
-        texts = [" ".join(rng.choice(WORDS) for _ in range(300)) for _ in ids]
+        texts = [" ".join(rng.choices(words, cum_weights=zipf, k=300)) for _ in ids]
         for step_id, text in zip(ids, texts, strict=True):
             result = StepResult(
                 run_id=run_id, step_id=step_id, attempt=1, status="succeeded", output=text,

@@ -222,7 +222,7 @@ def stats_table(records: Sequence[TrackRecord], min_success_rate: float, min_ste
         table.add_row(
             r.provider,
             r.model or "",
-            str(len(r.runs)),
+            str(r.runs),
             str(r.attempts),
             Text(f"{r.success_rate:.0%}" + (" flagged" if flagged else ""),
                  style="red" if flagged else ""),

@@ -20,7 +20,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from agentic.errors import ConfigError
 from agentic.knowledge.index import PRIVATE_LABEL, KnowledgeIndex, Match, fts_query, is_private
-from agentic.knowledge.records import TrackRecord, aggregate, track_records
+from agentic.knowledge.records import TrackRecord, track_records
 from agentic.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ __all__ = [
     "Match",
     "TrackRecord",
     "add_document",
-    "aggregate",
     "fts_query",
     "index_path",
     "is_private",

@@ -25,7 +25,7 @@ import contextlib
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS runs (
     private INTEGER NOT NULL,
     review_score REAL
 );
+CREATE TABLE IF NOT EXISTS documents (doc_id TEXT PRIMARY KEY, name TEXT NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS passages USING fts5(
     title, text, kind UNINDEXED, run_id UNINDEXED, step_id UNINDEXED, source UNINDEXED,
     tokenize = 'porter unicode61'
@@ -67,6 +68,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     PRIMARY KEY (run_id, step_id, attempt)
 );
 CREATE INDEX IF NOT EXISTS attempts_provider ON attempts (provider, finished_at);
+CREATE INDEX IF NOT EXISTS attempts_duration ON attempts (provider, duration_s);
 """
 
 _WORD = re.compile(r"[^\W_]{3,}", re.UNICODE)
@@ -206,6 +208,12 @@ class KnowledgeIndex:
         self.close()
 
     @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for queries of this package (one thread at a time)."""
+        with self._lock:
+            yield self._db
+
+    @contextlib.contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
         with self._lock, self._db:  # one transaction
             yield self._db
@@ -290,15 +298,16 @@ class KnowledgeIndex:
                 "VALUES (?, ?, 'doc', NULL, ?, ?)",
                 (title, text, doc_id, f"document {title}"),
             )
+            db.execute("INSERT OR REPLACE INTO documents VALUES (?, ?)", (doc_id, title))
 
     def remove_document(self, doc_id: str) -> None:
         with self._writing() as db:
             db.execute("DELETE FROM passages WHERE kind = 'doc' AND step_id = ?", (doc_id,))
+            db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
 
     def document_ids(self) -> set[str]:
         with self._lock:
-            rows = self._db.execute("SELECT step_id FROM passages WHERE kind = 'doc'")
-            return {row[0] for row in rows}
+            return {row[0] for row in self._db.execute("SELECT doc_id FROM documents")}
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -332,27 +341,6 @@ class KnowledgeIndex:
                 return int(self._db.execute("SELECT count(*) FROM passages").fetchone()[0])
             row = self._db.execute("SELECT count(*) FROM passages WHERE kind = ?", (kind,))
             return int(row.fetchone()[0])
-
-    def attempt_rows(
-        self, *, since: str | None = None, providers: Sequence[str] | None = None
-    ) -> list[tuple[object, ...]]:
-        """``(provider, model, run_id, step_id, attempt, status, duration_s, tokens, cost_usd,
-        error, finished_at, review_score)`` of every indexed attempt, oldest first."""
-        sql = (
-            "SELECT a.provider, a.model, a.run_id, a.step_id, a.attempt, a.status, a.duration_s, "
-            "a.tokens, a.cost_usd, a.error, a.finished_at, r.review_score "
-            "FROM attempts a JOIN runs r ON r.run_id = a.run_id WHERE 1=1"
-        )
-        args: list[object] = []
-        if since is not None:
-            sql += " AND a.finished_at >= ?"
-            args.append(since)
-        if providers is not None:
-            sql += f" AND a.provider IN ({','.join('?' * len(providers))})"
-            args.extend(providers)
-        sql += " ORDER BY a.finished_at"
-        with self._lock:
-            return list(self._db.execute(sql, args).fetchall())
 
 
 def _attempt_row(record: RunRecord, result: StepResult) -> tuple[object, ...]:

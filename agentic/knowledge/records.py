@@ -6,32 +6,37 @@ tokens and cost per succeeded step, the mean review score of the runs it worked 
 last failure. ``agentic stats`` prints them and the planner prompt carries a compact table;
 a provider below ``AGENTIC_PLANNER_MIN_SUCCESS_RATE`` over at least
 ``AGENTIC_PLANNER_MIN_STEPS`` attempts is *flagged* (shown, not hidden: the planner decides).
+
+Everything is computed by SQLite over the ``attempts`` table (indexed by provider), so a
+planner's table costs milliseconds at tens of thousands of attempts.
 """
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from agentic.knowledge.index import KnowledgeIndex
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrackRecord:
     """One provider's figures (see the module docstring)."""
 
     provider: str
-    model: str | None = None
-    runs: set[str] = field(default_factory=set)
-    attempts: int = 0
-    succeeded: int = 0
-    durations: list[float] = field(default_factory=list)
-    tokens: int = 0
-    cost_usd: float | None = None
-    reviews: dict[str, float] = field(default_factory=dict)
-    last_failure: str | None = None
-    last_failure_at: str | None = None
+    model: str | None
+    runs: int
+    attempts: int
+    succeeded: int
+    steps: int
+    tokens: int
+    cost_usd: float | None
+    median_s: float | None
+    p95_s: float | None
+    review_score: float | None
+    last_failure: str | None
+    last_failure_at: str | None
 
     @property
     def success_rate(self) -> float:
@@ -40,20 +45,7 @@ class TrackRecord:
     @property
     def retries(self) -> int:
         """Attempts beyond the first of each step: what failures cost in calls."""
-        return self.attempts - len(self._steps)
-
-    _steps: set[tuple[str, str]] = field(default_factory=set, repr=False)
-
-    @property
-    def median_s(self) -> float | None:
-        return statistics.median(self.durations) if self.durations else None
-
-    @property
-    def p95_s(self) -> float | None:
-        if not self.durations:
-            return None
-        ordered = sorted(self.durations)
-        return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+        return self.attempts - self.steps
 
     @property
     def tokens_per_step(self) -> float | None:
@@ -65,10 +57,6 @@ class TrackRecord:
             return None
         return self.cost_usd / self.succeeded
 
-    @property
-    def review_score(self) -> float | None:
-        return statistics.fmean(self.reviews.values()) if self.reviews else None
-
     def flagged(self, *, min_success_rate: float, min_steps: int) -> bool:
         """Below the success rate, over enough attempts to say so."""
         return self.attempts >= min_steps and self.success_rate < min_success_rate
@@ -77,7 +65,7 @@ class TrackRecord:
         return {
             "provider": self.provider,
             "model": self.model,
-            "runs": len(self.runs),
+            "runs": self.runs,
             "attempts": self.attempts,
             "succeeded": self.succeeded,
             "success_rate": round(self.success_rate, 4),
@@ -95,29 +83,67 @@ class TrackRecord:
 def track_records(
     index: KnowledgeIndex, *, since: str | None = None, providers: Sequence[str] | None = None
 ) -> list[TrackRecord]:
-    """Every provider's track record from the index, busiest first."""
-    return aggregate(index.attempt_rows(since=since, providers=providers))
+    """Every provider's track record (or ``providers``'), busiest first; ``since``: only
+    attempts that ended at or after this ISO time (UTC)."""
+    where: str = "1=1"
+    args: list[object] = []
+    if since is not None:
+        where += " AND finished_at >= ?"
+        args.append(since)
+    if providers is not None:
+        if not providers:
+            return []
+        where += f" AND provider IN ({','.join('?' * len(providers))})"
+        args.extend(providers)
+    with index.reading() as db:
+        totals = db.execute(
+            "SELECT provider, max(model), count(DISTINCT run_id), count(*), "
+            "sum(status = 'succeeded'), count(DISTINCT run_id || '/' || step_id), "
+            "sum(CASE WHEN status = 'succeeded' THEN tokens ELSE 0 END), "
+            "sum(CASE WHEN status = 'succeeded' THEN cost_usd END), count(duration_s) "
+            f"FROM attempts WHERE {where} GROUP BY provider",
+            args,
+        ).fetchall()
+        reviews = dict(
+            db.execute(
+                "SELECT a.provider, avg(r.review_score) FROM runs r JOIN "
+                f"(SELECT DISTINCT provider, run_id FROM attempts WHERE {where}) a "
+                "ON a.run_id = r.run_id WHERE r.review_score IS NOT NULL GROUP BY a.provider",
+                args,
+            ).fetchall()
+        )
+        found = []
+        for provider, model, runs, attempts, ok, steps, tokens, cost, timed in totals:
+            scope = (where + " AND provider = ?", [*args, provider])
+            failure = db.execute(
+                f"SELECT error, finished_at FROM attempts WHERE {scope[0]} "
+                "AND status = 'failed' ORDER BY finished_at DESC LIMIT 1",
+                scope[1],
+            ).fetchone()
+            found.append(
+                TrackRecord(
+                    provider=provider,
+                    model=model,
+                    runs=runs,
+                    attempts=attempts,
+                    succeeded=ok or 0,
+                    steps=steps,
+                    tokens=tokens or 0,
+                    cost_usd=cost,
+                    median_s=_nth_duration(db, scope, (timed - 1) // 2) if timed else None,
+                    p95_s=_nth_duration(db, scope, round(0.95 * (timed - 1))) if timed else None,
+                    review_score=reviews.get(provider),
+                    last_failure=failure[0] if failure else None,
+                    last_failure_at=failure[1] if failure else None,
+                )
+            )
+    return sorted(found, key=lambda r: (-r.attempts, r.provider))
 
 
-def aggregate(rows: Iterable[tuple[object, ...]]) -> list[TrackRecord]:
-    """Track records from :meth:`KnowledgeIndex.attempt_rows`'s rows."""
-    found: dict[str, TrackRecord] = {}
-    for row in rows:
-        provider, model, run_id, step_id, _, status, duration, tokens, cost, error, at, review = row
-        record = found.setdefault(str(provider), TrackRecord(str(provider)))
-        record.model = str(model) if model is not None else record.model
-        record.runs.add(str(run_id))
-        record._steps.add((str(run_id), str(step_id)))
-        record.attempts += 1
-        if isinstance(duration, int | float):
-            record.durations.append(float(duration))
-        if isinstance(review, int | float):
-            record.reviews[str(run_id)] = float(review)
-        if status == "succeeded":
-            record.succeeded += 1
-            record.tokens += int(tokens) if isinstance(tokens, int) else 0
-            if isinstance(cost, int | float):
-                record.cost_usd = (record.cost_usd or 0.0) + float(cost)
-        elif error is not None:
-            record.last_failure, record.last_failure_at = str(error), str(at) if at else None
-    return sorted(found.values(), key=lambda r: (-r.attempts, r.provider))
+def _nth_duration(db: sqlite3.Connection, scope: tuple[str, list[object]], n: int) -> float | None:
+    row = db.execute(
+        f"SELECT duration_s FROM attempts WHERE {scope[0]} AND duration_s IS NOT NULL "
+        "ORDER BY duration_s LIMIT 1 OFFSET ?",
+        [*scope[1], n],
+    ).fetchone()
+    return float(row[0]) if row else None

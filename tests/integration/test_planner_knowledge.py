@@ -278,3 +278,28 @@ def test_review_options_are_checked_before_anything_runs(settings: Settings) -> 
     unknown = runner.invoke(app, ["run", "facts", "--review", "nobody"])
     assert unknown.exit_code == 2 and "unknown review provider 'nobody'" in unknown.output
     assert open_store(settings.run_store_url).list_run_ids() == []
+
+
+@pytest.mark.procs
+def test_on_an_s3_store_the_index_is_a_local_cache_rebuilt_from_the_store(
+    s3_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentic.knowledge import add_document, index_path, open_index
+
+    url = s3_server.unique_url()
+    settings = Settings(run_store_url=url)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-a"))
+    store = open_store(url)
+    notes = tmp_path / "s3-notes.md"
+    notes.write_text("Numbats eat termites, thousands a day.")
+    with open_index(settings, store) as index:
+        add_document(store, index, notes)
+    first = index_path(settings, store)
+    assert first.is_relative_to(tmp_path / "cache-a")
+
+    # Another machine (another cache) builds its index from the store alone.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-b"))
+    assert not index_path(settings, store).exists()
+    with open_index(settings, open_store(url)) as elsewhere:
+        (match,) = elsewhere.search("numbats termites")
+    assert match.source == "document s3-notes.md"

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agentic.contracts import Review, RunRecord, RunRequest
+from agentic.contracts import (
+    Review,
+    RunRecord,
+    RunRequest,
+    StepError,
+    StepResult,
+    Timing,
+    Usage,
+)
 from agentic.coordinator import FinishRun, RunState
-from agentic.knowledge import KnowledgeIndex, aggregate, fts_query, is_private
+from agentic.knowledge import KnowledgeIndex, fts_query, is_private, track_records
 from agentic.review import read_review, with_review
 from agentic.settings import Settings
+from agentic.store import open_store
 from tests.unit.test_coordinator import task, workflow
 
 
@@ -111,16 +121,41 @@ def test_a_low_score_or_none_fails_the_run_only_with_a_min_score(
     assert end.review is not None and end.review["passed"] is passed
 
 
-def test_track_records_count_retries_durations_and_the_last_failure() -> None:
-    rows = [
-        ("m", "gpt", "r1", "a", 1, "failed", 1.0, 0, None, "RateLimit: 429", "2026-01-01", None),
-        ("m", "gpt", "r1", "a", 2, "succeeded", 3.0, 100, 0.01, None, "2026-01-01T00:00:02", 8.0),
-        ("m", "gpt", "r2", "a", 1, "succeeded", 5.0, 300, 0.03, None, "2026-01-01T00:00:03", 6.0),
-    ]  # fmt: skip
-    (record,) = aggregate(rows)
-    assert (record.attempts, record.succeeded, record.retries, len(record.runs)) == (3, 2, 1, 2)
-    assert record.median_s == 3.0 and record.p95_s == 5.0
+def attempt(run_id: str, n: int, ok: bool, seconds: float, tokens: int, at: int) -> StepResult:
+    started = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=at)
+    timing = Timing(started_at=started, finished_at=started + timedelta(seconds=seconds))
+    usage = Usage(prompt_tokens=tokens, cost_usd=tokens / 10_000 if ok else None)
+    if ok:
+        return StepResult(run_id=run_id, step_id="a", attempt=n, status="succeeded",
+                          output="x", usage=usage, timing=timing, provider="writer")  # fmt: skip
+    error = StepError(type="RateLimit", message=f"429 at {at}", retryable=True)
+    return StepResult.failed(run_id, "a", n, error, timing=timing, worker=None, provider="writer")
+
+
+def test_track_records_count_retries_durations_reviews_and_the_last_failure() -> None:
+    store = open_store(f"memory://kb-{random.random()}")
+    wf = workflow(task("a"))
+    runs = {
+        "r1": ([attempt("r1", 1, False, 1.0, 0, 1), attempt("r1", 2, True, 3.0, 100, 2)], 8.0),
+        "r2": ([attempt("r2", 1, True, 5.0, 300, 3)], 6.0),
+        "r3": ([attempt("r3", 1, False, 2.0, 0, 4)], None),
+    }
+    with KnowledgeIndex(":memory:") as index:
+        for run_id, (attempts, score) in runs.items():
+            for result in attempts:
+                store.write_attempt(result)
+            review = {"score": score} if score is not None else None
+            record = RunRecord(run_id=run_id, status="succeeded", request=RunRequest(
+                workflow_ref="w"), workflow=wf, backend="inprocess", review=review)  # fmt: skip
+            index.add_run(store, record)
+        (record,) = track_records(index)
+        since = track_records(index, since="2026-01-01T00:02:30+00:00")
+
+    assert (record.provider, record.runs, record.attempts, record.succeeded) == ("writer", 3, 4, 2)
+    assert record.retries == 1  # r1's step needed a second attempt
+    assert (record.median_s, record.p95_s) == (2.0, 5.0)  # of 1, 2, 3, 5 s
     assert record.tokens_per_step == 200 and record.cost_per_step == pytest.approx(0.02)
-    assert record.review_score == 7.0 and record.last_failure == "RateLimit: 429"
-    assert record.flagged(min_success_rate=0.7, min_steps=3)
-    assert not record.flagged(min_success_rate=0.7, min_steps=4)
+    assert record.review_score == 7.0 and record.last_failure == "RateLimit: 429 at 4"
+    assert record.flagged(min_success_rate=0.6, min_steps=4)
+    assert not record.flagged(min_success_rate=0.6, min_steps=5)
+    assert [(r.attempts, r.succeeded) for r in since] == [(2, 1)]  # r2 and r3 only
