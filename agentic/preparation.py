@@ -148,7 +148,7 @@ def prepare_run(
     review = request.review or workflow.review
     if review is not None:
         workflow = with_review(
-            _with_reviewer(workflow, review.provider, catalog), review, goal=request.goal
+            add_reviewer(workflow, review.provider, catalog), review, goal=request.goal
         )
     run_id = check_id(request.run_id, "run id") if request.run_id else new_run_id()
     return RunRecord(
@@ -164,7 +164,7 @@ def prepare_run(
     )
 
 
-def _with_reviewer(wf: WorkflowConfig, provider_id: str, catalog: Catalog) -> WorkflowConfig:
+def add_reviewer(wf: WorkflowConfig, provider_id: str, catalog: Catalog) -> WorkflowConfig:
     """``wf`` with the reviewer among its providers (a planned workflow holds only the
     providers its steps use).
 

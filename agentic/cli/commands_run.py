@@ -144,8 +144,6 @@ def run(
         max_cost_usd=max_cost_usd,
         review=review_options(review, min_score),
     )
-    if request.review is not None and request.planner is not None and request.planner.iterative:
-        raise ConfigError("--review with --iterative is not supported yet: review a one-shot goal")
     from agentic.cli.stack import stack_for
 
     # Without AGENTIC_NATS_URL, `--backend nats` brings its own nats-server, coordinator, worker.

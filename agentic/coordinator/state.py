@@ -176,6 +176,13 @@ class RunState:
             step.status, step.attempt, step.output = "succeeded", result.attempt, result.output
             data = StepSucceededData(reused=True).as_data()
             commands.append(Emit("step_succeeded", step_id, result.attempt, data))
+        review = wf.review
+        if review is not None and review.step is not None and review.step in (reused or {}):
+            # A reused verdict counts as it did: a replay keeps (or fails on) it.
+            failed = state._judge(review, state._steps[review.step].output or "")
+            if failed is not None:
+                end = state._finish("failed", error=failed, step_id=review.step)
+                return state, commands + state._stop_all() + end
         return state, commands + state._advance()
 
     @classmethod

@@ -48,6 +48,8 @@ from agentic.planning.planner import ask_for_plan, input_names, planner_provider
 from agentic.planning.prompt import DoneStep, offer_for, render_prompt
 from agentic.planning.records import round_record, unique_id
 from agentic.planning.sessions import SessionEntry, add_entry, record_outcome, session_history
+from agentic.preparation import add_reviewer
+from agentic.review import with_review
 from agentic.settings import Settings
 
 if TYPE_CHECKING:
@@ -158,6 +160,10 @@ class _Rounds:
         )
         session = self.options.session
         self.history = session_history(store, session) if session else []
+        self.catalog = catalog
+        self.review = request.review
+        self.feedback: dict[str, Any] | None = None  # the last failed review, for the planner
+        self.reviewed_answer: PlanStep | None = None
         self.knowledge = (
             gather(self.goal, self.offer, settings, store) if self.options.knowledge else None
         )
@@ -188,22 +194,76 @@ class _Rounds:
     # --- the loop -------------------------------------------------------------------------
 
     def run(self) -> RunRecord:
-        """Every round, then the synthesis; the finished record."""
-        final: Plan | None = None
-        self.plan["stopped"] = "max_rounds"
-        for number in range(1, self.options.max_rounds + 1):
-            try:
-                plan = self._plan_round(number)
-            except PlanError as exc:
-                return self.fail(f"round {number}: {exc}", stopped="invalid_plan")
-            step = None if plan.done else self._next_step(plan)
-            if step is None:  # the planner said so, or every step it plans has run
-                final, self.plan["stopped"] = plan, "done" if plan.done else "plan_complete"
-                break
-            outcome = self._run_round(number, step)
-            if outcome.status != "succeeded":
-                return self._end_early(number, outcome)
-        return self._synthesize(final)
+        """Every round, then the synthesis; the finished record.
+
+        With a review (``--review``), the synthesis is first run with its review as a
+        round of its own; an answer the reviewer scores below ``min_score`` sends the
+        planner, with the reviewer's reasons, into another round while rounds are left.
+        """
+        number = 0
+        while True:
+            final: Plan | None = None
+            self.plan["stopped"] = "max_rounds"
+            while number < self.options.max_rounds:
+                number += 1
+                try:
+                    plan = self._plan_round(number)
+                except PlanError as exc:
+                    return self.fail(f"round {number}: {exc}", stopped="invalid_plan")
+                step = None if plan.done else self._next_step(plan)
+                if step is None:  # the planner said so, or every step it plans has run
+                    final, self.plan["stopped"] = plan, "done" if plan.done else "plan_complete"
+                    break
+                outcome = self._run_round(number, step)
+                if outcome.status != "succeeded":
+                    return self._end_early(number, outcome)
+            if self.review is None:
+                return self._synthesize(final)
+            verdict = self._review_round(number, final)
+            if verdict is None or verdict.status == "succeeded":
+                return self._synthesize(final)
+            if verdict.review is None or verdict.review.get("passed") or verdict.status != "failed":
+                return self._end_early(number, verdict)
+            if number >= self.options.max_rounds:
+                return self.fail(verdict.error or "the review failed", stopped="review")
+            self.feedback = verdict.review
+
+    def _review_round(self, number: int, final: Plan | None) -> RunRecord | None:
+        """Run the synthesis with its review as run ``<id>-r<n>-review``, reusing the
+        rounds' results; None when there is nothing to synthesize (the caller says so)."""
+        from agentic.replay import execute_reusing
+
+        step = self._synthesis_step(final)
+        if step is None or self.review is None:
+            return None
+        workflow = self._reviewed(self._workflow([*self._done_steps(), step]))
+        run_id = check_id(f"{round_run_id(self.record.run_id, number)}-review", "round run id")
+        source = ReplaySource(run_id=self.last_run, from_step=step.id) if self.last_run else None
+        labels = {**self.record.labels, PARENT_LABEL: self.record.run_id, ROUND_LABEL: str(number)}
+        request = RunRequest(
+            run_id=run_id,
+            workflow=workflow,
+            inputs=dict(self.record.inputs),
+            backend=self.record.backend,
+            labels=labels,
+            replay_of=source,
+        )
+        child = round_record(request, workflow, plan={"iterative_of": self.record.run_id})
+        reviews = self.plan.setdefault("reviews", [])
+        reviews.append({"round": number, "answer": step.id, "run_id": run_id})
+        self._save()
+        self.store.create_run(child)
+        finished = execute_reusing(child, self.store, self.settings, self._forward)
+        reviews[-1].update(status=finished.status, review=finished.review)
+        if finished.status == "succeeded":
+            self.last_run, self.reviewed_answer = run_id, step
+        self._save()
+        return finished
+
+    def _reviewed(self, workflow: WorkflowConfig) -> WorkflowConfig:
+        assert self.review is not None
+        with_reviewer = add_reviewer(workflow, self.review.provider, self.catalog)
+        return with_review(with_reviewer, self.review, goal=self.goal)
 
     def _plan_round(self, number: int) -> Plan:
         prompt = render_prompt(
@@ -212,6 +272,7 @@ class _Rounds:
             session_history=self.history,
             progress=self.done,
             knowledge=self.knowledge,
+            review=self.feedback,
         )
         entry: dict[str, Any] = {"round": number, "prompt": prompt, "replies": [], "plan": None}
         self.plan["rounds"].append(entry)
@@ -270,7 +331,7 @@ class _Rounds:
     def _synthesize(self, final: Plan | None) -> RunRecord:
         from agentic.replay import execute_reusing
 
-        step = self._synthesis_step(final)
+        step = self.reviewed_answer or self._synthesis_step(final)
         if step is None:
             return self.fail(
                 "the planner said the goal was met before any step ran, and gave no step "
@@ -278,8 +339,11 @@ class _Rounds:
                 stopped="done",
             )
         workflow = self._workflow([*self._done_steps(), step])
-        self.plan["synthesis"] = step.id
         source = ReplaySource(run_id=self.last_run, from_step=step.id) if self.last_run else None
+        if self.reviewed_answer is not None and self.last_run is not None:
+            workflow = self._reviewed(workflow)  # every step, the review too, from that round
+            source = ReplaySource(run_id=self.last_run)
+        self.plan["synthesis"] = step.id
         self.record = self.record.model_copy(
             update={
                 "request": self.record.request.model_copy(update={"replay_of": source}),

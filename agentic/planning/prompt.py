@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from agentic.catalog import Catalog
 from agentic.planning.knowledge import PlannerKnowledge, knowledge_sections
@@ -98,9 +99,11 @@ def render_prompt(
     progress: Sequence[DoneStep] | None = None,
     max_chars: int = DEFAULT_MAX_CHARS,
     knowledge: PlannerKnowledge | None = None,
+    review: Mapping[str, Any] | None = None,
 ) -> str:
     """The prompt text for ``offer`` (see :func:`build_planner_prompt`); ``knowledge``
-    adds what the store knows (:mod:`agentic.planning.knowledge`)."""
+    adds what the store knows (:mod:`agentic.planning.knowledge`), ``review`` the verdict
+    on the last answer of an iterative run that did not pass."""
     parts = [
         "You plan multi-step agent workflows. Reply with ONE JSON object and nothing else; "
         f"it must match this JSON Schema:\n{schema_json()}",
@@ -114,7 +117,21 @@ def render_prompt(
         parts.append(_session_section(session_history, max_chars))
     if progress is not None:
         parts.append(_progress_section(progress, max_chars))
+    if review is not None:
+        parts.append(_review_section(review))
     return "\n\n".join(parts) + "\n"
+
+
+def _review_section(review: Mapping[str, Any]) -> str:
+    score = review.get("score")
+    shown = f"{score:g}/10" if isinstance(score, int | float) else "no score"
+    minimum = review.get("min_score")
+    needed = f" (it needs {minimum:g})" if isinstance(minimum, int | float) else ""
+    reasons = "\n".join(f"- {reason}" for reason in review.get("reasons") or []) or "- none given"
+    return (
+        f"A reviewer scored the last final answer {shown}{needed}, for these reasons:\n"
+        f"{reasons}\nPlan the steps that address them; the answer is written again after them."
+    )
 
 
 def _agents_section(offer: Offer) -> str:

@@ -24,8 +24,15 @@ runner = CliRunner()
 pytestmark = [pytest.mark.filterwarnings("ignore::ImportWarning")]
 
 PLAN = {"steps": [plan_step("answer", "alpha")]}
+ROUNDS = (
+    {"steps": [plan_step("gather")]},
+    {"done": True, "final_answer": "a first draft"},
+    {"steps": [plan_step("dig")]},
+    {"done": True, "final_answer": "a second draft"},
+)
 FILES = {
     "agent_providers/planner.yaml": planner_yaml("planner", PLAN),
+    "agent_providers/rounds.yaml": planner_yaml("rounds", *ROUNDS),
     "agent_providers/oracle.yaml": """\
         id: oracle
         type: scripted
@@ -270,11 +277,57 @@ def test_a_pdf_is_added_by_its_text_and_other_files_are_refused(
     assert runner.invoke(app, ["kb", "add", str(broken)]).exit_code == 2
 
 
+def iterative(settings: Settings, reviewer: str, min_score: float, rounds: int):  # type: ignore[no-untyped-def]
+    request = RunRequest(
+        goal="Describe quokkas",
+        planner=PlannerOptions(iterative=True, max_rounds=rounds),
+        review={"provider": reviewer, "min_score": min_score},
+    )
+    settings = settings.model_copy(update={"planner_agent_provider": "rounds"})
+    return run_to_completion(request, settings, lambda event: None)
+
+
+def test_an_iterative_answer_the_reviewer_fails_sends_the_planner_into_another_round(
+    settings: Settings,
+) -> None:
+    record = iterative(settings, "critic", 5, rounds=3)
+
+    assert record.status == "failed"
+    assert record.error == (
+        "the review scored step 'synthesis' 3/10, below min_score 5: too short; no sources"
+    )
+    assert record.plan is not None and record.plan["stopped"] == "review"
+    reviews = record.plan["reviews"]
+    assert [(r["round"], r["status"]) for r in reviews] == [(2, "failed"), (3, "failed")]
+    # The round after the failed review was planned with the reviewer's reasons.
+    third = record.plan["rounds"][2]["prompt"]
+    assert "A reviewer scored the last final answer 3/10 (it needs 5)" in third
+    assert "- too short" in third
+    assert "A reviewer scored" not in record.plan["rounds"][1]["prompt"]
+
+
+def test_an_iterative_answer_that_passes_its_review_is_the_runs_answer(
+    settings: Settings,
+) -> None:
+    record = iterative(settings, "fan", 5, rounds=3)
+
+    assert record.status == "succeeded", record.error
+    assert record.review is not None and record.review["score"] == 9.0
+    assert record.plan is not None
+    assert [(r["round"], r["status"]) for r in record.plan["reviews"]] == [(2, "succeeded")]
+    assert record.workflow is not None
+    assert record.workflow.task_sequence == ["gather", "synthesis", "review"]
+    store = open_store(settings.run_store_url)
+    answer = store.read_result(record.run_id, "synthesis")
+    assert answer is not None and record.output == answer.output
+    # The review ran once, in its round; the goal's run took it over.
+    review = store.read_result(record.run_id, "review")
+    assert review is not None and review.reused_from == record.plan["reviews"][0]["run_id"]
+
+
 def test_review_options_are_checked_before_anything_runs(settings: Settings) -> None:
     lone = runner.invoke(app, ["run", "facts", "--min-score", "5"])
     assert lone.exit_code == 2 and "add --review" in lone.output
-    iterative = runner.invoke(app, ["run", "--goal", "x", "--iterative", "--review", "critic"])
-    assert iterative.exit_code == 2 and "--iterative" in iterative.output
     unknown = runner.invoke(app, ["run", "facts", "--review", "nobody"])
     assert unknown.exit_code == 2 and "unknown review provider 'nobody'" in unknown.output
     assert open_store(settings.run_store_url).list_run_ids() == []
