@@ -18,7 +18,13 @@ from agentic.backends import EventCallback, get_backend
 from agentic.catalog import Catalog, catalog_dirs, load_catalog
 from agentic.contracts import RunRecord, RunRequest, WorkflowConfig
 from agentic.errors import ConfigError, PlanError
-from agentic.preparation import GoalPlanner, is_iterative, prepare_run, with_run_id
+from agentic.preparation import (
+    GoalPlanner,
+    check_same_run,
+    is_iterative,
+    prepare_run,
+    with_run_id,
+)
 from agentic.recording.cancel import CANCELLED_BY_USER, mark_cancelled
 from agentic.settings import Settings
 from agentic.store import open_run_store
@@ -76,7 +82,9 @@ def run_to_completion(
     """
     store = store if store is not None else open_run_store(settings)
     if request.run_id is not None and store.run_exists(request.run_id):
-        return store.read_run(request.run_id)
+        existing = store.read_run(request.run_id)
+        check_same_run(existing, request)
+        return existing
     catalog = catalog if catalog is not None else load_catalog(catalog_dirs(settings))
     if request.goal is not None:
         request = with_run_id(request)
@@ -141,7 +149,9 @@ def submit_detached(
     """
     store = store if store is not None else open_run_store(settings)
     if request.run_id is not None and store.run_exists(request.run_id):
-        return store.read_run(request.run_id)
+        existing = store.read_run(request.run_id)
+        check_same_run(existing, request)
+        return existing
     if is_iterative(request):
         raise ConfigError("an --iterative goal is planned while it runs: it cannot be detached")
     catalog = catalog if catalog is not None else load_catalog(catalog_dirs(settings))

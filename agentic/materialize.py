@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 
 from agentic.catalog.dag import check_workflow, task_mcp_providers
 from agentic.catalog.resolve import require_workflow_env
 from agentic.contracts import (
+    PLACEHOLDER,
     ResolvedMCP,
     StepSpec,
     TaskConfig,
@@ -30,8 +30,6 @@ from agentic.settings import Settings
 
 PRIOR_OUTPUTS_MARKER = "\n\n---\nOutputs of earlier steps, for you to build on:\n"
 """Starts the injected block, so re-injecting replaces it instead of stacking a second one."""
-
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def materialize(
@@ -205,7 +203,7 @@ def spec_fingerprint(spec: StepSpec) -> str:
 
 def interpolate(text: str, variables: Mapping[str, str]) -> str:
     """Replace ``{name}`` by ``variables[name]``; leave every other brace as written."""
-    return _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
+    return PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
 
 
 def _cap(text: str, max_chars: int) -> str:

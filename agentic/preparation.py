@@ -24,6 +24,7 @@ from agentic.catalog import Catalog, catalog_dirs, load_catalog, load_workflow, 
 from agentic.catalog.dag import check_workflow
 from agentic.catalog.env import WORKER_BACKENDS, WORKERS_ENV
 from agentic.contracts import (
+    PLACEHOLDER,
     RunRecord,
     RunRequest,
     StepState,
@@ -143,6 +144,7 @@ def prepare_run(
         workflow, plan = planned.workflow, planned.plan
     else:
         workflow = _resolve(request, catalog)
+    check_placeholders(workflow, request.inputs)
     if request.max_cost_usd is not None:
         workflow = workflow.model_copy(update={"max_cost_usd": request.max_cost_usd})
     review = request.review or workflow.review
@@ -164,6 +166,33 @@ def prepare_run(
     )
 
 
+def check_placeholders(wf: WorkflowConfig, inputs: Mapping[str, str]) -> None:
+    """Refuse a workflow whose task texts use a ``{placeholder}`` that no input fills.
+
+    Every backend then behaves alike (CrewAI's kickoff refuses one; a step sent elsewhere
+    would carry the literal ``{name}`` to the model), and a misspelt ``--input`` is caught
+    before anything runs.
+
+    Raises:
+        ConfigError: naming the task, the field and the inputs given.
+    """
+    known = {"topic", *inputs}
+    for task in wf.tasks:
+        for field, text in (
+            ("description", task.description),
+            ("expected_output", task.expected_output),
+        ):
+            missing = sorted(set(PLACEHOLDER.findall(text)) - known)
+            if missing:
+                given = ", ".join(sorted(known))
+                names = ", ".join("{" + name + "}" for name in missing)
+                raise ConfigError(
+                    f"task {task.id!r} ({field}) uses {names}, which no input fills "
+                    f"(inputs: {given}): pass --input {missing[0]}=…, or write it without "
+                    "braces"
+                )
+
+
 def add_reviewer(wf: WorkflowConfig, provider_id: str, catalog: Catalog) -> WorkflowConfig:
     """``wf`` with the reviewer among its providers (a planned workflow holds only the
     providers its steps use).
@@ -178,6 +207,40 @@ def add_reviewer(wf: WorkflowConfig, provider_id: str, catalog: Catalog) -> Work
         known = ", ".join(sorted(catalog.agent_providers)) or "none"
         raise ConfigError(f"unknown review provider {provider_id!r} (agent providers: {known})")
     return wf.model_copy(update={"agent_providers": [*wf.agent_providers, found]})
+
+
+def check_same_run(existing: RunRecord, request: RunRequest) -> None:
+    """Refuse a request whose ``run_id`` names a run of something else.
+
+    Submitting the same request twice is one run (DESIGN §3: the second gets the first's
+    record); a request for another workflow or goal under the same id is a mistake, not a
+    way to read an unrelated run.
+
+    Raises:
+        ConfigError: naming what the existing run is.
+    """
+    asked, found = _source_of(request), _source_of(existing.request, existing.workflow)
+    if asked is not None and found is not None and asked != found:
+        raise ConfigError(
+            f"run {existing.run_id!r} exists and is a run of {found[0]} {found[1]!r}, not of "
+            f"{asked[0]} {asked[1]!r}: choose another --run-id (or `agentic show "
+            f"{existing.run_id}`)"
+        )
+
+
+def _source_of(
+    request: RunRequest, workflow: WorkflowConfig | None = None
+) -> tuple[str, str] | None:
+    if request.goal is not None:
+        return "goal", request.goal
+    if request.workflow_ref is not None:
+        return "workflow", request.workflow_ref
+    inline = request.workflow
+    if isinstance(inline, WorkflowConfig):
+        return "workflow", inline.name
+    if isinstance(inline, WorkflowDefinition):
+        return "workflow", inline.workflow.name
+    return ("workflow", workflow.name) if workflow is not None else None
 
 
 def with_run_id(request: RunRequest) -> RunRequest:

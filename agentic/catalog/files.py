@@ -89,7 +89,7 @@ def _yaml_problem(exc: yaml.YAMLError, shown: str) -> CatalogError:
     if not isinstance(exc, yaml.MarkedYAMLError):
         return CatalogError(f"malformed YAML: {exc}", file=shown)
     mark = exc.problem_mark or exc.context_mark
-    line = f"line {mark.line + 1}" if mark is not None else None
+    line = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else None
     if isinstance(exc, YAMLTooLargeError):  # well-formed, just too big: not "malformed"
         return CatalogError(str(exc.problem), file=shown, field=line)
     reason = ": ".join(str(p) for p in (exc.context, exc.problem) if p)

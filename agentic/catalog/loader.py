@@ -64,7 +64,8 @@ def load_catalog(
     if report.problems:
         first = report.problems[0]
         more = len(report.problems) - 1
-        suffix = f" (and {more} more problems: run `agentic validate`)" if more else ""
+        noun = "problem" if more == 1 else "problems"
+        suffix = f" (and {more} more {noun}: run `agentic validate`)" if more else ""
         raise CatalogError(first.message + suffix, file=first.file, field=first.field)
     return report.catalog
 

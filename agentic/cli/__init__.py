@@ -4,6 +4,7 @@ module and registers itself on :data:`app`; commands are thin calls into the lib
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 import typer
 
@@ -16,8 +17,23 @@ app = typer.Typer(
 )
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import version
+
+        typer.echo(f"agentic {version('agentic')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    _: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Durable, replayable CrewAI agent workflows."""
     # A callback keeps `agentic <command>` a command group even while only one command
     # is registered (typer would otherwise run that command without its name).

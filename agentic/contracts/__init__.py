@@ -2,6 +2,7 @@
 
 from agentic.contracts.base import SCHEMA_VERSION, Frozen, decode, encode, first_error
 from agentic.contracts.catalog import (
+    PLACEHOLDER,
     AgentProvider,
     Limits,
     MCPProvider,
@@ -78,6 +79,7 @@ from agentic.contracts.messages import (
 __all__ = [
     "BACKEND_NAMES",
     "EVENT_DATA",
+    "PLACEHOLDER",
     "SCHEMA_VERSION",
     "STEP_STATUS",
     "TERMINAL_EVENTS",

@@ -8,6 +8,7 @@ can be replayed without the catalog it came from.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
@@ -16,6 +17,9 @@ from agentic.contracts.base import Frozen
 from agentic.ids import SafeId
 
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+"""A ``{name}`` in a task's texts, filled from the run's inputs when it is materialized (as
+CrewAI's ``kickoff(inputs=...)`` does)."""
 
 
 class ScriptedToolCall(Frozen):

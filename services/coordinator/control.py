@@ -24,6 +24,7 @@ from agentic.contracts import (
     FailedData,
     RunEvent,
     RunRecord,
+    RunRequest,
     StepSpec,
     decode,
     end_payload,
@@ -32,6 +33,7 @@ from agentic.contracts import (
 from agentic.contracts.events import END_TYPES
 from agentic.errors import AgenticError, ConfigError, DecodeError, StoreError, UnknownRunError
 from agentic.ids import check_id
+from agentic.preparation import check_same_run
 from agentic.recording.cancel import mark_cancelled
 from agentic.settings import Settings
 from services.coordinator.dead_letters import dead_letter_message
@@ -122,7 +124,7 @@ class Control:
 
     async def _submit(self, raw: bytes) -> dict[str, Any]:
         request = parse_request(raw, settings=self._settings)
-        if request.run_id is not None and await self._adopt(request.run_id):
+        if request.run_id is not None and await self._adopt(request.run_id, request):
             return {"run_id": request.run_id}
         record = await self._intake.prepare(request, store_url=self.store.url)
         if record.is_terminal:  # a goal the planner could not plan: stored as a failed run
@@ -159,14 +161,23 @@ class Control:
             self._claimed.add(run_id)
             return True
 
-    async def _adopt(self, run_id: str) -> bool:
-        """True when ``run_id`` exists; a ``pending`` nats run is started now."""
+    async def _adopt(self, run_id: str, request: RunRequest | None = None) -> bool:
+        """True when ``run_id`` exists; a ``pending`` nats run is started now.
+
+        Raises:
+            ConfigError: ``request`` asks for another workflow or goal than that run's.
+        """
         async with self._registry:
-            if run_id in self._runs or run_id in self._claimed:
+            driven = self._runs.get(run_id)
+            if driven is not None and request is not None:
+                check_same_run(driven.record, request)
+            if driven is not None or run_id in self._claimed:
                 return True
         record = await self._io_before_reply("reading run.json", _read_or_none, self.store, run_id)
         if record is None:
             return False
+        if request is not None:
+            check_same_run(record, request)
         if record.status != "pending" or record.backend != "nats":
             return True
         if not await self._claim(run_id):

@@ -25,7 +25,7 @@ def test_malformed_yaml_names_the_file_and_the_line(tmp_path):
 
     problem = only_problem(root)
     assert problem.file.endswith("agent_providers/alpha.yaml")
-    assert problem.field == "line 2"
+    assert problem.field == "line 2, column 8"
     assert "malformed YAML" in problem.message
 
 
@@ -33,7 +33,7 @@ def test_a_key_written_twice_is_an_error_instead_of_silently_winning(tmp_path):
     text = SCRIPTED_AGENT.format(id="alpha") + "role: Other\n"
     problem = only_problem(make_catalog(tmp_path, {"agent_providers/alpha.yaml": text}))
 
-    assert problem.field == "line 8"
+    assert problem.field == "line 8, column 1"
     assert "'role' appears twice" in problem.message
 
 
@@ -43,7 +43,8 @@ def test_an_alias_bomb_is_refused_naming_the_file_and_the_line_before_it_expands
     problem = only_problem(make_catalog(tmp_path, {"agent_providers/alpha.yaml": bomb}))
 
     assert problem.file.endswith("agent_providers/alpha.yaml")
-    assert problem.field == "line 5"  # level 4: 111,111 nodes, the first level over the bound
+    # level 4: 111,111 nodes, the first level over the bound
+    assert problem.field == "line 5, column 5"
     expected = f"YAML expands to more than {MAX_EXPANDED_NODES} nodes once its aliases are expanded"
     assert problem.message == expected
 
@@ -52,7 +53,7 @@ def test_an_alias_that_contains_itself_is_refused(tmp_path):
     text = SCRIPTED_AGENT.format(id="alpha") + "tags: &loop [a, *loop]\n"
     problem = only_problem(make_catalog(tmp_path, {"agent_providers/alpha.yaml": text}))
 
-    assert problem.field == "line 8"
+    assert problem.field == "line 8, column 7"
     assert problem.message == "a YAML alias refers to a node that contains it"
 
 
@@ -60,7 +61,7 @@ def test_nesting_too_deep_is_refused_naming_the_line_instead_of_a_recursion_erro
     text = SCRIPTED_AGENT.format(id="alpha") + "tags:\n  - " + "[" * 1000 + "]" * 1000 + "\n"
     problem = only_problem(make_catalog(tmp_path, {"agent_providers/alpha.yaml": text}))
 
-    assert problem.field == "line 9"
+    assert problem.field == "line 9, column 103"
     assert problem.message == f"YAML nests lists and mappings more than {MAX_DEPTH} levels deep"
 
 

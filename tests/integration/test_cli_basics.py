@@ -1,0 +1,96 @@
+"""What the command line says before anything runs: the version, placeholders no input
+fills, a run id that belongs to another workflow, plurals (issue "Run lifecycle at scale",
+"One behaviour per YAML" and "CLI basics")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentic.cli import _register, app
+from agentic.store import open_store
+from tests.factories import make_catalog
+
+_register()
+runner = CliRunner()
+
+pytestmark = [pytest.mark.filterwarnings("ignore::ImportWarning")]
+
+PITCH = """\
+workflow:
+  name: pitch
+  agent_providers: [alpha]
+  tasks:
+    - {id: pitch, agent_provider_id: alpha, description: "Pitch {topic} to {audience}",
+       expected_output: text}
+"""
+
+
+@pytest.fixture
+def catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = make_catalog(tmp_path / "config", {"workflows/pitch.yaml": PITCH})
+    monkeypatch.setenv("AGENTIC_CONFIG_DIR", str(root))
+    monkeypatch.setenv("AGENTIC_RUN_STORE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("AGENTIC_EXECUTION_BACKEND", "inprocess")
+    return tmp_path
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("agentic 0.")
+
+
+@pytest.mark.parametrize("backend", ["inprocess", "subprocess", "nats"])
+def test_a_placeholder_no_input_fills_is_refused_alike_on_every_backend(
+    catalog: Path, backend: str
+) -> None:
+    result = runner.invoke(
+        app, ["run", "pitch", "--backend", backend, "--input", "audiance=investors"]
+    )
+
+    assert result.exit_code == 2
+    assert (
+        "task 'pitch' (description) uses {audience}, which no input fills "
+        "(inputs: audiance, topic): pass --input audience=…" in result.output
+    )
+    assert open_store(str(catalog / "store")).list_run_ids() == []
+
+
+def test_the_input_a_placeholder_names_lets_it_run(catalog: Path) -> None:
+    result = runner.invoke(app, ["run", "pitch", "--input", "audience=investors", "--json"])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_run_id_of_another_workflow_is_refused_and_the_same_request_is_one_run(
+    catalog: Path,
+) -> None:
+    pitch = ["run", "pitch", "--run-id", "mine", "-i", "audience=x"]
+    first = runner.invoke(app, pitch)
+    assert first.exit_code == 0, first.output
+
+    again = runner.invoke(app, pitch)
+    other = runner.invoke(app, ["run", "flow", "--run-id", "mine"])
+
+    assert again.exit_code == 0  # the same request: that run, reported again
+    assert other.exit_code == 2
+    assert "run 'mine' exists and is a run of workflow 'pitch', not of workflow 'flow'" in (
+        other.output
+    )
+
+
+def test_one_more_problem_is_singular(tmp_path: Path) -> None:
+    root = make_catalog(
+        tmp_path,
+        {
+            "agent_providers/alpha.yaml": "id: alpha\ntype: scripted\nrole: r\ngoal: g\n",
+            "agent_providers/beta.yaml": None,
+        },
+    )
+    from agentic.catalog import load_catalog
+    from agentic.errors import CatalogError
+
+    with pytest.raises(CatalogError) as info:
+        load_catalog([root], env={})
+    assert "(and 1 more problem: run `agentic validate`)" in str(info.value)
