@@ -59,7 +59,15 @@ class Catalog:
 
     def summary(self) -> str:
         """``N agent providers, M MCP providers, K workflows``."""
-        return (
-            f"{len(self.agent_providers)} agent providers, "
-            f"{len(self.mcp_providers)} MCP providers, {len(self.workflows)} workflows"
+        return ", ".join(
+            _counted(len(entries), noun)
+            for entries, noun in (
+                (self.agent_providers, "agent provider"),
+                (self.mcp_providers, "MCP provider"),
+                (self.workflows, "workflow"),
+            )
         )
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")

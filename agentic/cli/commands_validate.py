@@ -34,3 +34,97 @@ def validate(
         typer.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
         raise typer.Exit(EXIT_USAGE)
     typer.echo(f"{report.catalog.summary()}: OK")
+
+
+@app.command("catalog")
+@config_errors()
+def catalog(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """List the catalog: agent providers, MCP providers and workflows, each with what it
+    lacks here (the variables not set in this environment) and the file it comes from."""
+    import json
+    import os
+
+    from agentic.catalog import catalog_dirs, scan_catalog
+    from agentic.catalog.env import missing_env
+    from agentic.contracts import AgentProvider, MCPProvider
+
+    report = scan_catalog(catalog_dirs(load_settings()))
+    found = report.catalog
+    rows: list[dict[str, object]] = []
+    groups: list[tuple[str, str, dict[str, AgentProvider] | dict[str, MCPProvider]]] = [
+        ("agent provider", "agent_providers", found.agent_providers),
+        ("MCP provider", "mcp_providers", found.mcp_providers),
+    ]
+    for kind, folder, entries in groups:
+        for entry_id, entry in entries.items():
+            missing, any_of = missing_env(entry, os.environ)
+            shown = entry.type if isinstance(entry, AgentProvider) else entry.transport
+            rows.append(
+                {
+                    "kind": kind,
+                    "id": entry_id,
+                    "type": shown,
+                    "missing": missing,
+                    "missing_any_of": any_of,
+                    "source": found.source_of(folder, entry_id),
+                }
+            )
+    for name, definition in found.workflows.items():
+        rows.append(
+            {
+                "kind": "workflow",
+                "id": name,
+                "type": _tasks(len(definition.workflow.tasks)),
+                "missing": [],
+                "missing_any_of": [],
+                "source": found.source_of("workflows", name),
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps({"entries": rows, "problems": len(report.problems)}, indent=2))
+        return
+    for row in rows:
+        state = "ready"
+        if row["missing"]:
+            state = "needs " + ", ".join(row["missing"])  # type: ignore[arg-type]
+        elif row["missing_any_of"]:
+            state = "needs one of " + ", ".join(row["missing_any_of"])  # type: ignore[arg-type]
+        typer.echo(f"{row['kind']:<15} {row['id']:<24} {row['type']!s:<14} {state}")
+    if report.problems:
+        count = len(report.problems)
+        typer.echo(f"{count} problem{'s' if count != 1 else ''}: run `agentic validate`", err=True)
+
+
+@app.command("init")
+@config_errors()
+def init(
+    directory: str = typer.Argument("agentic-config", help="Where to write the catalog."),
+) -> None:
+    """Write a starter catalog (two offline agents and a workflow) that validates and runs
+    without an API key; never overwrites a file."""
+    from importlib.resources import files
+    from pathlib import Path
+
+    from agentic.errors import ConfigError
+
+    target = Path(directory)
+    starter = files("agentic") / "starter"
+    written = []
+    for folder in ("agent_providers", "mcp_providers", "workflows"):
+        for item in sorted((starter / folder).iterdir(), key=lambda i: i.name):
+            path = target / folder / item.name
+            if path.exists():
+                raise ConfigError(f"{path} exists: choose an empty directory")
+            written.append((path, item.read_text(encoding="utf-8")))
+    for path, text in written:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote a starter catalog to {target} ({len(written)} files). Next:")
+    typer.echo(f"  export AGENTIC_CONFIG_DIR={target}")
+    typer.echo('  agentic validate && agentic run hello --topic "your topic"')
+
+
+def _tasks(count: int) -> str:
+    return f"{count} task" + ("" if count == 1 else "s")

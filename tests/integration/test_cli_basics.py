@@ -4,6 +4,7 @@ fills, a run id that belongs to another workflow, plurals (issue "Run lifecycle 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,48 @@ def test_one_more_problem_is_singular(tmp_path: Path) -> None:
     with pytest.raises(CatalogError) as info:
         load_catalog([root], env={})
     assert "(and 1 more problem: run `agentic validate`)" in str(info.value)
+
+
+def test_init_writes_a_starter_catalog_that_validates_and_runs_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "cfg"
+    made = runner.invoke(app, ["init", str(target)])
+    assert made.exit_code == 0, made.output
+    monkeypatch.setenv("AGENTIC_CONFIG_DIR", str(target))
+    monkeypatch.setenv("AGENTIC_RUN_STORE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("AGENTIC_EXECUTION_BACKEND", "inprocess")
+
+    valid = runner.invoke(app, ["validate"])
+    ran = runner.invoke(app, ["run", "hello", "--topic", "tea", "--json"])
+
+    assert valid.exit_code == 0 and "2 agent providers, 0 MCP providers, 1 workflow: OK" in (
+        valid.output
+    )
+    assert ran.exit_code == 0, ran.output
+    assert '"status": "succeeded"' in ran.output and "A short brief on tea" in ran.output
+    again = runner.invoke(app, ["init", str(target)])
+    assert again.exit_code == 2 and "exists: choose an empty directory" in again.output
+
+
+def test_catalog_lists_every_entry_with_what_it_lacks_here(
+    catalog: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = catalog / "config"
+    (root / "agent_providers" / "paid.yaml").write_text(
+        "id: paid\ntype: openai\nmodel: gpt-4o-mini\napi_key_env: PAID_KEY\n"
+        "role: r\ngoal: g\nbackstory: b\n"
+    )
+    monkeypatch.delenv("PAID_KEY", raising=False)
+
+    listed = runner.invoke(app, ["catalog", "--json"])
+
+    assert listed.exit_code == 0, listed.output
+    rows = {(r["kind"], r["id"]): r for r in json.loads(listed.output)["entries"]}
+    assert rows["agent provider", "paid"]["missing"] == ["PAID_KEY"]
+    assert rows["agent provider", "alpha"]["missing"] == []
+    assert rows["MCP provider", "tools"]["type"] == "stdio"
+    assert rows["workflow", "pitch"]["type"] == "1 task"
+    text = runner.invoke(app, ["catalog"], env={"COLUMNS": "200"}).output
+    assert any(line.startswith("agent provider  paid") and "needs PAID_KEY" in line
+               for line in text.splitlines())  # fmt: skip

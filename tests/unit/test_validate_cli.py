@@ -45,7 +45,7 @@ def test_without_a_path_the_configured_catalog_roots_are_validated(tmp_path, mon
     result = runner.invoke(app, ["validate"])
 
     assert result.exit_code == 0, result.output
-    assert "3 agent providers, 1 MCP providers, 1 workflows: OK" in result.stdout
+    assert "3 agent providers, 1 MCP provider, 1 workflow: OK" in result.stdout
 
 
 def test_a_broken_catalog_exits_2_and_prints_every_problem_with_file_and_field(tmp_path):
