@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from agentic import redact
 from agentic.backends import EventCallback, get_backend
 from agentic.catalog import Catalog, catalog_dirs, load_catalog
-from agentic.contracts import RunRecord, RunRequest, WorkflowConfig
+from agentic.contracts import RunRecord, RunRequest, WorkflowConfig, ended_record, utcnow
 from agentic.errors import ConfigError, PlanError
 from agentic.preparation import (
     GoalPlanner,
@@ -110,12 +110,26 @@ def run_to_completion(
         finished = backend.run(record, store, settings, on_event)
     except KeyboardInterrupt:
         finished = mark_cancelled(store, record.run_id, CANCELLED_BY_USER)
+    except Exception as exc:  # it could not start (no cluster, no server): not left pending
+        mark_failed(store, record.run_id, f"the run could not start on {record.backend}: {exc}")
+        raise
     if finished.request.planner is not None:
         from agentic.planning import record_outcome
 
         record_outcome(store, finished)  # the goal's session gets its final answer
     index_finished(finished, store, settings)
     return finished
+
+
+def mark_failed(store: RunStore, run_id: str, reason: str) -> None:
+    """Record ``run_id`` failed with ``reason`` unless it ended already (best effort: the
+    error that stopped it is what the caller reports)."""
+    try:
+        record = store.read_run(run_id)
+        if not record.is_terminal:
+            store.write_run(ended_record(record, "failed", at=utcnow(), error=reason))
+    except Exception as exc:
+        log.warning("run %s could not be recorded failed: %s", run_id, exc)
 
 
 def index_finished(record: RunRecord, store: RunStore, settings: Settings) -> None:

@@ -140,3 +140,20 @@ def test_catalog_lists_every_entry_with_what_it_lacks_here(
     text = runner.invoke(app, ["catalog"], env={"COLUMNS": "200"}).output
     assert any(line.startswith("agent provider  paid") and "needs PAID_KEY" in line
                for line in text.splitlines())  # fmt: skip
+
+
+def test_a_run_that_cannot_start_is_recorded_failed_never_left_pending(
+    catalog: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(catalog / "no-such-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+    result = runner.invoke(
+        app, ["run", "pitch", "-i", "audience=x", "--backend", "kubernetes", "--run-id", "k8s"]
+    )
+
+    assert result.exit_code == 2
+    assert "cannot reach a Kubernetes API server" in result.output
+    record = open_store(str(catalog / "store")).read_run("k8s")
+    assert record.status == "failed" and record.finished_at is not None
+    assert (record.error or "").startswith("the run could not start on kubernetes: cannot reach")
