@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, get_args
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, get_args
 
 import typer
 
 from agentic.cli import app
 from agentic.cli._common import EXIT_FAILED, StoreOpt, config_errors, load_settings, print_error
+
+if TYPE_CHECKING:
+    from agentic.contracts import RunEvent, RunRecord
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -85,3 +89,35 @@ def show(
         typer.echo(json.dumps(detail.to_json(), indent=2, ensure_ascii=False))
     else:
         stdout_console(pipe_width=120).print(run_report(detail))
+
+
+@app.command("watch")
+@config_errors()
+def watch(
+    run_id: Annotated[str, typer.Argument(help="The run to follow.", show_default=False)],
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, help="Seconds between two looks.")
+    ] = 0.5,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+) -> None:
+    """Follow a run of any backend, started anywhere, until it ends: live progress, then
+    its outcome, as `agentic run` shows them.
+
+    Exit codes: 0 it succeeded; 1 it failed, was cancelled, or nobody drives it any more;
+    2 no such run.
+    """
+    from agentic.cli.follow import follow
+    from agentic.cli.reporting import run_and_report
+    from agentic.store import open_run_store
+
+    settings = load_settings(**({"run_store_url": store} if store else {}))
+    run_store = open_run_store(settings)
+    run_store.read_run(run_id)  # an unknown run: exit 2 before anything is drawn
+
+    def start(
+        on_event: Callable[[RunEvent], None], on_start: Callable[[RunRecord], None]
+    ) -> RunRecord:
+        return follow(run_store, run_id, on_event, on_start, interval_s=interval)
+
+    raise typer.Exit(run_and_report(start, run_store, as_json=as_json))

@@ -157,3 +157,56 @@ def test_a_run_that_cannot_start_is_recorded_failed_never_left_pending(
     record = open_store(str(catalog / "store")).read_run("k8s")
     assert record.status == "failed" and record.finished_at is not None
     assert (record.error or "").startswith("the run could not start on kubernetes: cannot reach")
+
+
+SLOW = """\
+id: slow
+type: scripted
+role: r
+goal: g
+backstory: b
+script: {replies: ["slowly on {step_id}"], delay_s: 0.7}
+"""
+TWO_SLOW = """\
+workflow:
+  name: twoslow
+  agent_providers: [slow]
+  tasks:
+    - {id: first, agent_provider_id: slow, description: d, expected_output: e}
+    - {id: second, agent_provider_id: slow, description: d, expected_output: e}
+"""
+
+
+@pytest.mark.procs
+def test_watch_follows_a_subprocess_run_from_another_terminal_to_its_end(catalog: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    root = catalog / "config"
+    (root / "agent_providers" / "slow.yaml").write_text(SLOW)
+    (root / "workflows" / "twoslow.yaml").write_text(TWO_SLOW)
+    env = {**os.environ, "AGENTIC_CONFIG_DIR": str(root),
+           "AGENTIC_RUN_STORE_URL": str(catalog / "store")}  # fmt: skip
+    running = subprocess.Popen(
+        [sys.executable, "-m", "agentic", "run", "twoslow", "--backend", "subprocess",
+         "--run-id", "followed"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        store = open_store(str(catalog / "store"))
+        deadline = time.monotonic() + 60
+        while not store.run_exists("followed"):
+            assert time.monotonic() < deadline and running.poll() is None
+            time.sleep(0.05)
+        watched = subprocess.run(
+            [sys.executable, "-m", "agentic", "watch", "followed", "--interval", "0.2"],
+            env=env, capture_output=True, text=True, timeout=90,
+        )  # fmt: skip
+    finally:
+        running.wait(timeout=60)
+    assert watched.returncode == 0, watched.stderr
+    assert "slowly on second" in watched.stdout  # the run's output, as `agentic run` ends
+    assert "second succeeded" in watched.stdout
+    assert runner.invoke(app, ["watch", "nobody"]).exit_code == 2

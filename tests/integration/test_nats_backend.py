@@ -386,7 +386,17 @@ def test_detach_prints_the_run_id_at_once_and_the_run_finishes_without_the_clien
     assert done.stdout.strip() == "detached-1"
     url = store_url(stack)
     assert open_store(url).read_run("detached-1").status in ("pending", "running")
-    wait_for(lambda: open_store(url).read_run("detached-1").is_terminal, 60, "the run to end")
+    # Followed from another process until it ends (`agentic watch`), with its exit code.
+    watched = subprocess.run(
+        [PYTHON, "-m", "agentic", "watch", "detached-1", "--interval", "0.2"],
+        env=client_env(stack),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert watched.returncode == 0, watched.stderr
+    assert "slow words on patience from third" in watched.stdout
+    assert re.search(r"third (started|succeeded)", watched.stdout), watched.stdout
     assert open_store(url).read_run("detached-1").status == "succeeded"
 
 
