@@ -125,17 +125,17 @@ class Control:
     async def _submit(self, raw: bytes) -> dict[str, Any]:
         request = parse_request(raw, settings=self._settings)
         if request.run_id is not None and await self._adopt(request.run_id, request):
-            return {"run_id": request.run_id}
+            return self._accepted(request.run_id)
         record = await self._intake.prepare(request, store_url=self.store.url)
         if record.is_terminal:  # a goal the planner could not plan: stored as a failed run
             ended = end_payload(END_TYPES[record.status], error=record.error or "")
             await self._publish(record.run_id, ended)
-            return {"run_id": record.run_id}
+            return self._accepted(record.run_id)
         # Created ``running``: the driver need not write it again, and a restart continues
         # the run even if this process dies before the run's first step is out.
         record = record.model_copy(update={"status": "running"})
         if not await self._claim(record.run_id):
-            return {"run_id": record.run_id}  # a concurrent submit of the same id has it
+            return self._accepted(record.run_id)  # a concurrent submit of the same id has it
         try:
             created = await self._io_before_reply("creating the run", self.store.create_run, record)
             driver = await self._driver_or_fail(record) if created else None
@@ -151,7 +151,12 @@ class Control:
             await driver.start(
                 await self._io("reading results", reusable_results, self.store, record)
             )
-        return {"run_id": record.run_id}
+        return self._accepted(record.run_id)
+
+    def _accepted(self, run_id: str) -> dict[str, Any]:
+        """The reply to an accepted submit: the run, and the store it is recorded in (a
+        client that reads another store can say so)."""
+        return {"run_id": run_id, "store": self.store.url}
 
     async def _claim(self, run_id: str) -> bool:
         """Reserve ``run_id`` for the caller; False when it is driven or being started."""

@@ -417,6 +417,7 @@ def test_a_client_with_a_store_of_its_own_records_the_run_from_its_events(
 
     assert proc.returncode == 0, err
     assert "slow words on patience from third" in out
+    assert f"the coordinator records runs in {open_store(store_url(stack)).url}" in err
     mine = open_store(own).read_run("elsewhere-1")
     assert mine.status == "succeeded" and mine.output == "slow words on patience from third"
     assert [s.status for s in mine.steps] == ["succeeded"] * 3

@@ -105,7 +105,7 @@ async def test_killing_the_node_that_leads_a_stream_mid_run_loses_and_repeats_no
     prefix = f"kill-{led.lower().replace('_', '-')}"
     run_ids = [f"{prefix}-{i}" for i in range(RUNS)]
     for run_id in run_ids:
-        assert await submit(nc, inline_request(run_id, STEPS, STEADY)) == {"run_id": run_id}
+        assert (await submit(nc, inline_request(run_id, STEPS, STEADY)))["run_id"] == run_id
     await wait_event(js, run_ids[0], "step_succeeded", step_id=STEPS[0])
     victim = cluster.leader_of(led)
     assert victim is not None, f"no node leads {led}"
@@ -175,7 +175,7 @@ async def test_losing_two_nodes_stops_progress_until_one_returns_and_loses_nothi
     js = nc.jetstream()
     run_ids = [f"two-down-{i}" for i in range(3)]
     for run_id in run_ids:
-        assert await submit(nc, inline_request(run_id, STEPS, STEADY)) == {"run_id": run_id}
+        assert (await submit(nc, inline_request(run_id, STEPS, STEADY)))["run_id"] == run_id
     await wait_event(js, run_ids[0], "step_succeeded", step_id=STEPS[0])
     survivor, *lost = cluster.nodes
     for node in lost:

@@ -169,6 +169,7 @@ class NatsBackend:
                 if not reply.ok:
                     followed.refused = reply.error
                     return followed
+                _warn_about_another_store(reply.body.get("store"), store.url)
                 watcher = _Watcher(events, followed, on_event, store, record.run_id)
                 try:
                     await watcher.until_terminal()
@@ -382,3 +383,16 @@ def create_backend(**options: Any) -> NatsBackend:
 
 
 __all__: list[str] = ["NatsBackend", "create_backend", "request_cancel", "run_request"]
+
+
+def _warn_about_another_store(theirs: object, ours: str) -> None:
+    """Say so when the coordinator records the run in another store than this client reads:
+    what this client shows then comes from the run's events alone (no attempts, no tokens)."""
+    if isinstance(theirs, str) and theirs != ours:
+        log.warning(
+            "the coordinator records runs in %s, this client reads %s: `agentic show` here "
+            "shows only what the run's events said (set AGENTIC_RUN_STORE_URL to the same "
+            "store for the whole record)",
+            theirs,
+            ours,
+        )
