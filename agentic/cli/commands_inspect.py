@@ -121,3 +121,52 @@ def watch(
         return follow(run_store, run_id, on_event, on_start, interval_s=interval)
 
     raise typer.Exit(run_and_report(start, run_store, as_json=as_json))
+
+
+@app.command("gc")
+@config_errors()
+def gc(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than", help="Remove runs that ended longer ago than this (30d, 12h, 90m)."
+        ),
+    ],
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", help="Only runs that ended so (repeat it); default: all."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would go; remove nothing.")
+    ] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Remove finished runs from the run store (and the knowledge index); never a pending
+    or running one."""
+    from agentic.cli.details import parse_age
+    from agentic.contracts import TERMINAL_STATUSES, utcnow
+    from agentic.errors import ConfigError
+    from agentic.knowledge import KnowledgeIndex, index_path
+    from agentic.lifecycle import collect
+    from agentic.store import open_run_store
+
+    statuses = set(status or TERMINAL_STATUSES)
+    unknown = statuses - set(TERMINAL_STATUSES)
+    if unknown:
+        raise ConfigError(
+            f"--status {sorted(unknown)[0]!r}: only finished runs are collected "
+            f"({', '.join(sorted(TERMINAL_STATUSES))})"
+        )
+    settings = load_settings(**({"run_store_url": store} if store else {}))
+    run_store = open_run_store(settings)
+    cutoff = utcnow() - parse_age(older_than, "--older-than")
+    with KnowledgeIndex(index_path(settings, run_store)) as index:
+        done = collect(run_store, cutoff, statuses=statuses, dry_run=dry_run, index=index)
+    verb = "would remove" if dry_run else "removed"
+    for record in done.removed:
+        typer.echo(f"{verb} {record.run_id} ({record.status}, ended {record.finished_at})")
+    typer.echo(
+        f"{verb} {len(done.removed)} run(s); kept {done.kept_newer} newer and "
+        f"{done.kept_unfinished} unfinished"
+        + (f"; {len(done.unreadable)} unreadable left alone" if done.unreadable else "")
+    )

@@ -330,6 +330,19 @@ def list_runs(
     return RunListing(runs[:limit] if limit else runs)
 
 
+def parse_age(text: str, option: str) -> timedelta:
+    """An age like ``30m``, ``12h`` or ``7d``.
+
+    Raises:
+        ConfigError: not one (the message names ``option``).
+    """
+    match = _RELATIVE.fullmatch(text.strip().lower())
+    if not match:
+        raise ConfigError(f"{option} {text!r}: expected an age such as 30m, 12h or 7d")
+    amount, unit = int(match.group(1)), _UNITS[match.group(2)]
+    return timedelta(**{unit: amount})
+
+
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """``--since``: an ISO date or time (local time unless it says), or an age like ``2h``.
 
@@ -337,10 +350,8 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
         ConfigError: neither.
     """
     now = now or utcnow()
-    match = _RELATIVE.fullmatch(text.strip().lower())
-    if match:
-        amount, unit = int(match.group(1)), _UNITS[match.group(2)]
-        return now - timedelta(**{unit: amount})
+    if _RELATIVE.fullmatch(text.strip().lower()):
+        return now - parse_age(text, "--since")
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError as exc:

@@ -287,6 +287,13 @@ class KnowledgeIndex:
                 ),
             )
 
+    def forget_run(self, run_id: str) -> None:
+        """Drop a run from the index (it was removed from the store)."""
+        with self._writing() as db:
+            db.execute("DELETE FROM passages WHERE run_id = ? AND kind != 'doc'", (run_id,))
+            db.execute("DELETE FROM attempts WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
     # --- documents -------------------------------------------------------------------------
 
     def add_document(self, doc_id: str, title: str, text: str) -> None:

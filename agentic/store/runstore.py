@@ -89,6 +89,17 @@ class RunStore(DocumentStore):
         records = [record for record in read if record is not None]
         return sorted(records, key=lambda r: (r.created_at, r.run_id), reverse=True)
 
+    def delete_run(self, run_id: str) -> bool:
+        """Remove everything the store holds of ``run_id`` (``agentic gc``); False when it
+        held nothing. The caller decides which runs may go (never an unfinished one)."""
+        path = self._abs(names.run_dir(run_id))
+        with self._io("delete", path):
+            try:
+                self.fs.rm(path, recursive=True)
+            except FileNotFoundError:
+                return False
+        return True
+
     def list_run_ids(self) -> list[str]:
         """The ids of every run in the store (a listing: no ``run.json`` is read), sorted."""
         return self._list(names.RUNS_DIR, dirs=True)
