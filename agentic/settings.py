@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         1_048_576, description="Largest RunRequest, StepSpec or event accepted."
     )
+    max_document_bytes: int = Field(
+        67_108_864,
+        ge=1_048_576,
+        description="Largest JSON document the run store reads or writes (a step's result, "
+        "`run.json`): a step's output may be this big, whatever the bus carries.",
+    )
     step_isolation: Literal["process", "thread"] = Field(
         "process",
         description="How a worker runs its steps (`agentic worker --isolation`): `process`, "

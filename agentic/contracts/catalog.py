@@ -53,6 +53,13 @@ class ScriptedScript(Frozen):
         "{step_id}, {task}, {tool_result} and input names); a mapping is a tool call.",
     )
     delay_s: float = Field(default=0.0, ge=0, description="Sleep before each reply.")
+    repeat: int = Field(
+        default=1,
+        ge=1,
+        le=1_000_000,
+        description="Write each final answer this many times, one per line (big outputs "
+        "for tests and demos).",
+    )
     fail: ScriptedFailure | None = Field(
         default=None, description="Failure mode for retry and crash tests."
     )

@@ -58,6 +58,7 @@ _WORKER_SETTINGS = (
     "step_max_deliver",
     "step_max_ack_pending",
     "max_message_bytes",
+    "max_document_bytes",
     "crewai_telemetry",
     # A worker must refuse (or accept) inline providers as its coordinator does.
     "allow_inline_providers",

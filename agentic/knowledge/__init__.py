@@ -46,7 +46,7 @@ __all__ = [
 DOCS_DIR = "kb/docs"
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst"})
 MAX_DOCUMENT_CHARS = 400_000
-"""Characters of a document kept (a store document is at most AGENTIC_MAX_MESSAGE_BYTES)."""
+"""Characters of a document kept (a store document is at most AGENTIC_MAX_DOCUMENT_BYTES)."""
 
 
 def index_path(settings: Settings, store: RunStore) -> Path:

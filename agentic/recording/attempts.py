@@ -14,12 +14,42 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from agentic.contracts import StepResult
+from agentic.contracts import StepError, StepResult, encode
 from agentic.coordinator import CommitFailure, RecordFailure
 from agentic.recording.outcome import attempt_outcome, failed_attempt
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
+
+
+OUTPUT_TOO_LARGE = "OutputTooLarge"
+
+
+def storable(result: StepResult, max_bytes: int) -> StepResult:
+    """``result``, or, when it is too large to be a store document, a failed attempt that
+    says so: not retryable (the same step would write the same output again), so its run
+    fails at once with a clear error instead of paying for the step again and again."""
+    size = len(encode(result))
+    if size <= max_bytes:
+        return result
+    error = StepError(
+        type=OUTPUT_TOO_LARGE,
+        message=(
+            f"the step's result is {size:,} bytes ({len(result.output):,} characters of "
+            f"output), over the run store's limit of {max_bytes:,} bytes "
+            "(AGENTIC_MAX_DOCUMENT_BYTES)"
+        ),
+        retryable=False,
+    )
+    return StepResult.failed(
+        result.run_id,
+        result.step_id,
+        result.attempt,
+        error,
+        timing=result.timing,
+        worker=result.worker,
+        provider=result.provider,
+    ).model_copy(update={"usage": result.usage})
 
 
 def record_attempt(store: RunStore, result: StepResult) -> StepResult:
@@ -39,6 +69,7 @@ def record_attempt(store: RunStore, result: StepResult) -> StepResult:
     Returns:
         The step's committed result, or ``result`` when nothing was committed.
     """
+    result = storable(result, store.max_doc_bytes)
     final = result.status == "succeeded" or (
         result.error is not None and not result.error.retryable
     )

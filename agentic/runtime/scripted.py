@@ -172,6 +172,8 @@ class ScriptedLLM(BaseLLM):
         if isinstance(reply, ScriptedToolCall):
             return _tool_call_text(reply, values, offered_tools(messages))
         answer = fill_template(reply, values)
+        if self.script.repeat > 1:
+            answer = "\n".join([answer] * self.script.repeat)
         return f"Thought: I now know the final answer.\nFinal Answer: {answer}"
 
 

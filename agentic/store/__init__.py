@@ -45,7 +45,7 @@ def open_store(url: str, *, max_doc_bytes: int | None = None, **storage_options:
     Args:
         url: where the store lives; nothing is created until the first write.
         max_doc_bytes: largest JSON document read or written; defaults to the
-            ``AGENTIC_MAX_MESSAGE_BYTES`` setting.
+            ``AGENTIC_MAX_DOCUMENT_BYTES`` setting.
         **storage_options: passed to the fsspec filesystem (for S3: ``endpoint_url``, ``key``,
             ``secret``, ``client_kwargs`` …).
 
@@ -65,7 +65,7 @@ def open_store(url: str, *, max_doc_bytes: int | None = None, **storage_options:
             f"run store {url!r} needs an optional package: pip install 'agentic[s3]' ({exc})",
             cause=exc,
         ) from exc
-    limit = max_doc_bytes if max_doc_bytes is not None else get_settings().max_message_bytes
+    limit = max_doc_bytes if max_doc_bytes is not None else get_settings().max_document_bytes
     return RunStore(fs, root, writer_cls(fs), max_doc_bytes=limit)
 
 

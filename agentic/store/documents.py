@@ -36,7 +36,7 @@ class DocumentStore:
         fs: the filesystem.
         root: the store's root path on ``fs`` (as fsspec strips it from the URL).
         writer: atomic writes for this kind of filesystem.
-        max_doc_bytes: largest JSON document read or written (``settings.max_message_bytes``).
+        max_doc_bytes: largest JSON document read or written (``settings.max_document_bytes``).
     """
 
     def __init__(
@@ -104,7 +104,7 @@ class DocumentStore:
         if len(data) > limit:
             raise DecodeError(
                 f"{self._url(path)}: larger than the limit of {limit} bytes "
-                "(setting AGENTIC_MAX_MESSAGE_BYTES)",
+                "(setting AGENTIC_MAX_DOCUMENT_BYTES)",
                 raw=data[:1024],
             )
         return data
@@ -135,7 +135,7 @@ class DocumentStore:
         if len(data) > self.max_doc_bytes:
             raise DocumentTooLargeError(
                 f"{self._url(self._abs(rel))}: document of {len(data)} bytes exceeds the limit "
-                f"of {self.max_doc_bytes} bytes (setting AGENTIC_MAX_MESSAGE_BYTES)"
+                f"of {self.max_doc_bytes} bytes (setting AGENTIC_MAX_DOCUMENT_BYTES)"
             )
         return self._write_bytes(rel, data, exclusive=exclusive)
 

@@ -95,8 +95,21 @@ CRITIC = """\
     script:
       replies: ['{"score": 2, "reasons": ["off topic"]}']
 """
+BIG = (
+    "id: big\ntype: scripted\nrole: Verbose\ngoal: Write a lot\nbackstory: Never stops.\n"
+    f"script:\n  replies: [{'x' * 100}]\n  repeat: 100000\n"
+)
 WORKFLOWS = {
     "agent_providers/slow.yaml": SLOW_STEPS,
+    "agent_providers/big.yaml": BIG,
+    "workflows/bigout.yaml": """\
+        workflow:
+          name: bigout
+          agent_providers: [big]
+          tasks:
+            - {id: write, agent_provider_id: big, description: Write, expected_output: x}
+            - {id: sum, agent_provider_id: slow, description: Sum up, expected_output: x}
+    """,
     "agent_providers/critic.yaml": CRITIC,
     "workflows/judged.yaml": """\
         workflow:
@@ -463,6 +476,20 @@ def test_a_workers_review_below_min_score_fails_the_run(stack: ProcessStack) -> 
     record = open_store(store_url(stack)).read_run("nats-judged")
     assert record.error == "the review scored step 'ask' 2/10, below min_score 5: off topic"
     assert record.review is not None and record.review["score"] == 2.0
+
+
+def test_a_ten_megabyte_step_output_goes_through_the_store_not_the_bus(
+    stack: ProcessStack,
+) -> None:
+    proc = agentic(
+        "run", "bigout", "--backend", "nats", "--run-id", "nats-big", env=client_env(stack)
+    )
+    out, err = proc.communicate(timeout=90)
+
+    assert proc.returncode == 0, err
+    assert "slow words" in out  # the step after it ran, on a capped excerpt of it
+    written = open_store(store_url(stack)).read_result("nats-big", "write")
+    assert written is not None and len(written.output) == 10_099_999
 
 
 # --- guarantee 7 and Ctrl-C: cancellation ------------------------------------------------------

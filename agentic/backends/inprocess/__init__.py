@@ -73,7 +73,7 @@ from agentic.coordinator import (
     Terminate,
 )
 from agentic.errors import ConfigError, StepFailure
-from agentic.recording.attempts import record_failure
+from agentic.recording.attempts import record_failure, storable
 from agentic.recording.cancel import (
     CANCELLED_BY_INTERRUPT,
     MainThreadInterrupter,
@@ -260,6 +260,7 @@ class _Recorder(JournalTransport):
         cost passed its limit)."""
         self.interrupter.disarm()
         self.release_budget(result.usage)
+        result = storable(result, self._store.max_doc_bytes)
         self._results[result.step_id, result.attempt] = result
         if result.status == "succeeded" or not result.failure.retryable:
             self._store.commit_attempt(result)

@@ -1,0 +1,51 @@
+"""Step outputs bigger than a bus message: they are store documents, not messages, so they
+succeed; one too big for the store fails its run at once with a clear error (no retries,
+no crash loop). The ``nats`` case is in test_nats_backend.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentic.contracts import ScriptedScript
+from agentic.store import open_store
+from tests.factories import one_step, scripted_agent
+from tests.parity import run_workflow
+
+pytestmark = [pytest.mark.procs, pytest.mark.filterwarnings("ignore::ImportWarning")]
+
+LINE = "x" * 99  # with its newline, 100 bytes a line
+
+
+def big(size: int):  # type: ignore[no-untyped-def]
+    script = ScriptedScript(replies=[LINE], repeat=size // 100)
+    return one_step(scripted_agent("big").model_copy(update={"script": script}))
+
+
+@pytest.mark.parametrize("backend", ["inprocess", "subprocess"])
+@pytest.mark.parametrize("size", [1_050_000, 10_000_000])
+def test_an_output_bigger_than_a_message_succeeds(tmp_path: Path, backend: str, size: int) -> None:
+    url = str(tmp_path / "store")
+    run = run_workflow(backend, big(size), {}, url)
+
+    assert run.record.status == "succeeded", run.record.error
+    assert len(run.record.output or "") == size - 1
+    result = open_store(url).read_result(run.record.run_id, "only")
+    assert result is not None and len(result.output) == size - 1
+
+
+@pytest.mark.parametrize("backend", ["inprocess", "subprocess"])
+def test_an_output_too_big_for_the_store_fails_its_run_once_with_a_clear_error(
+    tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTIC_MAX_DOCUMENT_BYTES", str(1_048_576))
+    url = str(tmp_path / "store")
+    run = run_workflow(backend, big(1_050_000), {}, url)
+
+    assert run.record.status == "failed"
+    assert "failed after 1 attempt (error not retryable)" in (run.record.error or "")
+    assert "OutputTooLarge: the step's result is 1,060,929 bytes" in (run.record.error or "")
+    assert "(AGENTIC_MAX_DOCUMENT_BYTES)" in (run.record.error or "")
+    (attempt,) = open_store(url).read_attempts(run.record.run_id, "only")
+    assert attempt.status == "failed" and attempt.usage.completion_tokens > 0
