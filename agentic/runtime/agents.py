@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -166,9 +167,20 @@ def kickoff(crew: Crew, inputs: Mapping[str, str] | None = None) -> CrewOutput:
     retries itself: one 429 cost 9 requests) are off for the kickoff: a provider's
     ``max_retries``, honoured by the SDK with ``Retry-After``, is the one retry layer
     inside a step (docs/providers.md).
+
+    The kickoff runs in a copy of the caller's context: CrewAI keeps its event scopes in a
+    context variable, and a kickoff that ends without its ending events (interrupted by a
+    timeout, a cancel, a failure) would leave them to the next kickoff of this thread,
+    until 100 of them made every later kickoff fail (``StackDepthExceededError``): in a
+    long-lived process (a worker's thread host, the default backend retrying) that is a
+    matter of time.
     """
-    with _without_crewai_rate_limit_retries():
-        result = crew.kickoff(inputs=dict(inputs) if inputs is not None else None)
+
+    def run() -> object:
+        with _without_crewai_rate_limit_retries():
+            return crew.kickoff(inputs=dict(inputs) if inputs is not None else None)
+
+    result = contextvars.copy_context().run(run)
     if not isinstance(result, CrewOutput):
         raise TypeError(f"expected a CrewOutput from kickoff, got {type(result).__name__}")
     return result

@@ -274,3 +274,35 @@ def test_a_failing_task_is_reported_and_raised_and_later_tasks_do_not_run() -> N
     assert (caught.value.step_id, caught.value.retryable) == ("two", False)
     assert [(r.step_id, r.status) for r in reported] == [("one", "succeeded"), ("two", "failed")]
     assert reported[1].error is not None and reported[1].error.type == "ScriptedFatalError"
+
+
+def test_kickoffs_that_fail_or_are_interrupted_leave_no_event_scopes_behind() -> None:
+    """CrewAI keeps its event scopes in a context variable: a kickoff that ends without
+    its ending events must not hand them to the next one (after 100, every kickoff of the
+    thread fails), as a thread host or the default backend's retries would see."""
+    import _thread
+    import threading
+
+    from crewai.events.event_context import _event_id_stack
+
+    from agentic.contracts import ScriptedFailure
+    from agentic.runtime import execute_step
+    from tests.factories import scripted_agent
+
+    before = _event_id_stack.get()
+    failing = scripted_agent("flaky", fail=ScriptedFailure(times=5, mode="error"))
+    for attempt in range(1, 4):
+        spec = step_spec(agent_provider=failing.model_dump(mode="json"), attempt=attempt)
+        assert execute_step(spec).status == "failed"
+    assert _event_id_stack.get() == before
+
+    # An interrupt in the middle of a model call (what a timeout or Ctrl-C does inprocess).
+    slow = scripted_agent("slow", delay_s=5)
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            execute_step(step_spec(agent_provider=slow.model_dump(mode="json")))
+    finally:
+        timer.cancel()
+    assert _event_id_stack.get() == before
