@@ -238,17 +238,7 @@ class _Rounds:
             return None
         workflow = self._reviewed(self._workflow([*self._done_steps(), step]))
         run_id = check_id(f"{round_run_id(self.record.run_id, number)}-review", "round run id")
-        source = ReplaySource(run_id=self.last_run, from_step=step.id) if self.last_run else None
-        labels = {**self.record.labels, PARENT_LABEL: self.record.run_id, ROUND_LABEL: str(number)}
-        request = RunRequest(
-            run_id=run_id,
-            workflow=workflow,
-            inputs=dict(self.record.inputs),
-            backend=self.record.backend,
-            labels=labels,
-            replay_of=source,
-        )
-        child = round_record(request, workflow, plan={"iterative_of": self.record.run_id})
+        child = self._round_run(run_id, number, workflow, step)
         reviews = self.plan.setdefault("reviews", [])
         reviews.append({"round": number, "answer": step.id, "run_id": run_id})
         self._save()
@@ -259,6 +249,23 @@ class _Rounds:
             self.last_run, self.reviewed_answer = run_id, step
         self._save()
         return finished
+
+    def _round_run(
+        self, run_id: str, number: int, workflow: WorkflowConfig, step: PlanStep
+    ) -> RunRecord:
+        """The pending record of a round's run: the steps done so far reused from the last
+        round, ``step`` (and what follows it) run."""
+        source = ReplaySource(run_id=self.last_run, from_step=step.id) if self.last_run else None
+        labels = {**self.record.labels, PARENT_LABEL: self.record.run_id, ROUND_LABEL: str(number)}
+        request = RunRequest(
+            run_id=run_id,
+            workflow=workflow,
+            inputs=dict(self.record.inputs),
+            backend=self.record.backend,
+            labels=labels,
+            replay_of=source,
+        )
+        return round_record(request, workflow, plan={"iterative_of": self.record.run_id})
 
     def _reviewed(self, workflow: WorkflowConfig) -> WorkflowConfig:
         assert self.review is not None
@@ -304,17 +311,7 @@ class _Rounds:
 
         workflow = self._workflow([*self._done_steps(), step])
         run_id = round_run_id(self.record.run_id, number)
-        source = ReplaySource(run_id=self.last_run, from_step=step.id) if self.last_run else None
-        labels = {**self.record.labels, PARENT_LABEL: self.record.run_id, ROUND_LABEL: str(number)}
-        request = RunRequest(
-            run_id=run_id,
-            workflow=workflow,
-            inputs=dict(self.record.inputs),
-            backend=self.record.backend,
-            labels=labels,
-            replay_of=source,
-        )
-        child = round_record(request, workflow, plan={"iterative_of": self.record.run_id})
+        child = self._round_run(run_id, number, workflow, step)
         self.plan["rounds"][-1].update(step=step.id, run_id=run_id)
         self._save()
         self.store.create_run(child)
