@@ -219,8 +219,14 @@ def check_same_run(existing: RunRecord, request: RunRequest) -> None:
     Raises:
         ConfigError: naming what the existing run is.
     """
-    asked, found = _source_of(request), _source_of(existing.request, existing.workflow)
-    if asked is not None and found is not None and asked != found:
+    asked = _source_of(request)
+    if asked is None:
+        return
+    workflow = existing.workflow
+    if asked[0] == "workflow" and workflow is not None and workflow.name == asked[1]:
+        return  # its workflow (a goal's run handed over with its plan, a file or a ref)
+    found = _source_of(existing.request, workflow)
+    if found is not None and asked != found:
         raise ConfigError(
             f"run {existing.run_id!r} exists and is a run of {found[0]} {found[1]!r}, not of "
             f"{asked[0]} {asked[1]!r}: choose another --run-id (or `agentic show "
