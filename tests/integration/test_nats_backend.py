@@ -18,9 +18,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
 from agentic.backends.nats import NatsBackend
 from agentic.catalog import load_catalog, load_workflow
+from agentic.cli import _register, app
 from agentic.cli.process_stack import ProcessStack
 from agentic.settings import Settings
 from agentic.store import open_store
@@ -36,6 +39,8 @@ pytestmark = [
 ]
 
 PYTHON = sys.executable
+_register()
+runner = CliRunner()
 SLOW_STEPS = """\
     id: slow
     type: scripted
@@ -249,6 +254,11 @@ def _no_process_left_behind() -> Iterator[None]:
                 proc.communicate()
 
 
+def cli(stack: ProcessStack, *args: str) -> Result:
+    """``agentic ARGS`` in this process (no interpreter to start), as a client of ``stack``."""
+    return runner.invoke(app, list(args), env=client_env(stack))
+
+
 def agentic(*args: str, env: dict[str, str], **kwargs) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [PYTHON, "-m", "agentic", *args],
@@ -438,13 +448,10 @@ def test_a_client_with_a_store_of_its_own_records_the_run_from_its_events(
 
 
 def test_a_worker_runs_the_next_attempt_on_the_fallback_provider(stack: ProcessStack) -> None:
-    proc = agentic(
-        "run", "fallback", "--backend", "nats", "--run-id", "nats-fallback", env=client_env(stack)
-    )
-    out, err = proc.communicate(timeout=60)
+    ran = cli(stack, "run", "fallback", "--backend", "nats", "--run-id", "nats-fallback")
 
-    assert proc.returncode == 0, err
-    assert "the spare answered ask" in out
+    assert ran.exit_code == 0, ran.output
+    assert "the spare answered ask" in ran.output
     attempts = open_store(store_url(stack)).read_attempts("nats-fallback", "ask")
     assert [(a.attempt, a.status, a.provider) for a in attempts] == [
         (1, "failed", "down"),
@@ -453,12 +460,9 @@ def test_a_worker_runs_the_next_attempt_on_the_fallback_provider(stack: ProcessS
 
 
 def test_the_coordinator_stops_a_run_whose_cost_passed_its_limit(stack: ProcessStack) -> None:
-    proc = agentic(
-        "run", "capped", "--backend", "nats", "--run-id", "nats-capped", env=client_env(stack)
-    )
-    _, err = proc.communicate(timeout=60)
+    ran = cli(stack, "run", "capped", "--backend", "nats", "--run-id", "nats-capped")
 
-    assert proc.returncode == 1, err
+    assert ran.exit_code == 1, ran.output
     store = open_store(store_url(stack))
     record = store.read_run("nats-capped")
     assert record.status == "failed"
@@ -467,12 +471,9 @@ def test_the_coordinator_stops_a_run_whose_cost_passed_its_limit(stack: ProcessS
 
 
 def test_a_workers_review_below_min_score_fails_the_run(stack: ProcessStack) -> None:
-    proc = agentic(
-        "run", "judged", "--backend", "nats", "--run-id", "nats-judged", env=client_env(stack)
-    )
-    _, err = proc.communicate(timeout=60)
+    ran = cli(stack, "run", "judged", "--backend", "nats", "--run-id", "nats-judged")
 
-    assert proc.returncode == 1, err
+    assert ran.exit_code == 1, ran.output
     record = open_store(store_url(stack)).read_run("nats-judged")
     assert record.error == "the review scored step 'ask' 2/10, below min_score 5: off topic"
     assert record.review is not None and record.review["score"] == 2.0
@@ -481,13 +482,10 @@ def test_a_workers_review_below_min_score_fails_the_run(stack: ProcessStack) -> 
 def test_a_ten_megabyte_step_output_goes_through_the_store_not_the_bus(
     stack: ProcessStack,
 ) -> None:
-    proc = agentic(
-        "run", "bigout", "--backend", "nats", "--run-id", "nats-big", env=client_env(stack)
-    )
-    out, err = proc.communicate(timeout=90)
+    ran = cli(stack, "run", "bigout", "--backend", "nats", "--run-id", "nats-big")
 
-    assert proc.returncode == 0, err
-    assert "slow words" in out  # the step after it ran, on a capped excerpt of it
+    assert ran.exit_code == 0, ran.output[-2000:]
+    assert "slow words" in ran.output  # the step after it ran, on a capped excerpt of it
     written = open_store(store_url(stack)).read_result("nats-big", "write")
     assert written is not None and len(written.output) == 10_099_999
 

@@ -2,8 +2,8 @@
 that counts the requests it serves at once: on the ``nats`` backend across two workers,
 and on the ``subprocess`` backend within its driver.
 
-Each request takes 1 s and every step has ``timeout_s: 4``: with ``concurrency: 2``
-the twelve parallel steps run in six waves, so the last ones wait at least 5 s for their
+Each request takes 0.5 s and every step has ``timeout_s: 2``: with ``concurrency: 2``
+the twelve parallel steps run in six waves, so the last ones wait at least 2.5 s for their
 turn. They succeed because the wait for budget is not part of their time.
 """
 
@@ -34,7 +34,7 @@ from tests.parity import run_workflow
 pytestmark = [pytest.mark.procs, pytest.mark.slow]
 
 STEPS = 12
-REPLY_S = 1.0
+REPLY_S = 0.5
 
 
 @dataclass
@@ -80,7 +80,7 @@ def catalog(root: Path, model: CountingServer) -> Path:
     (config / "agent_providers" / "limited.yaml").write_text(json.dumps(entry))
     tasks = [
         {"id": f"s{i}", "agent_provider_id": "limited", "description": f"Part {i}.",
-         "expected_output": "An answer.", "depends_on": [], "timeout_s": 4.0, "retries": 0}
+         "expected_output": "An answer.", "depends_on": [], "timeout_s": 2.0, "retries": 0}
         for i in range(STEPS)
     ]  # fmt: skip
     workflow = {"workflow": {"name": "wide", "agent_providers": ["limited"], "tasks": tasks}}

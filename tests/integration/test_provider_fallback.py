@@ -8,14 +8,14 @@ answering) show the same through CrewAI's own OpenAI client and ``agentic show``
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from agentic.cli import _register, app
 from agentic.contracts import ScriptedFailure, TaskConfig, WorkflowConfig
 from agentic.settings import Settings
 from agentic.store import open_store
@@ -32,6 +32,9 @@ from tests.integration.test_provider_http import (
 from tests.parity import run_workflow
 
 __all__ = ["server"]  # the fixture, used below by name
+
+_register()
+runner = CliRunner()
 
 FAST_RETRY = Settings(retry_backoff_base_s=0.05, retry_backoff_max_s=0.1, retry_jitter=0.0)
 
@@ -116,9 +119,11 @@ def second_server() -> Iterator[ModelServer]:
         yield state
 
 
-@pytest.mark.procs
 def test_agentic_show_names_the_provider_of_each_attempt_after_a_fallback(
-    server: ModelServer, second_server: ModelServer, tmp_path: Path
+    server: ModelServer,
+    second_server: ModelServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server.reply = status(503)
     config = tmp_path / "config"
@@ -129,43 +134,27 @@ def test_agentic_show_names_the_provider_of_each_attempt_after_a_fallback(
     (config / "agent_providers" / "remote.yaml").write_text(json.dumps(remote))
     (config / "agent_providers" / "spare.yaml").write_text(json.dumps(spare))
     (config / "workflows" / "resilient.yaml").write_text(FALLBACK_WORKFLOW)
-    env = {**cli_env(str(tmp_path / "store"), config), "TEST_MODEL_KEY": "sk-t"}
+    for name, value in {**cli_env(str(tmp_path / "store"), config), "TEST_MODEL_KEY": "sk-t",
+                        "AGENTIC_EXECUTION_BACKEND": "inprocess"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
 
-    ran = subprocess.run(
-        [sys.executable, "-m", "agentic", "run", "resilient", "--run-id", "fell-back"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert ran.returncode == 0, ran.stderr
-    assert "hello from the server" in ran.stdout
+    ran = runner.invoke(app, ["run", "resilient", "--run-id", "fell-back"])
+    assert ran.exit_code == 0, ran.output
+    assert "hello from the server" in ran.output
     # The first provider's client tried twice (max_retries: 1), the spare answered once.
     assert len(server.seen) == 2 and len(second_server.seen) == 1
 
-    shown = subprocess.run(
-        [sys.executable, "-m", "agentic", "show", "fell-back", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert shown.returncode == 0, shown.stderr
-    (step,) = json.loads(shown.stdout)["steps"]
+    shown = runner.invoke(app, ["show", "fell-back", "--json"])
+    assert shown.exit_code == 0, shown.output
+    (step,) = json.loads(shown.output)["steps"]
     assert [(a["attempt"], a["status"], a["provider"]) for a in step["attempts"]] == [
         (1, "failed", "remote"),
         (2, "succeeded", "spare"),
     ]
     assert step["attempts"][0]["error"]["provider_failed"] is True
-    table = subprocess.run(
-        [sys.executable, "-m", "agentic", "show", "fell-back"],
-        env={**env, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert table.returncode == 0, table.stderr
-    assert "remote" in table.stdout and "spare" in table.stdout
+    table = runner.invoke(app, ["show", "fell-back"], env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    assert "remote" in table.output and "spare" in table.output
 
 
 # --- a failing server fails the step on every local backend ---------------------------------

@@ -3,17 +3,20 @@ every local backend: costs are the scripted provider's counted tokens at its pri
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from agentic.cli import _register, app
 from agentic.contracts import Price, TaskConfig, WorkflowConfig
 from agentic.store import open_store
 from tests.factories import scripted_agent
 from tests.integration.test_cancel_local import cli_env
 from tests.parity import run_workflow
+
+_register()
+runner = CliRunner()
 
 # A dollar per token: every step of a few dozen words costs tens of dollars.
 PRICEY = Price(input_per_million=1_000_000, output_per_million=1_000_000)
@@ -58,8 +61,9 @@ def test_a_run_stops_once_its_cost_passes_max_cost_usd(tmp_path: Path, backend: 
     assert store.read_attempts(run.record.run_id, "third") == []
 
 
-@pytest.mark.procs
-def test_agentic_run_max_cost_usd_overrides_the_workflow_and_exits_1(tmp_path: Path) -> None:
+def test_agentic_run_max_cost_usd_overrides_the_workflow_and_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "config"
     (config / "agent_providers").mkdir(parents=True)
     (config / "workflows").mkdir()
@@ -73,20 +77,17 @@ def test_agentic_run_max_cost_usd_overrides_the_workflow_and_exits_1(tmp_path: P
         "    - {id: one, agent_provider_id: pricey, description: d, expected_output: e}\n"
         "    - {id: two, agent_provider_id: pricey, description: d, expected_output: e}\n"
     )
-    env = cli_env(str(tmp_path / "store"), config)
-    run = subprocess.run(
-        [sys.executable, "-m", "agentic", "run", "two", "--run-id", "capped",
-         "--max-cost-usd", "0.5"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert run.returncode == 1, run.stderr
+    for name, value in {**cli_env(str(tmp_path / "store"), config),
+                        "AGENTIC_EXECUTION_BACKEND": "inprocess"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+
+    run = runner.invoke(app, ["run", "two", "--run-id", "capped", "--max-cost-usd", "0.5"])
+
+    assert run.exit_code == 1, run.output
     record = open_store(str(tmp_path / "store")).read_run("capped")
     assert record.workflow is not None and record.workflow.max_cost_usd == 0.5
     assert "max_cost_usd is $0.5000 (after step 'one')" in (record.error or "")
 
-    bad = subprocess.run(
-        [sys.executable, "-m", "agentic", "run", "two", "--max-cost-usd", "-1"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert bad.returncode == 2
-    assert "max_cost_usd" in bad.stderr
+    bad = runner.invoke(app, ["run", "two", "--max-cost-usd", "-1"])
+    assert bad.exit_code == 2
+    assert "max_cost_usd" in bad.output
