@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
 
 from agentic.errors import ConfigError
 from agentic.knowledge.index import PRIVATE_LABEL, KnowledgeIndex, Match, fts_query, is_private
@@ -50,13 +52,16 @@ MAX_DOCUMENT_CHARS = 400_000
 
 
 def index_path(settings: Settings, store: RunStore) -> Path:
-    """Where the index of ``store`` lives (``AGENTIC_KB_INDEX_PATH``, see the setting)."""
+    """Where the index of ``store`` lives (``AGENTIC_KB_INDEX_PATH``, see the setting; a
+    ``memory://`` store's, in this process's temporary folder)."""
     if settings.kb_index_path:
         return Path(settings.kb_index_path)
     if isinstance(store.fs, LocalFileSystem):
         return Path(store.root) / "kb" / "index.sqlite3"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     digest = hashlib.sha256(store.url.encode()).hexdigest()[:16]
+    if isinstance(store.fs, MemoryFileSystem):  # gone with the process: so is its index
+        return Path(tempfile.gettempdir()) / f"agentic-kb-{os.getpid()}" / f"{digest}.sqlite3"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "agentic" / "kb" / f"{digest}.sqlite3"
 
 

@@ -281,9 +281,11 @@ def test_a_run_made_on_nats_replays_on_inprocess_and_back_on_nats(env, monkeypat
     assert store.read_result(shown["run_id"], "s1").reused_from == original  # the producer
 
 
-def test_a_run_in_an_s3_store_is_replayed_from_there(env, s3_server, monkeypatch):
+def test_a_run_in_an_s3_store_is_replayed_from_there(env, s3_server, monkeypatch, tmp_path):
     url = s3_server.unique_url()
     monkeypatch.setenv("AGENTIC_RUN_STORE_URL", url)
+    # The knowledge index of a remote store is a cache file: not in the tester's home.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     original = run(env.model_copy(update={"run_store_url": url}), "four")
     assert original.status == "succeeded"
 
