@@ -60,7 +60,7 @@ class Catalog:
     def summary(self) -> str:
         """``N agent providers, M MCP providers, K workflows``."""
         return ", ".join(
-            _counted(len(entries), noun)
+            counted(len(entries), noun)
             for entries, noun in (
                 (self.agent_providers, "agent provider"),
                 (self.mcp_providers, "MCP provider"),
@@ -69,5 +69,6 @@ class Catalog:
         )
 
 
-def _counted(count: int, noun: str) -> str:
+def counted(count: int, noun: str) -> str:
+    """``1 workflow``, ``2 workflows``: a count and its noun, in the number they agree on."""
     return f"{count} {noun}" + ("" if count == 1 else "s")

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentic.catalog.catalog import Catalog
+from agentic.catalog.catalog import Catalog, counted
 from agentic.catalog.files import (
     KINDS,
     Problem,
@@ -64,8 +64,7 @@ def load_catalog(
     if report.problems:
         first = report.problems[0]
         more = len(report.problems) - 1
-        noun = "problem" if more == 1 else "problems"
-        suffix = f" (and {more} more {noun}: run `agentic validate`)" if more else ""
+        suffix = f" (and {counted(more, 'more problem')}: run `agentic validate`)" if more else ""
         raise CatalogError(first.message + suffix, file=first.file, field=first.field)
     return report.catalog
 

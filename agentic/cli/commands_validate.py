@@ -24,6 +24,7 @@ def validate(
     """
     # Imported here: every `agentic` process (step processes too) registers this command.
     from agentic.catalog import catalog_dirs, check_path, scan_catalog
+    from agentic.catalog.catalog import counted
 
     dirs = catalog_dirs(load_settings())
     report = scan_catalog(dirs) if path is None else check_path(path, catalog_dirs=dirs)
@@ -31,7 +32,7 @@ def validate(
         typer.echo(str(problem))
     if report.problems:
         count = len(report.problems)
-        typer.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
+        typer.echo(f"{counted(count, 'problem')} found", err=True)
         raise typer.Exit(EXIT_USAGE)
     typer.echo(f"{report.catalog.summary()}: OK")
 
@@ -47,6 +48,7 @@ def catalog(
     import os
 
     from agentic.catalog import catalog_dirs, scan_catalog
+    from agentic.catalog.catalog import counted
     from agentic.catalog.env import missing_env
     from agentic.contracts import AgentProvider, MCPProvider
 
@@ -76,7 +78,7 @@ def catalog(
             {
                 "kind": "workflow",
                 "id": name,
-                "type": _tasks(len(definition.workflow.tasks)),
+                "type": counted(len(definition.workflow.tasks), "task"),
                 "missing": [],
                 "missing_any_of": [],
                 "source": found.source_of("workflows", name),
@@ -94,7 +96,7 @@ def catalog(
         typer.echo(f"{row['kind']:<15} {row['id']:<24} {row['type']!s:<14} {state}")
     if report.problems:
         count = len(report.problems)
-        typer.echo(f"{count} problem{'s' if count != 1 else ''}: run `agentic validate`", err=True)
+        typer.echo(f"{counted(count, 'problem')}: run `agentic validate`", err=True)
 
 
 @app.command("init")
@@ -124,7 +126,3 @@ def init(
     typer.echo(f"wrote a starter catalog to {target} ({len(written)} files). Next:")
     typer.echo(f"  export AGENTIC_CONFIG_DIR={target}")
     typer.echo('  agentic validate && agentic run hello --topic "your topic"')
-
-
-def _tasks(count: int) -> str:
-    return f"{count} task" + ("" if count == 1 else "s")

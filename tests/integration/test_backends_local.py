@@ -230,18 +230,23 @@ def test_the_subprocess_backend_refuses_a_store_other_processes_cannot_see() -> 
 # --- inprocess: one kickoff, recorded like any other run ---------------------------------
 
 
+def middle_step_fails(*, times: int, retries: int) -> WorkflowConfig:
+    """first, second, third in sequence; the first ``times`` attempts of second fail."""
+    good = scripted_agent("good")
+    bad = scripted_agent("bad", fail=ScriptedFailure(times=times, mode="error", message="flaky"))
+    tasks = [
+        TaskConfig(id=step, agent_provider_id=agent, description=f"Do {step}.",
+                   expected_output="text", retries=retries)
+        for step, agent in (("first", "good"), ("second", "bad"), ("third", "good"))
+    ]  # fmt: skip
+    return WorkflowConfig(name="three", agent_providers=[good, bad], tasks=tasks,
+                          task_sequence=["first", "second", "third"])  # fmt: skip
+
+
 def test_inprocess_retries_a_failed_task_and_runs_the_rest_of_the_crew_from_it(
     store_url: str,
 ) -> None:
-    good = scripted_agent("good")
-    bad = scripted_agent("bad", fail=ScriptedFailure(times=2, mode="error", message="flaky"))
-    tasks = [
-        TaskConfig(id=step, agent_provider_id=agent, description=f"Do {step}.",
-                   expected_output="text", retries=3)
-        for step, agent in (("first", "good"), ("second", "bad"), ("third", "good"))
-    ]  # fmt: skip
-    wf = WorkflowConfig(name="three", agent_providers=[good, bad], tasks=tasks,
-                        task_sequence=["first", "second", "third"])  # fmt: skip
+    wf = middle_step_fails(times=2, retries=3)
     run = run_workflow("inprocess", wf, {"topic": "failures"}, store_url, settings=FAST_RETRY)
 
     assert run.record.status == "succeeded", run.record.error
@@ -272,15 +277,7 @@ def test_inprocess_retries_a_failed_task_and_runs_the_rest_of_the_crew_from_it(
 def test_inprocess_fails_the_run_naming_the_task_when_its_retries_run_out(
     store_url: str,
 ) -> None:
-    good = scripted_agent("good")
-    bad = scripted_agent("bad", fail=ScriptedFailure(times=5, mode="error", message="flaky"))
-    tasks = [
-        TaskConfig(id=step, agent_provider_id=agent, description=f"Do {step}.",
-                   expected_output="text", retries=1)
-        for step, agent in (("first", "good"), ("second", "bad"), ("third", "good"))
-    ]  # fmt: skip
-    wf = WorkflowConfig(name="three", agent_providers=[good, bad], tasks=tasks,
-                        task_sequence=["first", "second", "third"])  # fmt: skip
+    wf = middle_step_fails(times=5, retries=1)
     run = run_workflow("inprocess", wf, {"topic": "failures"}, store_url, settings=FAST_RETRY)
 
     assert run.record.status == "failed"

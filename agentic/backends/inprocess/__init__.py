@@ -145,9 +145,9 @@ def _drive(
             continue
         crew, literal = remaining_crew(
             workflow,
-            recorder.specs,
+            recorder.base_specs,
             state.outputs(),
-            max_chars=recorder.settings.prior_output_max_chars,
+            max_chars=recorder.prior_output_max_chars,
             providers=recorder.providers(),
         )
         try:
@@ -214,8 +214,6 @@ class _Recorder(JournalTransport):
     ) -> None:
         self.crew_order: list[str] = []
         self.interrupter = interrupter
-        self.settings = settings
-        self.specs = specs
         self._journal = journal
         self._store = store
         self._settings = settings
@@ -227,6 +225,15 @@ class _Recorder(JournalTransport):
         self._lease: LocalLease | None = None
 
     # --- what the next crew runs ----------------------------------------------------------
+
+    @property
+    def base_specs(self) -> dict[str, StepSpec]:
+        """Each step's spec as materialized (attempt 1, no prior outputs)."""
+        return self._specs
+
+    @property
+    def prior_output_max_chars(self) -> int:
+        return self._settings.prior_output_max_chars
 
     def attempts(self) -> dict[str, int]:
         """The attempt each dispatched step runs as (a step dispatched later: its first)."""
