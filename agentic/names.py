@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from agentic.errors import UnsafeIdError
-from agentic.ids import check_id
+from agentic.ids import check_id, is_safe_id
 
 # --- NATS ----------------------------------------------------------------------------------
 SUBMIT_SUBJECT = "agentic.runs.submit"
@@ -218,6 +218,42 @@ ITERATIVE_PARENT_LABEL = "agentic.iterative-of"
 
 # --- run store -----------------------------------------------------------------------------
 RUNS_DIR = "runs"
+
+
+INDEX_DIR = "index"
+"""The runs index (:mod:`agentic.store.index`): what lists runs without reading history."""
+INDEX_VERSION = f"{INDEX_DIR}/version.json"
+OPEN_RUNS_DIR = f"{INDEX_DIR}/open"
+INDEXED_RUNS_DIR = f"{INDEX_DIR}/runs"
+_INDEX_ENTRY = re.compile(r"^([0-9]{12})_(.+)\.json$")
+
+
+def open_run_marker(run_id: str) -> str:
+    """One small document per run that has not ended (``pending`` or ``running``)."""
+    return f"{OPEN_RUNS_DIR}/{check_id(run_id, 'run id')}.json"
+
+
+def index_day_dir(day: str) -> str:
+    """The index entries of the runs created on ``day`` (``YYYY-MM-DD``, UTC)."""
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", day):
+        raise ValueError(f"not a day: {day!r}")
+    return f"{INDEXED_RUNS_DIR}/{day}"
+
+
+def index_entry(day: str, stamp: str, run_id: str) -> str:
+    """A run's index entry: named by its creation time of day (``HHMMSSffffff``, UTC) then
+    its id, so that names sort by creation time without reading any entry."""
+    if not re.fullmatch(r"[0-9]{12}", stamp):
+        raise ValueError(f"not a time stamp: {stamp!r}")
+    return f"{index_day_dir(day)}/{stamp}_{check_id(run_id, 'run id')}.json"
+
+
+def parse_index_entry(name: str) -> tuple[str, str] | None:
+    """``(stamp, run_id)`` of an entry's file name; None for anything else (temp files)."""
+    match = _INDEX_ENTRY.fullmatch(name)
+    if match is None or not is_safe_id(match.group(2)):
+        return None
+    return match.group(1), match.group(2)
 
 
 def run_dir(run_id: str) -> str:

@@ -51,6 +51,7 @@ def _register() -> None:
         commands_services,  # noqa: F401
         commands_stack,  # noqa: F401
         commands_step,  # noqa: F401
+        commands_store,  # noqa: F401
         commands_validate,  # noqa: F401
     )
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentic.contracts import (
     Artifact,
+    RunHeadline,
     RunRecord,
     RunStatus,
     StepError,
@@ -189,7 +190,7 @@ class RunDetail:
         return {
             "run_id": record.run_id,
             "status": record.status,
-            "workflow": workflow_name(record),
+            "workflow": record.workflow_name,
             "backend": record.backend,
             "created_at": _iso(record.created_at),
             "finished_at": _iso(record.finished_at),
@@ -207,14 +208,7 @@ class RunDetail:
         }
 
 
-def workflow_name(record: RunRecord) -> str:
-    """The run's workflow name (``goal`` for a goal not planned yet)."""
-    if record.workflow is not None:
-        return record.workflow.name
-    return record.request.workflow_ref or ("goal" if record.request.goal else "?")
-
-
-def run_elapsed_s(record: RunRecord, now: datetime | None = None) -> float | None:
+def run_elapsed_s(record: RunRecord | RunHeadline, now: datetime | None = None) -> float | None:
     """Seconds from creation to the end (to ``now`` while it runs)."""
     if record.finished_at is not None:
         end = record.finished_at
@@ -270,18 +264,18 @@ class RunSummary:
     abandoned: bool = False
 
     @classmethod
-    def of(cls, record: RunRecord) -> RunSummary:
+    def of(cls, run: RunHeadline) -> RunSummary:
         return cls(
-            run_id=record.run_id,
-            workflow=workflow_name(record),
-            status=record.status,
-            backend=record.backend,
-            created_at=record.created_at,
-            elapsed_s=run_elapsed_s(record),
-            steps_succeeded=sum(1 for s in record.steps if s.status == "succeeded"),
-            steps_total=len(record.steps),
-            replay_of=record.replay_of,
-            abandoned=abandoned(record),
+            run_id=run.run_id,
+            workflow=run.workflow,
+            status=run.status,
+            backend=run.backend,
+            created_at=run.created_at,
+            elapsed_s=run_elapsed_s(run),
+            steps_succeeded=run.steps_succeeded,
+            steps_total=run.steps_total,
+            replay_of=run.replay_of,
+            abandoned=abandoned(run),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -316,18 +310,20 @@ def list_runs(
 ) -> RunListing:
     """The runs of ``store`` that match every filter given, newest first.
 
-    A run whose ``run.json`` cannot be read is left out (the store logs it).
+    Pages through the store's runs index (:mod:`agentic.store.index`): what it costs depends
+    on the runs read until ``limit`` of them matched, not on the store's history. A run
+    whose ``run.json`` cannot be read is left out (the store logs it).
     """
-    runs = [RunSummary.of(record) for record in store.list_runs()]
-    runs = [
-        run
-        for run in runs
-        if (status is None or run.status == status or (status == ABANDONED and run.abandoned))
-        and (workflow is None or run.workflow == workflow)
-        and (since is None or run.created_at >= since)
-    ]
-    runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
-    return RunListing(runs[:limit] if limit else runs)
+    runs: list[RunSummary] = []
+    for headline in store.headlines(since=since):
+        run = RunSummary.of(headline)
+        if (status is None or run.status == status or (status == ABANDONED and run.abandoned)) and (
+            workflow is None or run.workflow == workflow
+        ):
+            runs.append(run)
+            if limit and len(runs) >= limit:
+                break
+    return RunListing(runs)
 
 
 def parse_age(text: str, option: str) -> timedelta:

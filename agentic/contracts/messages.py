@@ -328,3 +328,48 @@ class RunRecord(Frozen):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def workflow_name(self) -> str:
+        """The run's workflow name (``goal`` for a goal not planned yet)."""
+        if self.workflow is not None:
+            return self.workflow.name
+        return self.request.workflow_ref or ("goal" if self.request.goal else "?")
+
+
+class RunHeadline(Frozen):
+    """A run in a few hundred bytes: an entry of the runs index (:mod:`agentic.store.index`)
+    and a row of ``agentic runs``, so that listing runs reads no ``run.json`` of a run that
+    has ended."""
+
+    run_id: SafeId
+    workflow: str
+    status: RunStatus
+    backend: BackendName
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    steps_succeeded: int = 0
+    steps_total: int = 0
+    replay_of: SafeId | None = None
+    driver: DriverInfo | None = None
+
+    @classmethod
+    def of(cls, record: RunRecord) -> RunHeadline:
+        return cls(
+            run_id=record.run_id,
+            workflow=record.workflow_name,
+            status=record.status,
+            backend=record.backend,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            finished_at=record.finished_at,
+            steps_succeeded=sum(1 for s in record.steps if s.status == "succeeded"),
+            steps_total=len(record.steps),
+            replay_of=record.replay_of,
+            driver=record.driver,
+        )
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES

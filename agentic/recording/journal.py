@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from agentic.contracts import (
     DriverInfo,
     RunEvent,
+    RunHeadline,
     RunRecord,
     StepResult,
     StepSpec,
@@ -35,6 +36,9 @@ from agentic.settings import Settings
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
+
+ENDS_OF_ATTEMPTS = ("step_succeeded", "step_failed")
+"""The events that report an attempt's end (with its ``duration_s`` when it is known)."""
 
 EventCallback = Callable[[RunEvent], None]
 """Receives every run event as the driver records it (live progress in the CLI)."""
@@ -58,16 +62,29 @@ class RunJournal:
         self._store = store
         self._on_event = on_event
         self._seq = 0
+        self._durations: dict[tuple[str, int], float] = {}
+
+    def attempt_ended(self, result: StepResult) -> None:
+        """Note how long ``result``'s attempt ran: the event that reports its end says so
+        (``duration_s``), and the live progress shows what ``agentic show`` shows."""
+        duration = result.timing.duration_s
+        if duration is not None:
+            self._durations[result.step_id, result.attempt] = duration
 
     def emit(self, command: Emit) -> RunEvent:
         """Publish ``command`` as the run's next event."""
+        data = command.data
+        if command.type in ENDS_OF_ATTEMPTS and command.step_id is not None:
+            duration = self._durations.pop((command.step_id, command.attempt or 0), None)
+            if duration is not None:
+                data = {**data, "duration_s": duration}
         event = RunEvent(
             run_id=self.record.run_id,
             seq=self._seq,
             type=command.type,
             step_id=command.step_id,
             attempt=command.attempt,
-            data=command.data,
+            data=data,
         )
         self._seq += 1
         self._on_event(event)
@@ -97,7 +114,7 @@ class RunJournal:
         )
 
 
-def abandoned(record: RunRecord) -> bool:
+def abandoned(record: RunRecord | RunHeadline) -> bool:
     """Whether ``record`` is a run that nobody drives any more: ``running`` in the store, but
     the local process that drove it (``run.json``'s ``driver``) has ended. Only known on the
     driver's own host; runs that a coordinator drives have no ``driver``."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -27,6 +28,8 @@ from agentic.ids import check_id, is_safe_id
 from agentic.store.base import Writer
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class DocumentStore:
@@ -74,6 +77,46 @@ class DocumentStore:
         rel = safe_relpath(path)
         data = encode(obj) if isinstance(obj, BaseModel) else json.dumps(obj).encode()
         self._write_doc(rel, data)
+
+    # --- documents at paths from agentic.names (their ids already checked) ------------
+
+    def read_model(self, path: str, cls: type[M]) -> M | None:
+        """The document at ``path`` (built by :mod:`agentic.names`) as ``cls``; None if absent."""
+        return self._read_doc(path, cls)
+
+    def write_model(self, path: str, model: BaseModel) -> None:
+        """Atomically write ``model`` at ``path`` (built by :mod:`agentic.names`)."""
+        self._write_doc(path, encode(model))
+
+    def delete_doc(self, path: str) -> bool:
+        """Remove the document at ``path`` (built by :mod:`agentic.names`); False if absent."""
+        target = self._abs(path)
+        with self._io("delete", target):
+            try:
+                self.fs.rm_file(target)
+            except FileNotFoundError:
+                return False
+        return True
+
+    def list_names(self, path: str, *, dirs: bool) -> list[str]:
+        """Names of the children of the folder at ``path`` (built by :mod:`agentic.names`),
+        sorted; hidden names (temporary files) left out."""
+        return sorted(n for n in self._list_raw(path, dirs=dirs) if not n.startswith("."))
+
+    def read_many(
+        self, read: Callable[[T], R], items: Iterable[T], *, ordered: bool = False
+    ) -> Iterator[R]:
+        """``read`` each item, in order; on a remote store several round trips overlap
+        (``ordered``: a few at a time, for a caller that may stop early)."""
+        items = list(items)
+        workers = min(self.writer.read_concurrency, len(items))
+        if workers <= 1:
+            yield from (read(item) for item in items)
+            return
+        chunk = workers if ordered else len(items)
+        with ThreadPoolExecutor(workers, thread_name_prefix="agentic-read") as pool:
+            for start in range(0, len(items), chunk):
+                yield from pool.map(read, items[start : start + chunk])
 
     # --- internals ---------------------------------------------------------------------
 
@@ -132,12 +175,15 @@ class DocumentStore:
             raise DecodeError(f"{url}: {exc.message}", raw=exc.raw, cause=exc.cause) from exc
 
     def _write_doc(self, rel: str, data: bytes, *, exclusive: bool = False) -> bool:
+        self._check_size(rel, data)
+        return self._write_bytes(rel, data, exclusive=exclusive)
+
+    def _check_size(self, rel: str, data: bytes) -> None:
         if len(data) > self.max_doc_bytes:
             raise DocumentTooLargeError(
                 f"{self._url(self._abs(rel))}: document of {len(data)} bytes exceeds the limit "
                 f"of {self.max_doc_bytes} bytes (setting AGENTIC_MAX_DOCUMENT_BYTES)"
             )
-        return self._write_bytes(rel, data, exclusive=exclusive)
 
     def _write_bytes(self, rel: str, data: bytes, *, exclusive: bool = False) -> bool:
         """Write ``data`` at ``rel``, secret values masked (:mod:`agentic.redact`): whatever
@@ -152,6 +198,11 @@ class DocumentStore:
 
     def _list(self, rel: str, *, dirs: bool) -> list[str]:
         """Names of the safe-id children of a folder (directories or files), sorted."""
+        # Temp files (".name.tmp") and anything else that is not an id are not ours to show.
+        return sorted(name for name in self._list_raw(rel, dirs=dirs) if is_safe_id(name))
+
+    def _list_raw(self, rel: str, *, dirs: bool) -> list[str]:
+        """Names of the children of a folder (directories or files)."""
         path = self._abs(rel)
         found: Iterable[str]
         with self._io("list", path):
@@ -171,8 +222,7 @@ class DocumentStore:
                     ]
             except (FileNotFoundError, NotADirectoryError):
                 return []
-        # Temp files (".name.tmp") and anything else that is not an id are not ours to show.
-        return sorted(name for name in found if is_safe_id(name))
+        return list(found)
 
 
 def safe_relpath(path: str) -> str:

@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping
 from contextlib import suppress
+from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from agentic import names, redact
-from agentic.contracts import Artifact, RunRecord, StepResult, StepSpec, encode
+from agentic.contracts import Artifact, RunHeadline, RunRecord, StepResult, StepSpec, encode
 from agentic.errors import DecodeError, StoreError, UnknownRunError
 from agentic.store.documents import DocumentStore, safe_relpath
+from agentic.store.index import RunIndex
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,11 @@ class RunStore(DocumentStore):
 
     # --- runs --------------------------------------------------------------------------
 
+    @cached_property
+    def index(self) -> RunIndex:
+        """The runs index (:mod:`agentic.store.index`), kept up to date by the writes below."""
+        return RunIndex(self)
+
     def create_run(self, record: RunRecord) -> bool:
         """Write ``run.json`` unless the run exists.
 
@@ -36,11 +43,36 @@ class RunStore(DocumentStore):
             False when ``record.run_id`` already exists (the stored record is left as it is),
             which makes submitting the same run id twice start one run.
         """
-        return self._write_doc(names.run_json(record.run_id), encode(record), exclusive=True)
+        data = encode(record)
+        self._check_size(names.run_json(record.run_id), data)
+        self.index.opening(record)
+        created = self._write_doc(names.run_json(record.run_id), data, exclusive=True)
+        self.index.created(record, created=created)
+        return created
 
     def write_run(self, record: RunRecord) -> None:
         """Replace ``run.json`` (status, steps, output) atomically."""
         self._write_doc(names.run_json(record.run_id), encode(record))
+        self.index.recorded(record)
+
+    def headlines(self, *, since: datetime | None = None) -> Iterator[RunHeadline]:
+        """Runs created since ``since`` (all by default), newest first, from the index: what
+        ``agentic runs`` pages through without reading the history."""
+        return self.index.headlines(since=since)
+
+    def open_runs(self, backend: str | None = None) -> list[RunRecord]:
+        """The runs that have not ended (of ``backend`` when given), oldest first, from their
+        ``run.json``: what a restarted coordinator continues."""
+        found = []
+        for marker in self.index.open_runs(backend):
+            try:
+                record = self.read_run(marker.run_id)
+            except UnknownRunError:
+                record = None
+            self.index.settle(marker.run_id, record)
+            if record is not None and not record.is_terminal:
+                found.append(record)
+        return found
 
     def read_run(self, run_id: str) -> RunRecord:
         """The run's record; :class:`UnknownRunError` when the store does not hold it."""
@@ -80,24 +112,25 @@ class RunStore(DocumentStore):
         run does not hide all the others.
         """
         run_ids = self._list(names.RUNS_DIR, dirs=True)
-        workers = min(self.writer.read_concurrency, len(run_ids))
-        if workers > 1:  # a remote store: round trips overlap
-            with ThreadPoolExecutor(workers, thread_name_prefix="agentic-list-runs") as pool:
-                read = list(pool.map(self._read_listed_run, run_ids))
-        else:
-            read = [self._read_listed_run(run_id) for run_id in run_ids]
+        read = self.read_many(self._read_listed_run, run_ids)
         records = [record for record in read if record is not None]
         return sorted(records, key=lambda r: (r.created_at, r.run_id), reverse=True)
 
     def delete_run(self, run_id: str) -> bool:
         """Remove everything the store holds of ``run_id`` (``agentic gc``); False when it
         held nothing. The caller decides which runs may go (never an unfinished one)."""
+        try:
+            created_at: datetime | None = self.read_run(run_id).created_at
+        except (UnknownRunError, DecodeError):
+            created_at = None
         path = self._abs(names.run_dir(run_id))
         with self._io("delete", path):
             try:
                 self.fs.rm(path, recursive=True)
             except FileNotFoundError:
                 return False
+            finally:
+                self.index.removed(run_id, created_at)
         return True
 
     def list_run_ids(self) -> list[str]:

@@ -78,6 +78,8 @@ class Control:
         self._registry = asyncio.Lock()
         self._admitting = asyncio.Semaphore(SUBMITS_AT_ONCE)
         self._intake = Intake(settings)
+        # Unfinished runs found at start-up and not rebuilt yet (see restore()).
+        self._unrestored: dict[str, asyncio.Future[None] | None] = {}
         # Whose signatures count: the keys coordinators published in the store (its own too).
         self.verifier = Verifier(self.store.signers)
 
@@ -86,7 +88,10 @@ class Control:
         return self.deps.store
 
     def close(self) -> None:
-        """Stop every run's timers and the planner process."""
+        """Stop every run's timers, the restoring and the planner process."""
+        for task in self._unrestored.values():
+            if task is not None:
+                task.cancel()
         for driver in self._runs.values():
             driver.close()
         self._intake.close()
@@ -94,19 +99,65 @@ class Control:
     # --- restart ------------------------------------------------------------------------
 
     async def restore(self) -> None:
-        """Continue every unfinished ``nats`` run from the store."""
-        records = await self._io("listing runs", unfinished_runs, self.store)
-        for record in records:
+        """Continue every unfinished ``nats`` run from the store, in the background.
+
+        Only the runs index's open markers are listed here (what it costs depends on the
+        number of unfinished runs, not on the history); each run is then rebuilt by a
+        background task, oldest first, while submits and cancels are answered. Whatever
+        concerns a run not rebuilt yet (its events, a cancel, a submit of its id, a dead
+        letter) rebuilds that run first and then proceeds.
+        """
+        markers = await self._io("listing unfinished runs", unfinished_runs, self.store)
+        for marker in markers:
+            self._unrestored[marker.run_id] = None
+        if markers:
+            log.warning("coordinator restoring %d unfinished runs", len(markers))
+            self.deps.spawn(self._restore_all())
+
+    async def _restore_all(self) -> None:
+        count = len(self._unrestored)
+        for run_id in list(self._unrestored):
+            await self.restored(run_id)
+        log.warning("coordinator resumed %d unfinished runs", count)
+
+    @property
+    def restoring(self) -> int:
+        """How many unfinished runs are still waiting to be rebuilt."""
+        return len(self._unrestored)
+
+    async def restored(self, run_id: str) -> None:
+        """Return once ``run_id`` is rebuilt, if it was waiting to be (it is now, first)."""
+        if run_id not in self._unrestored:
+            return
+        task = self._unrestored[run_id]
+        if task is None:
+            task = asyncio.ensure_future(self._restore_run(run_id))
+            self._unrestored[run_id] = task
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._unrestored.pop(run_id, None)
+
+    async def _restore_run(self, run_id: str) -> None:
+        """Rebuild one unfinished run from the store and continue it."""
+        try:
+            record = await self._io("reading run.json", _read_or_none, self.store, run_id)
+            await self._io("indexing", self.store.index.settle, run_id, record)
+            if record is None or record.backend != "nats" or record.status != "running":
+                return
             driver = await self._driver_or_fail(record)
             if driver is None:
-                continue
-            self._runs[record.run_id] = driver
+                return
+            self._runs[run_id] = driver
             progress = await self._io("reading progress", stored_progress, self.store, record)
             await driver.resume(
                 progress.committed, progress.attempts_seen, progress.provider_failures
             )
-        if records:
-            log.warning("coordinator resumed %d unfinished runs", len(records))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # one damaged run must not keep the others from being restored
+            log.exception("run %s could not be restored", run_id)
 
     # --- submit -------------------------------------------------------------------------
 
@@ -172,6 +223,7 @@ class Control:
         Raises:
             ConfigError: ``request`` asks for another workflow or goal than that run's.
         """
+        await self.restored(run_id)
         async with self._registry:
             driven = self._runs.get(run_id)
             if driven is not None and request is not None:
@@ -225,6 +277,7 @@ class Control:
             AgenticError: a malformed request, or a run this coordinator does not know.
         """
         run_id, reason = _parse_cancel(raw, self._settings.max_request_bytes)
+        await self.restored(run_id)
         driver = self._runs.get(run_id)
         if driver is not None:
             await driver.cancel(reason)
@@ -258,6 +311,7 @@ class Control:
             log.warning("skipping event on %s: %s", msg.subject, exc)
             return
         self.timeline.observe(event, msg.metadata.sequence.stream)
+        await self.restored(event.run_id)
         driver = self._runs.get(event.run_id)
         if driver is None:
             return
@@ -276,6 +330,7 @@ class Control:
 
     async def dead_letter(self, spec: StepSpec, deliveries: int) -> str:
         """Fail the step whose message ran out of deliveries; returns the reason."""
+        await self.restored(spec.run_id)
         driver = self._runs.get(spec.run_id)
         if driver is None:
             return dead_letter_message(spec, deliveries)

@@ -16,6 +16,7 @@ from agentic.contracts import RunRecord, StepResult
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
+    from agentic.store.index import OpenRun
 
 NATS_BACKEND = "nats"
 
@@ -31,10 +32,10 @@ class StoredProgress:
     its fallback chain each step goes on."""
 
 
-def unfinished_runs(store: RunStore) -> list[RunRecord]:
-    """The ``running`` runs of the ``nats`` backend, oldest first."""
-    runs = store.list_runs()
-    return [r for r in reversed(runs) if r.backend == NATS_BACKEND and r.status == "running"]
+def unfinished_runs(store: RunStore) -> list[OpenRun]:
+    """The markers of the ``nats`` backend's unfinished runs, oldest first (the runs index:
+    no ``run.json`` is read; the caller reads each when it rebuilds the run)."""
+    return store.index.open_runs(NATS_BACKEND)
 
 
 def stored_progress(store: RunStore, record: RunRecord) -> StoredProgress:

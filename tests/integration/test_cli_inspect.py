@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -139,6 +140,18 @@ def test_runs_json_has_the_summary_of_each_run(seeded):
     assert failed["workflow"] == "other" and failed["backend"] == "subprocess"
     assert (failed["steps_succeeded"], failed["steps_total"]) == (1, 2)
     assert failed["elapsed_s"] == 42.0
+
+
+def test_store_reindex_rebuilds_a_deleted_index_to_the_same_listing(seeded, store_url):
+    before = invoke("runs", "--json", "--limit", "0").stdout
+    shutil.rmtree(f"{store_url}/index")
+
+    result = invoke("store", "reindex")
+
+    assert result.exit_code == 0, result.output
+    assert "indexed 3 runs" in result.stdout
+    assert invoke("runs", "--json", "--limit", "0").stdout == before
+    assert len(json.loads(before)) == 3
 
 
 def test_an_empty_store_says_so(store_url):

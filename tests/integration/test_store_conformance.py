@@ -17,9 +17,11 @@ from agentic import names
 from agentic.contracts import (
     StepError,
     StepResult,
+    encode,
 )
 from agentic.errors import DecodeError, StoreError, UnknownRunError, UnsafeIdError
 from agentic.store import RunStore, load_spec, open_store
+from agentic.store.index import IndexVersion, OpenRun
 from tests.factories import T0, run_record, step_result, step_spec
 
 UNSAFE_IDS = ["../escape", "a b", "x" * 200, ".hidden", "a/b", ""]
@@ -140,6 +142,119 @@ def test_a_damaged_run_json_is_a_decode_error_naming_the_file_and_is_skipped_by_
     with pytest.raises(DecodeError, match=r"runs/bad/run\.json"):
         store.read_run("bad")
     assert [r.run_id for r in store.list_runs()] == ["good"]
+
+
+# --- the runs index ----------------------------------------------------------------------
+
+
+def headline_ids(store: RunStore, **filters: object) -> list[str]:
+    return [h.run_id for h in store.headlines(**filters)]  # type: ignore[arg-type]
+
+
+def test_the_index_lists_runs_newest_first_across_days_and_follows_their_status(
+    store: RunStore,
+) -> None:
+    created = {
+        "b-middle": T0 + timedelta(hours=30),
+        "c-oldest": T0,
+        "a-newest": T0 + timedelta(hours=60),
+    }
+    for run_id, at in created.items():
+        store.create_run(run_record(run_id, created_at=at))
+    store.write_run(run_record("c-oldest", status="running"))
+    store.write_run(run_record("b-middle", created["b-middle"], status="succeeded", output="x"))
+
+    assert headline_ids(store) == ["a-newest", "b-middle", "c-oldest"]
+    assert [(h.run_id, h.status) for h in store.headlines()] == [
+        ("a-newest", "pending"),
+        ("b-middle", "succeeded"),
+        ("c-oldest", "running"),
+    ]
+    assert headline_ids(store, since=T0 + timedelta(hours=1)) == ["a-newest", "b-middle"]
+    assert sorted(m.run_id for m in store.index.open_runs()) == ["a-newest", "c-oldest"]
+
+
+def test_unfinished_runs_come_from_markers_and_ended_runs_leave_them(store: RunStore) -> None:
+    store.create_run(run_record("on-nats", backend="nats", status="running"))
+    store.create_run(run_record("local", status="running"))
+    store.create_run(run_record("done", backend="nats", status="succeeded"))
+
+    assert [m.run_id for m in store.index.open_runs("nats")] == ["on-nats"]
+    assert [r.run_id for r in store.open_runs("nats")] == ["on-nats"]
+
+    store.write_run(run_record("on-nats", backend="nats", status="failed", error="x"))
+    assert store.index.open_runs("nats") == []
+    assert [m.run_id for m in store.index.open_runs()] == ["local"]
+
+
+def test_a_marker_left_by_a_crash_is_settled_by_the_reader_that_finds_it(
+    store: RunStore,
+) -> None:
+    store.create_run(run_record("ended", backend="nats", status="running"))
+    # A crash between run.json and the marker's removal: run.json says it ended.
+    store.fs.pipe_file(
+        f"{store.root}/{names.run_json('ended')}",
+        encode(run_record("ended", backend="nats", status="succeeded")),
+    )
+    # A marker of a run whose run.json was never written.
+    store.write_model(
+        names.open_run_marker("ghost"),
+        OpenRun(run_id="ghost", backend="nats", created_at=T0),
+    )
+
+    assert [h.status for h in store.headlines()] == ["succeeded"]
+    assert store.open_runs("nats") == []  # read, found ended or missing, and settled
+    assert store.index.open_runs() == []
+    assert [(h.run_id, h.status) for h in store.headlines()] == [("ended", "succeeded")]
+
+
+def test_a_reindex_after_deleting_the_index_gives_the_same_listing(store: RunStore) -> None:
+    for minutes in range(25):
+        status = "succeeded" if minutes % 3 else "running"
+        created = T0 + timedelta(hours=minutes * 7)
+        store.create_run(run_record(f"run-{minutes:02d}", created_at=created))
+        store.write_run(run_record(f"run-{minutes:02d}", created_at=created, status=status))
+    before = [h.model_dump() for h in store.headlines()]
+    opened = [m.run_id for m in store.index.open_runs()]
+
+    store.fs.rm(f"{store.root}/{names.INDEX_DIR}", recursive=True)
+    assert open_store(store.url, **store.fs.storage_options).index.rebuild() == 25
+    reopened = open_store(store.url, **store.fs.storage_options)
+
+    assert [h.model_dump() for h in reopened.headlines()] == before
+    assert [m.run_id for m in reopened.index.open_runs()] == opened
+    assert len(before) == 25 and len(opened) == 9
+
+
+def test_a_store_written_before_the_index_is_indexed_by_its_first_reader(
+    store: RunStore,
+) -> None:
+    for n in range(3):
+        put_raw(store, names.run_json(f"old-{n}"), encode(run_record(f"old-{n}", status="running")))
+    store.create_run(run_record("new", created_at=T0 + timedelta(days=1)))
+
+    assert headline_ids(store) == ["new", "old-2", "old-1", "old-0"]
+    assert store.read_model(names.INDEX_VERSION, IndexVersion) is not None
+    assert sorted(m.run_id for m in store.index.open_runs()) == ["new", "old-0", "old-1", "old-2"]
+
+
+def test_gc_of_a_run_removes_its_index_entry_and_marker(store: RunStore) -> None:
+    store.create_run(run_record("kept"))
+    store.create_run(run_record("gone", created_at=T0 + timedelta(minutes=1)))
+    store.write_run(run_record("gone", created_at=T0 + timedelta(minutes=1), status="failed"))
+
+    assert store.delete_run("gone")
+
+    assert headline_ids(store) == ["kept"]
+    assert [f for f in stored_files(store) if "gone" in f] == []
+
+
+def test_a_run_id_too_long_for_an_entry_name_alone_is_indexed(store: RunStore) -> None:
+    run_id = "r" * 128
+    store.create_run(run_record(run_id, status="running"))
+
+    assert headline_ids(store) == [run_id]
+    assert [m.run_id for m in store.index.open_runs()] == [run_id]
 
 
 # --- specs, attempts, results ------------------------------------------------------------

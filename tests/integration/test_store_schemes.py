@@ -10,6 +10,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC
 from pathlib import Path
 
 import fsspec
@@ -81,7 +82,14 @@ def test_local_writes_leave_no_temporary_files_behind(tmp_path: Path) -> None:
     store.commit_result(step_result(output="again"))
 
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    assert files == ["runs/run-1/run.json", "runs/run-1/steps/research/result.json"]
+    day = store.read_run("run-1").created_at.astimezone(UTC)
+    entry = f"index/runs/{day:%Y-%m-%d}/{day:%H%M%S%f}_run-1.json"
+    assert files == [
+        "index/open/run-1.json",  # still running
+        entry,
+        "runs/run-1/run.json",
+        "runs/run-1/steps/research/result.json",
+    ]
 
 
 def test_a_local_commit_of_an_attempt_links_its_file_and_keeps_it_when_the_attempt_is_rewritten(
@@ -126,7 +134,11 @@ def test_a_local_store_is_readable_by_its_owner_only_whatever_the_umask(tmp_path
         store.write_artifact("run-1", "research", "out/report.md", b"# Otters\n")
 
     made = [top, *top.rglob("*")]
-    files = {p.relative_to(top / "store/runs/run-1").as_posix() for p in made if p.is_file()}
+    run_dir = top / "store/runs/run-1"
+    files = {p.relative_to(run_dir).as_posix() for p in made if p.is_relative_to(run_dir)}
+    indexed = {p.relative_to(top / "store").parts[:2] for p in made if "index" in p.parts}
+    assert indexed == {("index",), ("index", "open"), ("index", "runs")}  # its modes count too
+    files = {f for f in files if (run_dir / f).is_file()}
     assert files == {
         "run.json",
         "cancel.json",
@@ -182,8 +194,11 @@ def test_an_s3_store_in_a_missing_bucket_fails_with_a_store_error_naming_the_url
 ) -> None:
     store = open_store("s3://no-such-bucket/x", **s3_server.storage_options)
 
-    with pytest.raises(StoreError, match=r"s3://no-such-bucket/x/runs/run-1/run\.json"):
+    # A run's first write is its open marker in the runs index (agentic.store.index).
+    with pytest.raises(StoreError, match=r"s3://no-such-bucket/x/index/open/run-1\.json"):
         store.create_run(run_record("run-1"))
+    with pytest.raises(StoreError, match=r"s3://no-such-bucket/x/runs/run-1/run\.json"):
+        store.write_run(run_record("run-1"))
 
 
 def test_an_unsupported_url_scheme_is_a_config_error() -> None:
