@@ -9,6 +9,7 @@ can be replayed without the catalog it came from.
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
@@ -317,16 +318,28 @@ class WorkflowConfig(Frozen):
     review: Review | None = None
 
     def task(self, task_id: str) -> TaskConfig:
-        for t in self.tasks:
-            if t.id == task_id:
-                return t
-        raise KeyError(task_id)
+        """The task ``task_id`` (``KeyError`` when the workflow has none)."""
+        return self._tasks_by_id[task_id]
 
     def provider(self, provider_id: str) -> AgentProvider:
+        """The agent provider ``provider_id`` (``KeyError`` when the workflow has none)."""
+        return self._providers_by_id[provider_id]
+
+    # Lookups by id in constant time (a frozen model: built once, on first use), so that
+    # going over every step of an 800-step workflow is linear, not quadratic.
+    @cached_property
+    def _tasks_by_id(self) -> dict[str, TaskConfig]:
+        found: dict[str, TaskConfig] = {}
+        for t in self.tasks:
+            found.setdefault(t.id, t)  # the first of duplicates, as a scan would find
+        return found
+
+    @cached_property
+    def _providers_by_id(self) -> dict[str, AgentProvider]:
+        found: dict[str, AgentProvider] = {}
         for p in self.agent_providers:
-            if p.id == provider_id:
-                return p
-        raise KeyError(provider_id)
+            found.setdefault(p.id, p)
+        return found
 
     def provider_chain(self, task_id: str) -> list[str]:
         """The agent providers a task's attempts may run on: its own, then its fallbacks.

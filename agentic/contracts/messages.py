@@ -316,6 +316,13 @@ class RunRecord(Frozen):
     finished_at: datetime | None = None
     steps: list[StepState] = Field(default_factory=list)
     output: str | None = None
+    output_bytes: int | None = Field(
+        default=None,
+        description="Set when ``output`` is only the start of the run's output: the whole "
+        "output's size in bytes (UTF-8). It did not fit the store's document limit along with "
+        "the rest of run.json; the whole output is the committed result of the run's output "
+        "step (``agentic show RUN --output STEP``).",
+    )
     error: str | None = None
     plan: dict[str, Any] | None = Field(
         default=None, description="The planner's plan and raw output, for goals."

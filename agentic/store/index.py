@@ -85,7 +85,10 @@ class RunIndex:
     # --- following run.json ----------------------------------------------------------
 
     def opening(self, record: RunRecord) -> None:
-        """Before ``record``'s ``run.json`` is created: mark it open unless it has ended."""
+        """Before ``record``'s ``run.json`` is created: mark it open unless it has ended
+        (and, for the first run of an empty store, say the index is complete)."""
+        if not self._complete:
+            self._start()
         if not record.is_terminal:
             marker = OpenRun(
                 run_id=record.run_id, backend=record.backend, created_at=record.created_at
@@ -211,6 +214,15 @@ class RunIndex:
         return record
 
     # --- completeness ----------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Once per process, before its first run: an empty store's index is complete from
+        its first run on; a store with runs and no index is left for a reader to index."""
+        if self._store.read_model(names.INDEX_VERSION, IndexVersion) is not None:
+            self._complete = True
+        elif not self._store.list_run_ids():
+            self._store.write_model(names.INDEX_VERSION, IndexVersion(built_at=utcnow(), runs=0))
+            self._complete = True
 
     def ensure(self) -> bool:
         """True when the index is complete; builds it when it was never built. False (and

@@ -16,7 +16,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from agentic import names, redact
+from agentic import graph, names, redact
 from agentic.contracts import Artifact, RunHeadline, RunRecord, StepResult, StepSpec, encode
 from agentic.errors import DecodeError, StoreError, UnknownRunError
 from agentic.store.documents import DocumentStore, safe_relpath
@@ -51,8 +51,20 @@ class RunStore(DocumentStore):
         return created
 
     def write_run(self, record: RunRecord) -> None:
-        """Replace ``run.json`` (status, steps, output) atomically."""
-        self._write_doc(names.run_json(record.run_id), encode(record))
+        """Replace ``run.json`` (status, steps, output) atomically.
+
+        An output too large to fit the document limit along with the rest of the record is
+        cut (:func:`fitted`): ``run.json`` keeps its start, its size in ``output_bytes`` and
+        where the whole of it is, and the run keeps its status.
+
+        Raises:
+            DocumentTooLargeError: the record does not fit even without its output.
+        """
+        data = encode(record)
+        if len(data) > self.max_doc_bytes and record.output:
+            record = fitted(record, len(data) - self.max_doc_bytes)
+            data = encode(record)
+        self._write_doc(names.run_json(record.run_id), data)
         self.index.recorded(record)
 
     def headlines(self, *, since: datetime | None = None) -> Iterator[RunHeadline]:
@@ -332,3 +344,28 @@ class RunStore(DocumentStore):
         if existing is None:  # only if someone deleted it between our two calls
             raise StoreError(f"{self._url(self._abs(rel))} vanished after a commit conflict")
         return existing
+
+
+OUTPUT_PREVIEW_BYTES = 64 * 1024
+"""How much of an output too large for ``run.json`` it keeps (see :func:`fitted`)."""
+
+
+def fitted(record: RunRecord, excess: int) -> RunRecord:
+    """``record`` with its output cut by at least ``excess`` bytes (to at most
+    :data:`OUTPUT_PREVIEW_BYTES`), followed by a note saying where the whole output is."""
+    assert record.output is not None
+    whole = record.output.encode()
+    keep = max(0, min(OUTPUT_PREVIEW_BYTES, len(whole) - excess - 1024))
+    step = graph.final_step(record.workflow) if record.workflow is not None else None
+    where = (
+        f"`agentic show {record.run_id} --output {step}`"
+        if step
+        else f"the results of run {record.run_id}"
+    )
+    note = (
+        f"\n\n[output cut: {keep:,} of {len(whole):,} bytes shown, more than run.json may hold "
+        f"(AGENTIC_MAX_DOCUMENT_BYTES); the whole output: {where}]"
+    )
+    preview = whole[:keep].decode(errors="ignore") + note
+    return record.model_copy(update={"output": preview, "output_bytes": len(whole)})
+

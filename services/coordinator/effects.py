@@ -52,6 +52,7 @@ class DriverEffects(Protocol):
     async def io(self, what: str, fn: Callable[..., T], *args: Any) -> T: ...
     async def read(self, what: str, fn: Callable[..., T], *args: Any) -> T: ...
     async def write_run(self, record: RunRecord, specs: Sequence[StepSpec] = ()) -> None: ...
+    async def write_specs(self, specs: Sequence[StepSpec]) -> None: ...
     async def publish(self, command: Emit) -> None: ...
     async def ready(self, command: Emit, spec: StepSpec) -> StepError | None: ...
     async def dispatch(self, spec: StepSpec) -> StepError | None: ...
@@ -138,6 +139,10 @@ class RunEffects:
         """Write the ``spec.json`` of the attempts just dispatched, then ``run.json``, in one
         trip to a thread (each write is fsync'd)."""
         await self.io("writing run.json", _write_run, self.deps.store, record, specs)
+
+    async def write_specs(self, specs: Sequence[StepSpec]) -> None:
+        """Write the ``spec.json`` of the attempts just dispatched, in one trip to a thread."""
+        await self.io("writing spec.json", _write_run, self.deps.store, None, specs)
 
     async def publish(self, command: Emit) -> None:
         """Publish one run event (its ``seq`` is the run's next)."""
@@ -273,10 +278,11 @@ class RunEffects:
         )
 
 
-def _write_run(store: RunStore, record: RunRecord, specs: Sequence[StepSpec]) -> None:
+def _write_run(store: RunStore, record: RunRecord | None, specs: Sequence[StepSpec]) -> None:
     for spec in specs:
         store.write_spec(spec)
-    store.write_run(record)
+    if record is not None:
+        store.write_run(record)
 
 
 def _bounded(data: dict[str, Any], max_bytes: int) -> dict[str, Any]:

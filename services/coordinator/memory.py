@@ -93,9 +93,12 @@ class MemoryEffects:
         return fn(*args)
 
     async def write_run(self, record: RunRecord, specs: Sequence[StepSpec] = ()) -> None:
+        await self.write_specs(specs)
+        self.deps.store.write_run(record)
+
+    async def write_specs(self, specs: Sequence[StepSpec]) -> None:
         for spec in specs:
             self.deps.store.write_spec(spec)
-        self.deps.store.write_run(record)
 
     async def publish(self, command: Emit) -> None:
         self.bus.events.append((self.run_id, command))

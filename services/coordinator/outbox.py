@@ -139,6 +139,11 @@ class RunOutbox:
         specs, self._unwritten = self._unwritten, []
         await self.effects.write_run(self.record, specs)
 
+    async def write_specs(self) -> None:
+        """Write the specs dispatched since the last write (``run.json`` waits)."""
+        specs, self._unwritten = self._unwritten, []
+        await self.effects.write_specs(specs)
+
     async def _queue(self, command: Dispatch, announce: Emit | None) -> None:
         spec = self._spec_of(command)
         if (command.step_id, command.attempt) in self.held:

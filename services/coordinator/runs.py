@@ -47,8 +47,10 @@ from services.coordinator.transitions import SeededLazily, is_current
 log = logging.getLogger(__name__)
 
 TIMEOUT_MARGIN_S = 5.0
-# How long run.json may lag behind a step that started (see RunDriver._execute).
+# How long run.json may lag behind a step that started, and behind any transition of a run
+# of more than COALESCE_FROM_STEPS steps (see RunDriver._execute).
 SNAPSHOT_DELAY_S = 1.0
+COALESCE_FROM_STEPS = 20
 
 
 class RunDriver:
@@ -72,6 +74,11 @@ class RunDriver:
         self._lock = asyncio.Lock()
         self._state: RunState | None = None
         self._snapshot: list[StepState] | None = None
+        # run.json is O(steps) bytes: a long run writes it at most once per
+        # SNAPSHOT_DELAY_S, so that a transition costs the same whatever the run's length.
+        self._coalesce = (
+            len(record.workflow.task_sequence) > COALESCE_FROM_STEPS if record.workflow else False
+        )
 
     @property
     def record(self) -> RunRecord:
@@ -342,7 +349,9 @@ class RunDriver:
         for call in reactions(commands, self._out):
             await call()
         if not self.finished:
-            if save_now or self._out.has_unwritten_specs:
+            if self._out.has_unwritten_specs:
+                await self._out.write_specs()
+            if save_now and not self._coalesce:
                 await self._out.save()
             else:
                 self._timers.snapshot_soon(SNAPSHOT_DELAY_S, self._save_due)
@@ -365,7 +374,7 @@ class RunDriver:
         )  # fmt: skip
 
     def _step(self, step_id: str) -> StepState | None:
-        return next((s for s in self._steps() if s.step_id == step_id), None)
+        return self._machine.step_state(step_id)
 
     def _steps(self) -> list[StepState]:
         """The machine's snapshot, made once per transition (it builds a model per step)."""

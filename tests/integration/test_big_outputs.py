@@ -54,3 +54,26 @@ def test_an_output_too_big_for_the_store_fails_its_run_once_with_a_clear_error(
     ), run.record.error
     (attempt,) = open_store(url).read_attempts(run.record.run_id, "only")
     assert attempt.status == "failed" and attempt.usage.completion_tokens > 0
+
+
+def test_an_output_that_fits_its_result_but_not_run_json_is_cut_there_and_the_run_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # run.json holds the workflow twice (request and resolved) and the output: 2 x 300 KB of
+    # task text + 600 KB of output is over the limit; the result (600 KB) and the spec are not.
+    monkeypatch.setenv("AGENTIC_MAX_DOCUMENT_BYTES", str(1_048_576))
+    url = str(tmp_path / "store")
+    wf = big(600_000)
+    wf = wf.model_copy(
+        update={"tasks": [wf.tasks[0].model_copy(update={"description": "Say it. " * 37_500})]}
+    )
+    run = run_workflow("inprocess", wf, {}, url)
+
+    assert run.record.status == "succeeded", run.record.error
+    stored = open_store(url).read_run(run.record.run_id)
+    assert stored.output_bytes == 599_999
+    assert stored.output is not None and stored.output.startswith(LINE)
+    assert 60_000 < len(stored.output) < 70_000
+    assert f"agentic show {run.record.run_id} --output only" in stored.output
+    result = open_store(url).read_result(run.record.run_id, "only")
+    assert result is not None and len(result.output) == 599_999

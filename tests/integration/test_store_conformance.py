@@ -526,3 +526,20 @@ def test_documents_larger_than_the_limit_are_refused_on_write_and_on_read(
     store.create_run(run_record("run-1", labels={"pad": "x" * 3_000}))
     with pytest.raises(DecodeError, match=r"run\.json: larger than the limit of 2000 bytes"):
         small.read_run("run-1")
+
+
+def test_a_run_json_over_the_limit_keeps_the_start_of_its_output_and_says_where_the_rest_is(
+    store: RunStore,
+) -> None:
+    small = RunStore(store.fs, store.root, store.writer, max_doc_bytes=100_000)
+    small.create_run(run_record("run-1", status="running"))
+
+    small.write_run(run_record("run-1", status="succeeded", output="y" * 150_000))
+
+    read = small.read_run("run-1")
+    assert read.status == "succeeded" and read.output_bytes == 150_000
+    assert read.output is not None and read.output.startswith("y" * 60_000)
+    assert "[output cut: " in read.output and "of 150,000 bytes shown" in read.output
+    assert [h.status for h in small.headlines()] == ["succeeded"]
+    with pytest.raises(StoreError, match=r"run\.json.*exceeds the limit of 100000 bytes"):
+        small.write_run(run_record("run-1", labels={"pad": "x" * 120_000}, output="z"))

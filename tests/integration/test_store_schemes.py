@@ -87,6 +87,7 @@ def test_local_writes_leave_no_temporary_files_behind(tmp_path: Path) -> None:
     assert files == [
         "index/open/run-1.json",  # still running
         entry,
+        "index/version.json",  # the index of a store indexed from its first run on
         "runs/run-1/run.json",
         "runs/run-1/steps/research/result.json",
     ]
@@ -137,7 +138,7 @@ def test_a_local_store_is_readable_by_its_owner_only_whatever_the_umask(tmp_path
     run_dir = top / "store/runs/run-1"
     files = {p.relative_to(run_dir).as_posix() for p in made if p.is_relative_to(run_dir)}
     indexed = {p.relative_to(top / "store").parts[:2] for p in made if "index" in p.parts}
-    assert indexed == {("index",), ("index", "open"), ("index", "runs")}  # its modes count too
+    assert indexed == {("index",), ("index", "open"), ("index", "runs"), ("index", "version.json")}
     files = {f for f in files if (run_dir / f).is_file()}
     assert files == {
         "run.json",
@@ -194,8 +195,8 @@ def test_an_s3_store_in_a_missing_bucket_fails_with_a_store_error_naming_the_url
 ) -> None:
     store = open_store("s3://no-such-bucket/x", **s3_server.storage_options)
 
-    # A run's first write is its open marker in the runs index (agentic.store.index).
-    with pytest.raises(StoreError, match=r"s3://no-such-bucket/x/index/open/run-1\.json"):
+    # The first write of a run in an empty store is to the runs index (agentic.store.index).
+    with pytest.raises(StoreError, match=r"s3://no-such-bucket/x/index/version\.json"):
         store.create_run(run_record("run-1"))
     with pytest.raises(StoreError, match=r"s3://no-such-bucket/x/runs/run-1/run\.json"):
         store.write_run(run_record("run-1"))

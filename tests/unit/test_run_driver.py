@@ -27,7 +27,7 @@ from agentic.recording.attempts import record_attempt
 from agentic.settings import Settings
 from agentic.store import RunStore, open_store
 from services.coordinator.memory import memory_deps
-from services.coordinator.runs import RunDriver
+from services.coordinator.runs import COALESCE_FROM_STEPS, RunDriver
 from services.coordinator.timers import NOT_LEADING_RECHECK_S
 
 SETTINGS = Settings(retry_backoff_base_s=0.01, retry_backoff_max_s=0.01, retry_jitter=0.0)
@@ -108,6 +108,29 @@ async def test_a_run_dispatches_its_steps_in_turn_and_ends_after_run_json_is_fin
     # Events the workers publish themselves are not published again by the coordinator.
     assert "step_started" not in run.types() and "step_succeeded" not in run.types()
     assert run.store.read_spec("r-1", "write").prior_outputs == {"research": "notes"}
+
+
+async def test_a_long_run_writes_each_spec_at_once_and_its_run_json_at_most_once_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("services.coordinator.runs.SNAPSHOT_DELAY_S", 0.2)
+    steps = [f"s{i:02d}" for i in range(COALESCE_FROM_STEPS + 1)]
+    run = Run(workflow(*steps))
+    await run.driver.start({})
+    written = run.store.fs.cat_file(f"{run.store.root}/runs/r-1/run.json")
+
+    await run.worker("s00", 1, output="first")
+
+    assert run.store.read_spec("r-1", "s01").prior_outputs == {"s00": "first"}  # at once
+    assert run.store.fs.cat_file(f"{run.store.root}/runs/r-1/run.json") == written  # not yet
+    await asyncio.sleep(0.4)
+    states = {s.step_id: s.status for s in run.record().steps}
+    assert (states["s00"], states["s01"]) == ("succeeded", "ready")
+    for step in steps[1:]:
+        await run.worker(step, 1, output=step)
+    record = run.record()  # the end is written at once
+    assert record.status == "succeeded" and record.output == steps[-1]
+    assert {s.status for s in record.steps} == {"succeeded"}
 
 
 async def test_a_retryable_failure_is_retried_after_its_backoff_as_a_new_attempt() -> None:
