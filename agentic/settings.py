@@ -195,7 +195,28 @@ class Settings(BaseSettings):
         "agentic provisions (servers declare theirs with `server_tags`); unset: anywhere.",
     )
     events_max_age_s: float = Field(
-        7 * 24 * 3600.0, description="How long AGENTIC_EVENTS keeps run events."
+        7 * 24 * 3600.0,
+        description="How long AGENTIC_EVENTS keeps run events (and AGENTIC_DLQ dead letters); "
+        "longer than your longest run (docs/nats.md).",
+    )
+    events_max_bytes: int = Field(
+        1_073_741_824,
+        ge=0,
+        description="Most bytes AGENTIC_EVENTS keeps; past it the oldest events go (0: no "
+        "limit). Reserved on each NATS server's JetStream storage (`max_file_store`).",
+    )
+    steps_max_bytes: int = Field(
+        536_870_912,
+        ge=0,
+        description="Most bytes of queued steps AGENTIC_STEPS holds; past it new steps are "
+        "refused and wait, nothing queued is dropped (0: no limit). Reserved like "
+        "`AGENTIC_EVENTS_MAX_BYTES`.",
+    )
+    dlq_max_bytes: int = Field(
+        134_217_728,
+        ge=0,
+        description="Most bytes AGENTIC_DLQ keeps; past it the oldest dead letters go (0: no "
+        "limit). Reserved like `AGENTIC_EVENTS_MAX_BYTES`.",
     )
     step_ack_wait_s: float = Field(
         30.0,

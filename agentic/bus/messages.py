@@ -17,6 +17,7 @@ from nats.js.api import PubAck
 from nats.js.errors import APIError
 
 from agentic import names, redact
+from agentic.bus.provision import MAX_BYTES_SETTINGS
 from agentic.bus.signing import Signer
 from agentic.contracts import RunEvent, StepSpec, decode, encode
 from agentic.errors import BusError, MessageTooLargeError
@@ -25,6 +26,9 @@ from agentic.settings import Settings
 DEFAULT_MAX_MESSAGE_BYTES: int = Settings.model_fields["max_message_bytes"].default
 # JetStream's error code for a message over the stream's max_msg_size.
 _TOO_LARGE = 10054
+# JetStream's "could not store the message": a full stream that discards new messages
+# ("maximum bytes exceeded", answered as a 503), or a failing disk.
+_STORE_FAILED = 10077
 
 
 async def publish_step(
@@ -50,7 +54,9 @@ async def publish_step(
 
     Raises:
         MessageTooLargeError: the encoded spec exceeds ``max_bytes``; nothing was published.
-        BusError: JetStream did not store the message.
+        BusError: JetStream did not store the message (retryable). A full
+            ``AGENTIC_STEPS`` refuses new steps until workers take queued ones: the message
+            says so and names ``AGENTIC_STEPS_MAX_BYTES``.
     """
     payload = redact.current().bytes(encode(spec))
     _check_size(payload, max_bytes, "StepSpec", run_id=spec.run_id, step_id=spec.step_id)
@@ -65,6 +71,7 @@ async def publish_step(
         timeout=timeout,
         run_id=spec.run_id,
         step_id=spec.step_id,
+        stream=names.STEPS_STREAM,
     )
 
 
@@ -90,6 +97,7 @@ async def publish_event(
         timeout=timeout,
         run_id=event.run_id,
         step_id=event.step_id,
+        stream=names.EVENTS_STREAM,
     )
 
 
@@ -136,10 +144,13 @@ async def _publish(
     timeout: float | None = None,
     run_id: str | None = None,
     step_id: str | None = None,
+    stream: str,
 ) -> PubAck:
     try:
         return await js.publish(subject, payload, headers=headers, timeout=timeout)
     except (nats.errors.MaxPayloadError, APIError) as exc:
+        if isinstance(exc, APIError) and exc.err_code == _STORE_FAILED:
+            raise _not_stored(stream, subject, exc, run_id, step_id) from exc
         too_large = isinstance(exc, nats.errors.MaxPayloadError) or exc.err_code == _TOO_LARGE
         if not too_large:
             raise _bus_error(subject, exc, run_id, step_id) from exc
@@ -151,6 +162,22 @@ async def _publish(
         ) from exc
     except nats.errors.Error as exc:
         raise _bus_error(subject, exc, run_id, step_id) from exc
+
+
+def _not_stored(
+    stream: str, subject: str, exc: APIError, run_id: str | None, step_id: str | None
+) -> BusError:
+    """A message the stream could not store: usually full (discard new), so say which
+    setting sizes it. Retryable: a full work queue takes messages again as workers drain it."""
+    setting = MAX_BYTES_SETTINGS.get(stream, "its max_bytes")
+    return BusError(
+        f"stream {stream} did not store the message on {subject}: {exc.description or exc}. "
+        f"A full stream takes new messages again once consumers remove some; {setting} sets "
+        "its size (applied when the coordinator next starts)",
+        run_id=run_id,
+        step_id=step_id,
+        cause=exc,
+    )
 
 
 def _bus_error(subject: str, exc: Exception, run_id: str | None, step_id: str | None) -> BusError:

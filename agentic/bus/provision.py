@@ -20,6 +20,15 @@ Choices (see DESIGN §10, the JetStream field notes):
   worker slot of the pool (each holds one message) plus the steps waiting out a nak delay
   (they stay pending). 1000 leaves room for hundreds of workers; raise it beyond that.
 * No ``backoff``: retry delays are decided by whoever naks (``msg.nak(delay=...)``).
+* Byte limits (``events_max_bytes``, ``steps_max_bytes``, ``dlq_max_bytes``; 0 for none).
+  ``AGENTIC_EVENTS`` and ``AGENTIC_DLQ`` drop their oldest messages past theirs: they are
+  records, the run store is the truth. ``AGENTIC_STEPS`` discards *new* messages instead: a
+  full work queue refuses the next step (the publisher waits, see
+  :func:`agentic.bus.messages.publish_step`) and never drops one already queued; lowering
+  its limit below what is queued keeps every queued step. JetStream reserves each stream's
+  ``max_bytes`` (once per replica) on the server's storage (``max_file_store``) when the
+  stream is created or updated, so a limit the servers cannot reserve fails provisioning
+  with the setting named. No max age on ``AGENTIC_STEPS``: it would drop queued work.
 * Every stream (and the coordinators' KV bucket) has ``AGENTIC_NATS_REPLICAS`` replicas,
   placed on servers with ``AGENTIC_NATS_PLACEMENT_TAGS`` when set. Durable consumers inherit
   their stream's replica count. JetStream changes a stream's replicas in place, so raising
@@ -42,6 +51,7 @@ from nats.js.api import (
     ConsumerConfig,
     ConsumerInfo,
     DeliverPolicy,
+    DiscardPolicy,
     KeyValueConfig,
     Placement,
     RetentionPolicy,
@@ -77,6 +87,14 @@ _STREAM_NAME_IN_USE = 10058
 _REPLICAS_UNSUPPORTED = 10074
 _INSUFFICIENT_RESOURCES = 10023
 _NO_SUITABLE_PEERS = 10005
+# JetStream's "insufficient storage resources available": the byte limits cannot be reserved.
+_STORAGE_EXCEEDED = 10047
+# The setting that bounds each stream's bytes.
+MAX_BYTES_SETTINGS = {
+    names.EVENTS_STREAM: "AGENTIC_EVENTS_MAX_BYTES",
+    names.STEPS_STREAM: "AGENTIC_STEPS_MAX_BYTES",
+    names.DLQ_STREAM: "AGENTIC_DLQ_MAX_BYTES",
+}
 
 
 @dataclass(frozen=True)
@@ -94,7 +112,11 @@ def placement(settings: Settings) -> Placement | None:
 
 
 def stream_configs(settings: Settings) -> list[StreamConfig]:
-    """The configurations of ``AGENTIC_EVENTS``, ``AGENTIC_STEPS`` and ``AGENTIC_DLQ``."""
+    """The configurations of ``AGENTIC_EVENTS``, ``AGENTIC_STEPS`` and ``AGENTIC_DLQ``.
+
+    Raises:
+        ConfigError: a byte limit smaller than one message of ``AGENTIC_MAX_MESSAGE_BYTES``.
+    """
     max_msg_size = settings.max_message_bytes + HEADER_ALLOWANCE_BYTES
     events_max_age = settings.events_max_age_s
     return [
@@ -107,6 +129,8 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             num_replicas=settings.nats_replicas,
             placement=placement(settings),
             max_age=events_max_age,
+            max_bytes=_max_bytes(names.EVENTS_STREAM, settings.events_max_bytes, max_msg_size),
+            discard=DiscardPolicy.OLD,
             max_msg_size=max_msg_size,
             # JetStream refuses a duplicate window longer than the max age.
             duplicate_window=min(STEPS_DUPLICATE_WINDOW_S, events_max_age),
@@ -119,6 +143,9 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             storage=StorageType.FILE,
             num_replicas=settings.nats_replicas,
             placement=placement(settings),
+            max_bytes=_max_bytes(names.STEPS_STREAM, settings.steps_max_bytes, max_msg_size),
+            # Full: refuse the next step rather than drop queued work.
+            discard=DiscardPolicy.NEW,
             max_msg_size=max_msg_size,
             duplicate_window=STEPS_DUPLICATE_WINDOW_S,
         ),
@@ -131,9 +158,24 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             num_replicas=settings.nats_replicas,
             placement=placement(settings),
             max_age=events_max_age,
+            max_bytes=_max_bytes(names.DLQ_STREAM, settings.dlq_max_bytes, max_msg_size),
+            discard=DiscardPolicy.OLD,
             duplicate_window=min(STEPS_DUPLICATE_WINDOW_S, events_max_age),
         ),
     ]
+
+
+def _max_bytes(stream: str, limit: int, max_msg_size: int) -> int:
+    """A stream's ``max_bytes``: the setting, or -1 (none) for 0."""
+    if limit == 0:
+        return -1
+    if limit < max_msg_size:
+        raise ConfigError(
+            f"{MAX_BYTES_SETTINGS[stream]}={limit} cannot hold one message of "
+            f"AGENTIC_MAX_MESSAGE_BYTES plus headers ({max_msg_size} bytes): raise it, or 0 "
+            f"for no limit on {stream}"
+        )
+    return limit
 
 
 def workers_consumer_config(settings: Settings, pool: str) -> ConsumerConfig:
@@ -168,8 +210,8 @@ async def provision(
 
     Args:
         js: a JetStream context.
-        settings: stream and consumer limits (``events_max_age_s``, ``step_*``,
-            ``max_message_bytes``).
+        settings: stream and consumer limits (``events_max_age_s``, ``*_max_bytes``,
+            ``step_*``, ``max_message_bytes``).
         pools: pools to create consumers for; ``settings.default_pool`` is always included.
         settle_s: how long to wait out a cluster that is not ready (:data:`SETTLE_S`); 0
             for a caller that may lack the permission (its requests go unanswered).
@@ -308,13 +350,17 @@ async def _settled(call: Callable[[], Awaitable[_T]], settle_s: float | None) ->
 
 def _refused(kind: str, name: str | None, exc: Exception) -> BusError:
     detail = exc.description if isinstance(exc, APIError) and exc.description else str(exc)
-    if isinstance(exc, APIError) and exc.err_code in (
-        _REPLICAS_UNSUPPORTED,
-        _INSUFFICIENT_RESOURCES,
-        _NO_SUITABLE_PEERS,
-    ):
+    code = exc.err_code if isinstance(exc, APIError) else None
+    if code in (_REPLICAS_UNSUPPORTED, _INSUFFICIENT_RESOURCES, _NO_SUITABLE_PEERS):
         detail += (
             " (AGENTIC_NATS_REPLICAS=N needs a cluster of at least N JetStream servers"
             " carrying AGENTIC_NATS_PLACEMENT_TAGS, if set)"
+        )
+    setting = MAX_BYTES_SETTINGS.get(name or "")
+    if setting and code in (_STORAGE_EXCEEDED, _INSUFFICIENT_RESOURCES, _NO_SUITABLE_PEERS):
+        detail += (
+            f" (JetStream reserves {setting} on every server holding a replica of {name},"
+            " within its JetStream storage, max_file_store: lower the setting or give the"
+            " servers more storage)"
         )
     return BusError(f"JetStream refused {kind} {name}: {detail or type(exc).__name__}", cause=exc)

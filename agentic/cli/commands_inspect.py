@@ -12,6 +12,7 @@ from agentic.cli._common import EXIT_FAILED, StoreOpt, config_errors, load_setti
 
 if TYPE_CHECKING:
     from agentic.contracts import RunEvent, RunRecord
+    from agentic.lifecycle import Purged
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -141,13 +142,20 @@ def gc(
     ] = False,
     store: StoreOpt = None,
 ) -> None:
-    """Remove finished runs from the run store (and the knowledge index); never a pending
-    or running one."""
+    """Remove finished runs from the run store (and the knowledge index) and, with
+    AGENTIC_NATS_URL, their events from AGENTIC_EVENTS; never a pending or running one.
+
+    Exit codes: 0 done; 1 the store part is done but the events of some removed runs could
+    not be purged (NATS unreachable or refused: they are listed); 2 bad usage or config.
+    """
+    import contextlib
+
+    from agentic.catalog.catalog import counted
     from agentic.cli.details import parse_age
     from agentic.contracts import TERMINAL_STATUSES, utcnow
     from agentic.errors import ConfigError
     from agentic.knowledge import KnowledgeIndex, index_path
-    from agentic.lifecycle import collect
+    from agentic.lifecycle import StreamPurge, collect
     from agentic.store import open_run_store
 
     statuses = set(status or TERMINAL_STATUSES)
@@ -160,13 +168,49 @@ def gc(
     settings = load_settings(**({"run_store_url": store} if store else {}))
     run_store = open_run_store(settings)
     cutoff = utcnow() - parse_age(older_than, "--older-than")
-    with KnowledgeIndex(index_path(settings, run_store)) as index:
+    # Connected before anything goes: a NATS setting that cannot work stops gc here (exit 2).
+    bus = StreamPurge(settings) if settings.nats_url and not dry_run else None
+    with KnowledgeIndex(index_path(settings, run_store)) as index, bus or contextlib.nullcontext():
         done = collect(run_store, cutoff, statuses=statuses, dry_run=dry_run, index=index)
+        purged = bus.purge(done.removed) if bus is not None else None
     verb = "would remove" if dry_run else "removed"
     for record in done.removed:
         typer.echo(f"{verb} {record.run_id} ({record.status}, ended {record.finished_at})")
     typer.echo(
-        f"{verb} {len(done.removed)} run(s); kept {done.kept_newer} newer and "
+        f"{verb} {counted(len(done.removed), 'run')}; kept {done.kept_newer} newer and "
         f"{done.kept_unfinished} unfinished"
         + (f"; {len(done.unreadable)} unreadable left alone" if done.unreadable else "")
     )
+    raise typer.Exit(
+        _report_streams(purged, done.removed, dry_run=dry_run, nats_url=bool(settings.nats_url))
+    )
+
+
+def _report_streams(
+    purged: Purged | None, removed: list[RunRecord], *, dry_run: bool, nats_url: bool
+) -> int:
+    """Say what `agentic gc` did to AGENTIC_EVENTS; its exit code."""
+    from agentic.catalog.catalog import counted
+    from agentic.cli._common import EXIT_OK
+    from agentic.lifecycle import bus_runs
+
+    if purged is None:
+        typer.echo(
+            f"streams: would purge the events of {counted(len(bus_runs(removed)), 'nats run')}"
+            if dry_run and nats_url
+            else "streams: not touched (no AGENTIC_NATS_URL: store only)"
+        )
+        return EXIT_OK
+    if purged.no_stream:
+        typer.echo("streams: the server has no AGENTIC_EVENTS, so no events to purge")
+    elif purged.runs or purged.error is None:
+        runs = counted(len(purged.runs), "nats run")
+        typer.echo(f"streams: purged the events of {runs} from AGENTIC_EVENTS")
+    if purged.error is None:
+        return EXIT_OK
+    print_error(
+        f"{purged.error}; the events of {counted(len(purged.left), 'removed run')} stay in "
+        "AGENTIC_EVENTS until its max age (AGENTIC_EVENTS_MAX_AGE_S) or byte limit drops "
+        f"them: {', '.join(purged.left)}"
+    )
+    return EXIT_FAILED

@@ -25,6 +25,7 @@ from agentic.bus import (
     publish_event,
     publish_step,
     pull_steps,
+    stream_configs,
 )
 from agentic.contracts import RunEvent, StepSpec
 from agentic.errors import BusError, ConfigError, DecodeError, MessageTooLargeError
@@ -106,6 +107,104 @@ async def test_provisioning_applies_changed_settings_to_existing_streams_and_con
         assert result.consumers[names.workers_consumer(pool)].config.ack_wait == 90
     finally:
         await provision(js, Settings(nats_url=nats_url), pools=[pool])
+
+
+MIB = 1_048_576
+
+
+async def test_byte_limits_reach_the_streams_and_change_in_place_keeping_their_messages(
+    js: JetStreamContext, nats_url: str
+) -> None:
+    pool = new_pool()
+    small = Settings(
+        nats_url=nats_url, events_max_bytes=8 * MIB, steps_max_bytes=4 * MIB, dlq_max_bytes=2 * MIB
+    )
+    await provision(js, small, pools=[pool])
+    try:
+        steps = (await js.stream_info(names.STEPS_STREAM)).config
+        assert (steps.max_bytes, steps.discard) == (4 * MIB, "new")
+        events = (await js.stream_info(names.EVENTS_STREAM)).config
+        assert (events.max_bytes, events.discard) == (8 * MIB, "old")
+        assert (await js.stream_info(names.DLQ_STREAM)).config.max_bytes == 2 * MIB
+        await publish_step(js, bus_spec(pool))
+        event = await publish_event(js, RunEvent(run_id=f"run-{pool}", seq=0, type="planned"))
+
+        changed = Settings(
+            nats_url=nats_url, events_max_bytes=16 * MIB, steps_max_bytes=0, dlq_max_bytes=3 * MIB
+        )
+        again = await provision(js, changed, pools=[pool])
+
+        limits = {name: (i.config.max_bytes, i.config.discard) for name, i in again.streams.items()}
+        assert limits == {
+            names.EVENTS_STREAM: (16 * MIB, "old"),
+            names.STEPS_STREAM: (-1, "new"),
+            names.DLQ_STREAM: (3 * MIB, "old"),
+        }
+        assert await consumer_state(js, pool) == (1, 0)  # the queued step is still there
+        assert (await js.get_msg(names.EVENTS_STREAM, event.seq)).subject == event_subject(pool)
+    finally:
+        await provision(js, Settings(nats_url=nats_url), pools=[pool])
+
+
+def event_subject(pool: str) -> str:
+    return names.events_subject(f"run-{pool}", "planned")
+
+
+async def test_a_full_steps_stream_refuses_the_next_step_naming_the_setting_and_keeps_the_queue(
+    tmp_path,
+) -> None:
+    async with EmbeddedNats(store_dir=tmp_path) as server:
+        settings = Settings(nats_url=server.url, max_message_bytes=2000, steps_max_bytes=8192)
+        nc = await connect(settings, name="filler")
+        try:
+            js = nc.jetstream()
+            await provision(js, settings)
+            queued = 0
+            with pytest.raises(BusError) as full:
+                for attempt in range(1, 20):
+                    spec = bus_spec("default", attempt=attempt, text="x" * 1000)
+                    await publish_step(js, spec, max_bytes=2000)
+                    queued += 1
+            # A limit lowered below what is queued drops nothing from the work queue.
+            lowered = Settings(nats_url=server.url, max_message_bytes=2000, steps_max_bytes=6096)
+            after = (await provision(js, lowered)).streams[names.STEPS_STREAM]
+        finally:
+            await nc.close()
+    assert 1 < queued < 19
+    assert full.value.retryable
+    message = str(full.value)
+    assert "stream AGENTIC_STEPS" in message and "maximum bytes exceeded" in message
+    assert "AGENTIC_STEPS_MAX_BYTES" in message
+    assert after.config.max_bytes == 6096 and after.state.messages == queued
+
+
+async def test_byte_limits_the_server_cannot_reserve_are_refused_naming_the_setting(
+    tmp_path,
+) -> None:
+    config = tmp_path / "small.conf"
+    config.write_text("jetstream { max_file_store: 64MB }\n")
+    async with EmbeddedNats(store_dir=tmp_path / "js", config_file=config) as server:
+        nc = await connect(Settings(nats_url=server.url), name="reserver")
+        try:
+            with pytest.raises(BusError) as refused:
+                await provision(nc.jetstream(), Settings(nats_url=server.url))
+            fits = Settings(
+                nats_url=server.url,
+                events_max_bytes=32 * MIB,
+                steps_max_bytes=16 * MIB,
+                dlq_max_bytes=8 * MIB,
+            )
+            await provision(nc.jetstream(), fits)  # within the 64 MB: accepted
+        finally:
+            await nc.close()
+    message = str(refused.value)
+    assert "AGENTIC_EVENTS" in message and "insufficient storage" in message
+    assert "AGENTIC_EVENTS_MAX_BYTES" in message and "max_file_store" in message
+
+
+def test_a_byte_limit_smaller_than_one_message_is_refused_naming_the_setting() -> None:
+    with pytest.raises(ConfigError, match="AGENTIC_STEPS_MAX_BYTES=1000 cannot hold one message"):
+        stream_configs(Settings(steps_max_bytes=1000))
 
 
 async def test_replicas_on_a_single_server_are_refused_naming_the_stream_and_the_setting(
