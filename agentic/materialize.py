@@ -4,6 +4,9 @@ Deterministic: the same workflow, inputs, run id and store URL give byte-identic
 whichever backend runs them (nothing here reads a clock, a random source or the backend).
 ``${VAR}`` placeholders are copied as they are: a worker expands them from its own
 environment, so a secret value never reaches a spec, the store or a message.
+
+A step process reads task texts with :func:`own_description` and :func:`interpolate`; the
+catalog is imported only where a run is materialized, so that process never loads it.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ import hashlib
 import json
 from collections.abc import Mapping
 
-from agentic.catalog.dag import check_workflow, task_mcp_providers
-from agentic.catalog.resolve import require_workflow_env
 from agentic.contracts import (
     PLACEHOLDER,
     ResolvedMCP,
@@ -58,6 +59,9 @@ def materialize(
         MissingEnvError: a provider a step uses needs variables that are not set.
         UnsafeIdError: ``run_id`` is not a safe id.
     """
+    from agentic.catalog.dag import check_workflow
+    from agentic.catalog.resolve import require_workflow_env
+
     check_id(run_id, "run id")
     check_workflow(wf)
     require_workflow_env(wf, env)
@@ -105,6 +109,8 @@ class SpecFactory:
 
     def spec(self, step_id: str) -> StepSpec:
         """The attempt-1 spec of ``step_id`` (``KeyError`` for a step the run does not have)."""
+        from agentic.catalog.dag import task_mcp_providers
+
         wf, task = self.workflow, self._tasks[step_id]
         return StepSpec(
             run_id=self._run_id,
@@ -161,15 +167,35 @@ def with_prior_outputs(spec: StepSpec, outputs: Mapping[str, str], *, max_chars:
     """
     if max_chars < 1:
         raise ValueError("max_chars must be at least 1")
-    description = spec.task.description
-    if spec.prior_outputs and PRIOR_OUTPUTS_MARKER in description:
-        description = description[: description.rindex(PRIOR_OUTPUTS_MARKER)]
     capped = {step_id: _cap(text, max_chars) for step_id, text in outputs.items()}
-    if capped:
-        sections = [f"\n## Output of step `{sid}`\n\n{text}\n" for sid, text in capped.items()]
-        description += PRIOR_OUTPUTS_MARKER + "".join(sections)
+    description = own_description(spec) + _injected(capped)
     task = TaskText(description=description, expected_output=spec.task.expected_output)
     return spec.model_copy(update={"task": task, "prior_outputs": capped})
+
+
+def own_description(spec: StepSpec) -> str:
+    """The step's own task description: the spec's, without the block of earlier steps'
+    outputs :func:`with_prior_outputs` merged into it.
+
+    The runtime hands those outputs to CrewAI as the task's context instead, where the
+    ``inprocess`` crew's context passing puts them (docs/runtime.md, "Same prompts,
+    tokens and durations on every backend").
+    """
+    description = spec.task.description
+    block = _injected(spec.prior_outputs)
+    if block and description.endswith(block):
+        return description[: -len(block)]
+    if spec.prior_outputs and PRIOR_OUTPUTS_MARKER in description:  # a block written otherwise
+        return description[: description.rindex(PRIOR_OUTPUTS_MARKER)]
+    return description
+
+
+def _injected(outputs: Mapping[str, str]) -> str:
+    """The block that shows ``outputs`` in a description (empty without outputs)."""
+    if not outputs:
+        return ""
+    sections = [f"\n## Output of step `{sid}`\n\n{text}\n" for sid, text in outputs.items()]
+    return PRIOR_OUTPUTS_MARKER + "".join(sections)
 
 
 def with_provider(

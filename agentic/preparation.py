@@ -166,31 +166,75 @@ def prepare_run(
     )
 
 
+AGENT_TEXTS = ("role", "goal", "backstory")
+"""An agent's texts that take ``{placeholders}``."""
+
+
+@dataclass(frozen=True)
+class Unfilled:
+    """``{placeholders}`` that one text of a workflow uses and no input fills."""
+
+    owner: str
+    """``task 'write'``, or ``agent provider 'editor'`` (a step's agent: CrewAI's kickoff
+    fills its role, goal and backstory as it fills the task's texts)."""
+    field: str
+    """``description``, ``expected_output``, ``role``, ``goal`` or ``backstory``."""
+    names: list[str]
+
+    @property
+    def placeholders(self) -> str:
+        """``{a}, {b}``."""
+        return ", ".join("{" + name + "}" for name in self.names)
+
+
+def unfilled_placeholders(wf: WorkflowConfig, inputs: Iterable[str]) -> list[Unfilled]:
+    """Every text of ``wf`` that uses a ``{placeholder}`` neither ``inputs`` nor ``topic``
+    fills: its tasks' texts, then those of the agents its steps run on (fallbacks too).
+
+    The one check of placeholders: a run refuses what it finds (:func:`check_placeholders`)
+    and `agentic validate` warns of it (with no inputs: workflows declare none but
+    ``topic``).
+    """
+    known = {"topic", *inputs}
+    texts: list[tuple[str, str, str]] = []
+    for task in wf.tasks:
+        owner = f"task {task.id!r}"
+        texts += [(owner, "description", task.description)]
+        texts += [(owner, "expected_output", task.expected_output)]
+    providers = {p.id: p for p in wf.agent_providers}
+    used: dict[str, None] = {}
+    for task in wf.tasks:  # its provider, then its fallbacks (as provider_chain reads them)
+        own = providers.get(task.agent_provider_id)
+        used.update(dict.fromkeys([task.agent_provider_id, *(own.fallback if own else [])]))
+    for provider in (providers[p] for p in used if p in providers):
+        owner = f"agent provider {provider.id!r}"
+        texts += [(owner, name, getattr(provider, name)) for name in AGENT_TEXTS]
+    found = []
+    for owner, field, text in texts:
+        missing = sorted(set(PLACEHOLDER.findall(text)) - known)
+        if missing:
+            found.append(Unfilled(owner, field, missing))
+    return found
+
+
 def check_placeholders(wf: WorkflowConfig, inputs: Mapping[str, str]) -> None:
-    """Refuse a workflow whose task texts use a ``{placeholder}`` that no input fills.
+    """Refuse a workflow whose texts use a ``{placeholder}`` that no input fills.
 
     Every backend then behaves alike (CrewAI's kickoff refuses one; a step sent elsewhere
     would carry the literal ``{name}`` to the model), and a misspelt ``--input`` is caught
     before anything runs.
 
     Raises:
-        ConfigError: naming the task, the field and the inputs given.
+        ConfigError: naming the task (or agent provider), the field and the inputs given.
     """
-    known = {"topic", *inputs}
-    for task in wf.tasks:
-        for field, text in (
-            ("description", task.description),
-            ("expected_output", task.expected_output),
-        ):
-            missing = sorted(set(PLACEHOLDER.findall(text)) - known)
-            if missing:
-                given = ", ".join(sorted(known))
-                names = ", ".join("{" + name + "}" for name in missing)
-                raise ConfigError(
-                    f"task {task.id!r} ({field}) uses {names}, which no input fills "
-                    f"(inputs: {given}): pass --input {missing[0]}=…, or write it without "
-                    "braces"
-                )
+    gaps = unfilled_placeholders(wf, inputs)
+    if gaps:
+        gap = gaps[0]
+        given = ", ".join(sorted({"topic", *inputs}))
+        raise ConfigError(
+            f"{gap.owner} ({gap.field}) uses {gap.placeholders}, which no input fills "
+            f"(inputs: {given}): pass --input {gap.names[0]}=…, or write it without braces"
+        )
 
 
 def add_reviewer(wf: WorkflowConfig, provider_id: str, catalog: Catalog) -> WorkflowConfig:

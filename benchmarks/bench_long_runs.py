@@ -66,7 +66,9 @@ def one_run(stack: BenchStack, steps: int) -> dict[str, float]:
 
 def measure(short: int, long: int) -> dict[str, Any]:
     figures: dict[str, Any] = {"short_steps": short, "long_steps": long}
-    with running_stack(workers=1) as stack:
+    # Past the default limit of tasks per workflow (AGENTIC_MAX_WORKFLOW_TASKS, 200).
+    limits = {"AGENTIC_MAX_WORKFLOW_TASKS": str(max(long, short))}
+    with running_stack(workers=1, env=limits) as stack:
         warm_up(stack.url, 1)
         for label, steps in (("short", short), ("long", long)):
             for key, value in one_run(stack, steps).items():

@@ -23,7 +23,7 @@ from agentic.catalog.files import (
     read_yaml,
 )
 from agentic.catalog.resolve import resolution_issues
-from agentic.contracts import WorkflowDefinition
+from agentic.contracts import WorkflowConfig, WorkflowDefinition
 from agentic.errors import CatalogError
 from agentic.settings import Settings
 
@@ -36,6 +36,8 @@ class CatalogReport:
 
     catalog: Catalog
     problems: list[Problem] = field(default_factory=list)
+    workflows: list[tuple[str, WorkflowConfig]] = field(default_factory=list)
+    """The workflows that resolved without a problem, each with its file."""
 
     @property
     def ok(self) -> bool:
@@ -92,6 +94,7 @@ def check_path(path: PathLike, *, catalog_dirs: Sequence[PathLike] | None = None
     if target.parent.name in KINDS:
         report = scan_catalog([target.parent.parent])
         report.problems = [p for p in report.problems if Path(p.file) == target]
+        report.workflows = [(f, wf) for f, wf in report.workflows if Path(f) == target]
         return report
     return _check_workflow_file(target, str(path), catalog_dirs or [])
 
@@ -117,11 +120,14 @@ def scan_catalog(
             if fallback not in known:
                 message = f"falls back to unknown agent provider {fallback!r}"
                 problems.append(Problem(source, f"fallback[{index}]", message))
+    resolved: list[tuple[str, WorkflowConfig]] = []
     for name, definition in catalog.workflows.items():
         source = catalog.source_of("workflows", name) or name
-        _, issues = resolution_issues(definition, catalog, broken=broken)
+        wf, issues = resolution_issues(definition, catalog, broken=broken)
         problems += [Problem(source, f, m) for f, m in issues]
-    return CatalogReport(catalog, problems)
+        if not issues:
+            resolved.append((source, wf))
+    return CatalogReport(catalog, problems, resolved)
 
 
 def _load_kind(
@@ -155,8 +161,9 @@ def _load_kind(
 
 def _check_workflow_file(path: Path, shown: str, dirs: Sequence[PathLike]) -> CatalogReport:
     report = scan_catalog(dirs, missing_ok=True)
-    # The catalog's own problems are not this file's; only its references matter here.
-    report.problems = []
+    # The catalog's own problems and workflows are not this file's; only its references
+    # matter here.
+    report.problems, report.workflows = [], []
     try:
         data = read_yaml(path, shown)
     except CatalogError as exc:
@@ -175,6 +182,8 @@ def _check_workflow_file(path: Path, shown: str, dirs: Sequence[PathLike]) -> Ca
     definition, found = parse_entry("workflows", data, shown)
     report.problems += found
     if isinstance(definition, WorkflowDefinition):
-        _, issues = resolution_issues(definition, report.catalog)
+        wf, issues = resolution_issues(definition, report.catalog)
         report.problems += [Problem(shown, f, m) for f, m in issues]
+        if not report.problems:
+            report.workflows.append((shown, wf))
     return report

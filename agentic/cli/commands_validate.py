@@ -20,16 +20,31 @@ def validate(
 ) -> None:
     """Check catalogs and workflows; print every problem as `file: field: message`.
 
-    Exits 0 when everything is valid and 2 when anything is not.
+    A `{placeholder}` other than `{topic}` is a warning (on stderr): workflows declare no
+    inputs, so only `agentic run --input name=…` fills it, and a run without it is refused.
+
+    Exits 0 when everything is valid (warnings or not) and 2 when anything is not.
     """
     # Imported here: every `agentic` process (step processes too) registers this command.
     from agentic.catalog import catalog_dirs, check_path, scan_catalog
     from agentic.catalog.catalog import counted
+    from agentic.preparation import unfilled_placeholders
 
     dirs = catalog_dirs(load_settings())
     report = scan_catalog(dirs) if path is None else check_path(path, catalog_dirs=dirs)
     for problem in report.problems:
         typer.echo(str(problem))
+    warnings = [
+        f"{source}: warning: workflow {wf.name!r}, {gap.owner} ({gap.field}) uses "
+        f"{gap.placeholders}, which only inputs fill: `agentic run` refuses it without "
+        + " ".join(f"--input {name}=…" for name in gap.names)
+        for source, wf in report.workflows
+        for gap in unfilled_placeholders(wf, ())
+    ]
+    for warning in warnings:
+        typer.echo(warning, err=True)
+    if warnings:
+        typer.echo(f"{counted(len(warnings), 'warning')}", err=True)
     if report.problems:
         count = len(report.problems)
         typer.echo(f"{counted(count, 'problem')} found", err=True)

@@ -5,17 +5,20 @@ The store is every backend's source of truth, so one way of following serves the
 ``inprocess`` and ``subprocess`` runs driven by a process elsewhere, Jobs, and ``nats``
 runs (whose coordinator writes the same snapshots). Steps are reported as their snapshot
 changes (a change between two looks is reported once, as where it ended up), and the run's
-outcome comes from the store as for ``agentic run``.
+outcome comes from the store as for ``agentic run``. A step that ended is told with what its
+attempt's result records (its duration, its error), so the progress shows the duration
+``agentic show`` shows, not the time between two looks.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from agentic.contracts import EventType, RunEvent, RunRecord, StepState, utcnow
-from agentic.recording.journal import abandoned
+from agentic.contracts import EventType, RunEvent, RunRecord, StepResult, StepState, utcnow
+from agentic.contracts.events import StepFailedData, StepSucceededData
+from agentic.recording.journal import ENDS_OF_ATTEMPTS, abandoned
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
@@ -48,7 +51,7 @@ def follow(
         for step in record.steps:
             if seen.get(step.step_id) != (step.status, step.attempt):
                 seen[step.step_id] = (step.status, step.attempt)
-                event = _event_of(record.run_id, step, seq)
+                event = _event_of(store, record.run_id, step, seq)
                 if event is not None:
                     on_event(event)
                     seq += 1
@@ -58,10 +61,13 @@ def follow(
         record = store.read_run(run_id)
 
 
-def _event_of(run_id: str, step: StepState, seq: int) -> RunEvent | None:
+def _event_of(store: RunStore, run_id: str, step: StepState, seq: int) -> RunEvent | None:
     event_type = EVENT_OF.get(step.status)
     if event_type is None:
         return None
+    data: dict[str, Any] = {}
+    if event_type in ENDS_OF_ATTEMPTS:
+        data = _end_data(event_type, _attempt_result(store, run_id, step))
     return RunEvent(
         run_id=run_id,
         seq=seq,
@@ -69,4 +75,26 @@ def _event_of(run_id: str, step: StepState, seq: int) -> RunEvent | None:
         ts=utcnow(),
         step_id=step.step_id,
         attempt=step.attempt or None,
+        data=data,
     )
+
+
+def _end_data(event_type: EventType, result: StepResult | None) -> dict[str, Any]:
+    """What the event that ends an attempt says of the attempt's ``result``: its duration
+    and, for a failure, its error (nothing of a result reused from another run)."""
+    if result is None or result.reused_from is not None:
+        return {}
+    duration = result.timing.duration_s
+    timed: dict[str, Any] = {} if duration is None else {"duration_s": duration}
+    if event_type == "step_succeeded":
+        return StepSucceededData(**timed).as_data()
+    return StepFailedData(error=result.error, **timed).as_data()
+
+
+def _attempt_result(store: RunStore, run_id: str, step: StepState) -> StepResult | None:
+    """What the step's current attempt recorded (read only: a watcher commits nothing)."""
+    result = store.read_result(run_id, step.step_id)
+    if result is not None and result.attempt == step.attempt:
+        return result
+    attempts = store.read_attempts(run_id, step.step_id)
+    return next((a for a in attempts if a.attempt == step.attempt), None)

@@ -64,6 +64,7 @@ class StepRow:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     note: str = ""
+    recorded_s: float | None = None
 
     @classmethod
     def of(cls, step: StepView) -> StepRow:
@@ -76,10 +77,17 @@ class StepRow:
             started_at=step.started_at,
             finished_at=step.finished_at,
             note=step_note(step),
+            recorded_s=step.duration_s,
         )
 
     def duration_s(self, now: datetime) -> float | None:
-        """Seconds the current attempt has run (so far, while it runs)."""
+        """Seconds the current attempt has run (so far, while it runs).
+
+        An attempt that ended takes the duration its result records (``agentic show``'s),
+        when the event that ended it says; else the time between its events.
+        """
+        if self.recorded_s is not None and self.status not in ACTIVE:
+            return self.recorded_s
         begin = self.started_at or self.ready_at
         if begin is None:
             return None

@@ -133,6 +133,12 @@ class StepProgressData(EventData):
         return self.message or self.note or ""
 
 
+DURATION = (
+    "How long the attempt ran, as its StepResult's timing says (started_at to finished_at): "
+    "what `agentic show` reports. Sent by whoever holds the result when the event is sent."
+)
+
+
 class StepSucceededData(EventData):
     """``step_succeeded``: an attempt's result is committed (or a replay reused one)."""
 
@@ -143,6 +149,7 @@ class StepSucceededData(EventData):
         default=None, description="The run whose result was reused (no producer sends it yet)."
     )
     worker: EventWorker | None = None
+    duration_s: float | None = Field(default=None, description=DURATION)
 
 
 class StepFailedData(EventData):
@@ -156,6 +163,7 @@ class StepFailedData(EventData):
     error: EventError | None
     will_retry: bool | None = None
     worker: EventWorker | None = None
+    duration_s: float | None = Field(default=None, description=DURATION)
 
 
 class StepRetryingData(EventData):

@@ -89,6 +89,8 @@ class StepView:
         reused_from: That run, when the event names it.
         message: The running attempt's last progress note.
         fallback: The fallback provider the current attempt runs on (None: its own).
+        duration_s: How long the ended attempt ran, as its result records it (the event
+            that ended it says, when its sender held the result).
     """
 
     step_id: str
@@ -103,6 +105,7 @@ class StepView:
     reused_from: str | None = None
     message: str = ""
     fallback: str | None = None
+    duration_s: float | None = None
 
     @property
     def state(self) -> StepState:
@@ -285,7 +288,7 @@ def _ready(step: StepView, event: RunEvent) -> StepView:
 
 def _started(step: StepView, event: RunEvent) -> StepView:
     # What it said while it waited to start ("waiting for <provider> budget") is over.
-    return replace(step, started_at=event.ts, finished_at=None, message="")
+    return replace(step, started_at=event.ts, finished_at=None, message="", duration_s=None)
 
 
 def _progress(step: StepView, event: RunEvent) -> StepView:
@@ -298,6 +301,7 @@ def _succeeded(step: StepView, event: RunEvent) -> StepView:
     payload = payload_or_none(event)
     reused = isinstance(payload, StepSucceededData) and payload.reused
     reused_from = payload.reused_from if isinstance(payload, StepSucceededData) else None
+    duration = payload.duration_s if isinstance(payload, StepSucceededData) else None
     return replace(
         step,
         finished_at=event.ts,
@@ -306,13 +310,15 @@ def _succeeded(step: StepView, event: RunEvent) -> StepView:
         reused=reused,
         reused_from=reused_from,
         message="",
+        duration_s=duration,
     )
 
 
 def _failed(step: StepView, event: RunEvent) -> StepView:
     payload = payload_or_none(event)
     error = payload.error if isinstance(payload, StepFailedData) else None
-    return replace(step, finished_at=event.ts, error=error, message="")
+    duration = payload.duration_s if isinstance(payload, StepFailedData) else None
+    return replace(step, finished_at=event.ts, error=error, message="", duration_s=duration)
 
 
 def _retrying(step: StepView, event: RunEvent) -> StepView:

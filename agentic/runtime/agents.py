@@ -13,7 +13,7 @@ import contextvars
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from crewai import Agent, Crew, CrewOutput, Process, Task
+from crewai import Agent, Crew, CrewOutput, Process, Task, TaskOutput
 from crewai.agents.agent_builder.base_agent import BaseAgent
 from crewai.tools import BaseTool
 from crewai.utilities.string_utils import sanitize_tool_name
@@ -147,6 +147,20 @@ def build_task(
         agent=agent,
         **options,
     )
+
+
+def finished_task(name: str, output: str) -> Task:
+    """A task that ran elsewhere, holding its output: for the ``context`` of a task.
+
+    A step run on its own (a worker's mini-crew) gets its dependencies' outputs in its
+    spec. Given to CrewAI as its task's ``context``, they reach the model as the
+    whole-workflow crew's context passing puts them (CrewAI's "This is the context you're
+    working with" after the task, outputs joined by its divider): the same prompt on every
+    backend. The task never runs; it is in no crew (CrewAI reads only its ``output``).
+    """
+    description = f"step {name}"
+    done = TaskOutput(name=name, description=description, raw=output, agent="")
+    return Task(name=name, description=description, expected_output="", output=done)
 
 
 def build_crew(agents: list[BaseAgent], tasks: list[Task], *, verbose: bool) -> Crew:

@@ -33,6 +33,7 @@ from agentic.contracts import (
     utcnow,
 )
 from agentic.errors import ConfigError, FatalStepFailure, RetryableStepFailure, StepFailure
+from agentic.graph import context
 from agentic.runtime.agents import build_agent, build_crew, build_task, kickoff
 from agentic.runtime.artifacts import ArtifactSink, save_artifacts
 from agentic.runtime.llm import build_llm, naming_the_endpoint
@@ -132,7 +133,7 @@ class _Reporter:
         step_id = cfg.id
         error = naming_the_endpoint(step_error_from(exc), provider, self.env)
         started = as_utc(crew_task.start_time) or utcnow()
-        timing = Timing(started_at=started, finished_at=utcnow())
+        timing = Timing(started_at=started, finished_at=as_utc(crew_task.end_time) or utcnow())
         result = StepResult.failed(
             self.run_id,
             step_id,
@@ -159,6 +160,7 @@ def _build(
     agents: list[Any] = []
     tasks: dict[str, Any] = {}
     verbose = False
+    seen = context(wf)
     for cfg in order:
         provider = wf.provider(cfg.agent_provider_id)
         verbose = verbose or provider.verbose
@@ -172,8 +174,8 @@ def _build(
         )
         agent = build_agent(provider, llm=llm, mcps=server_configs(_task_mcp_entries(wf, cfg), env))
         options: dict[str, Any] = {}
-        if wf.uses_depends_on:
-            options["context"] = [tasks[d] for d in cfg.depends_on or []]
+        if wf.uses_depends_on:  # its dependencies, a repeat once (agentic.graph)
+            options["context"] = [tasks[d] for d in seen[cfg.id]]
         task = build_task(
             name=cfg.id,
             description=cfg.description,

@@ -1,9 +1,16 @@
 """Run one attempt of one step: a CrewAI mini-crew of one agent and one task.
 
 This is what ``agentic execute-step``, subprocess and Kubernetes workers and NATS workers
-run. The spec is self-contained: the task text already holds ``{topic}``, the inputs and
-the outputs of earlier steps, so the crew is kicked off without inputs (CrewAI would try
-to interpolate braces a prior output happens to contain).
+run. The spec is self-contained: the task text already holds ``{topic}`` and the inputs, so
+the crew is kicked off without inputs (CrewAI would try to interpolate braces a prior
+output happens to contain); the agent's role, goal and backstory get the same values here,
+as the ``inprocess`` crew's kickoff gives them.
+
+The model sees the prompt the ``inprocess`` crew sends for the same task (docs/runtime.md,
+"Same prompts, tokens and durations on every backend"): the outputs of earlier steps,
+merged into the spec's description for its readers, are handed to CrewAI as the task's
+``context`` instead, and the attempt's timing is CrewAI's start and end of the task, as
+the crew reports it.
 """
 
 from __future__ import annotations
@@ -11,43 +18,92 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from datetime import datetime
 
 from agentic import redact
-from agentic.contracts import Artifact, StepError, StepResult, StepSpec, Timing, Usage, utcnow
+from agentic.contracts import (
+    AgentProvider,
+    Artifact,
+    StepError,
+    StepResult,
+    StepSpec,
+    Timing,
+    Usage,
+    utcnow,
+)
 from agentic.errors import AgenticError, MissingEnvError
-from agentic.runtime.agents import build_agent, build_crew, build_task, kickoff, provider_from
+from agentic.materialize import interpolate, own_description
+from agentic.runtime.agents import (
+    build_agent,
+    build_crew,
+    build_task,
+    finished_task,
+    kickoff,
+    provider_from,
+)
 from agentic.runtime.artifacts import ArtifactSink, save_artifacts
 from agentic.runtime.llm import build_llm, naming_the_endpoint
 from agentic.runtime.mcp import server_configs
 from agentic.runtime.prices import price_of
-from agentic.runtime.results import step_error_from, usage_from, worker_info
+from agentic.runtime.results import as_utc, step_error_from, usage_from, worker_info
 
 log = logging.getLogger(__name__)
 
 
-def run_mini_crew(spec: StepSpec, env: Mapping[str, str]) -> tuple[str, Usage]:
-    """Build and kick off the step's crew; return its raw output and token usage.
+class MiniCrew:
+    """The step's crew: one agent, one task; :meth:`run` kicks it off once.
 
-    Raises whatever the step raised: configuration errors, the LLM's errors, CrewAI's.
+    Building it raises what a bad entry raises (configuration errors).
     """
-    provider = provider_from(spec.agent_provider)
-    llm = build_llm(
-        provider,
-        step_id=spec.step_id,
-        topic=spec.topic,
-        inputs=spec.inputs,
-        attempt=spec.attempt,
-        env=env,
-    )
-    agent = build_agent(provider, llm=llm, mcps=server_configs(spec.mcp_providers, env))
-    task = build_task(
-        name=spec.step_id,
-        description=spec.task.description,
-        expected_output=spec.task.expected_output,
-        agent=agent,
-    )
-    result = kickoff(build_crew([agent], [task], verbose=provider.verbose))
-    return result.raw, usage_from(result.token_usage, price_of(provider))
+
+    def __init__(self, spec: StepSpec, env: Mapping[str, str]) -> None:
+        self.provider = provider = provider_from(spec.agent_provider)
+        llm = build_llm(
+            provider,
+            step_id=spec.step_id,
+            topic=spec.topic,
+            inputs=spec.inputs,
+            attempt=spec.attempt,
+            env=env,
+        )
+        variables = {**spec.inputs, "topic": spec.topic}
+        agent = build_agent(
+            filled(provider, variables), llm=llm, mcps=server_configs(spec.mcp_providers, env)
+        )
+        self.task = build_task(
+            name=spec.step_id,
+            description=own_description(spec),
+            expected_output=spec.task.expected_output,
+            agent=agent,
+            context=[finished_task(sid, text) for sid, text in spec.prior_outputs.items()],
+        )
+        self.crew = build_crew([agent], [self.task], verbose=provider.verbose)
+
+    def run(self) -> tuple[str, Usage]:
+        """Kick the crew off; its raw output and token usage.
+
+        Raises whatever the step raised: the LLM's errors, CrewAI's.
+        """
+        result = kickoff(self.crew)
+        return result.raw, usage_from(result.token_usage, price_of(self.provider))
+
+    def timing(self, started: datetime) -> Timing:
+        """CrewAI's start and end of the task; ``started`` (and now) where it has none."""
+        return Timing(
+            started_at=as_utc(self.task.start_time) or started,
+            finished_at=as_utc(self.task.end_time) or utcnow(),
+        )
+
+
+def filled(provider: AgentProvider, variables: Mapping[str, str]) -> AgentProvider:
+    """``provider`` with ``{name}`` in its role, goal and backstory filled from ``variables``
+    (what CrewAI's kickoff does to the ``inprocess`` crew's agents)."""
+    texts = {
+        "role": interpolate(provider.role, variables),
+        "goal": interpolate(provider.goal, variables),
+        "backstory": interpolate(provider.backstory, variables),
+    }
+    return provider.model_copy(update=texts)
 
 
 def execute_step(
@@ -73,8 +129,11 @@ def execute_step(
     env = os.environ if env is None else env
     redact.protect_entries([spec.agent_provider, *(m.resolved for m in spec.mcp_providers)], env)
     started = utcnow()
+    crew: MiniCrew | None = None
     try:
-        output, usage = run_mini_crew(spec, env)
+        crew = MiniCrew(spec, env)
+        output, usage = crew.run()
+        timing = crew.timing(started)
         artifacts: list[Artifact] = []
         if store is not None:
             artifacts = save_artifacts(store, spec.run_id, spec.step_id, output)
@@ -84,7 +143,8 @@ def execute_step(
             message = f"{error.message}; set it where the steps of pool {spec.pool!r} run"
             error = error.model_copy(update={"message": message})
         log.info("step %s/%s attempt %d failed: %s", spec.run_id, spec.step_id, spec.attempt, error)
-        timing = Timing(started_at=started, finished_at=utcnow())
+        ended = Timing(started_at=started, finished_at=utcnow())
+        timing = crew.timing(started) if crew is not None else ended
         return StepResult.failed(
             spec.run_id,
             spec.step_id,
@@ -102,7 +162,7 @@ def execute_step(
         output=output,
         artifacts=artifacts,
         usage=usage,
-        timing=Timing(started_at=started, finished_at=utcnow()),
+        timing=timing,
         worker=worker_info(env),
         reused_from=None,
         provider=_provider_id(spec),

@@ -190,13 +190,18 @@ class WorkerContext:
 
     async def report(self, result: StepResult) -> None:
         """Publish ``step_succeeded`` or ``step_failed`` for a recorded attempt."""
+        # How long the attempt ran, as `agentic show` will say (a key only when known).
+        duration = result.timing.duration_s
+        timed: dict[str, Any] = {} if duration is None else {"duration_s": duration}
         if result.status == "succeeded":
             event_type = "step_succeeded"
-            payload = StepSucceededData(output_chars=len(result.output), worker=self._worker)
+            payload = StepSucceededData(
+                output_chars=len(result.output), worker=self._worker, **timed
+            )
             data = payload.as_data()
         else:
             event_type = "step_failed"
-            data = StepFailedData(error=result.error, worker=self._worker).as_data()
+            data = StepFailedData(error=result.error, worker=self._worker, **timed).as_data()
         msg_id = names.event_msg_id(result.run_id, result.step_id, result.attempt, event_type)
         await self._publish(result.run_id, event_type, result.step_id, result.attempt, data, msg_id)
 

@@ -210,3 +210,11 @@ def test_watch_follows_a_subprocess_run_from_another_terminal_to_its_end(catalog
     assert "slowly on second" in watched.stdout  # the run's output, as `agentic run` ends
     assert "second succeeded" in watched.stdout
     assert runner.invoke(app, ["watch", "nobody"]).exit_code == 2
+    # Each step's end says how long its attempt ran, as `agentic show` does (not the time
+    # between two of the watcher's looks).
+    from agentic.cli.progress import format_duration
+
+    shown = json.loads(runner.invoke(app, ["show", "followed", "--json"]).stdout)
+    for step in shown["steps"]:
+        took = format_duration(step["duration_s"])
+        assert f"{step['step_id']} succeeded (attempt 1) in {took}" in watched.stdout

@@ -25,6 +25,7 @@ from agentic.backends.nats import NatsBackend
 from agentic.catalog import load_catalog, load_workflow
 from agentic.cli import _register, app
 from agentic.cli.process_stack import ProcessStack
+from agentic.cli.progress import format_duration
 from agentic.settings import Settings
 from agentic.store import open_store
 from tests.factories import REPO, write_files
@@ -100,6 +101,16 @@ CRITIC = """\
     script:
       replies: ['{"score": 2, "reasons": ["off topic"]}']
 """
+BROKEN = """\
+    id: broken
+    type: scripted
+    role: Archivist
+    goal: Fetch the records
+    backstory: The archive never answers.
+    script:
+      replies: ["never"]
+      fail: {times: 9, mode: fatal, message: the archive refused}
+"""
 BIG = (
     "id: big\ntype: scripted\nrole: Verbose\ngoal: Write a lot\nbackstory: Never stops.\n"
     f"script:\n  replies: [{'x' * 100}]\n  repeat: 100000\n"
@@ -145,6 +156,16 @@ WORKFLOWS = {
                retries: 0}
     """,
     "agent_providers/hanging.yaml": HANGING,
+    "agent_providers/broken.yaml": BROKEN,
+    "workflows/doomed.yaml": """\
+        workflow:
+          name: doomed
+          agent_providers: [slow, broken]
+          tasks:
+            - {id: first, agent_provider_id: slow, description: Begin, expected_output: text}
+            - {id: second, agent_provider_id: broken, description: Fetch, expected_output: x}
+          task_sequence: [first, second]
+    """,
     "workflows/slow.yaml": """\
         workflow:
           name: slow
@@ -421,6 +442,31 @@ def test_detach_prints_the_run_id_at_once_and_the_run_finishes_without_the_clien
     assert "slow words on patience from third" in watched.stdout
     assert re.search(r"third (started|succeeded)", watched.stdout), watched.stdout
     assert open_store(url).read_run("detached-1").status == "succeeded"
+
+
+def test_watch_follows_a_detached_run_that_fails_to_its_end_and_exits_1(
+    stack: ProcessStack,
+) -> None:
+    detached = subprocess.run(
+        [PYTHON, "-m", "agentic", "run", "doomed", "--backend", "nats", "--detach",
+         "--run-id", "detached-2"],
+        env=client_env(stack), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert detached.returncode == 0, detached.stderr
+
+    watched = cli(stack, "watch", "detached-2", "--interval", "0.2")
+
+    assert watched.exit_code == 1, watched.output
+    assert re.search(r"first (ready|started)", watched.output), watched.output  # still going
+    assert "second failed (attempt 1)" in watched.output
+    assert "ScriptedFatalError: the archive refused" in watched.output  # the attempt's error
+    assert open_store(store_url(stack)).read_run("detached-2").status == "failed"
+    # Each step's end says how long its attempt ran, as `agentic show` does.
+    shown = json.loads(cli(stack, "show", "detached-2", "--json").stdout)
+    for step in shown["steps"]:
+        verb = "succeeded" if step["step_id"] == "first" else "failed"
+        took = format_duration(step["duration_s"])
+        assert f"{step['step_id']} {verb} (attempt 1) in {took}" in watched.output
 
 
 def test_a_client_with_a_store_of_its_own_records_the_run_from_its_events(

@@ -25,7 +25,10 @@ from tests.factories import (
     make_catalog,
     only_problem,
     problems_of,
+    scripted_agent,
+    task,
     task_yaml,
+    workflow,
     workflow_yaml,
 )
 
@@ -386,3 +389,20 @@ def test_a_fallback_providers_variables_are_required_as_the_tasks_own_are(tmp_pa
 
     with pytest.raises(MissingEnvError, match="BACKUP_KEY"):
         require_workflow_env(wf, {})
+
+
+def test_a_copy_of_a_workflow_with_other_tasks_finds_its_own_tasks_and_providers() -> None:
+    wf = workflow(task("a", "p", description="first"), agents=[scripted_agent("p")])
+    assert wf.task("a").description == "first"  # the lookup is built on first use
+
+    other = wf.model_copy(
+        update={
+            "tasks": [wf.tasks[0].model_copy(update={"description": "second"})],
+            "agent_providers": [scripted_agent("p").model_copy(update={"role": "Other"})],
+        }
+    )
+
+    assert other.task("a").description == "second" and other.provider("p").role == "Other"
+    assert wf.task("a").description == "first" and wf.provider("p").role != "Other"
+    with pytest.raises(KeyError):
+        other.task("missing")

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import socket
+from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
 import pytest
@@ -27,6 +28,7 @@ from agentic.contracts import (
     SucceededData,
     TaskConfig,
     TaskText,
+    Timing,
     WorkflowConfig,
     end_details,
     end_payload,
@@ -56,6 +58,8 @@ SENT: list[tuple[EventType, dict[str, Any]]] = [
     ("step_succeeded", {"output_chars": 120, "worker": WORKER}),  # worker
     ("step_failed", {"error": ERROR, "will_retry": True}),  # coordinator
     ("step_failed", {"error": ERROR, "worker": WORKER}),  # worker
+    ("step_succeeded", {"output_chars": 120, "worker": WORKER, "duration_s": 1.25}),  # worker
+    ("step_failed", {"error": ERROR, "will_retry": True, "duration_s": 0.5}),  # a local driver
     ("step_retrying", {"delay_s": 1.75}),
     ("succeeded", {"output": "the article"}),
     ("succeeded", {"output": "the art", "output_truncated": True}),  # cut to fit a message
@@ -267,6 +271,42 @@ async def test_a_worker_reports_its_steps_with_the_keys_it_always_sent() -> None
     ]
     for type_, data in published:
         assert payload_of(event(type_, data)).as_data() == data  # type: ignore[arg-type]
+
+
+async def test_a_worker_says_how_long_the_attempt_ran_as_its_result_records_it() -> None:
+    from services.worker.service import WorkerContext
+
+    published: list[dict[str, Any]] = []
+
+    class Timeline:
+        async def publish(self, run_id: str, type_: str, **fields: Any) -> None:
+            published.append(fields["data"])
+
+    context = WorkerContext(
+        Settings(),
+        pool="default",
+        burst=True,
+        js=None,  # type: ignore[arg-type]
+        stopping=asyncio.Event(),
+        store=open_store("memory://events-worker-timed"),
+        gate=None,  # type: ignore[arg-type]
+    )
+    context.timeline = Timeline()  # type: ignore[assignment]
+    start = datetime(2026, 1, 31, 12, tzinfo=UTC)
+    timing = Timing(started_at=start, finished_at=start + timedelta(seconds=2.5))
+    ok = StepResult(
+        run_id="r", step_id="s", attempt=1, status="succeeded", output="four", timing=timing
+    )
+    failed = StepResult(
+        run_id="r", step_id="s", attempt=2, status="failed", error=FATAL, timing=timing
+    )
+
+    await context.report(ok)
+    await context.report(failed)
+
+    assert [data["duration_s"] for data in published] == [2.5, 2.5]
+    succeeded = payload_of(event("step_succeeded", published[0]))
+    assert isinstance(succeeded, StepSucceededData) and succeeded.duration_s == 2.5
 
 
 def test_a_final_output_too_long_for_a_message_is_cut_and_marked() -> None:

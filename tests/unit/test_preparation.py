@@ -20,7 +20,7 @@ from agentic.preparation import (
     prepare_run,
 )
 from agentic.settings import Settings
-from tests.factories import make_catalog
+from tests.factories import SCRIPTED_AGENT, make_catalog
 
 
 @pytest.fixture
@@ -68,6 +68,23 @@ def test_an_input_name_that_cannot_be_a_placeholder_is_refused(catalog, settings
     request = RunRequest(workflow_ref="flow", inputs={"my topic": "x"})
     with pytest.raises(ConfigError, match="input name 'my topic'"):
         prepare_run(request, settings=settings, catalog=catalog)
+
+
+def test_a_placeholder_in_the_agent_of_a_step_needs_an_input_as_one_in_a_task_does(
+    tmp_path, settings
+):
+    beta = SCRIPTED_AGENT.format(id="beta").replace("goal: Test", "goal: Convince {team} of")
+    catalog = load_catalog([make_catalog(tmp_path / "config", {"agent_providers/beta.yaml": beta})])
+
+    with pytest.raises(ConfigError) as refused:
+        prepare_run(RunRequest(workflow_ref="flow"), settings=settings, catalog=catalog)
+    given = RunRequest(workflow_ref="flow", inputs={"team": "ops"})
+
+    assert str(refused.value) == (
+        "agent provider 'beta' (goal) uses {team}, which no input fills (inputs: topic): "
+        "pass --input team=…, or write it without braces"
+    )
+    assert prepare_run(given, settings=settings, catalog=catalog).inputs == {"team": "ops"}
 
 
 def test_an_inline_resolved_workflow_runs_as_given(catalog, settings):

@@ -76,6 +76,27 @@ def test_a_step_without_a_started_event_is_timed_from_when_it_was_ready() -> Non
     assert progress.rows()[0].duration_s(T0) == 0.25
 
 
+def test_an_ended_step_takes_the_duration_its_result_records_as_agentic_show_does() -> None:
+    # The events bracket the step process's start-up and the commit; the result's timing
+    # (what `agentic show` reports) is the attempt itself.
+    progress = RunProgress(["research", "write"])
+    progress.apply(event(1, "step_started", "research", 1, at=0.0))
+    progress.apply(event(2, "step_succeeded", "research", 1, at=4.0, duration_s=1.25))
+    error = {"type": "Boom", "message": "no", "retryable": False}
+    progress.apply(event(3, "step_started", "write", 1, at=4.0))
+    progress.apply(event(4, "step_failed", "write", 1, at=9.0, error=error, duration_s=0.5))
+
+    research, write = progress.rows()
+    assert research.duration_s(T0 + timedelta(hours=1)) == 1.25
+    assert write.duration_s(T0 + timedelta(hours=1)) == 0.5
+    line = plain_line(event(2, "step_succeeded", "research", 1, at=4.0), research)
+    assert line is not None and line.endswith("research succeeded (attempt 1) in 1.25s")
+
+    progress.apply(event(5, "step_ready", "write", 2, at=10.0))  # a new attempt: its own clock
+    progress.apply(event(6, "step_started", "write", 2, at=10.0))
+    assert progress.rows()[1].duration_s(T0 + timedelta(seconds=12)) == 2.0
+
+
 def test_a_retried_step_shows_the_error_the_delay_and_then_its_new_attempt() -> None:
     progress = RunProgress(["write"])
     progress.apply(event(1, "step_started", "write", 1))

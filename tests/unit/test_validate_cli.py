@@ -89,6 +89,42 @@ def test_a_path_that_does_not_exist_exits_2(tmp_path):
     assert "nowhere: no such file or directory" in result.stdout
 
 
+def test_a_placeholder_only_an_input_fills_is_a_warning_naming_file_workflow_and_task(tmp_path):
+    pitch = workflow_yaml(
+        "- {id: pitch, agent_provider_id: alpha, description: Pitch,"
+        ' expected_output: "Slides on {topic} for {audience} in {city}"}\n'
+    )
+    root = make_catalog(tmp_path, {"workflows/flow.yaml": pitch})
+    flow = root / "workflows" / "flow.yaml"
+    warning = (
+        f"{flow}: warning: workflow 'flow', task 'pitch' (expected_output) uses {{audience}}, "
+        "{city}, which only inputs fill: `agentic run` refuses it without --input audience=… "
+        "--input city=…"
+    )
+
+    for path in (root, flow):  # the catalog, or the file alone
+        result = runner.invoke(app, ["validate", str(path)])
+
+        # Valid: the run may well give --input audience=…; {topic} is always filled.
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip() == "2 agent providers, 1 MCP provider, 1 workflow: OK"
+        assert result.stderr.splitlines() == [warning, "1 warning"]
+
+
+def test_a_placeholder_in_the_agent_of_a_step_is_a_warning_too(tmp_path):
+    beta = SCRIPTED_AGENT.format(id="beta").replace("role: Tester", "role: Tester for {team}")
+    root = make_catalog(tmp_path, {"agent_providers/beta.yaml": beta})
+
+    result = runner.invoke(app, ["validate", str(root)])
+
+    assert result.exit_code == 0, result.output
+    assert (
+        f"{root / 'workflows' / 'flow.yaml'}: warning: workflow 'flow', agent provider 'beta' "
+        "(role) uses {team}, which only inputs fill: `agentic run` refuses it without "
+        "--input team=…" in result.stderr
+    )
+
+
 def test_a_bad_setting_is_one_line_and_exit_2(monkeypatch):
     monkeypatch.setenv("AGENTIC_EXTRA_CONFIG_DIRS", "not json")
 

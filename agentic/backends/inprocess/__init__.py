@@ -269,6 +269,7 @@ class _Recorder(JournalTransport):
         self.release_budget(result.usage)
         result = storable(result, self._store.max_doc_bytes)
         self._results[result.step_id, result.attempt] = result
+        self.journal.attempt_ended(result)
         if result.status == "succeeded" or not result.failure.retryable:
             self._store.commit_attempt(result)
         else:  # the machine may retry it; a last failure is committed by CommitFailure
@@ -344,6 +345,7 @@ class _Recorder(JournalTransport):
     def record_failure(self, command: RecordFailure) -> None:
         result = record_failure(self._store, self.journal.record.run_id, command)
         self._results[command.step_id, command.attempt] = result
+        self.journal.attempt_ended(result)
 
     def commit_failure(self, command: CommitFailure) -> None:
         """Commit the step's last failure (a fatal one was committed as it was recorded)."""

@@ -299,6 +299,7 @@ class LocalDriver(JournalTransport):
         self._execute(self._machine.on_timeout(*attempt.key))
 
     def _after_result(self, attempt: _Attempt, result: StepResult) -> None:
+        self.journal.attempt_ended(result)
         cost = result.usage.cost_usd
         if result.status == "succeeded":
             self._execute(
@@ -320,13 +321,14 @@ class LocalDriver(JournalTransport):
 
     def record_failure(self, command: RecordFailure) -> None:
         attempt = self._ended.get((command.step_id, command.attempt))
-        record_failure(
+        recorded = record_failure(
             self._store,
             self.journal.record.run_id,
             command,
             queued_at=attempt.queued_at if attempt else None,
             started_at=attempt.started_at if attempt else None,
         )
+        self.journal.attempt_ended(recorded)
 
     def commit_failure(self, command: CommitFailure) -> None:
         commit_failure(self._store, self.journal.record.run_id, command)
