@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from agentic.contracts import (
     PLACEHOLDER,
@@ -167,10 +167,32 @@ def with_prior_outputs(spec: StepSpec, outputs: Mapping[str, str], *, max_chars:
     """
     if max_chars < 1:
         raise ValueError("max_chars must be at least 1")
-    capped = {step_id: _cap(text, max_chars) for step_id, text in outputs.items()}
+    capped = {step_id: cap_output(text, max_chars) for step_id, text in outputs.items()}
     description = own_description(spec) + _injected(capped)
     task = TaskText(description=description, expected_output=spec.task.expected_output)
     return spec.model_copy(update={"task": task, "prior_outputs": capped})
+
+
+def with_prior_steps(spec: StepSpec, step_ids: Sequence[str], *, max_chars: int) -> StepSpec:
+    """The spec of a step that sees the committed outputs of ``step_ids``, by reference:
+    its runtime reads them from the run store (:func:`agentic.runtime.step.execute_step`)
+    and cuts each at ``max_chars`` characters as :func:`with_prior_outputs` would. The
+    spec's size does not depend on those outputs."""
+    if max_chars < 1:
+        raise ValueError("max_chars must be at least 1")
+    return spec.model_copy(
+        update={"prior_steps": list(step_ids), "prior_output_max_chars": max_chars}
+    )
+
+
+def cap_output(text: str, max_chars: int) -> str:
+    """``text`` cut at ``max_chars`` characters, saying so when it was."""
+    if len(text) <= max_chars:
+        return text
+    return (
+        text[:max_chars] + f"\n\n[… truncated: first {max_chars} of {len(text)} characters shown; "
+        "the full output is in the run store]"
+    )
 
 
 def own_description(spec: StepSpec) -> str:
@@ -230,15 +252,6 @@ def spec_fingerprint(spec: StepSpec) -> str:
 def interpolate(text: str, variables: Mapping[str, str]) -> str:
     """Replace ``{name}`` by ``variables[name]``; leave every other brace as written."""
     return PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
-
-
-def _cap(text: str, max_chars: int) -> str:
-    if len(text) <= max_chars:
-        return text
-    return (
-        text[:max_chars] + f"\n\n[… truncated: first {max_chars} of {len(text)} characters shown; "
-        "the full output is in the run store]"
-    )
 
 
 def _task_text(task: TaskConfig, variables: Mapping[str, str]) -> TaskText:

@@ -358,4 +358,3 @@ def _by_id(model: BaseModel, field: str, items: list[Any]) -> dict[str, Any]:
         cached = (items, index)
         model.__dict__[key] = cached
     return cast(dict[str, Any], cached[1])
-

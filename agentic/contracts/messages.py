@@ -87,7 +87,19 @@ class StepSpec(Frozen):
     depends_on: list[SafeId] = Field(default_factory=list)
     prior_outputs: dict[str, str] = Field(
         default_factory=dict,
-        description="Outputs of dependencies, already merged into task.description.",
+        description="Outputs of dependencies, already merged into task.description (a "
+        "spec written before prior_steps; the inprocess crew's resumed tasks).",
+    )
+    prior_steps: list[SafeId] = Field(
+        default_factory=list,
+        description="The steps whose committed outputs this step sees, in order: the "
+        "runtime reads them from the run store, so the spec stays the same size whatever "
+        "their outputs (by reference).",
+    )
+    prior_output_max_chars: int | None = Field(
+        default=None,
+        ge=1,
+        description="Each output of prior_steps is cut to this many characters.",
     )
     timeout_s: float | None = None
     pool: str = "default"

@@ -26,8 +26,9 @@ class Dispatch:
     Attributes:
         step_id: The step to run.
         attempt: 1 for the first attempt; never repeated for a step within one machine.
-        prior_outputs: Full outputs of the step's context steps, by step id, in context order.
-            ``agentic.materialize.with_prior_outputs`` caps and merges them.
+        prior_steps: The step's context steps, in context order: the step sees their
+            committed outputs, which its runtime reads from the run store (by reference:
+            ``agentic.materialize.with_prior_steps``).
         timeout_s: How long the driver lets the attempt run before reporting a timeout.
         provider: The agent provider the attempt runs on (None: the task's own); after a
             provider failure, the next one of its fallback chain.
@@ -35,7 +36,7 @@ class Dispatch:
 
     step_id: str
     attempt: int
-    prior_outputs: dict[str, str]
+    prior_steps: tuple[str, ...]
     timeout_s: float
     provider: str | None = None
 

@@ -122,7 +122,7 @@ class RunState:
         self.workflow = wf
         self.run_id = run_id
         self._deps = graph.dependencies(wf)
-        self._context = graph.context(wf)
+        self._context = {step: tuple(seen) for step, seen in graph.context(wf).items()}
         self._final_step = graph.final_step(wf)
         self._policies = step_policies(wf, settings)
         self._chains = {step: wf.provider_chain(step) for step in wf.task_sequence}
@@ -413,7 +413,7 @@ class RunState:
     def _dispatch(self, step: _Step) -> list[Command]:
         step.attempt += 1
         step.status = "ready"
-        prior = {c: self._steps[c].output or "" for c in self._context[step.step_id]}
+        prior = self._context[step.step_id]
         timeout = self._policies[step.step_id].timeout_s
         ready = StepReadyData(prior_steps=list(prior))
         provider = None  # the task's own: the spec's as materialized

@@ -128,15 +128,15 @@ def dispatched_spec(
     base: StepSpec, command: Dispatch, settings: Settings, workflow: WorkflowConfig
 ) -> StepSpec:
     """The spec of the attempt ``command`` dispatches: its provider (a fallback's entry
-    when the command names one), prior outputs merged, attempt set."""
-    from agentic.materialize import with_attempt, with_prior_outputs, with_provider
+    when the command names one), the steps whose outputs it sees, attempt set."""
+    from agentic.materialize import with_attempt, with_prior_steps, with_provider
 
     spec = base
     if command.provider is not None:
         spec = with_provider(spec, workflow, command.provider, settings)
-    if command.prior_outputs:
-        spec = with_prior_outputs(
-            spec, command.prior_outputs, max_chars=settings.prior_output_max_chars
+    if command.prior_steps:
+        spec = with_prior_steps(
+            spec, command.prior_steps, max_chars=settings.prior_output_max_chars
         )
     return with_attempt(spec, command.attempt) if command.attempt != spec.attempt else spec
 

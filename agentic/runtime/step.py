@@ -31,7 +31,7 @@ from agentic.contracts import (
     Usage,
     utcnow,
 )
-from agentic.errors import AgenticError, MissingEnvError
+from agentic.errors import AgenticError, MissingEnvError, StoreError
 from agentic.materialize import interpolate, own_description
 from agentic.runtime.agents import (
     build_agent,
@@ -131,6 +131,7 @@ def execute_step(
     started = utcnow()
     crew: MiniCrew | None = None
     try:
+        spec = with_outputs_read(spec, store)
         crew = MiniCrew(spec, env)
         output, usage = crew.run()
         timing = crew.timing(started)
@@ -167,6 +168,37 @@ def execute_step(
         reused_from=None,
         provider=_provider_id(spec),
     )
+
+
+def with_outputs_read(spec: StepSpec, store: object | None = None) -> StepSpec:
+    """``spec`` with the committed outputs of its ``prior_steps`` read from the run store
+    (``store`` when it is the spec's, else the store at ``spec.store_url``), each cut at
+    ``prior_output_max_chars``: a spec hands them by reference, so it stays small.
+
+    Raises:
+        StoreError: the store failed, or holds no succeeded result of one of those steps
+            (retryable: the next attempt reads again).
+    """
+    if not spec.prior_steps or spec.prior_outputs:
+        return spec
+    from agentic.materialize import cap_output
+    from agentic.store import RunStore, open_store
+
+    reader = store if isinstance(store, RunStore) and store.url == spec.store_url else None
+    reader = reader or open_store(spec.store_url)
+    limit = spec.prior_output_max_chars
+    outputs: dict[str, str] = {}
+    for step_id in spec.prior_steps:
+        result = reader.read_result(spec.run_id, step_id)
+        if result is None or result.status != "succeeded":
+            raise StoreError(
+                f"the run store {reader.url} holds no succeeded result of step {step_id!r}, "
+                f"whose output step {spec.step_id!r} sees",
+                run_id=spec.run_id,
+                step_id=step_id,
+            )
+        outputs[step_id] = cap_output(result.output, limit) if limit else result.output
+    return spec.model_copy(update={"prior_outputs": outputs})
 
 
 def _provider_id(spec: StepSpec) -> str | None:

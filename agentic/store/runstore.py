@@ -368,4 +368,3 @@ def fitted(record: RunRecord, excess: int) -> RunRecord:
     )
     preview = whole[:keep].decode(errors="ignore") + note
     return record.model_copy(update={"output": preview, "output_bytes": len(whole)})
-

@@ -28,6 +28,7 @@ from agentic.backends.local.launched import LauncherBackend
 from agentic.backends.local.threads import ThreadLauncher
 from agentic.contracts import ScriptedFailure, StepResult
 from agentic.contracts.fold import RunView, fold
+from agentic.runtime.step import with_outputs_read
 from agentic.settings import Settings
 from agentic.store import open_store
 from tests.factories import scripted_agent, step_result, two_steps
@@ -167,8 +168,11 @@ def test_a_two_step_run_succeeds_with_one_attempt_per_step(target: Target) -> No
         "write": EXECUTED,
     }
     store = open_store(target.store_url)
-    prior = store.read_spec(run.record.run_id, "write").prior_outputs
-    assert prior == {"research": "research says hello to conformance"}
+    spec = store.read_spec(run.record.run_id, "write")
+    assert spec.prior_steps == ["research"]  # by reference: what the step read is the store's
+    assert with_outputs_read(spec, store).prior_outputs == {
+        "research": "research says hello to conformance"
+    }
     check_events(run)
     for step_id in ("research", "write"):
         assert step_events(run, step_id) == ["step_ready", "step_started", "step_succeeded"]
@@ -214,9 +218,9 @@ def test_a_reused_result_is_not_executed_and_the_next_step_reads_it(target: Targ
     store = open_store(target.store_url)
     result = store.read_result(run.record.run_id, "research")
     assert result is not None and result.reused_from == "earlier-run"
-    assert store.read_spec(run.record.run_id, "write").prior_outputs == {
-        "research": "notes paid for earlier"
-    }
+    spec = store.read_spec(run.record.run_id, "write")
+    assert spec.prior_steps == ["research"]
+    assert with_outputs_read(spec, store).prior_outputs == {"research": "notes paid for earlier"}
     # research has its result and nothing else: no spec, no attempt, no event of a run
     assert stored_layout(target.store_url, run.record.run_id) == {
         "research": ["result.json"],

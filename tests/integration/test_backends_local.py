@@ -91,12 +91,12 @@ def test_the_demo_gives_the_same_outputs_and_stored_steps_as_inprocess(
     assert layout == stored_layout(reference_url, "parity-run")
     for files in layout.values():
         assert files.count("result.json") == 1 and "spec.json" in files
-    # The same spec (prior outputs included), apart from the store it points to.
+    # The same spec (the steps it sees included), apart from the store it points to.
     specs = [
         open_store(url).read_spec("parity-run", "edit").model_dump(exclude={"store_url"})
         for url in (reference_url, other_url)
     ]
-    assert specs[0] == specs[1] and specs[0]["prior_outputs"].keys() == {"research", "write"}
+    assert specs[0] == specs[1] and specs[0]["prior_steps"] == ["research", "write"]
 
 
 # --- subprocess: retries, failures, timeouts, crashes, cancel, parallelism ----------------
@@ -261,9 +261,10 @@ def test_inprocess_retries_a_failed_task_and_runs_the_rest_of_the_crew_from_it(
     assert [a.status for a in attempts["third"]] == ["succeeded"]
     second = store.read_result(run.record.run_id, "second")
     assert second is not None and second.attempt == 3 and second.provider == "bad"
-    # The third task still sees the first one's output although it ran in a later crew.
+    # The third task still sees the earlier outputs although it ran in a later crew (the
+    # later crew writes them into its task texts: test_replay_selection.py).
     third = store.read_spec(run.record.run_id, "third")
-    assert "Outputs of earlier steps" in third.task.description
+    assert third.prior_steps == ["first", "second"]
     assert [(e.type, e.step_id, e.attempt) for e in run.events if e.step_id == "second"] == [
         ("step_ready", "second", 1), ("step_started", "second", 1),
         ("step_failed", "second", 1), ("step_retrying", "second", 2),

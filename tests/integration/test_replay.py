@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from agentic.cli import _register, app
 from agentic.contracts import RunRequest
 from agentic.execution import run_to_completion
+from agentic.runtime.step import with_outputs_read
 from agentic.settings import Settings
 from agentic.store import open_store
 from tests.factories import make_catalog
@@ -195,7 +196,8 @@ def test_an_inprocess_replay_of_a_dag_runs_only_the_step_and_its_dependents(env)
     store = open_store(env.run_store_url)
     d_spec = store.read_spec(new_id, "d")
     # d saw b's new output and c's reused one, braces and all, as on every backend.
-    assert d_spec.prior_outputs == {
+    assert d_spec.prior_steps == ["b", "c"]
+    assert with_outputs_read(d_spec, store).prior_outputs == {
         "b": "b done for branches",
         "c": "c keeps {braces} for branches",
     }

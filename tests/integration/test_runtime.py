@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 import warnings
 from functools import partial
 from pathlib import Path
@@ -14,7 +15,7 @@ from agentic.catalog import load_catalog, load_workflow
 from agentic.contracts import StepResult, WorkflowConfig
 from agentic.errors import StepFailure
 from agentic.graph import context
-from agentic.materialize import materialize, with_prior_outputs
+from agentic.materialize import cap_output, materialize, with_prior_steps
 from agentic.settings import Settings
 from agentic.store import open_store
 from agentic.tools.demo_mcp import FACTS
@@ -26,6 +27,7 @@ with warnings.catch_warnings():
     from crewai.events import TaskStartedEvent, crewai_event_bus
 
     from agentic.runtime import execute_step, run_workflow_inprocess
+    from agentic.runtime.step import with_outputs_read
 
 pytestmark = [pytest.mark.procs, pytest.mark.filterwarnings("ignore::ImportWarning")]
 
@@ -134,20 +136,56 @@ def demo_workflow() -> WorkflowConfig:
 
 
 def per_step_outputs(wf: WorkflowConfig, inputs: dict[str, str]) -> dict[str, str]:
-    """Every step as its own mini-crew, dependencies' outputs injected: what workers do."""
+    """Every step as its own mini-crew seeing its dependencies' committed outputs by
+    reference: what workers do."""
     settings = Settings()
+    store = open_store(f"memory://run-steps-{uuid.uuid4().hex}")
     specs = materialize(
-        wf, run_id="run-steps", inputs=inputs, store_url="memory://x", settings=settings
+        wf, run_id="run-steps", inputs=inputs, store_url=store.url, settings=settings
     )
     seen = context(wf)
     outputs: dict[str, str] = {}
     for step in specs:
-        prior = {sid: outputs[sid] for sid in seen[step.step_id]}
-        step = with_prior_outputs(step, prior, max_chars=settings.prior_output_max_chars)
+        step = with_prior_steps(step, seen[step.step_id], max_chars=settings.prior_output_max_chars)
         result = execute_step(step)
         assert result.status == "succeeded", result.error
+        store.commit_result(result)
         outputs[step.step_id] = result.output
     return outputs
+
+
+def test_a_step_reads_the_outputs_it_sees_from_the_store_cut_to_their_limit() -> None:
+    store = open_store(f"memory://prior-{uuid.uuid4().hex}")
+    store.commit_result(
+        StepResult(run_id="run-rt", step_id="research", attempt=1, status="succeeded",
+                   output="R" * 50 + "{braces}")
+    )  # fmt: skip
+    step = with_prior_steps(
+        spec(agent_provider=scripted_agent_data("w", ["done"]), store_url=store.url),
+        ["research"],
+        max_chars=20,
+    )
+
+    read = with_outputs_read(step, store)
+
+    assert read.prior_outputs == {"research": cap_output("R" * 50 + "{braces}", 20)}
+    assert read.prior_outputs["research"].startswith("R" * 20 + "\n\n[… truncated")
+    assert execute_step(step, store=store).status == "succeeded"
+
+
+def test_a_step_whose_prior_output_is_not_in_the_store_fails_retryably() -> None:
+    store = open_store(f"memory://prior-{uuid.uuid4().hex}")
+    step = with_prior_steps(
+        spec(agent_provider=scripted_agent_data("w", ["done"]), store_url=store.url),
+        ["research"],
+        max_chars=4000,
+    )
+
+    result = execute_step(step, store=store)
+
+    assert result.status == "failed" and result.error is not None
+    assert result.error.retryable and result.error.type == "StoreError"
+    assert "holds no succeeded result of step 'research'" in result.error.message
 
 
 def test_the_inprocess_crew_produces_the_same_outputs_as_per_step_execution() -> None:

@@ -129,7 +129,7 @@ def test_every_dispatch_is_announced_by_a_step_ready_event_just_before_it() -> N
     _, commands = start(workflow(task("a"), task("b")))
     assert commands == [
         Emit("step_ready", "a", 1, {"prior_steps": []}),
-        Dispatch("a", 1, {}, 30.0),
+        Dispatch("a", 1, (), 30.0),
     ]
 
 
@@ -142,7 +142,7 @@ def test_a_diamond_dispatches_its_two_independent_steps_together_and_joins_them(
 
     assert dispatches(state.on_step_succeeded("c", 1, "C")) == []  # d still waits for b
     commands = state.on_step_succeeded("b", 1, "B")
-    assert only(commands, Dispatch) == [Dispatch("d", 1, {"b": "B", "c": "C"}, 30.0)]
+    assert only(commands, Dispatch) == [Dispatch("d", 1, ("b", "c"), 30.0)]
     assert finish(state.on_step_succeeded("d", 1, "D")) == FinishRun("succeeded", "D", None)
 
 
@@ -150,8 +150,8 @@ def test_a_sequence_step_sees_the_outputs_of_all_earlier_steps() -> None:
     state, _ = start(workflow(task("a"), task("b"), task("c")))
     state.on_step_succeeded("a", 1, "A" * 10_000)
     commands = state.on_step_succeeded("b", 1, "B")
-    # Full text: capping is materialize's job, the store keeps everything.
-    assert only(commands, Dispatch)[0].prior_outputs == {"a": "A" * 10_000, "b": "B"}
+    # By reference: the step's runtime reads the outputs from the store and caps them.
+    assert only(commands, Dispatch)[0].prior_steps == ("a", "b")
 
 
 def test_a_dag_step_sees_only_its_direct_dependencies() -> None:
@@ -159,7 +159,7 @@ def test_a_dag_step_sees_only_its_direct_dependencies() -> None:
     state, _ = start(wf)
     state.on_step_succeeded("a", 1, "A")
     commands = state.on_step_succeeded("b", 1, "B")
-    assert only(commands, Dispatch)[0].prior_outputs == {"b": "B"}
+    assert only(commands, Dispatch)[0].prior_steps == ("b",)
 
 
 def test_a_dag_run_returns_the_output_of_the_last_sink_in_task_sequence_order() -> None:
@@ -366,10 +366,10 @@ def test_restore_dispatches_only_the_steps_without_a_committed_result() -> None:
         committed={"a": committed("a", "A"), "b": committed("b", "B", attempt=2)},
         attempts_seen={},
     )
-    assert only(commands, Dispatch) == [Dispatch("c", 1, {"a": "A"}, 30.0)]
+    assert only(commands, Dispatch) == [Dispatch("c", 1, ("a",), 30.0)]
     assert statuses(state) == {"a": "succeeded", "b": "succeeded", "c": "ready", "d": "pending"}
     commands = state.on_step_succeeded("c", 1, "C")
-    assert only(commands, Dispatch) == [Dispatch("d", 1, {"b": "B", "c": "C"}, 30.0)]
+    assert only(commands, Dispatch) == [Dispatch("d", 1, ("b", "c"), 30.0)]
 
 
 def test_restore_continues_a_step_after_its_last_ended_attempt() -> None:
@@ -423,7 +423,7 @@ def test_a_replay_reuses_results_and_dispatches_from_the_first_step_not_reused()
     )
     assert commands[0] == Emit("step_succeeded", "a", 1, {"reused": True})
     assert statuses(state) == {"a": "succeeded", "b": "ready", "c": "pending"}
-    assert only(commands, Dispatch) == [Dispatch("b", 1, {"a": "A"}, 30.0)]
+    assert only(commands, Dispatch) == [Dispatch("b", 1, ("a",), 30.0)]
 
 
 def test_a_replay_cannot_reuse_a_failed_result() -> None:

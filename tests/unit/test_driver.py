@@ -183,11 +183,12 @@ def test_a_sequence_runs_step_after_step_and_records_every_event_in_order() -> N
     ]
 
 
-def test_the_spec_of_a_later_step_carries_the_outputs_of_the_earlier_ones() -> None:
+def test_the_spec_of_a_later_step_names_the_earlier_ones_whose_outputs_it_sees() -> None:
     done = run(workflow(task("a"), task("b")), {"a": succeed("facts"), "b": succeed()})
     spec_b = done.store.read_spec(done.record.run_id, "b")
-    assert spec_b.prior_outputs == {"a": "facts"}
-    assert "facts" in spec_b.task.description
+    # By reference: the step's runtime reads "facts" from the store (test_runtime.py).
+    assert spec_b.prior_steps == ["a"] and spec_b.prior_output_max_chars == 4000
+    assert spec_b.prior_outputs == {} and "facts" not in spec_b.task.description
 
 
 def test_a_retryable_failure_is_retried_and_the_second_attempt_is_committed() -> None:
@@ -336,4 +337,4 @@ def test_reused_results_are_committed_to_the_new_run_and_never_launched() -> Non
     assert launcher.launched == [("b", 1)]
     reused = store.read_result(record.run_id, "a")
     assert reused is not None and reused.output == "kept" and reused.reused_from == "old-run"
-    assert store.read_spec(record.run_id, "b").prior_outputs == {"a": "kept"}
+    assert store.read_spec(record.run_id, "b").prior_steps == ["a"]
