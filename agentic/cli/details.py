@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from agentic import graph
 from agentic.contracts import (
     Artifact,
     RunHeadline,
@@ -168,6 +169,18 @@ class RunDetail:
         """``running`` in the store, but the process that drove it is gone."""
         return abandoned(self.record)
 
+    @property
+    def output(self) -> str | None:
+        """The run's whole output: ``run.json`` keeps only the start of a long one
+        (``output_bytes``), whose whole is the committed output of the run's output step."""
+        record = self.record
+        if record.output_bytes is None or record.workflow is None:
+            return record.output
+        final = next(
+            (s for s in self.steps if s.step_id == graph.final_step(record.workflow)), None
+        )
+        return final.output if final is not None and final.output is not None else record.output
+
     def step(self, step_id: str) -> StepDetail:
         """The step called ``step_id``.
 
@@ -198,7 +211,7 @@ class RunDetail:
             "replay_of": record.replay_of,
             "inputs": record.inputs,
             "labels": record.labels,
-            "output": record.output,
+            "output": self.output,
             "error": record.error,
             "usage": usage_json(self.usage),
             "steps": [step.to_json() for step in self.steps],

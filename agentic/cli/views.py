@@ -73,13 +73,13 @@ def print_run_outcome(console: Console, detail: RunDetail, *, err: Console) -> N
     The output is rendered as Markdown on a terminal and printed verbatim elsewhere, so a
     pipe receives exactly what the last step produced.
     """
-    record = detail.record
-    if record.status == "succeeded" and record.output is not None:
+    record, output = detail.record, detail.output
+    if record.status == "succeeded" and output is not None:
         console.print()
         if console.is_terminal:
-            console.print(Panel(Markdown(record.output), title="output", title_align="left"))
+            console.print(Panel(Markdown(output), title="output", title_align="left"))
         else:
-            console.print(record.output, markup=False, highlight=False, soft_wrap=True)
+            console.print(output, markup=False, highlight=False, soft_wrap=True)
     elif record.error:
         err.print(f"error: {record.error}", style="red", markup=False, highlight=False)
     console.print()

@@ -53,16 +53,19 @@ class RunStore(DocumentStore):
     def write_run(self, record: RunRecord) -> None:
         """Replace ``run.json`` (status, steps, output) atomically.
 
-        An output too large to fit the document limit along with the rest of the record is
-        cut (:func:`fitted`): ``run.json`` keeps its start, its size in ``output_bytes`` and
-        where the whole of it is, and the run keeps its status.
+        An output over :data:`RUN_JSON_OUTPUT_BYTES`, or too large to fit the document limit
+        along with the rest of the record, is cut (:func:`fitted`): ``run.json`` keeps its
+        start, its size in ``output_bytes`` and where the whole of it is (the committed
+        result of the run's output step), and the run keeps its status. So ``run.json``
+        stays small whatever the outputs.
 
         Raises:
             DocumentTooLargeError: the record does not fit even without its output.
         """
         data = encode(record)
-        if len(data) > self.max_doc_bytes and record.output:
-            record = fitted(record, len(data) - self.max_doc_bytes)
+        output_bytes = len(record.output.encode()) if record.output else 0
+        if output_bytes > RUN_JSON_OUTPUT_BYTES or len(data) > self.max_doc_bytes:
+            record = fitted(record, max(len(data) - self.max_doc_bytes, 0))
             data = encode(record)
         self._write_doc(names.run_json(record.run_id), data)
         self.index.recorded(record)
@@ -346,14 +349,18 @@ class RunStore(DocumentStore):
         return existing
 
 
+RUN_JSON_OUTPUT_BYTES = 1024 * 1024
+"""The longest output ``run.json`` holds whole (UTF-8 bytes); a longer one is cut."""
 OUTPUT_PREVIEW_BYTES = 64 * 1024
-"""How much of an output too large for ``run.json`` it keeps (see :func:`fitted`)."""
+"""How much of an output too long for ``run.json`` it keeps (see :func:`fitted`)."""
 
 
 def fitted(record: RunRecord, excess: int) -> RunRecord:
     """``record`` with its output cut by at least ``excess`` bytes (to at most
     :data:`OUTPUT_PREVIEW_BYTES`), followed by a note saying where the whole output is."""
     assert record.output is not None
+    if record.output_bytes is not None:
+        return record  # cut already (a record read back and written again)
     whole = record.output.encode()
     keep = max(0, min(OUTPUT_PREVIEW_BYTES, len(whole) - excess - 1024))
     step = graph.final_step(record.workflow) if record.workflow is not None else None
@@ -362,9 +369,6 @@ def fitted(record: RunRecord, excess: int) -> RunRecord:
         if step
         else f"the results of run {record.run_id}"
     )
-    note = (
-        f"\n\n[output cut: {keep:,} of {len(whole):,} bytes shown, more than run.json may hold "
-        f"(AGENTIC_MAX_DOCUMENT_BYTES); the whole output: {where}]"
-    )
+    note = f"\n\n[output cut: {keep:,} of {len(whole):,} bytes shown; the whole output: {where}]"
     preview = whole[:keep].decode(errors="ignore") + note
     return record.model_copy(update={"output": preview, "output_bytes": len(whole)})

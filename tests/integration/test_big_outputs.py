@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agentic.cli.details import load_run
 from agentic.contracts import ScriptedScript
 from agentic.store import open_store
 from tests.factories import one_step, scripted_agent
@@ -34,6 +35,10 @@ def test_an_output_bigger_than_a_message_succeeds(tmp_path: Path, backend: str, 
     assert len(run.record.output or "") == size - 1
     result = open_store(url).read_result(run.record.run_id, "only")
     assert result is not None and len(result.output) == size - 1
+    # run.json stays small: it keeps the start, and the CLI prints the whole from the result.
+    stored = open_store(url).read_run(run.record.run_id)
+    assert stored.output_bytes == size - 1 and len(stored.output or "") < 70_000
+    assert load_run(open_store(url), run.record.run_id).output == result.output
 
 
 @pytest.mark.parametrize("backend", ["inprocess", "subprocess"])
