@@ -118,6 +118,7 @@ class RunState:
         settings: Settings,
         *,
         rng: random.Random | None = None,
+        keep_outputs: bool = True,
     ) -> None:
         self.workflow = wf
         self.run_id = run_id
@@ -136,6 +137,10 @@ class RunState:
         self._dependents = graph.dependents(self._deps)
         self._waiting = {step: len(deps) for step, deps in self._deps.items()}
         self._succeeded = 0
+        # A driver that never asks for outputs() keeps only those the machine reads (the
+        # run's output and the review's verdict): a long run's outputs stay in the store.
+        review_step = wf.review.step if wf.review is not None else None
+        self._kept = None if keep_outputs else {self._final_step, review_step}
         self.status: RunStatus = "running"
         self.output: str | None = None
         self.error: str | None = None
@@ -155,6 +160,7 @@ class RunState:
         *,
         rng: random.Random | None = None,
         reused: Mapping[str, CommittedResult] | None = None,
+        keep_outputs: bool = True,
     ) -> tuple[RunState, list[Command]]:
         """Start a run: dispatch its first steps.
 
@@ -166,11 +172,13 @@ class RunState:
             reused: Succeeded results a replay takes over from an earlier run, by step id;
                 those steps count as succeeded (a ``step_succeeded`` event marked
                 ``reused`` is emitted for each) and are never dispatched.
+            keep_outputs: False: keep only the outputs the machine itself reads (the
+                run's output, the review's), never :meth:`outputs`.
 
         Raises:
             ConfigError: a reused result did not succeed or names no step of ``wf``.
         """
-        state = cls(wf, run_id, settings, rng=rng)
+        state = cls(wf, run_id, settings, rng=rng, keep_outputs=keep_outputs)
         commands: list[Command] = []
         for step_id, result in (reused or {}).items():
             step = state._steps.get(step_id)
@@ -203,6 +211,7 @@ class RunState:
         *,
         provider_failures: Mapping[str, int] | None = None,
         rng: random.Random | None = None,
+        keep_outputs: bool = True,
     ) -> tuple[RunState, list[Command]]:
         """Rebuild a run from the store after a coordinator restart, and continue it.
 
@@ -217,12 +226,13 @@ class RunState:
             provider_failures: For the same steps, how many ended attempts failed with a
                 provider failure: where in its provider chain the step continues.
             rng: Source of retry jitter.
+            keep_outputs: As :meth:`start`.
 
         Returns:
             The state, and the commands that continue the run: dispatches of the ready steps
             that have no committed result, or the run's end when nothing is left to do.
         """
-        state = cls(wf, run_id, settings, rng=rng)
+        state = cls(wf, run_id, settings, rng=rng, keep_outputs=keep_outputs)
         for step_id, result in committed.items():
             if step_id in state._steps:
                 restored = _restored(step_id, result)
@@ -393,6 +403,8 @@ class RunState:
         if step.status == "succeeded":
             return []
         step.status = "succeeded"
+        if self._kept is not None and step.step_id not in self._kept:
+            step.output = None
         self._succeeded += 1
         ready = []
         for waiter in self._dependents[step.step_id]:

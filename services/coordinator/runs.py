@@ -106,6 +106,7 @@ class RunDriver:
                 self._deps.settings,
                 reused=reused,
                 rng=SeededLazily(self.run_id).as_random(),
+                keep_outputs=False,
             )
             self._state = state
             if self.record.status != "running":
@@ -143,6 +144,7 @@ class RunDriver:
                 attempts_seen,
                 provider_failures=provider_failures,
                 rng=SeededLazily(self.run_id).as_random(),
+                keep_outputs=False,
             )
             self._state = state
             self._out.held = await self._held_by_workers(commands)

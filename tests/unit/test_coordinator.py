@@ -591,3 +591,21 @@ def test_unknown_costs_count_as_nothing_and_no_limit_means_none() -> None:
     assert dispatches(state.on_step_succeeded("a", 1, "A")) == [("b", 1)]
     unlimited, _ = start(workflow(task("a"), task("b")))
     assert dispatches(unlimited.on_step_succeeded("a", 1, "A", cost_usd=99.0)) == [("b", 1)]
+
+
+def test_a_machine_that_keeps_no_outputs_keeps_the_runs_own_and_still_ends_with_it() -> None:
+    state, _ = start(workflow(task("a"), task("b"), task("c")), keep_outputs=False)
+    state.on_step_succeeded("a", 1, "A" * 10_000)
+    state.on_step_succeeded("b", 1, "B")
+
+    assert state.outputs() == {"a": "", "b": ""}  # in the store, not in the coordinator
+    assert finish(state.on_step_succeeded("c", 1, "C")) == FinishRun("succeeded", "C", None)
+    restored, _ = RunState.restore(
+        workflow(task("a"), task("b"), task("c")),
+        "run-1",
+        settings(),
+        committed={s: committed(s, s.upper()) for s in "abc"},
+        attempts_seen={},
+        keep_outputs=False,
+    )
+    assert restored.outputs() == {"a": "", "b": "", "c": "C"} and restored.output == "C"
