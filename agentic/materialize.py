@@ -173,15 +173,26 @@ def with_prior_outputs(spec: StepSpec, outputs: Mapping[str, str], *, max_chars:
     return spec.model_copy(update={"task": task, "prior_outputs": capped})
 
 
-def with_prior_steps(spec: StepSpec, step_ids: Sequence[str], *, max_chars: int) -> StepSpec:
+def with_prior_steps(
+    spec: StepSpec, step_ids: Sequence[str], *, max_chars: int, all_earlier: bool = False
+) -> StepSpec:
     """The spec of a step that sees the committed outputs of ``step_ids``, by reference:
     its runtime reads them from the run store (:func:`agentic.runtime.step.execute_step`)
     and cuts each at ``max_chars`` characters as :func:`with_prior_outputs` would. The
-    spec's size does not depend on those outputs."""
+    spec's size does not depend on those outputs.
+
+    ``all_earlier``: ``step_ids`` are every step before this one in the run's
+    ``task_sequence`` (a workflow without ``depends_on``); the spec then says so instead of
+    listing them, so its size does not depend on its position either.
+    """
     if max_chars < 1:
         raise ValueError("max_chars must be at least 1")
     return spec.model_copy(
-        update={"prior_steps": list(step_ids), "prior_output_max_chars": max_chars}
+        update={
+            "prior_steps": [] if all_earlier else list(step_ids),
+            "prior_all_earlier": all_earlier and bool(step_ids),
+            "prior_output_max_chars": max_chars,
+        }
     )
 
 

@@ -96,6 +96,12 @@ class StepSpec(Frozen):
         "runtime reads them from the run store, so the spec stays the same size whatever "
         "their outputs (by reference).",
     )
+    prior_all_earlier: bool = Field(
+        default=False,
+        description="The step sees every step before it in the run's task_sequence (a "
+        "workflow without depends_on): prior_steps is left empty and the runtime takes "
+        "their ids from the run's run.json, so a spec's size does not grow with its position.",
+    )
     prior_output_max_chars: int | None = Field(
         default=None,
         ge=1,

@@ -136,7 +136,10 @@ def dispatched_spec(
         spec = with_provider(spec, workflow, command.provider, settings)
     if command.prior_steps:
         spec = with_prior_steps(
-            spec, command.prior_steps, max_chars=settings.prior_output_max_chars
+            spec,
+            command.prior_steps,
+            max_chars=settings.prior_output_max_chars,
+            all_earlier=not workflow.uses_depends_on,
         )
     return with_attempt(spec, command.attempt) if command.attempt != spec.attempt else spec
 

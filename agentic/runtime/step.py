@@ -19,6 +19,7 @@ import logging
 import os
 from collections.abc import Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from agentic import redact
 from agentic.contracts import (
@@ -46,6 +47,9 @@ from agentic.runtime.llm import build_llm, naming_the_endpoint
 from agentic.runtime.mcp import server_configs
 from agentic.runtime.prices import price_of
 from agentic.runtime.results import as_utc, step_error_from, usage_from, worker_info
+
+if TYPE_CHECKING:
+    from agentic.store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +183,7 @@ def with_outputs_read(spec: StepSpec, store: object | None = None) -> StepSpec:
         StoreError: the store failed, or holds no succeeded result of one of those steps
             (retryable: the next attempt reads again).
     """
-    if not spec.prior_steps or spec.prior_outputs:
+    if not (spec.prior_steps or spec.prior_all_earlier) or spec.prior_outputs:
         return spec
     from agentic.materialize import cap_output
     from agentic.store import RunStore, open_store
@@ -188,7 +192,7 @@ def with_outputs_read(spec: StepSpec, store: object | None = None) -> StepSpec:
     reader = reader or open_store(spec.store_url)
     limit = spec.prior_output_max_chars
     outputs: dict[str, str] = {}
-    for step_id in spec.prior_steps:
+    for step_id in spec.prior_steps or _earlier_steps(reader, spec):
         result = reader.read_result(spec.run_id, step_id)
         if result is None or result.status != "succeeded":
             raise StoreError(
@@ -199,6 +203,19 @@ def with_outputs_read(spec: StepSpec, store: object | None = None) -> StepSpec:
             )
         outputs[step_id] = cap_output(result.output, limit) if limit else result.output
     return spec.model_copy(update={"prior_outputs": outputs})
+
+
+def _earlier_steps(store: RunStore, spec: StepSpec) -> list[str]:
+    """The steps before ``spec``'s in its run's ``task_sequence`` (``prior_all_earlier``)."""
+    workflow = store.read_run(spec.run_id).workflow
+    sequence = workflow.task_sequence if workflow is not None else []
+    if spec.step_id not in sequence:
+        raise StoreError(
+            f"run {spec.run_id!r} in {store.url} has no step {spec.step_id!r} in its workflow",
+            run_id=spec.run_id,
+            step_id=spec.step_id,
+        )
+    return sequence[: sequence.index(spec.step_id)]
 
 
 def _provider_id(spec: StepSpec) -> str | None:

@@ -169,7 +169,7 @@ def test_a_two_step_run_succeeds_with_one_attempt_per_step(target: Target) -> No
     }
     store = open_store(target.store_url)
     spec = store.read_spec(run.record.run_id, "write")
-    assert spec.prior_steps == ["research"]  # by reference: what the step read is the store's
+    assert spec.prior_all_earlier  # by reference: what the step read is the store's
     assert with_outputs_read(spec, store).prior_outputs == {
         "research": "research says hello to conformance"
     }
@@ -219,7 +219,7 @@ def test_a_reused_result_is_not_executed_and_the_next_step_reads_it(target: Targ
     result = store.read_result(run.record.run_id, "research")
     assert result is not None and result.reused_from == "earlier-run"
     spec = store.read_spec(run.record.run_id, "write")
-    assert spec.prior_steps == ["research"]
+    assert spec.prior_all_earlier
     assert with_outputs_read(spec, store).prior_outputs == {"research": "notes paid for earlier"}
     # research has its result and nothing else: no spec, no attempt, no event of a run
     assert stored_layout(target.store_url, run.record.run_id) == {

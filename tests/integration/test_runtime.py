@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agentic.catalog import load_catalog, load_workflow
-from agentic.contracts import StepResult, WorkflowConfig
+from agentic.contracts import RunRecord, RunRequest, StepResult, WorkflowConfig
 from agentic.errors import StepFailure
 from agentic.graph import context
 from agentic.materialize import cap_output, materialize, with_prior_steps
@@ -344,3 +344,29 @@ def test_kickoffs_that_fail_or_are_interrupted_leave_no_event_scopes_behind() ->
     finally:
         timer.cancel()
     assert _event_id_stack.get() == before
+
+
+def test_a_step_of_a_sequence_reads_the_outputs_of_every_step_before_it() -> None:
+    wf = demo_workflow()
+    store = open_store(f"memory://prior-{uuid.uuid4().hex}")
+    record = RunRecord(
+        run_id="run-rt", request=RunRequest(workflow=wf), workflow=wf, backend="inprocess"
+    )
+    store.create_run(record)
+    first, second, last = wf.task_sequence
+    for step_id in (first, second):
+        store.commit_result(
+            StepResult(run_id="run-rt", step_id=step_id, attempt=1, status="succeeded",
+                       output=f"{step_id} notes")
+        )  # fmt: skip
+    step = with_prior_steps(
+        spec(step_id=last, store_url=store.url, agent_provider=scripted_agent_data("w", ["ok"])),
+        [first, second],
+        max_chars=4000,
+        all_earlier=True,
+    )
+    assert step.prior_steps == [] and step.prior_all_earlier  # the spec lists nothing
+
+    read = with_outputs_read(step, store)
+
+    assert read.prior_outputs == {first: f"{first} notes", second: f"{second} notes"}

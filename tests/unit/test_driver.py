@@ -187,7 +187,8 @@ def test_the_spec_of_a_later_step_names_the_earlier_ones_whose_outputs_it_sees()
     done = run(workflow(task("a"), task("b")), {"a": succeed("facts"), "b": succeed()})
     spec_b = done.store.read_spec(done.record.run_id, "b")
     # By reference: the step's runtime reads "facts" from the store (test_runtime.py).
-    assert spec_b.prior_steps == ["a"] and spec_b.prior_output_max_chars == 4000
+    # A sequence: b sees every step before it, which the spec says without listing them.
+    assert spec_b.prior_all_earlier and spec_b.prior_output_max_chars == 4000
     assert spec_b.prior_outputs == {} and "facts" not in spec_b.task.description
 
 
@@ -337,4 +338,4 @@ def test_reused_results_are_committed_to_the_new_run_and_never_launched() -> Non
     assert launcher.launched == [("b", 1)]
     reused = store.read_result(record.run_id, "a")
     assert reused is not None and reused.output == "kept" and reused.reused_from == "old-run"
-    assert store.read_spec(record.run_id, "b").prior_steps == ["a"]
+    assert store.read_spec(record.run_id, "b").prior_all_earlier
