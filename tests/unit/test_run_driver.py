@@ -360,3 +360,47 @@ async def test_a_submit_the_store_cannot_create_is_answered_with_an_error_and_cr
 
     assert attempts >= 2  # an outage is waited out a little before giving up
     assert not store.run_exists("outage-1")
+
+
+async def test_a_restart_answers_at_once_and_restores_a_run_first_when_it_is_asked_about() -> None:
+    import dataclasses
+    import json
+
+    from services.coordinator.control import Control
+
+    settings = SETTINGS.model_copy(update={"allow_inline_providers": True})
+    store = open_store(f"memory://restore-{id(settings)}")
+    wf = workflow("first", "second")
+    for n in range(3):
+        store.create_run(
+            RunRecord(run_id=f"open-{n}", request=RunRequest(workflow=wf), workflow=wf,
+                      backend="nats", status="running")
+        )  # fmt: skip
+    store.create_run(  # not the coordinator's: never touched
+        RunRecord(run_id="local-run", request=RunRequest(workflow=wf), workflow=wf,
+                  backend="subprocess", status="running")
+    )  # fmt: skip
+    deps, bus = memory_deps(settings, store)
+
+    class Timeline:  # what a run that ends asks of the events timeline
+        def forget(self, run_id: str) -> None:
+            pass
+
+    deps = dataclasses.replace(deps, js=object(), timeline=Timeline())
+    spawned: list[Any] = []
+    control = Control(settings, dataclasses.replace(deps, spawn=spawned.append))
+
+    await control.restore()  # lists the open markers only
+
+    assert control.restoring == 3 and bus.steps == [] and len(spawned) == 1
+    reply = await control.cancel(json.dumps({"run_id": "open-2"}).encode())
+    assert reply["status"] == "cancelled"  # restored first (its first step out), then cancelled
+    assert [(s.run_id, s.step_id) for s in bus.steps] == [("open-2", "first")]
+    assert store.read_run("open-2").status == "cancelled" and control.restoring == 2
+
+    await spawned[0]  # the background restore: the others, oldest first
+    assert control.restoring == 0
+    assert sorted(s.run_id for s in bus.steps) == ["open-0", "open-1", "open-2"]
+    assert store.read_run("local-run").status == "running"
+    assert [m.run_id for m in store.index.open_runs()] == ["open-0", "open-1", "local-run"]
+    control.close()
