@@ -192,8 +192,10 @@ def with_outputs_read(spec: StepSpec, store: object | None = None) -> StepSpec:
     reader = reader or open_store(spec.store_url)
     limit = spec.prior_output_max_chars
     outputs: dict[str, str] = {}
-    for step_id in spec.prior_steps or _earlier_steps(reader, spec):
-        result = reader.read_result(spec.run_id, step_id)
+    step_ids = spec.prior_steps or _earlier_steps(reader, spec)
+    # On a remote store several reads overlap (RunStore.read_many).
+    results = reader.read_many(lambda sid: reader.read_result(spec.run_id, sid), step_ids)
+    for step_id, result in zip(step_ids, results, strict=True):
         if result is None or result.status != "succeeded":
             raise StoreError(
                 f"the run store {reader.url} holds no succeeded result of step {step_id!r}, "
