@@ -18,6 +18,7 @@ import pytest
 from agentic.bus import EmbeddedNats, connect
 from agentic.contracts import RunRecord, RunRequest, utcnow
 from agentic.processes import children_of
+from agentic.runtime.step import with_outputs_read
 from agentic.settings import Settings
 from tests.factories import DONE, inline_request, scripted_agent_data
 from tests.integration.nats_stack import (
@@ -169,8 +170,8 @@ async def test_run_json_shows_a_long_step_running_and_keeps_the_spec_of_every_st
         ("two", "succeeded"),
     ]
     second = store.read_spec("snapshot-1", "two")
-    assert second.attempt == 1
-    assert "one done for guarantees" in second.task.description  # prior output merged
+    assert second.attempt == 1 and second.prior_all_earlier  # outputs by reference
+    assert with_outputs_read(second, store).prior_outputs == {"one": "one done for guarantees"}
 
 
 async def test_a_burst_worker_runs_the_queued_steps_and_exits_once_the_queue_is_empty(
