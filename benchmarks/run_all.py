@@ -24,6 +24,8 @@ FULL: dict[str, list[str]] = {
     "bench_worker_memory": [],
     "bench_k8s": [],
     "bench_kb": [],
+    "bench_history": [],
+    "bench_long_runs": [],
 }
 QUICK: dict[str, list[str]] = {
     "bench_nats_cycle": ["-n", "200"],
@@ -33,6 +35,8 @@ QUICK: dict[str, list[str]] = {
     "bench_worker_memory": ["--steps", "16", "--delay", "5"],
     "bench_k8s": ["--reaction-n", "5"],
     "bench_kb": ["--runs", "400"],
+    "bench_history": ["--large", "2000", "--open", "500", "--s3-large", "300"],
+    "bench_long_runs": ["--long", "200"],
 }
 
 
