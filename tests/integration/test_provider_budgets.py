@@ -2,11 +2,12 @@
 that counts the requests it serves at once: on the ``nats`` backend across two workers,
 and on the ``subprocess`` backend within its driver.
 
-Each request takes 0.75 s and every step has ``timeout_s: 3``: with ``concurrency: 2``
-the twelve parallel steps run in six waves, so the last ones wait at least 3.75 s for their
-turn. They succeed because the wait for budget is not part of their time. (A step's own
-time, 0.75 s plus starting its crew, keeps 2.25 s of slack for a busy 2-core machine: with
-0.5 s and 2 s, the first steps of a worker still warming up timed out once in CI.)
+Each request takes 0.75 s and every step has ``timeout_s: 2.5``: with ``concurrency: 2``
+the eight parallel steps run in four waves, so the last ones wait at least 2.25 s for their
+turn and end 3 s after they were ready. They succeed because the wait for budget is not part
+of their time. (A step's own time, 0.75 s plus starting its crew, keeps 1.75 s of slack for
+a busy 2-core machine: with 0.5 s and 2 s, the first steps of a worker still warming up
+timed out once in CI.)
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from tests.parity import run_workflow
 
 pytestmark = [pytest.mark.procs, pytest.mark.slow]
 
-STEPS = 12
+STEPS = 8
 REPLY_S = 0.75
 
 
@@ -82,7 +83,7 @@ def catalog(root: Path, model: CountingServer) -> Path:
     (config / "agent_providers" / "limited.yaml").write_text(json.dumps(entry))
     tasks = [
         {"id": f"s{i}", "agent_provider_id": "limited", "description": f"Part {i}.",
-         "expected_output": "An answer.", "depends_on": [], "timeout_s": 3.0, "retries": 0}
+         "expected_output": "An answer.", "depends_on": [], "timeout_s": 2.5, "retries": 0}
         for i in range(STEPS)
     ]  # fmt: skip
     workflow = {"workflow": {"name": "wide", "agent_providers": ["limited"], "tasks": tasks}}
