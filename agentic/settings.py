@@ -10,10 +10,11 @@ fails when it drifts.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import os
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agentic.contracts.messages import BackendName
 
@@ -43,7 +44,9 @@ class K8sPool(BaseModel):
 class Settings(BaseSettings):
     """agentic settings; each field is the env var ``AGENTIC_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix="AGENTIC_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="AGENTIC_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     # --- running -----------------------------------------------------------------------
     execution_backend: BackendName = Field(
@@ -51,7 +54,10 @@ class Settings(BaseSettings):
     )
     run_store_url: str = Field(
         ".agentic/store",
-        description="fsspec URL or path of the run store: `file://`, `memory://`, `s3://`, a path.",
+        # AGENTIC_RUN_STORE_PATH: the original tool's name (docs/compatibility.md)
+        validation_alias=AliasChoices("AGENTIC_RUN_STORE_URL", "AGENTIC_RUN_STORE_PATH"),
+        description="fsspec URL or path of the run store: `file://`, `memory://`, `s3://`, a "
+        "path (`AGENTIC_RUN_STORE_PATH`, the original tool's name, is read too).",
     )
     config_dir: str = Field(
         "config",
@@ -60,6 +66,17 @@ class Settings(BaseSettings):
     extra_config_dirs: list[str] = Field(
         default_factory=list,
         description="More catalog roots, as a JSON list; later roots override earlier ids.",
+    )
+    extra_agent_providers_catalog_dirs: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="More folders of agent provider YAML files (the files themselves, not "
+        "catalog roots), separated by the OS path separator: the original tool's variable. "
+        "Read after the catalog roots, so their ids override.",
+    )
+    extra_mcp_providers_path: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="More folders of MCP provider YAML files, separated by the OS path "
+        "separator: the original tool's variable. Read after the catalog roots.",
     )
     default_pool: str = Field("default", description="Worker pool of steps that name none.")
     log_level: str = Field("WARNING", description="Python log level of the CLI and services.")
@@ -330,6 +347,24 @@ class Settings(BaseSettings):
     planner_min_steps: int = Field(
         5, ge=1, description="Steps a provider must have run before its success rate counts."
     )
+    assume_vram_gb: float | None = Field(
+        None,
+        ge=0,
+        description="GPU memory of this machine in GB (the original tool's variable): the "
+        "planner does not offer agents whose `min_vram_gb` is more, when the steps run here "
+        "(`inprocess`, `subprocess`). Unset: the largest GPU `nvidia-smi` reports; without "
+        "it, nothing is hidden.",
+    )
+
+    @field_validator(
+        "extra_agent_providers_catalog_dirs", "extra_mcp_providers_path", mode="before"
+    )
+    @classmethod
+    def _path_list(cls, value: Any) -> Any:
+        """``a:b`` (``a;b`` on Windows), as the original tool wrote these folders."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(os.pathsep) if part.strip()]
+        return value
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -38,6 +38,8 @@ from agentic.contracts import (
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_CONFIG = REPO / "config"
+ORIGIN_CATALOG = REPO / "tests" / "fixtures" / "origin_catalogs"
+"""Catalogs written in the original tool's format (docs/compatibility.md)."""
 GATING_VARIABLES = ("OPENAI_API_KEY", "OLLAMA_HOST", "DEMO_MCP_URL")
 """Variables that switch parts of the example catalog on: unset for predictable validation."""
 

@@ -18,6 +18,7 @@ from agentic.catalog.env import is_available, missing_env, require_env
 from agentic.catalog.files import KINDS, Problem
 from agentic.catalog.loader import (
     CatalogReport,
+    KindDir,
     catalog_dirs,
     check_path,
     load_catalog,
@@ -35,6 +36,7 @@ __all__ = [
     "KINDS",
     "Catalog",
     "CatalogReport",
+    "KindDir",
     "Problem",
     "catalog_dirs",
     "check_path",

@@ -4,6 +4,11 @@ An entry whose variables are missing is hidden from planning (``available_*``) a
 when a run would use it, with a message naming the variables. Only the *names* of variables
 are ever looked at here: values are read by the worker that expands ``${VAR}`` placeholders.
 An empty value counts as missing (an empty API key is never what the user meant).
+
+An agent provider that names no variable (no ``required_env``, no ``api_key_env``) is gated
+by its ``type``, as the original tool gated every provider (:data:`TYPE_CREDENTIALS`):
+``openai`` needs ``OPENAI_API_KEY`` unless it has a base URL, ``anthropic`` needs
+``ANTHROPIC_API_KEY``, ``huggingface`` one of ``HF_TOKEN`` / ``HUGGINGFACE_API_KEY``.
 """
 
 from __future__ import annotations
@@ -40,6 +45,14 @@ class WorkersEnv(Mapping[str, str]):
 WORKERS_ENV = WorkersEnv()
 
 
+TYPE_CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "openai": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "huggingface": ("HF_TOKEN", "HUGGINGFACE_API_KEY"),
+}
+"""The variables (one of them) a provider of each type needs when it names none itself."""
+
+
 def required_variables(entry: Entry) -> list[str]:
     """Variables that must all be set: ``required_env`` plus an agent's ``api_key_env``."""
     names = list(entry.required_env)
@@ -47,6 +60,18 @@ def required_variables(entry: Entry) -> list[str]:
     if key_env and key_env not in names:
         names.append(key_env)
     return names
+
+
+def any_of_variables(entry: Entry) -> list[str]:
+    """Variables of which one must be set: an MCP provider's ``required_env_any``, or the
+    credentials of an agent provider's type when it names no variable (:data:`TYPE_CREDENTIALS`)."""
+    if isinstance(entry, MCPProvider):
+        return list(entry.required_env_any)
+    if entry.required_env or entry.api_key_env:
+        return []
+    if entry.type == "openai" and (entry.openai_base_url or entry.base_url):
+        return []  # an OpenAI-compatible server of one's own needs no OpenAI key
+    return list(TYPE_CREDENTIALS.get(entry.type, ()))
 
 
 def missing_env(entry: Entry, env: Mapping[str, str]) -> tuple[list[str], list[str]]:
@@ -57,7 +82,7 @@ def missing_env(entry: Entry, env: Mapping[str, str]) -> tuple[list[str], list[s
         ``required_env_any`` group when none of it is set (else an empty list).
     """
     missing = [name for name in required_variables(entry) if not env.get(name)]
-    group = entry.required_env_any if isinstance(entry, MCPProvider) else []
+    group = any_of_variables(entry)
     any_of = list(group) if group and not any(env.get(name) for name in group) else []
     return missing, any_of
 
@@ -87,7 +112,9 @@ def require_env(entry: Entry, env: Mapping[str, str], *, used_by: str | None = N
     needs = []
     if missing:
         needs.append(", ".join(missing))
-    if any_of:
+    if len(any_of) == 1:
+        needs.append(any_of[0])
+    elif any_of:
         needs.append("one of " + ", ".join(any_of))
     raise MissingEnvError(
         f"{who} needs {' and '.join(needs)} set in the environment",

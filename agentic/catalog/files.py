@@ -8,6 +8,7 @@ refusal naming the file and the line. Pydantic errors become :class:`Problem` li
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from agentic import contracts
+from agentic.catalog.origin import adapt, did_you_mean
 from agentic.catalog.safe_yaml import YAMLTooLargeError, load_yaml
 from agentic.contracts import AgentProvider, MCPProvider, WorkflowDefinition
 from agentic.errors import CatalogError
 from agentic.ids import SAFE_ID_PATTERN, is_safe_id
+
+logger = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 1_000_000
 """Catalog files are small; a bigger file is a mistake (or an attack on the loader)."""
@@ -96,8 +100,16 @@ def _yaml_problem(exc: yaml.YAMLError, shown: str) -> CatalogError:
     return CatalogError(f"malformed YAML: {reason or exc}", file=shown, field=line)
 
 
-def parse_entry(kind: str, data: Any, file: str) -> tuple[BaseModel | None, list[Problem]]:
+def parse_entry(
+    kind: str, data: Any, file: str, warnings: list[Problem] | None = None
+) -> tuple[BaseModel | None, list[Problem]]:
     """Validate the content of one catalog file of ``kind`` (one of :data:`KINDS`).
+
+    The original tool's fields are read first (:mod:`agentic.catalog.origin`): legacy keys
+    become ours, fields without effect are dropped with a warning.
+
+    Args:
+        warnings: Where the file's warnings go (default: logged).
 
     Returns:
         The model, or ``None`` and every problem found.
@@ -107,10 +119,23 @@ def parse_entry(kind: str, data: Any, file: str) -> tuple[BaseModel | None, list
     if not isinstance(data, dict):
         got = type(data).__name__
         return None, [Problem(file, None, f"expected a mapping of fields, got a {got}")]
+    data, adapted = adapt(kind, data)
+    found = [Problem(file, field, message) for field, message in adapted.warnings]
+    if warnings is None:
+        for warning in found:
+            logger.warning("%s", warning)
+    else:
+        warnings += found
     try:
         model = MODELS[kind].model_validate(data)
     except ValidationError as exc:
-        return None, validation_problems(exc, data, file)
+        problems = [
+            Problem(file, adapted.shown(p.field), p.message)
+            for p in validation_problems(exc, data, file, MODELS[kind])
+        ]
+        return None, [Problem(file, f, m) for f, m in adapted.problems] + problems
+    if adapted.problems:
+        return None, [Problem(file, f, m) for f, m in adapted.problems]
     if isinstance(model, AgentProvider):
         issue = pool_issue(model.pool, "pool")
         if issue is not None:
@@ -157,14 +182,25 @@ def format_loc(loc: tuple[Any, ...] | list[Any]) -> str | None:
     return out or None
 
 
-def validation_problems(exc: ValidationError, raw: Any, file: str) -> list[Problem]:
-    """Every pydantic error as a :class:`Problem`, without the noise of union members."""
+def validation_problems(
+    exc: ValidationError, raw: Any, file: str, model: type[BaseModel] | None = None
+) -> list[Problem]:
+    """Every pydantic error as a :class:`Problem`, without the noise of union members.
+
+    Args:
+        model: The model of the whole file: an unknown field then names the closest known
+            one ("did you mean").
+    """
     problems: list[Problem] = []
     for err in exc.errors():
         found = _clean_error(err, raw)
         if found is None:
             continue
-        problem = Problem(file, format_loc(found[0]), found[1])
+        loc, message = found
+        if err.get("type") == "extra_forbidden" and model is not None:
+            close = did_you_mean(model, loc)
+            message += f" (did you mean {close!r}?)" if close else ""
+        problem = Problem(file, format_loc(loc), message)
         if problem not in problems:
             problems.append(problem)
     return problems

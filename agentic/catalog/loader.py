@@ -8,6 +8,7 @@ a later root overrides an earlier root's ids (that is how ``extra_config_dirs`` 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,22 @@ from agentic.contracts import WorkflowConfig, WorkflowDefinition
 from agentic.errors import CatalogError
 from agentic.settings import Settings
 
-PathLike = str | Path
+
+@dataclass(frozen=True)
+class KindDir:
+    """A folder of one kind's files (not a catalog root): the original tool's extra folders
+    (``AGENTIC_EXTRA_AGENT_PROVIDERS_CATALOG_DIRS``, ``AGENTIC_EXTRA_MCP_PROVIDERS_PATH``)."""
+
+    path: str
+    kind: str
+
+    def __str__(self) -> str:
+        return self.path
+
+
+PathLike = str | Path | KindDir
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,15 +54,23 @@ class CatalogReport:
     problems: list[Problem] = field(default_factory=list)
     workflows: list[tuple[str, WorkflowConfig]] = field(default_factory=list)
     """The workflows that resolved without a problem, each with its file."""
+    warnings: list[Problem] = field(default_factory=list)
+    """Fields accepted without effect (the original tool's), each naming its file."""
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def catalog_dirs(settings: Settings) -> list[str]:
-    """The catalog roots of ``settings``: ``config_dir`` then ``extra_config_dirs``."""
-    return [settings.config_dir, *settings.extra_config_dirs]
+def catalog_dirs(settings: Settings) -> list[PathLike]:
+    """The catalog roots of ``settings``: ``config_dir`` then ``extra_config_dirs``, then the
+    original tool's extra folders of agent and MCP providers (:class:`KindDir`)."""
+    return [
+        settings.config_dir,
+        *settings.extra_config_dirs,
+        *(KindDir(d, "agent_providers") for d in settings.extra_agent_providers_catalog_dirs),
+        *(KindDir(d, "mcp_providers") for d in settings.extra_mcp_providers_path),
+    ]
 
 
 def load_catalog(
@@ -59,10 +83,14 @@ def load_catalog(
         env: Environment for ``required_env`` gating (default: the process environment).
         missing_ok: Skip roots that do not exist instead of failing (for a default root).
 
+    Fields accepted without effect are logged as warnings.
+
     Raises:
         CatalogError: the first problem, naming its file and field, and how many more.
     """
     report = scan_catalog(dirs, env=env, missing_ok=missing_ok)
+    for warning in report.warnings:
+        logger.warning("%s", warning)
     if report.problems:
         first = report.problems[0]
         more = len(report.problems) - 1
@@ -84,7 +112,7 @@ def check_path(path: PathLike, *, catalog_dirs: Sequence[PathLike] | None = None
     A file inside ``<root>/<kind>/`` is checked against its own root; any other file must be
     a workflow and is checked against ``catalog_dirs``.
     """
-    target = Path(path)
+    target = Path(str(path))
     if target.is_dir():
         return scan_catalog([target])
     if not target.is_file():
@@ -94,6 +122,7 @@ def check_path(path: PathLike, *, catalog_dirs: Sequence[PathLike] | None = None
     if target.parent.name in KINDS:
         report = scan_catalog([target.parent.parent])
         report.problems = [p for p in report.problems if Path(p.file) == target]
+        report.warnings = [w for w in report.warnings if Path(w.file) == target]
         report.workflows = [(f, wf) for f, wf in report.workflows if Path(f) == target]
         return report
     return _check_workflow_file(target, str(path), catalog_dirs or [])
@@ -105,14 +134,19 @@ def scan_catalog(
     """Load what can be loaded from ``dirs`` and collect every problem."""
     catalog = Catalog(env=env, roots=[str(d) for d in dirs])
     problems: list[Problem] = []
+    warnings: list[Problem] = []
     broken: dict[str, set[str]] = {kind: set() for kind in KINDS}
-    for root in map(Path, dirs):
+    for where in dirs:
+        root = Path(str(where))
         if not root.is_dir():
             if not missing_ok:
                 problems.append(Problem(str(root), None, "catalog directory does not exist"))
             continue
-        for kind in KINDS:
-            _load_kind(root / kind, kind, catalog, problems, broken[kind])
+        kinds = (
+            [(where.kind, root)] if isinstance(where, KindDir) else [(k, root / k) for k in KINDS]
+        )
+        for kind, folder in kinds:
+            _load_kind(folder, kind, catalog, (problems, warnings), broken[kind])
     known = set(catalog.agent_providers) | broken["agent_providers"]
     for name, provider in catalog.agent_providers.items():
         source = catalog.source_of("agent_providers", name) or name
@@ -127,14 +161,20 @@ def scan_catalog(
         problems += [Problem(source, f, m) for f, m in issues]
         if not issues:
             resolved.append((source, wf))
-    return CatalogReport(catalog, problems, resolved)
+    return CatalogReport(catalog, problems, resolved, warnings)
 
 
 def _load_kind(
-    folder: Path, kind: str, catalog: Catalog, problems: list[Problem], broken: set[str]
+    folder: Path,
+    kind: str,
+    catalog: Catalog,
+    found: tuple[list[Problem], list[Problem]],
+    broken: set[str],
 ) -> None:
+    """Load ``folder``'s files of ``kind``; ``found`` gets (problems, warnings)."""
     if not folder.is_dir():
         return
+    problems, warnings = found
     seen: dict[str, str] = {}
     files = sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
     for path in files:
@@ -145,9 +185,9 @@ def _load_kind(
             problems.append(Problem.from_error(exc))
             broken.add(path.stem)  # files are named after their id by convention
             continue
-        entry, found = parse_entry(kind, data, shown)
+        entry, issues = parse_entry(kind, data, shown, warnings)
         if entry is None:
-            problems += found
+            problems += issues
             broken.add(raw_id(kind, data) or path.stem)
             continue
         eid = entry_id(entry)
@@ -163,7 +203,7 @@ def _check_workflow_file(path: Path, shown: str, dirs: Sequence[PathLike]) -> Ca
     report = scan_catalog(dirs, missing_ok=True)
     # The catalog's own problems and workflows are not this file's; only its references
     # matter here.
-    report.problems, report.workflows = [], []
+    report.problems, report.workflows, report.warnings = [], [], []
     try:
         data = read_yaml(path, shown)
     except CatalogError as exc:
@@ -179,7 +219,7 @@ def _check_workflow_file(path: Path, shown: str, dirs: Sequence[PathLike]) -> Ca
             )
         )
         return report
-    definition, found = parse_entry("workflows", data, shown)
+    definition, found = parse_entry("workflows", data, shown, report.warnings)
     report.problems += found
     if isinstance(definition, WorkflowDefinition):
         wf, issues = resolution_issues(definition, report.catalog)

@@ -22,6 +22,8 @@ def validate(
 
     A `{placeholder}` other than `{topic}` is a warning (on stderr): workflows declare no
     inputs, so only `agentic run --input name=…` fills it, and a run without it is refused.
+    So is a field of the original tool that agentic accepts without effect
+    (docs/compatibility.md).
 
     Exits 0 when everything is valid (warnings or not) and 2 when anything is not.
     """
@@ -34,7 +36,8 @@ def validate(
     report = scan_catalog(dirs) if path is None else check_path(path, catalog_dirs=dirs)
     for problem in report.problems:
         typer.echo(str(problem))
-    warnings = [
+    warnings = [f"{w.file}: warning: {w.field}: {w.message}" for w in report.warnings]
+    warnings += [
         f"{source}: warning: workflow {wf.name!r}, {gap.owner} ({gap.field}) uses "
         f"{gap.placeholders}, which only inputs fill: `agentic run` refuses it without "
         + " ".join(f"--input {name}=…" for name in gap.names)
@@ -107,7 +110,8 @@ def catalog(
         if row["missing"]:
             state = "needs " + ", ".join(row["missing"])  # type: ignore[arg-type]
         elif row["missing_any_of"]:
-            state = "needs one of " + ", ".join(row["missing_any_of"])  # type: ignore[arg-type]
+            group: list[str] = row["missing_any_of"]  # type: ignore[assignment]
+            state = ("needs one of " if len(group) > 1 else "needs ") + ", ".join(group)
         typer.echo(f"{row['kind']:<15} {row['id']:<24} {row['type']!s:<14} {state}")
     if report.problems:
         count = len(report.problems)

@@ -110,6 +110,9 @@ class AgentProvider(Frozen):
     backstory: str
     model: str | None = Field(default=None, description="Model name, e.g. gpt-4o-mini or llama3.2.")
     planner_hint: str | None = None
+    good_for: str | list[str] | None = Field(
+        default=None, description="What the agent is good at, shown to the planner."
+    )
     min_vram_gb: float | None = None
     verbose: bool = False
     allow_delegation: bool = False
@@ -118,6 +121,9 @@ class AgentProvider(Frozen):
     openai_base_url: str | None = None
     anthropic_base_url: str | None = None
     ollama_host: str | None = None
+    num_ctx: int | None = Field(
+        default=None, gt=0, description="Context window of an `ollama` model, in tokens."
+    )
     base_url: str | None = Field(
         default=None, description="Base URL for vllm, litellm proxies, huggingface endpoints."
     )
@@ -218,6 +224,16 @@ class MCPProvider(Frozen):
     id: SafeId
     description: str = ""
     planner_hint: str | None = None
+    capabilities: str | list[str] | None = Field(
+        default=None, description="What the server's tools do, shown to the planner."
+    )
+    good_for: str | list[str] | None = Field(
+        default=None, description="When to use the server, shown to the planner."
+    )
+    user_goal_keywords: list[str] = Field(
+        default_factory=list,
+        description="Words of goals that need the server, shown to the planner.",
+    )
     required_env: list[EnvName] = Field(default_factory=list)
     required_env_any: list[EnvName] = Field(default_factory=list)
     stdio: StdioTransport | None = None

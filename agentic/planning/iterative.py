@@ -157,6 +157,7 @@ class _Rounds:
             exclude_agents={provider.id},
             inputs=input_names(request),
             max_steps=settings.planner_max_steps,
+            settings=settings,
         )
         session = self.options.session
         self.history = session_history(store, session) if session else []

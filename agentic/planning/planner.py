@@ -154,6 +154,7 @@ def plan_goal(
         exclude_agents={provider.id},
         inputs=input_names(request),
         max_steps=settings.planner_max_steps,
+        settings=settings,
     )
     history = session_history(store, session) if store is not None and session else []
     knowledge = None

@@ -2,7 +2,8 @@
 
 What is offered is decided here, once, for the prompt and for checking the reply alike:
 
-* agent providers whose ``required_env`` is set (the planner's own provider excluded);
+* agent providers whose ``required_env`` is set (the planner's own provider excluded), and
+  whose ``min_vram_gb`` this machine has when the steps run here;
 * MCP providers whose ``required_env`` / ``required_env_any`` is set, except ``stdio``
   providers when the steps will run on ``kubernetes`` (a Job's container has no business
   starting commands that a catalog meant for a developer's machine).
@@ -15,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentic.catalog import Catalog
+from agentic.planning.hardware import fitting
 from agentic.planning.knowledge import PlannerKnowledge, knowledge_sections
 from agentic.planning.plan import Offer, PlanStep, schema_json
 from agentic.planning.sessions import SessionEntry
+from agentic.settings import Settings
 
 NO_STDIO_BACKENDS = frozenset({"kubernetes"})
 """Backends whose steps are never offered ``stdio`` MCP providers."""
@@ -42,11 +45,18 @@ def offer_for(
     exclude_agents: Collection[str] = (),
     inputs: Collection[str] = ("topic",),
     max_steps: int = 8,
+    settings: Settings | None = None,
 ) -> Offer:
-    """What a planner may use for a run on ``backend`` (see the module docstring)."""
+    """What a planner may use for a run on ``backend`` (see the module docstring).
+
+    With ``settings``, agents whose ``min_vram_gb`` this machine lacks are not offered when
+    the steps run here (:func:`agentic.planning.hardware.fitting`).
+    """
     agents = {
         k: p for k, p in catalog.available_agent_providers(env).items() if k not in exclude_agents
     }
+    if settings is not None:
+        agents = fitting(agents, settings, backend=backend)
     mcps = {
         k: p
         for k, p in catalog.available_mcp_providers(env).items()
@@ -140,6 +150,8 @@ def _agents_section(offer: Offer) -> str:
         line = f"- {agent_id}: {agent.role}. Goal: {agent.goal.strip()}"
         if agent.planner_hint:
             line += f" Hint: {agent.planner_hint.strip()}"
+        if agent.good_for:
+            line += f" Good for: {_text(agent.good_for)}"
         lines.append(line)
     if not offer.agents:
         lines.append("- (none available)")
@@ -154,8 +166,20 @@ def _tools_section(offer: Offer) -> str:
         line = f"- {mcp_id}: {mcp.description.strip() or 'no description'}"
         if mcp.planner_hint:
             line += f" Hint: {mcp.planner_hint.strip()}"
+        if mcp.capabilities:
+            line += f" Capabilities: {_text(mcp.capabilities)}"
+        if mcp.good_for:
+            line += f" Good for: {_text(mcp.good_for)}"
+        if mcp.user_goal_keywords:
+            line += f" Goal keywords: {', '.join(mcp.user_goal_keywords)}."
         lines.append(line)
     return "\n".join(lines)
+
+
+def _text(value: str | list[str]) -> str:
+    """A catalog's free text (one string, or a list of phrases) on one line."""
+    text = value if isinstance(value, str) else "; ".join(value)
+    return " ".join(text.split())
 
 
 def _rules_section(offer: Offer, *, iterative: bool) -> str:

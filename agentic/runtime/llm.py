@@ -6,7 +6,10 @@
 openai         ``LLM("openai/<model>", base_url=openai_base_url)``
 anthropic      ``LLM("anthropic/<model>", base_url=anthropic_base_url)`` (needs the
                ``anthropic`` SDK: ``pip install 'crewai[anthropic]'``)
-ollama         ``LLM("ollama/<model>", base_url=ollama_host)`` (CrewAI adds ``/v1``)
+ollama         ``LLM("ollama/<model>", base_url=ollama_host)`` (CrewAI adds ``/v1``); with
+               ``num_ctx``, ``LLM("ollama_chat/<model>", is_litellm=True, num_ctx=…)``:
+               Ollama's OpenAI-compatible API cannot set the context window, its native
+               chat API (through LiteLLM, ``crewai[litellm]``) can
 vllm           ``LLM("hosted_vllm/<model>", base_url=base_url)``
 huggingface    with ``base_url`` (TGI, Inference Endpoints: OpenAI-compatible)
                ``LLM("openai/<model>", base_url=base_url)``; without it
@@ -145,6 +148,10 @@ def _model_and_url(provider: AgentProvider, env: Mapping[str, str]) -> dict[str,
         if kind == "ollama" and not (base_url or provider.base_url):
             base_url = env.get("OLLAMA_HOST") or None  # what the Ollama CLI reads
         args: dict[str, Any] = {"model": f"{_PREFIX[kind]}/{model}"}
+        if kind == "ollama" and provider.num_ctx is not None:
+            # /v1 ignores num_ctx (ollama/ollama#5356); the native /api/chat applies it
+            args = {"model": f"ollama_chat/{model}", "is_litellm": True}
+            args["num_ctx"] = provider.num_ctx
         base_url = base_url or provider.base_url
     elif kind == "huggingface":
         base_url = provider.base_url

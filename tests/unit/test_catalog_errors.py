@@ -96,8 +96,9 @@ def test_an_unknown_field_is_named(tmp_path):
     text = SCRIPTED_AGENT.format(id="alpha") + "temprature: 0.3\n"
     problem = only_problem(make_catalog(tmp_path, {"agent_providers/alpha.yaml": text}))
 
-    assert (problem.field, problem.message) == ("temprature", "unknown field")
-    assert str(problem).endswith("agent_providers/alpha.yaml: temprature: unknown field")
+    message = "unknown field (did you mean 'temperature'?)"
+    assert (problem.field, problem.message) == ("temprature", message)
+    assert str(problem).endswith(f"agent_providers/alpha.yaml: temprature: {message}")
 
 
 def test_a_missing_required_field_is_named(tmp_path):
@@ -125,7 +126,10 @@ def test_an_invalid_inline_provider_reports_its_own_fields_only(tmp_path):
 
     assert [(p.field, p.message) for p in problems_of(root)] == [
         ("workflow.agent_providers[0].script.replies[0].tool", "required field is missing"),
-        ("workflow.agent_providers[0].script.replies[0].tol", "unknown field"),
+        (
+            "workflow.agent_providers[0].script.replies[0].tol",
+            "unknown field (did you mean 'tool'?)",
+        ),
     ]
 
 
