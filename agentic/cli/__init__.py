@@ -43,6 +43,7 @@ def _register() -> None:
     # Each module adds its commands to `app` on import. Keep one import per command group.
     from agentic.cli import (
         commands_credentials,  # noqa: F401
+        commands_import,  # noqa: F401
         commands_inspect,  # noqa: F401
         commands_knowledge,  # noqa: F401
         commands_replay,  # noqa: F401
