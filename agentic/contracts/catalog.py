@@ -350,10 +350,8 @@ class WorkflowConfig(Frozen):
         return list(dict.fromkeys([first, *self.provider(first).fallback]))
 
     def mcp_provider(self, provider_id: str) -> MCPProvider:
-        for p in self.mcp_providers:
-            if p.id == provider_id:
-                return p
-        raise KeyError(provider_id)
+        """The MCP provider ``provider_id`` (``KeyError`` when the workflow has none)."""
+        return _by_id(self, "mcp_providers", self.mcp_providers)[provider_id]
 
     @property
     def uses_depends_on(self) -> bool:

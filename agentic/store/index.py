@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from agentic import names
 from agentic.contracts import BackendName, Frozen, RunHeadline, RunRecord, utcnow
-from agentic.errors import DecodeError, StoreError, UnknownRunError
+from agentic.errors import DecodeError, StoreError
 from agentic.ids import is_safe_id
 
 if TYPE_CHECKING:
@@ -103,11 +103,8 @@ class RunIndex:
             return
         if record.is_terminal:
             return
-        try:
-            existing = self._store.read_run(record.run_id)
-        except (DecodeError, UnknownRunError):
-            return
-        if existing.is_terminal:
+        existing = self._store.readable_run(record.run_id)
+        if existing is not None and existing.is_terminal:
             self._store.delete_doc(names.open_run_marker(record.run_id))
 
     def recorded(self, record: RunRecord) -> None:
@@ -165,7 +162,7 @@ class RunIndex:
             yield from (RunHeadline.of(r) for r in every if since is None or r.created_at >= since)
             return
         open_ids = {m.run_id for m in self.open_runs()}
-        found = self._store.read_many(self._read_or_none, sorted(open_ids))
+        found = self._store.read_many(self._store.readable_run, sorted(open_ids))
         live = [RunHeadline.of(r) for r in found if r is not None]
         live.sort(key=_newest_first, reverse=True)
         if since is not None:
@@ -200,18 +197,8 @@ class RunIndex:
         if headline is None or headline.is_terminal:
             return headline
         # An unfinished run without a marker: only a crash leaves that; run.json knows.
-        record = self._read_or_none(headline.run_id)
+        record = self._store.readable_run(headline.run_id)
         return RunHeadline.of(record) if record is not None else None
-
-    def _read_or_none(self, run_id: str) -> RunRecord | None:
-        try:
-            record = self._store.read_run(run_id)
-        except UnknownRunError:
-            record = None
-        except DecodeError as exc:
-            log.warning("leaving run %s out: %s", run_id, exc)
-            return None
-        return record
 
     # --- completeness ----------------------------------------------------------------
 
@@ -248,7 +235,9 @@ class RunIndex:
         of a run whose folder exists is removed.
         """
         run_ids = self._store.list_run_ids()
-        records = [r for r in self._store.read_many(self._read_or_none, run_ids) if r is not None]
+        records = [
+            r for r in self._store.read_many(self._store.readable_run, run_ids) if r is not None
+        ]
         known = {r.run_id: r for r in records}
         for record in records:
             self._written.pop(record.run_id, None)

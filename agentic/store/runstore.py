@@ -80,10 +80,7 @@ class RunStore(DocumentStore):
         ``run.json``: what a restarted coordinator continues."""
         found = []
         for marker in self.index.open_runs(backend):
-            try:
-                record = self.read_run(marker.run_id)
-            except UnknownRunError:
-                record = None
+            record = self.find_run(marker.run_id)
             self.index.settle(marker.run_id, record)
             if record is not None and not record.is_terminal:
                 found.append(record)
@@ -91,10 +88,27 @@ class RunStore(DocumentStore):
 
     def read_run(self, run_id: str) -> RunRecord:
         """The run's record; :class:`UnknownRunError` when the store does not hold it."""
-        record = self._read_doc(names.run_json(run_id), RunRecord)
+        record = self.find_run(run_id)
         if record is None:
             raise UnknownRunError(f"no run {run_id!r} in {self.url}", run_id=run_id)
         return record
+
+    def find_run(self, run_id: str) -> RunRecord | None:
+        """The run's record, or None when the store does not hold it (one read).
+
+        Raises:
+            DecodeError: its ``run.json`` is damaged.
+        """
+        return self._read_doc(names.run_json(run_id), RunRecord)
+
+    def readable_run(self, run_id: str) -> RunRecord | None:
+        """:meth:`find_run`, with a damaged ``run.json`` logged and read as None: what a
+        listing does, so that one damaged run does not hide all the others."""
+        try:
+            return self.find_run(run_id)
+        except DecodeError as exc:
+            log.warning("skipping run %s: %s", run_id, exc)
+            return None
 
     def run_exists(self, run_id: str) -> bool:
         """True when the run's ``run.json`` exists."""
@@ -127,7 +141,7 @@ class RunStore(DocumentStore):
         run does not hide all the others.
         """
         run_ids = self._list(names.RUNS_DIR, dirs=True)
-        read = self.read_many(self._read_listed_run, run_ids)
+        read = self.read_many(self.readable_run, run_ids)
         records = [record for record in read if record is not None]
         return sorted(records, key=lambda r: (r.created_at, r.run_id), reverse=True)
 
@@ -159,20 +173,7 @@ class RunStore(DocumentStore):
 
     def delete_json(self, path: str) -> bool:
         """Remove a JSON document; False when there was none."""
-        target = self._abs(safe_relpath(path))
-        with self._io("delete", target):
-            try:
-                self.fs.rm_file(target)
-            except FileNotFoundError:
-                return False
-        return True
-
-    def _read_listed_run(self, run_id: str) -> RunRecord | None:
-        try:
-            return self._read_doc(names.run_json(run_id), RunRecord)
-        except DecodeError as exc:
-            log.warning("skipping run %s: %s", run_id, exc)
-            return None
+        return self.delete_doc(safe_relpath(path))
 
     # --- steps -------------------------------------------------------------------------
 

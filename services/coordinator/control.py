@@ -142,7 +142,7 @@ class Control:
     async def _restore_run(self, run_id: str) -> None:
         """Rebuild one unfinished run from the store and continue it."""
         try:
-            record = await self._io("reading run.json", _read_or_none, self.store, run_id)
+            record = await self._io("reading run.json", self.store.find_run, run_id)
             await self._io("indexing", self.store.index.settle, run_id, record)
             if record is None or record.backend != "nats" or record.status != "running":
                 return
@@ -230,7 +230,7 @@ class Control:
                 check_same_run(driven.record, request)
             if driven is not None or run_id in self._claimed:
                 return True
-        record = await self._io_before_reply("reading run.json", _read_or_none, self.store, run_id)
+        record = await self._io_before_reply("reading run.json", self.store.find_run, run_id)
         if record is None:
             return False
         if request is not None:
@@ -282,7 +282,7 @@ class Control:
         if driver is not None:
             await driver.cancel(reason)
             return {"ok": True, "run_id": run_id, "status": driver.record.status}
-        record = await self._io("reading run.json", _read_or_none, self.store, run_id)
+        record = await self._io("reading run.json", self.store.find_run, run_id)
         if record is None:
             raise UnknownRunError(f"unknown run {run_id!r}")
         if not record.is_terminal:
@@ -381,10 +381,6 @@ class Control:
         return await persist(
             what, lambda: asyncio.to_thread(fn, *args), stopping=self.deps.stopping
         )
-
-
-def _read_or_none(store: RunStore, run_id: str) -> RunRecord | None:
-    return store.read_run(run_id) if store.run_exists(run_id) else None
 
 
 def _parse_cancel(raw: bytes, max_bytes: int) -> tuple[str, str]:
