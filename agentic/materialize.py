@@ -17,6 +17,9 @@ from collections.abc import Mapping, Sequence
 
 from agentic.contracts import (
     PLACEHOLDER,
+    CrewMember,
+    CrewSpec,
+    CrewTask,
     ResolvedMCP,
     StepSpec,
     TaskConfig,
@@ -25,7 +28,8 @@ from agentic.contracts import (
     encode,
 )
 from agentic.errors import ConfigError
-from agentic.graph import dependencies
+from agentic.graph import context, dependencies
+from agentic.hierarchical import CREW_STEP, coworker_mcps, crew_view
 from agentic.ids import check_id
 from agentic.settings import Settings
 
@@ -109,7 +113,7 @@ class SpecFactory:
 
     def spec(self, step_id: str) -> StepSpec:
         """The attempt-1 spec of ``step_id`` (``KeyError`` for a step the run does not have)."""
-        from agentic.catalog.dag import task_mcp_providers
+        from agentic.catalog.dag import task_mcp_providers, task_tools
 
         wf, task = self.workflow, self._tasks[step_id]
         return StepSpec(
@@ -126,11 +130,44 @@ class SpecFactory:
                 ResolvedMCP(id=m.id, resolved=m.model_dump(mode="json", exclude_none=True))
                 for m in task_mcp_providers(wf, task)
             ],
+            tools=task_tools(wf, task),
+            guardrail=task.guardrail,
+            guardrail_max_retries=task.guardrail_max_retries,
             depends_on=self._dependencies[step_id],
             timeout_s=task.timeout_s or self._settings.default_step_timeout_s,
             pool=_pool(wf, task, self._settings),
             store_url=self._store_url,
+            crew=self._crew() if step_id == CREW_STEP else None,
         )
+
+    def _crew(self) -> CrewSpec | None:
+        """What the crew step of a hierarchical workflow runs (None in another workflow)."""
+        view = crew_view(self.workflow)
+        if view is None:
+            return None
+        crew = self.workflow.crew
+        assert crew is not None
+        mcps = coworker_mcps(self.workflow)
+        members = [
+            CrewMember(agent_provider=self._agents[pid], mcp_providers=mcps[pid])
+            for pid in crew.coworkers
+        ]
+        seen = context(view) if view.uses_depends_on else {}
+        tasks = []
+        for task_id in view.task_sequence:  # checked: a task's context comes before it
+            task = view.task(task_id)
+            text = _task_text(task, self._variables)
+            assigned = task.agent_provider_id
+            tasks.append(
+                CrewTask(
+                    id=task_id,
+                    description=text.description,
+                    expected_output=text.expected_output,
+                    agent_provider_id=None if assigned == crew.manager_provider else assigned,
+                    context=seen[task_id] if view.uses_depends_on else None,
+                )
+            )
+        return CrewSpec(coworkers=members, tasks=tasks)
 
 
 def check_run_size(specs: SpecFactory, settings: Settings) -> None:
@@ -169,7 +206,7 @@ def with_prior_outputs(spec: StepSpec, outputs: Mapping[str, str], *, max_chars:
         raise ValueError("max_chars must be at least 1")
     capped = {step_id: cap_output(text, max_chars) for step_id, text in outputs.items()}
     description = own_description(spec) + _injected(capped)
-    task = TaskText(description=description, expected_output=spec.task.expected_output)
+    task = spec.task.model_copy(update={"description": description})
     return spec.model_copy(update={"task": task, "prior_outputs": capped})
 
 
@@ -269,6 +306,7 @@ def _task_text(task: TaskConfig, variables: Mapping[str, str]) -> TaskText:
     return TaskText(
         description=interpolate(task.description, variables),
         expected_output=interpolate(task.expected_output, variables),
+        output_schema=task.output_schema,  # data, never interpolated
     )
 
 

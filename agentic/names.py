@@ -349,3 +349,10 @@ def sessions_dir() -> str:
 
 def session_json(session: str) -> str:
     return f"sessions/{check_id(session, 'session')}.json"
+
+
+# --- pods ----------------------------------------------------------------------------------
+MCP_SIDECARS_ENV = "AGENTIC_MCP_SIDECARS"
+"""Set on a step's container by a pod that runs MCP servers as sidecars (agentic.k8s.sidecars):
+JSON ``{provider id: "http://127.0.0.1:<port><path>"}``; the runtime connects there instead of
+starting those providers' servers."""

@@ -23,6 +23,8 @@ from pydantic import ValidationError
 from agentic.catalog import Catalog, catalog_dirs, load_catalog, load_workflow, resolve_workflow
 from agentic.catalog.dag import check_workflow
 from agentic.catalog.env import WORKER_BACKENDS, WORKERS_ENV
+from agentic.catalog.placement import check_runs_on
+from agentic.catalog.resolve import code_issues
 from agentic.contracts import (
     PLACEHOLDER,
     RunRecord,
@@ -33,7 +35,7 @@ from agentic.contracts import (
     backend_name,
     first_error,
 )
-from agentic.errors import ConfigError
+from agentic.errors import CatalogError, ConfigError
 from agentic.ids import check_id, new_run_id
 from agentic.review import with_review
 from agentic.settings import Settings
@@ -131,8 +133,9 @@ def prepare_run(
         planner: Plans ``goal`` requests (default: ``agentic.planning.plan_goal``).
 
     Raises:
-        ConfigError: unknown workflow or backend, bad inputs, unsafe run id, or a goal
-            without an available planner.
+        ConfigError: unknown workflow or backend, bad inputs, unsafe run id, a goal
+            without an available planner, or a step using an MCP server the backend cannot
+            run (a stdio provider without a sidecar image on ``kubernetes``).
         PlanError: the planner's output cannot become a workflow.
     """
     _check_inputs(request.inputs)
@@ -145,6 +148,7 @@ def prepare_run(
     else:
         workflow = _resolve(request, catalog)
     check_placeholders(workflow, request.inputs)
+    check_runs_on(workflow, backend)  # a stdio MCP server on kubernetes needs a sidecar image
     if request.max_cost_usd is not None:
         workflow = workflow.model_copy(update={"max_cost_usd": request.max_cost_usd})
     review = request.review or workflow.review
@@ -197,15 +201,18 @@ def unfilled_placeholders(wf: WorkflowConfig, inputs: Iterable[str]) -> list[Unf
     """
     known = {"topic", *inputs}
     texts: list[tuple[str, str, str]] = []
-    for task in wf.tasks:
+    crew = wf.crew
+    tasks = [*wf.tasks, *(crew.tasks if crew is not None else [])]  # a crew's own tasks too
+    for task in tasks:
         owner = f"task {task.id!r}"
         texts += [(owner, "description", task.description)]
         texts += [(owner, "expected_output", task.expected_output)]
     providers = {p.id: p for p in wf.agent_providers}
     used: dict[str, None] = {}
-    for task in wf.tasks:  # its provider, then its fallbacks (as provider_chain reads them)
+    for task in tasks:  # its provider, then its fallbacks (as provider_chain reads them)
         own = providers.get(task.agent_provider_id)
         used.update(dict.fromkeys([task.agent_provider_id, *(own.fallback if own else [])]))
+    used.update(dict.fromkeys(crew.coworkers if crew is not None else []))
     for provider in (providers[p] for p in used if p in providers):
         owner = f"agent provider {provider.id!r}"
         texts += [(owner, name, getattr(provider, name)) for name in AGENT_TEXTS]
@@ -353,6 +360,9 @@ def _check_inputs(inputs: Mapping[str, str]) -> None:
 def _resolve(request: RunRequest, catalog: Catalog) -> WorkflowConfig:
     if isinstance(request.workflow, WorkflowConfig):
         check_workflow(request.workflow)
+        unknown = code_issues(request.workflow, catalog)  # tool and guardrail ids it knows
+        if unknown:
+            raise CatalogError(unknown[0][1], file="<request>.workflow", field=unknown[0][0])
         return request.workflow
     if isinstance(request.workflow, WorkflowDefinition):
         return resolve_workflow(request.workflow, catalog, source="<request>.workflow")

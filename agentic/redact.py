@@ -132,11 +132,13 @@ def entry_variables(entry: Mapping[str, Any]) -> set[str]:
     return found
 
 
-# Fields of catalog entries whose values may hold ${VAR}: MCP transports, an agent's URLs
-# and request headers.
+# Fields of catalog entries whose values may hold ${VAR}: MCP transports and sidecars, an
+# agent's URLs and request headers, a Python tool's constructor arguments.
 _PLACEHOLDER_FIELDS = (
+    "args",
     "stdio",
     "streamable_http",
+    "kubernetes",
     "headers",
     "openai_base_url",
     "anthropic_base_url",

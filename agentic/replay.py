@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from agentic.backends import EventCallback, get_backend
 from agentic.catalog import Catalog, check_workflow, require_workflow_env
+from agentic.catalog.placement import check_runs_on
 from agentic.catalog.safe_yaml import YAMLTooLargeError, load_yaml
 from agentic.contracts import (
     ReplaySource,
@@ -162,7 +163,8 @@ def prepare_replay(
     Raises:
         UnknownRunError: no such run.
         ConfigError: unknown ``from_step``, a bad ``--set``, an unknown backend, nothing to
-            execute again, or a workflow that cannot run here (missing variables).
+            execute again, or a workflow that cannot run here (missing variables, or a
+            stdio MCP provider without a sidecar image on ``kubernetes``).
     """
     source = read_source(store, run_id)
     assert source.workflow is not None
@@ -202,6 +204,7 @@ def prepare_replay(
         labels=dict(request.labels),
         steps=[StepState(step_id=s) for s in workflow.task_sequence],
     )
+    check_runs_on(workflow, record.backend)
     reused = reusable_results(store, run_id, workflow, step)
     return Replay(record=record, source=source, from_step=step, reused=reused)
 

@@ -18,12 +18,14 @@ from pydantic import BaseModel
 
 from agentic.contracts import (
     AgentProvider,
+    GuardrailEntry,
     MCPProvider,
     RunEvent,
     RunRecord,
     RunRequest,
     StepResult,
     StepSpec,
+    ToolEntry,
     WorkflowConfig,
     WorkflowDefinition,
 )
@@ -40,6 +42,8 @@ EXPORTED: tuple[type[BaseModel], ...] = (
     WorkflowDefinition,
     AgentProvider,
     MCPProvider,
+    ToolEntry,
+    GuardrailEntry,
     Plan,
 )
 

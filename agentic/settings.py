@@ -11,6 +11,7 @@ fails when it drifts.
 from __future__ import annotations
 
 import os
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
@@ -80,6 +81,12 @@ class Settings(BaseSettings):
     )
     default_pool: str = Field("default", description="Worker pool of steps that name none.")
     log_level: str = Field("WARNING", description="Python log level of the CLI and services.")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Log lines of the CLI, services and step processes: `text` (`time level "
+        "logger ids: message`) or `json` (one object per line with `run_id`, `step_id`, "
+        "`attempt` where they apply; docs/observability.md).",
+    )
     crewai_telemetry: bool = Field(
         False,
         description="Let CrewAI send telemetry. Off by default: offline it adds ~10 s per kickoff.",
@@ -355,6 +362,27 @@ class Settings(BaseSettings):
         "(`inprocess`, `subprocess`). Unset: the largest GPU `nvidia-smi` reports; without "
         "it, nothing is hidden.",
     )
+    available_architectures: Annotated[list[Literal["cpu", "gpu", "tpu"]] | None, NoDecode] = Field(
+        None,
+        description="The processors of this machine, comma-separated (the original tool's "
+        "variable): the planner does not offer agents whose `hardware.architecture` names "
+        "none of them, when the steps run here. Unset: `cpu`, plus `gpu` when "
+        "`AGENTIC_ASSUME_VRAM_GB` is above 0 or `nvidia-smi` reports a GPU.",
+    )
+    disable_hardware_filter: bool = Field(
+        False,
+        description="Offer every agent whatever its `min_vram_gb` and `hardware.architecture` "
+        "(the original tool's variable).",
+    )
+
+    @field_validator("available_architectures", mode="before")
+    @classmethod
+    def _architectures(cls, value: Any) -> Any:
+        """``cpu,gpu`` (spaces, ``;`` and ``|`` too), as the original tool read it."""
+        if isinstance(value, str):
+            parts = [p.strip().lower() for p in re.split(r"[\s,;/|]+", value)]
+            return [p for p in parts if p] or None
+        return value
 
     @field_validator(
         "extra_agent_providers_catalog_dirs", "extra_mcp_providers_path", mode="before"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs agentic's two-step workflow (scripts/k8s-e2e-workflow.yaml) on a real, local kind
-# cluster, twice:
-#   1. on the `kubernetes` backend: the coordinator pod creates one Job per step;
+# cluster (Kubernetes 1.29 or later, kind's default, for native sidecars), twice:
+#   1. on the `kubernetes` backend: the coordinator pod creates one Job per step; the first
+#      step's Job runs the demo MCP server as a native sidecar (from the worker image);
 #   2. on the `nats` backend: `agentic scaler` starts burst worker Jobs from the queue, and the
 #      run is submitted from this machine through a port-forward to NATS.
 #

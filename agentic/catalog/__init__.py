@@ -12,6 +12,7 @@ from agentic.catalog.catalog import Catalog
 from agentic.catalog.dag import (
     check_workflow,
     task_mcp_providers,
+    task_tools,
     workflow_issues,
 )
 from agentic.catalog.env import is_available, missing_env, require_env
@@ -51,6 +52,7 @@ __all__ = [
     "resolve_workflow",
     "scan_catalog",
     "task_mcp_providers",
+    "task_tools",
     "validate_path",
     "workflow_issues",
 ]

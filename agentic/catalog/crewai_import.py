@@ -11,6 +11,7 @@ order. What carries over (docs/compatibility.md, "CrewAI projects"):
 * ``description``, ``expected_output``, ``agent`` (``agent_provider_id``) and ``context``
   (``depends_on``) as they are, ``{placeholders}`` included (``agentic run --input`` fills
   them, as ``kickoff(inputs=...)`` does);
+* a task's ``guardrail`` sentence (CrewAI's LLM guardrail) and ``guardrail_max_retries``;
 * everything else (tools, callbacks, ``output_file``, ``async_execution``, ...) is one line
   of the report, naming the file, the agent or task, and the field.
 """
@@ -37,11 +38,21 @@ from agentic.errors import CatalogError, ConfigError
 from agentic.ids import is_safe_id
 
 CARRIED_AGENT_FIELDS = frozenset({*AGENT_TEXTS, "llm", "verbose", "allow_delegation"})
-CARRIED_TASK_FIELDS = frozenset({*TASK_TEXTS, "agent", "context"})
+CARRIED_TASK_FIELDS = frozenset({*TASK_TEXTS, "agent", "context", "guardrail_max_retries"})
 
 _CODE = "a catalog never names Python code to import"
+_TOOLS = (
+    "a CrewAI tool is Python in crew.py, which the import cannot read: register it as "
+    "tools/<id>.yaml (python: package.module:name, or crewai_tools: ClassName) and name "
+    "it in the workflow's or the task's tools: [<id>] (docs/runtime.md, 'Python tools')"
+)
+_STRUCTURED = (
+    "its Pydantic class is Python in crew.py, which the import cannot read: give the task "
+    "output_schema: <the class's JSON Schema> (Model.model_json_schema()) and its answer is "
+    "validated JSON (docs/runtime.md, 'Structured output')"
+)
 _AGENT_REASONS = {
-    "tools": "agentic gives agents tools through MCP providers (mcp_providers/)",
+    "tools": _TOOLS,
     "function_calling_llm": "an agent provider has one model",
     "max_rpm": "the closest is the provider's limits.requests_per_minute",
     "max_execution_time": "the closest is timeout_s on its tasks",
@@ -57,10 +68,12 @@ _TASK_REASONS = {
     "async_execution": "with depends_on, tasks that do not depend on each other run in "
     "parallel anyway",
     "human_input": "agentic runs without a person in the loop",
-    "tools": "agentic gives tasks tools through MCP providers (mcp_providers/)",
-    "output_json": "structured output is not supported yet",
-    "output_pydantic": "structured output is not supported yet",
-    "guardrail": "guardrails are not supported yet",
+    "tools": _TOOLS,
+    "output_json": _STRUCTURED,
+    "output_pydantic": _STRUCTURED,
+    "guardrail": "a guardrail function is Python in crew.py: register it as "
+    "guardrails/<id>.yaml and write guardrail: {registered: <id>} on the task (a sentence "
+    "is carried over as it is)",
     "callback": _CODE,
     "callbacks": _CODE,
     "name": "the task's id is its name in tasks.yaml",
@@ -311,6 +324,10 @@ def _workflow(
             "agent_provider_id": agent_ids[task["agent"]],
             **{text: _text(task[text]) for text in TASK_TEXTS},
         }
+        if isinstance(task.get("guardrail"), str):  # CrewAI's LLM guardrail: a sentence
+            entry["guardrail"] = task["guardrail"]
+        if isinstance(task.get("guardrail_max_retries"), int):
+            entry["guardrail_max_retries"] = task["guardrail_max_retries"]
         context = context_of(task)
         if explicit:
             # CrewAI: a task without `context` sees every earlier output, so it depends on
@@ -319,7 +336,7 @@ def _workflow(
             entry["depends_on"] = deps
         tasks.append(entry)
         earlier.append(task_ids[key])
-        for extra in (k for k in task if k not in CARRIED_TASK_FIELDS):
+        for extra in (k for k in task if k not in CARRIED_TASK_FIELDS and k not in entry):
             reason = _TASK_REASONS.get(extra, _OTHER)
             if extra == "output_file":
                 reason = f"{task[extra]!r}: {reason}"

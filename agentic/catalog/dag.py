@@ -8,6 +8,7 @@ from agentic.catalog.files import pool_issue
 from agentic.contracts import MCPProvider, TaskConfig, WorkflowConfig
 from agentic.errors import CatalogError
 from agentic.graph import Issue, dependency_issues, sequence_issues
+from agentic.hierarchical import CREW_STEP, crew_step, crew_view
 
 
 def check_workflow(wf: WorkflowConfig, *, source: str | None = None) -> None:
@@ -25,6 +26,8 @@ def check_workflow(wf: WorkflowConfig, *, source: str | None = None) -> None:
 def workflow_issues(wf: WorkflowConfig) -> list[Issue]:
     """Every problem of a resolved workflow, in a stable order: the step graph's
     (:mod:`agentic.graph`) and the references to providers."""
+    if wf.crew is not None:
+        return _crew_issues(wf)
     issues = _duplicate_issues(wf)
     issues += sequence_issues(wf)
     issues += _reference_issues(wf)
@@ -37,6 +40,69 @@ def task_mcp_providers(wf: WorkflowConfig, task: TaskConfig) -> list[MCPProvider
     if task.mcp_providers is None:
         return list(wf.mcp_providers)
     return [wf.mcp_provider(mid) for mid in task.mcp_providers]
+
+
+def task_tools(wf: WorkflowConfig, task: TaskConfig) -> list[str]:
+    """A task's Python tools, by id: unset means the workflow's, ``[]`` means none."""
+    return list(dict.fromkeys(wf.tools if task.tools is None else task.tools))
+
+
+CREW_TASK_FIELDS = frozenset(
+    {"id", "agent_provider_id", "description", "expected_output", "mcp_providers"}
+    | {"depends_on", "timeout_s", "retries", "pool"}
+)
+"""What a task of a hierarchical crew may set (what its one step honours)."""
+
+
+def _crew_issues(wf: WorkflowConfig) -> list[Issue]:
+    """The problems of a hierarchical workflow: its crew's tasks checked as a workflow's
+    (the fields the file wrote), then what is the crew's own."""
+    view = crew_view(wf)
+    assert view is not None and wf.crew is not None
+    crew = wf.crew
+    issues = _duplicate_issues(view) + sequence_issues(view) + _reference_issues(view)
+    issues += dependency_issues(view)
+    agents = {p.id for p in wf.agent_providers}
+    if crew.manager_provider not in agents:
+        manager = crew.manager_provider
+        issues.append(("workflow.manager_provider", f"unknown agent provider {manager!r}"))
+    for i, coworker in enumerate(crew.coworkers):
+        if coworker not in agents or coworker == crew.manager_provider:
+            issues.append((f"workflow.crew.coworkers[{i}]", f"not a coworker: {coworker!r}"))
+    if not crew.coworkers:
+        issues.append(
+            (
+                "workflow.agent_providers",
+                f"a hierarchical crew needs a coworker for its manager "
+                f"{crew.manager_provider!r} to delegate to: list another agent provider",
+            )
+        )
+    issues += _crew_task_issues(wf)
+    step = next((t for t in wf.tasks if t.id == CREW_STEP), None)
+    if step is None or step != crew_step(wf) or wf.task_sequence[:1] != [CREW_STEP]:
+        issues.append(("workflow.tasks", f"a hierarchical workflow's first step is {CREW_STEP!r}"))
+    return issues
+
+
+def _crew_task_issues(wf: WorkflowConfig) -> list[Issue]:
+    """Task settings the crew's one step cannot honour: ask rather than ignore them."""
+    assert wf.crew is not None
+    issues: list[Issue] = []
+    if getattr(wf, "tools", None):
+        issues.append(("workflow.tools", "not supported in a hierarchical crew yet"))
+    pools: dict[str, int] = {}
+    for i, task in enumerate(wf.crew.tasks):
+        for name in sorted(task.model_fields_set - CREW_TASK_FIELDS):
+            if getattr(task, name) is not None:
+                message = "not supported in a hierarchical crew yet (its tasks run as one step)"
+                issues.append((f"workflow.tasks[{i}].{name}", message))
+        if task.pool is not None:
+            pools.setdefault(task.pool, i)
+    if len(pools) > 1:
+        named = ", ".join(repr(p) for p in pools)
+        message = f"a hierarchical crew runs as one step, in one pool: its tasks name {named}"
+        issues.append((f"workflow.tasks[{list(pools.values())[1]}].pool", message))
+    return issues
 
 
 def _duplicate_issues(wf: WorkflowConfig) -> list[Issue]:

@@ -19,7 +19,13 @@ from pydantic import BaseModel, ValidationError
 from agentic import contracts
 from agentic.catalog.origin import adapt, did_you_mean
 from agentic.catalog.safe_yaml import YAMLTooLargeError, load_yaml
-from agentic.contracts import AgentProvider, MCPProvider, WorkflowDefinition
+from agentic.contracts import (
+    AgentProvider,
+    GuardrailEntry,
+    MCPProvider,
+    ToolEntry,
+    WorkflowDefinition,
+)
 from agentic.errors import CatalogError
 from agentic.ids import SAFE_ID_PATTERN, is_safe_id
 
@@ -28,10 +34,14 @@ logger = logging.getLogger(__name__)
 MAX_FILE_BYTES = 1_000_000
 """Catalog files are small; a bigger file is a mistake (or an attack on the loader)."""
 
-KINDS = ("agent_providers", "mcp_providers", "workflows")
+KINDS = ("agent_providers", "mcp_providers", "tools", "guardrails", "workflows")
+CODE_KINDS = ("tools", "guardrails")
+"""The kinds that name Python code: read only from the catalog of the process that runs it."""
 MODELS: dict[str, type[BaseModel]] = {
     "agent_providers": AgentProvider,
     "mcp_providers": MCPProvider,
+    "tools": ToolEntry,
+    "guardrails": GuardrailEntry,
     "workflows": WorkflowDefinition,
 }
 

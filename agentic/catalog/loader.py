@@ -1,7 +1,8 @@
 """Loading catalog roots and validating them, reporting every problem at once.
 
-A catalog root holds ``agent_providers/*.yaml``, ``mcp_providers/*.yaml`` and
-``workflows/*.yaml`` (``.yml`` too), one mapping per file. Ids are unique within a root;
+A catalog root holds ``agent_providers/*.yaml``, ``mcp_providers/*.yaml``,
+``tools/*.yaml``, ``guardrails/*.yaml`` and ``workflows/*.yaml`` (``.yml`` too), one mapping
+per file. Ids are unique within a root;
 a later root overrides an earlier root's ids (that is how ``extra_config_dirs`` work).
 :func:`load_catalog` succeeds exactly when :func:`validate_path` finds no problem.
 """
@@ -74,7 +75,11 @@ def catalog_dirs(settings: Settings) -> list[PathLike]:
 
 
 def load_catalog(
-    dirs: Sequence[PathLike], *, env: Mapping[str, str] | None = None, missing_ok: bool = False
+    dirs: Sequence[PathLike],
+    *,
+    env: Mapping[str, str] | None = None,
+    missing_ok: bool = False,
+    kinds: Sequence[str] = KINDS,
 ) -> Catalog:
     """Load catalog roots.
 
@@ -82,13 +87,14 @@ def load_catalog(
         dirs: Catalog roots, later ones overriding earlier ids.
         env: Environment for ``required_env`` gating (default: the process environment).
         missing_ok: Skip roots that do not exist instead of failing (for a default root).
+        kinds: Only these kinds (a step process reads only ``tools`` and ``guardrails``).
 
     Fields accepted without effect are logged as warnings.
 
     Raises:
         CatalogError: the first problem, naming its file and field, and how many more.
     """
-    report = scan_catalog(dirs, env=env, missing_ok=missing_ok)
+    report = scan_catalog(dirs, env=env, missing_ok=missing_ok, kinds=kinds)
     for warning in report.warnings:
         logger.warning("%s", warning)
     if report.problems:
@@ -129,9 +135,13 @@ def check_path(path: PathLike, *, catalog_dirs: Sequence[PathLike] | None = None
 
 
 def scan_catalog(
-    dirs: Sequence[PathLike], *, env: Mapping[str, str] | None = None, missing_ok: bool = False
+    dirs: Sequence[PathLike],
+    *,
+    env: Mapping[str, str] | None = None,
+    missing_ok: bool = False,
+    kinds: Sequence[str] = KINDS,
 ) -> CatalogReport:
-    """Load what can be loaded from ``dirs`` and collect every problem."""
+    """Load what can be loaded from ``dirs`` (only ``kinds``) and collect every problem."""
     catalog = Catalog(env=env, roots=[str(d) for d in dirs])
     problems: list[Problem] = []
     warnings: list[Problem] = []
@@ -142,10 +152,7 @@ def scan_catalog(
             if not missing_ok:
                 problems.append(Problem(str(root), None, "catalog directory does not exist"))
             continue
-        kinds = (
-            [(where.kind, root)] if isinstance(where, KindDir) else [(k, root / k) for k in KINDS]
-        )
-        for kind, folder in kinds:
+        for kind, folder in _folders(where, root, kinds):
             _load_kind(folder, kind, catalog, (problems, warnings), broken[kind])
     known = set(catalog.agent_providers) | broken["agent_providers"]
     for name, provider in catalog.agent_providers.items():
@@ -162,6 +169,13 @@ def scan_catalog(
         if not issues:
             resolved.append((source, wf))
     return CatalogReport(catalog, problems, resolved, warnings)
+
+
+def _folders(where: PathLike, root: Path, kinds: Sequence[str]) -> list[tuple[str, Path]]:
+    """The ``(kind, folder)`` pairs of one catalog root (or one kind's folder) to read."""
+    if isinstance(where, KindDir):
+        return [(where.kind, root)] if where.kind in kinds else []
+    return [(kind, root / kind) for kind in kinds]
 
 
 def _load_kind(

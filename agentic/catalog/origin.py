@@ -5,8 +5,8 @@ Before a file's mapping is validated, :func:`adapt` rewrites what that tool wrot
 
 * legacy keys become ours (``workflow.providers`` -> ``agent_providers``, a task's
   ``provider_id`` -> ``agent_provider_id``, ``huggingface_base_url`` -> ``base_url``);
-* ``workflow.process: sequential`` is what agentic does and is dropped; ``hierarchical`` is
-  refused until hierarchical crews run;
+* ``workflow.process`` is agentic's own field (``sequential``, or ``hierarchical`` with a
+  ``manager_provider``); another value is refused with the choices;
 * fields agentic has no use for (:data:`NO_EFFECT`) are removed, each with a warning naming the
   file and the field: the file loads, and the user learns what is ignored.
 
@@ -24,14 +24,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agentic.contracts import AgentProvider, MCPProvider, TaskConfig, WorkflowBody
+from agentic.contracts import AGENT_TYPES, AgentProvider, MCPProvider, TaskConfig, WorkflowBody
 
 Issue = tuple[str, str]
 """``(field, message)``: a warning or a problem, without its file."""
 
 NO_EFFECT: dict[str, dict[str, str]] = {
     "agent": {
-        "hardware": "agentic filters by min_vram_gb, not by CPU/GPU/TPU architecture",
         "selfcontained": "agentic does not install, serve or pull Ollama models",
         "general_purpose": "agentic does not suppress generalists in favour of specialists",
         "society_capable": "agentic has no agent societies",
@@ -44,9 +43,6 @@ NO_EFFECT: dict[str, dict[str, str]] = {
     },
     "mcp": {
         "match_keywords_only": "agentic does not attach MCP providers by goal keywords",
-    },
-    "file": {
-        "meta": "agentic does not choose a workflow from a goal (the original router's data)",
     },
     "workflow": {
         "skills": "agentic has no skills catalog",
@@ -68,6 +64,9 @@ ALIASES: dict[str, dict[str, str]] = {
 """Legacy keys of the original tool and the field each one is, by where they appear."""
 
 PROCESSES = ("sequential", "hierarchical")
+
+ORIGIN_ONLY_TYPES = frozenset({"jetstream", "crewai", "deterministic", "object_detection"})
+"""Agent types of the original tool that agentic has no client for."""
 
 
 class Adapted:
@@ -108,6 +107,8 @@ class Adapted:
         if not isinstance(data, dict):
             return data
         out = self.entry("agent", data, prefix)
+        self._hardware(out, prefix)
+        self._type(out, prefix)
         if out.get("ollama_host") == "workflow":
             out.pop("ollama_host")
             reason = "agentic starts no Ollama server per workflow; OLLAMA_HOST is used"
@@ -118,8 +119,100 @@ class Adapted:
             self.warnings.append((prefix + "num_ctx", message))
         return out
 
+    def _hardware(self, out: dict[str, Any], prefix: str) -> None:
+        """``hardware.min_vram_gb`` (the original tool read it there too) is ``min_vram_gb``."""
+        hardware = out.get("hardware")
+        if not isinstance(hardware, dict) or "min_vram_gb" not in hardware:
+            return
+        hardware = dict(hardware)
+        vram = hardware.pop("min_vram_gb")
+        out["hardware"] = hardware
+        if out.get("min_vram_gb") not in (None, vram):
+            message = "give either 'min_vram_gb' or 'hardware.min_vram_gb', not both"
+            self.problems.append((prefix + "hardware.min_vram_gb", message))
+            return
+        out["min_vram_gb"] = vram
+        self.renamed[prefix + "min_vram_gb"] = prefix + "hardware.min_vram_gb"
+
+    def _type(self, out: dict[str, Any], prefix: str) -> None:
+        """An agent ``type`` agentic has no client for: the original tool's own types load
+        with a warning (the provider is never offered, a step on it fails); a near miss of
+        ours is a typo; anything else is an error naming the known types."""
+        kind = out.get("type")
+        if not isinstance(kind, str) or kind in AGENT_TYPES:
+            return
+        known = ", ".join(sorted(AGENT_TYPES))
+        if kind in ORIGIN_ONLY_TYPES:
+            message = (
+                f"{kind!r} accepted and has no effect: agentic has no {kind!r} agents, so the "
+                f"planner does not offer this provider and a step on it fails (types: {known})"
+            )
+            self.warnings.append((prefix + "type", message))
+            return
+        close = difflib.get_close_matches(kind, sorted(AGENT_TYPES), n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        self.problems.append((prefix + "type", f"unknown type {kind!r} (types: {known}){hint}"))
+
     def mcp(self, data: Any, prefix: str = "") -> Any:
-        return self.entry("mcp", data, prefix) if isinstance(data, dict) else data
+        if not isinstance(data, dict):
+            return data
+        out = self.entry("mcp", data, prefix)
+        if "ref" in out or "refs" in out:
+            self._refs(out, prefix)
+        return out
+
+    def _refs(self, out: dict[str, Any], prefix: str) -> None:
+        """``ref`` / ``refs`` (CrewAI's MCP strings) -> ``streamable_http`` (+ ``tools``).
+
+        A string is a server URL, ``#tool`` after it naming one tool (CrewAI's notation).
+        The strings of one entry must name one server: an MCP provider is one server here.
+        CrewAI AMP references (``notion``, ``crewai-amp:notion``) need CrewAI's platform
+        and are refused.
+        """
+        ref, refs = out.pop("ref", None), out.pop("refs", None)
+        problems = len(self.problems)
+        self._server_of_refs(out, prefix, ref, refs)
+        if len(self.problems) > problems and "stdio" not in out:
+            # Stands in for the refused strings: one problem, not "exactly one transport" too.
+            out["streamable_http"] = {"url": ""}
+
+    def _server_of_refs(self, out: dict[str, Any], prefix: str, ref: Any, refs: Any) -> None:
+        strings = ([ref] if ref is not None else []) + (refs if isinstance(refs, list) else [])
+        field = prefix + ("ref" if ref is not None else "refs")
+        if refs is not None and not isinstance(refs, list):
+            self.problems.append((prefix + "refs", "must be a list of MCP server URLs"))
+            return
+        if "stdio" in out or "streamable_http" in out:
+            message = "give either 'ref'/'refs' or a transport ('stdio', 'streamable_http')"
+            self.problems.append((field, message))
+            return
+        servers: dict[str, list[str]] = {}
+        for index, text in enumerate(strings):
+            where = field if ref is not None and index == 0 else f"{prefix}refs[{index}]"
+            if not isinstance(text, str) or not text.strip():
+                self.problems.append((where, "must be a non-empty MCP server URL"))
+                return
+            url, _, tool = text.strip().partition("#")
+            if not url.startswith(("https://", "http://")):
+                message = (
+                    f"{text!r} is a CrewAI AMP reference: agentic does not fetch servers from "
+                    "CrewAI's platform; give the server's URL (streamable_http)"
+                )
+                self.problems.append((where, message))
+                return
+            servers.setdefault(url, [])
+            if tool:
+                servers[url].append(tool)
+        if len(servers) != 1:
+            count = "no server" if not servers else f"{len(servers)} servers"
+            message = f"names {count}: an MCP provider is one server; write one entry per server"
+            self.problems.append((field, message))
+            return
+        ((url, tools),) = servers.items()
+        out["streamable_http"] = {"url": url}
+        if tools and len(tools) == len(strings) and "tools" not in out:
+            out["tools"] = tools
+        self.renamed[prefix + "streamable_http.url"] = field
 
     def workflow_file(self, data: dict[str, Any]) -> dict[str, Any]:
         out = self.entry("file", data, "")
@@ -143,19 +236,12 @@ class Adapted:
         return out
 
     def _process(self, body: dict[str, Any]) -> None:
-        if "process" not in body:
+        """``process`` is agentic's own field (``sequential`` or ``hierarchical``, which
+        needs a ``manager_provider``); another value is refused here, with the choices."""
+        if "process" not in body or body["process"] in PROCESSES:
             return
         process = body.pop("process")
-        if process == "sequential":
-            return  # what agentic does: task_sequence order (or depends_on)
-        if process == "hierarchical":
-            message = (
-                "'hierarchical' is not supported yet: a manager agent delegating at run time "
-                "does not run here; remove 'process' (or write 'sequential') to run the tasks "
-                "in task_sequence order"
-            )
-        else:
-            message = f"must be one of {', '.join(PROCESSES)} (got {process!r})"
+        message = f"must be one of {', '.join(PROCESSES)} (got {process!r})"
         self.problems.append(("workflow.process", message))
 
 
@@ -170,6 +256,8 @@ def adapt(kind: str, data: dict[str, Any]) -> tuple[dict[str, Any], Adapted]:
         return found.agent(data), found
     if kind == "mcp_providers":
         return found.mcp(data), found
+    if kind != "workflows":  # tools, guardrails: agentic's own kinds, nothing to adapt
+        return data, found
     return found.workflow_file(data), found
 
 

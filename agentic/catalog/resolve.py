@@ -8,6 +8,7 @@ nothing else it could mean. A task's MCP providers must be among the workflow's,
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -19,12 +20,15 @@ from agentic.catalog.env import require_env
 from agentic.catalog.files import parse_entry, pool_issue, read_yaml
 from agentic.contracts import (
     AgentProvider,
+    HierarchicalCrew,
     MCPProvider,
+    RegisteredGuardrail,
     WorkflowBody,
     WorkflowConfig,
     WorkflowDefinition,
 )
 from agentic.errors import CatalogError
+from agentic.hierarchical import CREW_STEP, coworkers, hierarchical_workflow
 
 P = TypeVar("P", AgentProvider, MCPProvider)
 
@@ -98,6 +102,8 @@ def require_workflow_env(wf: WorkflowConfig, env: Mapping[str, str] | None = Non
             require_env(wf.provider(provider_id), env, used_by=sid)
         for mcp in task_mcp_providers(wf, task):
             require_env(mcp, env, used_by=sid)
+    for coworker in wf.crew.coworkers if wf.crew is not None else []:  # the crew step's too
+        require_env(wf.provider(coworker), env, used_by=CREW_STEP)
 
 
 def resolution_issues(
@@ -129,6 +135,10 @@ def resolution_issues(
         found = catalog.agent_providers.get(body.review.provider)
         if body.review.provider not in agents and found is not None:
             agents[found.id] = found
+    if body.manager_provider is not None:  # a hierarchical crew's manager, likewise
+        found = catalog.agent_providers.get(body.manager_provider)
+        if body.manager_provider not in agents and found is not None:
+            agents[found.id] = found
     for provider in list(agents.values()):  # fallbacks: one level, as provider_chain reads
         for fallback in provider.fallback:
             found = catalog.agent_providers.get(fallback)
@@ -137,24 +147,73 @@ def resolution_issues(
     wf = _build(body, agents, mcps)
     quiet = _quiet_fields(body, hidden_agents, hidden_mcps)
     issues += [issue for issue in workflow_issues(wf) if issue[0] not in quiet]
+    issues += code_issues(wf, catalog, broken=broken)
     return wf, issues
+
+
+def code_issues(
+    wf: WorkflowConfig | WorkflowBody,
+    catalog: Catalog,
+    *,
+    broken: Mapping[str, Collection[str]] | None = None,
+) -> list[Issue]:
+    """Tools and registered guardrails a workflow names that ``catalog`` does not hold.
+
+    Only ids are checked: the code they name is imported where a step runs, from that
+    process's own catalog (docs/runtime.md, "Python tools").
+    """
+    broken = broken or {}
+    issues: list[Issue] = []
+
+    def check(field: str, kind: str, entry_id: str) -> None:
+        known = getattr(catalog, kind)
+        if entry_id not in known and entry_id not in broken.get(kind, ()):
+            what = "tool" if kind == "tools" else "guardrail"
+            issues.append((field, f"unknown {what} {entry_id!r}{_closest(entry_id, known)}"))
+
+    for index, tool in enumerate(wf.tools):
+        check(f"workflow.tools[{index}]", "tools", tool)
+    for i, task in enumerate(wf.tasks):
+        for j, tool in enumerate(task.tools or []):
+            check(f"workflow.tasks[{i}].tools[{j}]", "tools", tool)
+        if isinstance(task.guardrail, RegisteredGuardrail):
+            check(
+                f"workflow.tasks[{i}].guardrail.registered", "guardrails", task.guardrail.registered
+            )
+    return issues
+
+
+def _closest(name: str, known: Collection[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else _known(known)
 
 
 def _build(body: WorkflowBody, agents: dict[str, AgentProvider], mcps: dict[str, MCPProvider]):
     sequence = body.task_sequence
     if sequence is None:  # duplicate task ids are reported once, as such, not here again
         sequence = list(dict.fromkeys(t.id for t in body.tasks))
-    return WorkflowConfig(
+    wf = WorkflowConfig(
         name=body.name,
         topic=body.topic,
         description=body.description,
         agent_providers=list(agents.values()),
         mcp_providers=list(mcps.values()),
+        tools=body.tools,
         tasks=body.tasks,
         task_sequence=sequence,
         max_cost_usd=body.max_cost_usd,
         review=body.review,
     )
+    if body.manager_provider is None:
+        return wf
+    listed = [entry if isinstance(entry, str) else entry.id for entry in body.agent_providers]
+    crew = HierarchicalCrew(
+        manager_provider=body.manager_provider,
+        coworkers=[c for c in coworkers(listed, body.tasks, body.manager_provider) if c in agents],
+        tasks=body.tasks,
+        task_sequence=sequence,
+    )
+    return hierarchical_workflow(wf, crew)
 
 
 def _pick(
@@ -193,6 +252,8 @@ def _pick(
 def _quiet_fields(body: WorkflowBody, agents: set[str], mcps: set[str]) -> set[str]:
     """Task fields naming providers whose problem is already reported elsewhere."""
     quiet = set()
+    if body.manager_provider in agents:
+        quiet.add("workflow.manager_provider")
     for i, task in enumerate(body.tasks):
         if task.agent_provider_id in agents:
             quiet.add(f"workflow.tasks[{i}].agent_provider_id")

@@ -1,12 +1,13 @@
 """Registered definitions: what a process runs comes from its own catalog, never from a message.
 
 A provider carries what an attacker would want to control: a stdio MCP server's command and
-arguments, URLs and headers, a model's base URL and the name of the variable holding its API
-key, scheduling hints. A workflow that arrives over NATS (a submit) or a step that arrives on
-the work queue may therefore only *name* providers; the coordinator resolves names against
-its catalog and a worker checks that every provider in a step is, byte for byte, its own
-catalog's entry of that id. ``AGENTIC_ALLOW_INLINE_PROVIDERS`` lifts both checks on stacks
-whose every client is trusted with the workers' environment (DESIGN §9, docs/security.md).
+arguments, URLs and headers, an MCP sidecar's image (``kubernetes:``), a model's base URL and
+the name of the variable holding its API key, scheduling hints. A workflow that arrives over
+NATS (a submit) or a step that arrives on the work queue may therefore only *name* providers;
+the coordinator resolves names against its catalog and a worker checks that every provider in
+a step is, byte for byte, its own catalog's entry of that id.
+``AGENTIC_ALLOW_INLINE_PROVIDERS`` lifts both checks on stacks whose every client is trusted
+with the workers' environment (DESIGN §9, docs/security.md).
 
 A provider written out in full is accepted when it equals the catalog's entry of its id: a
 client that resolved a catalog workflow itself sends nothing the catalog does not hold.
@@ -40,6 +41,7 @@ INLINE_HINT = (
 _RISKY_FIELDS = (
     "stdio",
     "streamable_http",
+    "kubernetes",
     "openai_base_url",
     "anthropic_base_url",
     "ollama_host",
@@ -101,13 +103,16 @@ def check_registered(
 
 
 def spec_problem(spec: StepSpec, catalog: Catalog) -> str | None:
-    """Why a worker must not run ``spec`` with ``catalog``; None when every provider is its own."""
-    agent_id = spec.agent_provider.get("id")
-    known = catalog.agent_providers.get(agent_id) if isinstance(agent_id, str) else None
-    if known is None:
-        return f"agent provider {agent_id!r} is not in this worker's catalog"
-    if entry_dict(known) != spec.agent_provider:
-        return f"agent provider {agent_id!r} differs from this worker's catalog entry"
+    """Why a worker must not run ``spec`` with ``catalog``; None when every provider is its own
+    (the step's agent, a hierarchical crew's coworkers, the MCP providers)."""
+    coworkers = [member.agent_provider for member in spec.crew.coworkers] if spec.crew else []
+    for entry in [spec.agent_provider, *coworkers]:
+        agent_id = entry.get("id")
+        known = catalog.agent_providers.get(agent_id) if isinstance(agent_id, str) else None
+        if known is None:
+            return f"agent provider {agent_id!r} is not in this worker's catalog"
+        if entry_dict(known) != entry:
+            return f"agent provider {agent_id!r} differs from this worker's catalog entry"
     for mcp in spec.mcp_providers:
         found = catalog.mcp_providers.get(mcp.id)
         if found is None:

@@ -91,6 +91,12 @@ class StepDetail:
         return self.result.output if self.result and self.result.status == "succeeded" else None
 
     @property
+    def output_json(self) -> dict[str, Any] | None:
+        """The answer as JSON, for a task with an output_schema."""
+        ok = self.result is not None and self.result.status == "succeeded"
+        return self.result.output_json if ok and self.result is not None else None
+
+    @property
     def error(self) -> StepError | None:
         last = self.last
         return None if last is None or last.status == "succeeded" else last.error
@@ -120,6 +126,7 @@ class StepDetail:
             "duration_s": self.duration_s,
             "usage": usage_json(self.usage),
             "output": self.output,
+            "output_json": self.output_json,
             "error": self.error.model_dump(mode="json") if self.error else None,
             "reused_from": self.reused_from,
             "artifacts": [a.model_dump(mode="json") for a in self.artifacts],
@@ -181,6 +188,16 @@ class RunDetail:
         )
         return final.output if final is not None and final.output is not None else record.output
 
+    @property
+    def output_json(self) -> dict[str, Any] | None:
+        """The run's output as JSON, when the step it comes from has an output_schema."""
+        record = self.record
+        if record.status != "succeeded" or record.workflow is None:
+            return None
+        final_id = graph.final_step(record.workflow)
+        final = next((s for s in self.steps if s.step_id == final_id), None)
+        return final.output_json if final is not None else None
+
     def step(self, step_id: str) -> StepDetail:
         """The step called ``step_id``.
 
@@ -212,6 +229,7 @@ class RunDetail:
             "inputs": record.inputs,
             "labels": record.labels,
             "output": self.output,
+            "output_json": self.output_json,
             "error": record.error,
             "usage": usage_json(self.usage),
             "steps": [step.to_json() for step in self.steps],

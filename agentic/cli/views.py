@@ -6,6 +6,7 @@ is parsed by machines: scripts use the ``--json`` documents instead.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -76,7 +77,10 @@ def print_run_outcome(console: Console, detail: RunDetail, *, err: Console) -> N
     record, output = detail.record, detail.output
     if record.status == "succeeded" and output is not None:
         console.print()
-        if console.is_terminal:
+        structured = detail.output_json
+        if console.is_terminal and structured is not None:
+            console.print(Panel(_json(structured), title="output (JSON)", title_align="left"))
+        elif console.is_terminal:
             console.print(Panel(Markdown(output), title="output", title_align="left"))
         else:
             console.print(output, markup=False, highlight=False, soft_wrap=True)
@@ -300,9 +304,19 @@ def _status(status: str) -> Text:
 
 def _output_panel(step: StepDetail) -> Panel:
     output = step.output or ""
+    kind = ""
+    if step.output_json is not None:  # an output_schema's answer: indented, one key a line
+        output, kind = json.dumps(step.output_json, ensure_ascii=False, indent=2), "JSON, "
     shown = output if len(output) <= OUTPUT_PREVIEW_CHARS else output[:OUTPUT_PREVIEW_CHARS] + "…"
-    title = f"{step.step_id} ({len(output):,} chars)"
+    title = f"{step.step_id} ({kind}{len(output):,} chars)"
     return Panel(Text(shown.rstrip()), title=title, title_align="left", border_style="dim")
+
+
+def _json(value: Mapping[str, Any]) -> RenderableType:
+    """A JSON answer, indented and highlighted."""
+    from rich.json import JSON
+
+    return JSON.from_data(value, ensure_ascii=False)
 
 
 def _artifacts_table(detail: RunDetail) -> Table | None:

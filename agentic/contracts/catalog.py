@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from agentic.contracts.base import Frozen
+from agentic.contracts.output_schema import OutputSchema
+from agentic.contracts.tools import GuardrailRef, ToolRef, refuse_code_fields
 from agentic.ids import SafeId
 
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -98,6 +100,35 @@ class Limits(Frozen):
     )
 
 
+AGENT_TYPES = frozenset(
+    {"openai", "anthropic", "ollama", "vllm", "huggingface", "litellm", "scripted"}
+)
+"""The ``type`` values an agent provider may have: the model clients agentic builds."""
+
+Architecture = Literal["cpu", "gpu", "tpu"]
+
+
+class Hardware(Frozen):
+    """What an agent's model needs of the machine it runs on (the original tool's
+    ``hardware`` mapping)."""
+
+    architecture: list[Architecture] = Field(
+        default_factory=list,
+        description="The processors the model can run on, any of them (cpu, gpu, tpu); "
+        "empty: any. The planner does not offer an agent none of whose architectures this "
+        "machine has, where steps run on it (docs/compatibility.md).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _comma_separated(cls, data: Any) -> Any:
+        """``architecture: gpu`` or ``"cpu, gpu"`` (as the original tool read it) is a list."""
+        if isinstance(data, dict) and isinstance(data.get("architecture"), str):
+            parts = re.split(r"[\s,;/|]+", data["architecture"].strip().lower())
+            data = {**data, "architecture": [p for p in parts if p]}
+        return data
+
+
 class AgentProvider(Frozen):
     """An agent and the LLM behind it (``config/agent_providers/<id>.yaml``)."""
 
@@ -114,6 +145,9 @@ class AgentProvider(Frozen):
         default=None, description="What the agent is good at, shown to the planner."
     )
     min_vram_gb: float | None = None
+    hardware: Hardware | None = Field(
+        default=None, description="The processors the model runs on (the planner's filter)."
+    )
     verbose: bool = False
     allow_delegation: bool = False
     temperature: float | None = None
@@ -218,6 +252,55 @@ class StreamableHttpTransport(Frozen):
     )
 
 
+class KubernetesSidecar(Frozen):
+    """How the ``kubernetes`` backend runs an MCP server: a native sidecar of the step's pod
+    (an init container with ``restartPolicy: Always``) serving streamable HTTP on localhost,
+    which the step connects to (docs/kubernetes.md, "MCP servers as sidecars")."""
+
+    image: str = Field(
+        pattern=r"^[^\s$]+$",
+        description="Container image of the server, a tag or a digest "
+        "(registry/mcp-server:1.2 or registry/mcp-server@sha256:…).",
+    )
+    command: list[str] | None = Field(
+        default=None, description="Replaces the image's entrypoint (unset: the image's own)."
+    )
+    args: list[str] = Field(
+        default_factory=list,
+        description="Arguments that make the server serve streamable HTTP on `port`.",
+    )
+    port: int = Field(ge=1, le=65535, description="Port the server listens on, on localhost.")
+    path: str = Field(
+        default="/mcp",
+        pattern=r"^/[^\s?#]*$",
+        description="Path of the streamable HTTP endpoint.",
+    )
+    env: dict[EnvName, str] = Field(
+        default_factory=dict,
+        description="The server's environment. A ${VAR} placeholder is read from the Secret "
+        "AGENTIC_K8S_SECRET_NAME (key VAR) by reference: no value enters the Job manifest.",
+    )
+    resources: dict[str, Any] | None = Field(
+        default=None, description="Kubernetes requests/limits of the sidecar container."
+    )
+
+    @property
+    def url(self) -> str:
+        """Where the pod's containers reach it: ``http://127.0.0.1:<port><path>``."""
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+    @model_validator(mode="after")
+    def _placeholders_only_in_env(self) -> KubernetesSidecar:
+        for arg in [*(self.command or []), *self.args]:
+            if "${" in arg:
+                raise ValueError(
+                    f"kubernetes: {arg!r} holds a ${{VAR}} placeholder; placeholders are read "
+                    "from the Secret only in kubernetes.env (use the variable there, and "
+                    "$(VAR) in args to pass it on)"
+                )
+        return self
+
+
 class MCPProvider(Frozen):
     """An MCP server (``config/mcp_providers/<id>.yaml``): exactly one transport."""
 
@@ -238,6 +321,11 @@ class MCPProvider(Frozen):
     required_env_any: list[EnvName] = Field(default_factory=list)
     stdio: StdioTransport | None = None
     streamable_http: StreamableHttpTransport | None = None
+    kubernetes: KubernetesSidecar | None = Field(
+        default=None,
+        description="On the kubernetes backend, run the server as a sidecar of each step Job "
+        "that uses it (either transport); a stdio provider without it cannot run there.",
+    )
     tools: list[str] | None = Field(default=None, description="Only these tools (all when unset).")
 
     @model_validator(mode="after")
@@ -265,6 +353,35 @@ class TaskConfig(Frozen):
     timeout_s: float | None = Field(default=None, gt=0)
     retries: int | None = Field(default=None, ge=0)
     pool: str | None = None
+    tools: list[ToolRef] | None = Field(
+        default=None,
+        description="Python tools of this task, by id (tools/<id>.yaml); unset: the "
+        "workflow's tools, []: none.",
+    )
+    guardrail: GuardrailRef | None = Field(
+        default=None,
+        description="Checks the output before it counts: a sentence (judged by the task "
+        "agent's LLM) or {registered: <id>} (guardrails/<id>.yaml).",
+    )
+    guardrail_max_retries: int | None = Field(
+        default=None,
+        ge=0,
+        description="Times CrewAI re-runs the task with the guardrail's feedback inside one "
+        "attempt; unset: CrewAI's default (3).",
+    )
+
+    output_schema: OutputSchema | None = Field(
+        default=None,
+        description="A JSON Schema (top level type: object) the answer must match: the "
+        "step's output is that JSON object (docs/runtime.md, 'Structured output'). CrewAI's "
+        "output_json / output_pydantic.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_code(cls, data: Any) -> Any:
+        """``python:`` on a task: refused with the reason (code is named by id only)."""
+        return refuse_code_fields(data)
 
 
 class Review(Frozen):
@@ -287,6 +404,41 @@ class Review(Frozen):
     )
 
 
+Process = Literal["sequential", "hierarchical"]
+"""How a workflow's tasks run: CrewAI's two processes."""
+
+
+def _is_sequential(value: str) -> bool:
+    """``process: sequential`` is the default and left out of dumps, so a sequential
+    workflow is stored and exported as before hierarchical crews existed."""
+    return value == "sequential"
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+class HierarchicalCrew(Frozen):
+    """The tasks of a ``process: hierarchical`` workflow, as resolved.
+
+    CrewAI's hierarchical process gives every task to a manager agent, which delegates the
+    work to the crew's other agents while it runs: the crew cannot be split into steps, so
+    it runs as one step (``crew``) on one worker, on every backend.
+    """
+
+    manager_provider: SafeId = Field(description="The manager: CrewAI's manager_agent.")
+    coworkers: list[SafeId] = Field(
+        description="The agent providers the manager delegates to: those the workflow lists "
+        "and those its tasks name, the manager left out."
+    )
+    tasks: list[TaskConfig] = Field(
+        min_length=1,
+        description="A task naming the manager is the manager's to delegate to any coworker; "
+        "one naming a coworker is delegated to that coworker (CrewAI's rule).",
+    )
+    task_sequence: list[SafeId] = Field(description="The order the manager runs the tasks in.")
+
+
 class WorkflowBody(Frozen):
     """The ``workflow:`` mapping of a workflow YAML file, before catalog resolution."""
 
@@ -295,6 +447,10 @@ class WorkflowBody(Frozen):
     description: str = ""
     agent_providers: list[AgentProvider | SafeId] = Field(default_factory=list)
     mcp_providers: list[MCPProvider | SafeId] = Field(default_factory=list)
+    tools: list[ToolRef] = Field(
+        default_factory=list,
+        description="Python tools of every task that does not name its own, by id.",
+    )
     tasks: list[TaskConfig] = Field(min_length=1)
     task_sequence: list[SafeId] | None = None
     max_cost_usd: float | None = Field(
@@ -307,11 +463,54 @@ class WorkflowBody(Frozen):
         default=None,
         description="Score the answer at the end of every run (docs/planner.md).",
     )
+    process: Process = Field(
+        default="sequential",
+        exclude_if=_is_sequential,
+        description="sequential: the tasks are steps (task_sequence, depends_on). "
+        "hierarchical: CrewAI's hierarchical process, manager_provider delegating the tasks "
+        "to the other agent providers at run time, run as one step (docs/runtime.md).",
+    )
+    manager_provider: SafeId | None = Field(
+        default=None,
+        validate_default=True,
+        exclude_if=_is_none,
+        description="The agent provider that manages a hierarchical crew (CrewAI's "
+        "manager_agent); required with process: hierarchical, refused without it.",
+    )
+
+    @field_validator("manager_provider")
+    @classmethod
+    def _manager_with_hierarchical(cls, value: str | None, info: ValidationInfo) -> str | None:
+        process = info.data.get("process")
+        if process == "hierarchical" and value is None:
+            raise ValueError(
+                "required when process is hierarchical: the id of the agent provider that "
+                "manages the crew and delegates its tasks"
+            )
+        if process == "sequential" and value is not None:
+            raise ValueError("only a hierarchical crew has a manager: set process: hierarchical")
+        return value
+
+
+class WorkflowMeta(Frozen):
+    """What a planner reads to choose a catalog workflow for a goal (the original tool's
+    router data): a goal run may run this workflow instead of a plan of its own."""
+
+    id: str | None = Field(default=None, description="The original tool's routing id.")
+    summary: str = ""
+    description: str = ""
+    good_for: str | list[str] | None = None
+    router_include: bool = Field(default=True, description="false: never offered to the planner.")
 
 
 class WorkflowDefinition(Frozen):
     """A workflow YAML file."""
 
+    meta: WorkflowMeta | None = Field(
+        default=None,
+        description="Offers the workflow to the goal planner (docs/planner.md, "
+        "'Catalog workflows').",
+    )
     workflow: WorkflowBody
 
 
@@ -327,10 +526,28 @@ class WorkflowConfig(Frozen):
     description: str = ""
     agent_providers: list[AgentProvider]
     mcp_providers: list[MCPProvider] = Field(default_factory=list)
+    tools: list[ToolRef] = Field(
+        default_factory=list,
+        description="Python tools of every task that does not name its own, by id: resolved "
+        "where each step runs, from that process's own catalog.",
+    )
     tasks: list[TaskConfig] = Field(min_length=1)
     task_sequence: list[SafeId]
     max_cost_usd: float | None = Field(default=None, gt=0)
     review: Review | None = None
+    process: Process = Field(default="sequential", exclude_if=_is_sequential)
+    crew: HierarchicalCrew | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="The tasks of a hierarchical workflow (process: hierarchical), run by "
+        "its manager as the one step `crew` that `tasks` then holds.",
+    )
+
+    @model_validator(mode="after")
+    def _crew_with_hierarchical(self) -> WorkflowConfig:
+        if (self.process == "hierarchical") != (self.crew is not None):
+            raise ValueError("'crew' is required with process: hierarchical, and only with it")
+        return self
 
     def task(self, task_id: str) -> TaskConfig:
         """The task ``task_id`` (``KeyError`` when the workflow has none)."""

@@ -14,6 +14,8 @@ from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, mod
 from agentic import failures
 from agentic.contracts.base import SCHEMA_VERSION, Frozen
 from agentic.contracts.catalog import Review, WorkflowConfig, WorkflowDefinition
+from agentic.contracts.output_schema import OutputSchema
+from agentic.contracts.tools import GuardrailRef, ToolRef
 from agentic.errors import ConfigError
 from agentic.ids import SafeId
 
@@ -61,6 +63,20 @@ def utcnow() -> datetime:
 class TaskText(Frozen):
     description: str
     expected_output: str
+    output_schema: OutputSchema | None = Field(
+        default=None,
+        description="The task's output_schema: the answer must be a JSON object matching it "
+        "(checked again here: a spec is untrusted input).",
+    )
+
+    @model_serializer(mode="wrap")
+    def _schema_only_when_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``output_schema`` is written only when set: a task without one reads (and its
+        spec is stored, and fingerprinted) as before it existed."""
+        data: dict[str, Any] = handler(self)
+        if self.output_schema is None:
+            data.pop("output_schema", None)
+        return data
 
 
 class ResolvedMCP(Frozen):
@@ -68,6 +84,40 @@ class ResolvedMCP(Frozen):
     resolved: dict[str, Any] = Field(
         description="The MCP provider entry, ${VAR} placeholders kept."
     )
+
+
+class CrewMember(Frozen):
+    """A coworker of a hierarchical crew: an agent the manager may delegate to."""
+
+    agent_provider: dict[str, Any] = Field(description="The resolved agent provider entry.")
+    mcp_providers: list[SafeId] = Field(
+        default_factory=list, description="Its MCP providers, ids among the spec's."
+    )
+
+
+class CrewTask(Frozen):
+    """A task of a hierarchical crew, its texts filled from the run's inputs."""
+
+    id: SafeId
+    description: str
+    expected_output: str
+    agent_provider_id: SafeId | None = Field(
+        default=None,
+        description="The coworker the manager delegates this task to; unset: the manager "
+        "delegates it to any coworker.",
+    )
+    context: list[SafeId] | None = Field(
+        default=None,
+        description="The earlier tasks whose outputs it sees; unset: every earlier task's "
+        "(CrewAI's default).",
+    )
+
+
+class CrewSpec(Frozen):
+    """What a hierarchical crew's one step runs: the spec's agent provider manages it."""
+
+    coworkers: list[CrewMember] = Field(min_length=1)
+    tasks: list[CrewTask] = Field(min_length=1, description="In the order they run.")
 
 
 class StepSpec(Frozen):
@@ -84,6 +134,19 @@ class StepSpec(Frozen):
     task: TaskText
     agent_provider: dict[str, Any] = Field(description="The resolved agent provider entry.")
     mcp_providers: list[ResolvedMCP] = Field(default_factory=list)
+    tools: list[ToolRef] = Field(
+        default_factory=list,
+        description="Python tools by id: the process that runs the step resolves each in its "
+        "own catalog (tools/<id>.yaml) and imports it from installed code; never code.",
+    )
+    guardrail: GuardrailRef | None = Field(
+        default=None,
+        description="The task's guardrail: a sentence, or {registered: <id>}, resolved as "
+        "tools are.",
+    )
+    guardrail_max_retries: int | None = Field(
+        default=None, ge=0, description="CrewAI's re-runs after a failed guardrail."
+    )
     depends_on: list[SafeId] = Field(default_factory=list)
     prior_outputs: dict[str, str] = Field(
         default_factory=dict,
@@ -110,6 +173,12 @@ class StepSpec(Frozen):
     timeout_s: float | None = None
     pool: str = "default"
     store_url: str
+    crew: CrewSpec | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="A hierarchical crew (process: hierarchical): agent_provider manages it, "
+        "task and depends_on are unused; mcp_providers are its coworkers'.",
+    )
 
 
 class StepError(Frozen):
@@ -206,6 +275,20 @@ class StepResult(Frozen):
         description="The agent provider this attempt ran on (a fallback's, after a provider "
         "failure); unset in results written before fallback chains existed.",
     )
+    output_json: dict[str, Any] | None = Field(
+        default=None,
+        description="The answer of a task with an output_schema, as JSON (validated against "
+        "it); `output` holds the same object as JSON text. Unset otherwise.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _json_only_when_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``output_json`` is written only when set: every other result reads (and is
+        stored) as before it existed, by readers old and new."""
+        data: dict[str, Any] = handler(self)
+        if self.output_json is None:
+            data.pop("output_json", None)
+        return data
 
     @classmethod
     def failed(

@@ -6,9 +6,9 @@ never reach our code, so only Kubernetes can tell them (all inputs are API JSON,
 ======================================  =====================================  ==========
 Kubernetes says                         the attempt's error                    retryable
 ======================================  =====================================  ==========
-container waiting in ``ErrImagePull``,  ``PodStartFailed``: the reason and     no
-``ImagePullBackOff``, ``InvalidImage``  the kubelet's message
-``Name`` (past a grace period)
+container (or MCP sidecar) waiting in   ``PodStartFailed``: the reason and     no
+``ErrImagePull``, ``ImagePullBackOff``, the kubelet's message
+``InvalidImageName`` (past a grace)
 ``CreateContainerConfigError`` /        ``PodStartFailed``                     no
 ``CreateContainerError`` (past grace)
 ``PodScheduled=False Unschedulable``    ``PodStartFailed``                     no
@@ -75,16 +75,28 @@ def _container_state(pod: Obj | None) -> Obj:
     return (statuses[0].get("state") or {}) if statuses else {}
 
 
+def _waiting(pod: Obj) -> list[tuple[str, Obj]]:
+    """``(prefix, waiting state)`` of the sidecars (named in the prefix), then the step's
+    container: a sidecar that cannot start keeps the step's container waiting behind it."""
+    status = pod.get("status") or {}
+    found = [
+        (f"MCP sidecar {s.get('name')}: ", s["state"]["waiting"])
+        for s in status.get("initContainerStatuses") or []
+        if (s.get("state") or {}).get("waiting")
+    ]
+    return [*found, ("", _container_state(pod).get("waiting") or {})]
+
+
 def stuck(pod: Obj | None) -> Stuck | None:
     """What keeps a pod from starting, or None when it is starting, running or done."""
     if pod is None:
         return None
-    waiting = _container_state(pod).get("waiting") or {}
-    reason = waiting.get("reason", "")
-    if reason in IMAGE_PULL_REASONS:
-        return Stuck(reason, waiting.get("message", ""), "image")
-    if reason in CONFIG_REASONS:
-        return Stuck(reason, waiting.get("message", ""), "config")
+    for prefix, waiting in _waiting(pod):
+        reason = waiting.get("reason", "")
+        if reason in IMAGE_PULL_REASONS:
+            return Stuck(reason, prefix + waiting.get("message", ""), "image")
+        if reason in CONFIG_REASONS:
+            return Stuck(reason, prefix + waiting.get("message", ""), "config")
     for condition in (pod.get("status") or {}).get("conditions") or []:
         if (
             condition.get("type") == "PodScheduled"

@@ -16,6 +16,9 @@ A step Job runs ``agentic execute-step <spec_url>`` for one attempt of one step 
   (``registry/agentic-worker@sha256:…``),
 * run as uid 10001 with a read-only root filesystem, no privilege escalation, no
   capabilities and the RuntimeDefault seccomp profile; ``/tmp`` and ``$HOME`` are emptyDirs.
+
+A step Job whose step uses MCP providers with a ``kubernetes:`` image also runs each of them
+as a native sidecar (:mod:`agentic.k8s.sidecars`); worker Jobs get none (docs/kubernetes.md).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from agentic.errors import ConfigError
 from agentic.ids import check_id
 from agentic.k8s.credentials import PodCredentials, step_credentials, worker_credentials
 from agentic.k8s.scheduling import Scheduling, scheduling_for
+from agentic.k8s.sidecars import sidecar_containers, sidecar_env, sidecars
 from agentic.settings import Settings
 
 LABEL_RUN_ID = "agentic/run-id"
@@ -54,6 +58,7 @@ _LOCAL_PROTOCOLS = {"", "file", "local"}
 _WORKER_SETTINGS = (
     "default_pool",
     "log_level",
+    "log_format",
     "step_ack_wait_s",
     "step_max_deliver",
     "step_max_ack_pending",
@@ -191,6 +196,7 @@ def _pod_spec(
     scheduling: Scheduling,
     store: tuple[list[dict], list[dict]],
     creds: PodCredentials,
+    sidecars: tuple[list[dict], list[dict]] = ([], []),
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": CONTAINER,
@@ -223,8 +229,11 @@ def _pod_spec(
             {"name": "home", "emptyDir": {}},
             *store[0],
             *creds.volumes,
+            *sidecars[1],
         ],
     }
+    if sidecars[0]:
+        pod["initContainers"] = sidecars[0]
     if scheduling.node_selector:
         pod["nodeSelector"] = dict(scheduling.node_selector)
     if scheduling.tolerations:
@@ -280,15 +289,19 @@ def step_job_manifest(spec: StepSpec, settings: Settings, *, spec_url: str) -> d
 
     Raises:
         ConfigError: the store cannot be reached from a pod, a scheduling hint is malformed,
-            or the providers need secret variables while no Secret is configured.
+            the providers need secret variables while no Secret is configured, or an MCP
+            provider can run neither in the Job nor as a sidecar of it.
     """
     creds = step_credentials(spec, settings)
     store = _store_volumes(spec.store_url, settings, "run store")
     _store_volumes(spec_url, settings, "spec URL")  # the same volume must reach the spec
     timeout = spec.timeout_s if spec.timeout_s is not None else settings.default_step_timeout_s
+    servers = sidecars(spec)
     plain = {
         "AGENTIC_RUN_STORE_URL": spec.store_url,
         "AGENTIC_LOG_LEVEL": settings.log_level,
+        "AGENTIC_LOG_FORMAT": settings.log_format,
+        **sidecar_env(servers),
     }
     env = _env(plain, settings)
     clash = {e["name"] for e in env} & {e["name"] for e in creds.env}
@@ -304,6 +317,11 @@ def step_job_manifest(spec: StepSpec, settings: Settings, *, spec_url: str) -> d
         scheduling=scheduling_for(spec.agent_provider, settings.k8s_pools.get(spec.pool)),
         store=store,
         creds=creds,
+        sidecars=sidecar_containers(
+            servers,
+            secret_name=settings.k8s_secret_name,
+            security=container_security_context(),
+        ),
     )
     job = _job(
         step_job_name(spec.run_id, spec.step_id, spec.attempt), settings, labels, annotations, pod

@@ -5,8 +5,14 @@ machine's GPU memory reaches. agentic does the same where the steps run on the p
 machine (``inprocess``, ``subprocess``): the VRAM is ``AGENTIC_ASSUME_VRAM_GB`` when set, else
 the largest GPU ``nvidia-smi`` reports. Without either (no NVIDIA GPU, no driver tools) the
 VRAM is unknown and nothing is hidden: a CPU-only machine may still run small local models.
-``nvidia-smi`` is asked only when an offered agent declares ``min_vram_gb`` above 0, once per
-process.
+``nvidia-smi`` is asked only when an offered agent declares ``min_vram_gb`` above 0 (or an
+architecture list), once per process.
+
+``hardware.architecture`` lists the processors an agent's model can run on; an agent none of
+whose architectures the machine has is not offered either, and one that lists ``cpu`` runs on
+the CPU when the VRAM is short. The machine has ``cpu``, ``gpu``
+when its VRAM is above 0, and whatever ``AGENTIC_AVAILABLE_ARCHITECTURES`` declares instead
+(the only way to say ``tpu``). ``AGENTIC_DISABLE_HARDWARE_FILTER`` offers every agent.
 """
 
 from __future__ import annotations
@@ -35,27 +41,59 @@ def fitting(
     backend: str,
     detect: Callable[[], float | None] | None = None,
 ) -> dict[str, AgentProvider]:
-    """``agents`` without those whose ``min_vram_gb`` is more than this machine's VRAM.
+    """``agents`` without those this machine cannot run: ``min_vram_gb`` above its VRAM, or a
+    ``hardware.architecture`` naming none of its processors.
 
     Args:
         agents: The agents offered so far, by id.
-        settings: ``assume_vram_gb`` declares the VRAM.
+        settings: ``assume_vram_gb`` declares the VRAM, ``available_architectures`` the
+            processors, ``disable_hardware_filter`` turns the filter off.
         backend: Where the steps will run; on workers (``nats``, ``kubernetes``) nothing is
             hidden: ``min_vram_gb`` is a scheduling hint there.
         detect: The VRAM in GB when none is declared (default: ``nvidia-smi``).
     """
-    needing = {k: p for k, p in agents.items() if (p.min_vram_gb or 0) > 0}
-    if backend not in LOCAL_BACKENDS or not needing:
+    needing = {k: p for k, p in agents.items() if _needs_hardware(p)}
+    if backend not in LOCAL_BACKENDS or not needing or settings.disable_hardware_filter:
         return dict(agents)
     vram = settings.assume_vram_gb
     if vram is None:
         vram = (detect or nvidia_vram_gb)()
-    if vram is None:
-        return dict(agents)
-    hidden = sorted(k for k, p in needing.items() if (p.min_vram_gb or 0) > vram)
-    if hidden:
-        logger.info("VRAM %.1f GB: not offering %s (min_vram_gb)", vram, ", ".join(hidden))
+    hidden: dict[str, str] = {}
+    for key, provider in needing.items():
+        why = _why_not(provider, vram, _architectures(settings, vram))
+        if why:
+            hidden[key] = why
+    for key, why in sorted(hidden.items()):
+        logger.info("not offering agent provider %s: %s", key, why)
     return {k: p for k, p in agents.items() if k not in hidden}
+
+
+def _needs_hardware(provider: AgentProvider) -> bool:
+    return (provider.min_vram_gb or 0) > 0 or bool(
+        provider.hardware and provider.hardware.architecture
+    )
+
+
+def _architectures(settings: Settings, vram: float | None) -> set[str]:
+    """The processors of this machine: declared, else ``cpu`` and ``gpu`` with VRAM."""
+    if settings.available_architectures:
+        return set(settings.available_architectures)
+    return {"cpu", "gpu"} if vram else {"cpu"}
+
+
+def _why_not(provider: AgentProvider, vram: float | None, machine: set[str]) -> str | None:
+    """Why this machine cannot run ``provider``'s model; None when it can (or cannot tell)."""
+    wanted = set(provider.hardware.architecture) if provider.hardware else set()
+    if wanted and not wanted & machine:
+        return (
+            f"hardware.architecture {', '.join(sorted(wanted))}; this machine has "
+            f"{', '.join(sorted(machine))}"
+        )
+    need = provider.min_vram_gb or 0
+    on_cpu = "cpu" in wanted and "cpu" in machine  # it can run without a GPU
+    if vram is not None and need > vram and not on_cpu:
+        return f"min_vram_gb {need:g} > {vram:.1f} GB of VRAM"
+    return None
 
 
 @functools.cache

@@ -17,11 +17,27 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
-from agentic.contracts import AgentProvider, MCPProvider, TaskConfig, WorkflowConfig
+from agentic.contracts import (
+    AgentProvider,
+    MCPProvider,
+    TaskConfig,
+    ToolEntry,
+    WorkflowConfig,
+    WorkflowMeta,
+)
 from agentic.contracts.base import all_errors
 from agentic.ids import SafeId
 
@@ -49,6 +65,10 @@ class PlanStep(BaseModel):
         description="Steps whose outputs this step needs. If no step sets it, steps run in "
         "order and each sees all earlier outputs.",
     )
+    tools: list[str] | None = Field(
+        default=None,
+        description="Ids of offered Python tools this step may use; none if unset.",
+    )
 
 
 class Plan(BaseModel):
@@ -66,12 +86,40 @@ class Plan(BaseModel):
         default=None,
         description="Iterative mode, with done: the planner's own draft of the answer.",
     )
+    workflow: str | None = Field(
+        default=None,
+        description="The name of an offered catalog workflow that already does what the goal "
+        "asks: it runs as written, with the goal as its topic. Give no steps with it.",
+    )
 
     @model_validator(mode="after")
     def _steps_unless_done(self) -> Plan:
+        if self.workflow is not None:
+            if self.steps or self.done:
+                raise ValueError("give either a catalog 'workflow' or 'steps', not both")
+            return self
         if not self.steps and not self.done:
-            raise ValueError("a plan needs at least one step (or done: true in iterative mode)")
+            raise ValueError(
+                "a plan needs at least one step (or a catalog workflow, or done: true in "
+                "iterative mode)"
+            )
         return self
+
+    @model_serializer(mode="wrap")
+    def _workflow_only_when_chosen(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A plan of steps is recorded as it was before plans could choose a workflow."""
+        data: dict[str, Any] = handler(self)
+        if self.workflow is None:
+            data.pop("workflow", None)
+        return data
+
+
+@dataclass(frozen=True)
+class OfferedWorkflow:
+    """A catalog workflow a planner may choose for a goal (its file has a ``meta``)."""
+
+    meta: WorkflowMeta
+    workflow: WorkflowConfig
 
 
 @dataclass(frozen=True)
@@ -82,6 +130,10 @@ class Offer:
     mcps: Mapping[str, MCPProvider]
     inputs: Collection[str] = ("topic",)
     max_steps: int = 8
+    tools: Mapping[str, ToolEntry] = field(default_factory=dict)
+    """Python tools (``tools/<id>.yaml``) a step may name, by id."""
+    workflows: Mapping[str, OfferedWorkflow] = field(default_factory=dict)
+    """Catalog workflows the planner may choose instead of planning steps, by name."""
 
 
 class PlanSyntaxError(ValueError):
@@ -130,6 +182,9 @@ def plan_problems(plan: Plan, offer: Offer, *, done_steps: Collection[str] = ())
         done_steps: Steps that already ran (iterative mode): dependencies may name them.
     """
     problems: list[str] = []
+    if plan.workflow is not None and plan.workflow not in offer.workflows:
+        offered = _listed(offer.workflows)
+        problems.append(f"unknown catalog workflow {plan.workflow!r} (offered: {offered})")
     if len(plan.steps) > offer.max_steps:
         problems.append(f"the plan has {len(plan.steps)} steps; at most {offer.max_steps} allowed")
     ids = [s.id for s in plan.steps]
@@ -147,24 +202,25 @@ def plan_problems(plan: Plan, offer: Offer, *, done_steps: Collection[str] = ())
 
 def _step_problems(step: PlanStep, offer: Offer, known: set[str]) -> list[str]:
     where = f"step {step.id!r}"
-    problems = []
-    if step.agent_provider_id not in offer.agents:
-        problems.append(
-            f"{where}: unknown agent {step.agent_provider_id!r} (offered: {_listed(offer.agents)})"
-        )
-    for mcp in step.mcp_providers or []:
-        if mcp not in offer.mcps:
-            problems.append(
-                f"{where}: unknown tool provider {mcp!r} (offered: {_listed(offer.mcps)})"
-            )
+    named = [
+        ("agent", [step.agent_provider_id], offer.agents),
+        ("tool provider", step.mcp_providers or [], offer.mcps),
+        ("Python tool", step.tools or [], offer.tools),
+    ]
+    problems = [
+        f"{where}: unknown {kind} {name!r} (offered: {_listed(offered)})"
+        for kind, names, offered in named
+        for name in names
+        if name not in offered
+    ]
     for dep in step.depends_on or []:
         if dep not in known:
             problems.append(f"{where}: depends on unknown step {dep!r}")
-    for field in ("description", "expected_output"):
-        for name in PLACEHOLDER.findall(getattr(step, field)):
+    for text in ("description", "expected_output"):
+        for name in PLACEHOLDER.findall(getattr(step, text)):
             if name not in offer.inputs:
                 problems.append(
-                    f"{where}: {field} uses the placeholder {{{name}}}, which is not an input "
+                    f"{where}: {text} uses the placeholder {{{name}}}, which is not an input "
                     f"(inputs: {', '.join(sorted(offer.inputs))}); write the text instead"
                 )
     return problems
@@ -221,6 +277,7 @@ def to_task(step: PlanStep) -> TaskConfig:
         expected_output=step.expected_output,
         mcp_providers=list(step.mcp_providers or []),
         depends_on=list(step.depends_on) if step.depends_on is not None else None,
+        tools=list(step.tools) if step.tools else None,
     )
 
 

@@ -155,6 +155,7 @@ def plan_goal(
         inputs=input_names(request),
         max_steps=settings.planner_max_steps,
         settings=settings,
+        workflows=True,
     )
     history = session_history(store, session) if store is not None and session else []
     knowledge = None
@@ -195,6 +196,9 @@ def workflow_of(plan: Plan, offer: Offer, request: RunRequest) -> WorkflowConfig
             for a plan :func:`plan_problems` accepted; reported, never crashed on).
     """
     goal = request.goal or ""
+    if plan.workflow is not None:  # a catalog workflow, as written, on the goal's topic
+        chosen = offer.workflows[plan.workflow].workflow
+        return chosen.model_copy(update={"topic": run_topic(request)})
     workflow = plan_workflow(
         plan.steps, offer, name=workflow_name(goal), topic=run_topic(request), description=goal
     )

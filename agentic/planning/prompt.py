@@ -4,9 +4,10 @@ What is offered is decided here, once, for the prompt and for checking the reply
 
 * agent providers whose ``required_env`` is set (the planner's own provider excluded), and
   whose ``min_vram_gb`` this machine has when the steps run here;
-* MCP providers whose ``required_env`` / ``required_env_any`` is set, except ``stdio``
-  providers when the steps will run on ``kubernetes`` (a Job's container has no business
-  starting commands that a catalog meant for a developer's machine).
+* MCP providers whose ``required_env`` / ``required_env_any`` is set and whose server can
+  run where the steps will (:func:`agentic.catalog.placement.runs_on`: on ``kubernetes``, a
+  ``stdio`` provider only with a ``kubernetes:`` sidecar image; a Job's container has no
+  business starting commands that a catalog meant for a developer's machine).
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentic.catalog import Catalog
+from agentic.catalog import Catalog, is_available, resolution_issues
+from agentic.catalog.placement import runs_on
+from agentic.contracts import AGENT_TYPES, PLACEHOLDER
 from agentic.planning.hardware import fitting
 from agentic.planning.knowledge import PlannerKnowledge, knowledge_sections
-from agentic.planning.plan import Offer, PlanStep, schema_json
+from agentic.planning.plan import Offer, OfferedWorkflow, PlanStep, schema_json
 from agentic.planning.sessions import SessionEntry
 from agentic.settings import Settings
-
-NO_STDIO_BACKENDS = frozenset({"kubernetes"})
-"""Backends whose steps are never offered ``stdio`` MCP providers."""
 
 DEFAULT_MAX_CHARS = 2000
 """Characters of an earlier output or answer shown to the planner."""
@@ -46,23 +46,71 @@ def offer_for(
     inputs: Collection[str] = ("topic",),
     max_steps: int = 8,
     settings: Settings | None = None,
+    workflows: bool = False,
 ) -> Offer:
     """What a planner may use for a run on ``backend`` (see the module docstring).
 
     With ``settings``, agents whose ``min_vram_gb`` this machine lacks are not offered when
-    the steps run here (:func:`agentic.planning.hardware.fitting`).
+    the steps run here (:func:`agentic.planning.hardware.fitting`). With ``workflows``, the
+    catalog workflows a planner may choose as they are (:func:`catalog_workflows`).
     """
     agents = {
         k: p for k, p in catalog.available_agent_providers(env).items() if k not in exclude_agents
     }
     if settings is not None:
         agents = fitting(agents, settings, backend=backend)
-    mcps = {
-        k: p
-        for k, p in catalog.available_mcp_providers(env).items()
-        if not (p.transport == "stdio" and backend in NO_STDIO_BACKENDS)
-    }
-    return Offer(agents=agents, mcps=mcps, inputs=tuple(inputs), max_steps=max_steps)
+    mcps = {k: p for k, p in catalog.available_mcp_providers(env).items() if runs_on(p, backend)}
+    offered = (
+        catalog_workflows(catalog, backend=backend, env=env, inputs=inputs, settings=settings)
+        if workflows
+        else {}
+    )
+    return Offer(
+        agents=agents,
+        mcps=mcps,
+        tools=catalog.available_tools(env),
+        inputs=tuple(inputs),
+        max_steps=max_steps,
+        workflows=offered,
+    )
+
+
+def catalog_workflows(
+    catalog: Catalog,
+    *,
+    backend: str,
+    env: Mapping[str, str] | None = None,
+    inputs: Collection[str] = ("topic",),
+    settings: Settings | None = None,
+) -> dict[str, OfferedWorkflow]:
+    """The catalog workflows a goal may run as they are: those whose file has a ``meta``
+    (the original tool's router data) without ``router_include: false``, that resolve, whose
+    every provider would be offered on its own (credentials, type, hardware, where its MCP
+    servers run) and whose placeholders are all inputs of the run."""
+    env = catalog.environ if env is None else env
+    offered: dict[str, OfferedWorkflow] = {}
+    for name, definition in sorted(catalog.workflows.items()):
+        meta = definition.meta
+        if meta is None or not meta.router_include:
+            continue
+        workflow, issues = resolution_issues(definition, catalog)
+        if issues:
+            continue
+        agents = {
+            p.id: p
+            for p in workflow.agent_providers
+            if p.type in AGENT_TYPES and is_available(p, env)
+        }
+        if settings is not None:
+            agents = fitting(agents, settings, backend=backend)
+        usable = len(agents) == len(workflow.agent_providers) and all(
+            is_available(m, env) and runs_on(m, backend) for m in workflow.mcp_providers
+        )
+        texts = [text for t in workflow.tasks for text in (t.description, t.expected_output)]
+        names = {n for text in texts for n in PLACEHOLDER.findall(text)}
+        if usable and names <= set(inputs):
+            offered[name] = OfferedWorkflow(meta, workflow)
+    return offered
 
 
 def build_planner_prompt(
@@ -82,7 +130,8 @@ def build_planner_prompt(
     Args:
         goal: What the user wants.
         catalog: Agents and MCP providers to choose from (gated by ``env`` and ``backend``).
-        backend: Where the steps will run (``kubernetes`` is not offered stdio providers).
+        backend: Where the steps will run (``kubernetes`` is not offered stdio providers
+            without a sidecar image).
         env: The environment ``required_env`` is checked against (default: the process's).
         session_history: Earlier goals of the session, oldest first.
         exclude_agents: Agents never offered (the planner's own provider).
@@ -121,6 +170,8 @@ def render_prompt(
         _agents_section(offer),
         *(knowledge_sections(knowledge) if knowledge is not None else []),
         _tools_section(offer),
+        *([_python_tools_section(offer)] if offer.tools else []),
+        *([_workflows_section(offer)] if offer.workflows else []),
         _rules_section(offer, iterative=progress is not None),
     ]
     if session_history:
@@ -147,12 +198,8 @@ def _review_section(review: Mapping[str, Any]) -> str:
 def _agents_section(offer: Offer) -> str:
     lines = ["Agents (use their id as agent_provider_id):"]
     for agent_id, agent in sorted(offer.agents.items()):
-        line = f"- {agent_id}: {agent.role}. Goal: {agent.goal.strip()}"
-        if agent.planner_hint:
-            line += f" Hint: {agent.planner_hint.strip()}"
-        if agent.good_for:
-            line += f" Good for: {_text(agent.good_for)}"
-        lines.append(line)
+        about = f"{agent.role}. Goal: {agent.goal.strip()}"
+        lines.append(_entry_line(agent_id, about, agent.planner_hint) + _good_for(agent.good_for))
     if not offer.agents:
         lines.append("- (none available)")
     return "\n".join(lines)
@@ -163,16 +210,52 @@ def _tools_section(offer: Offer) -> str:
         return "Tool providers (MCP): none available; leave mcp_providers out."
     lines = ["Tool providers (MCP) a step may list in mcp_providers (a step gets no tools else):"]
     for mcp_id, mcp in sorted(offer.mcps.items()):
-        line = f"- {mcp_id}: {mcp.description.strip() or 'no description'}"
-        if mcp.planner_hint:
-            line += f" Hint: {mcp.planner_hint.strip()}"
-        if mcp.capabilities:
-            line += f" Capabilities: {_text(mcp.capabilities)}"
-        if mcp.good_for:
-            line += f" Good for: {_text(mcp.good_for)}"
+        line = _entry_line(mcp_id, mcp.description, mcp.planner_hint, mcp.capabilities)
+        line += _good_for(mcp.good_for)
         if mcp.user_goal_keywords:
             line += f" Goal keywords: {', '.join(mcp.user_goal_keywords)}."
         lines.append(line)
+    return "\n".join(lines)
+
+
+def _python_tools_section(offer: Offer) -> str:
+    lines = ["Python tools a step may list in tools (a step gets none else):"]
+    for tool_id, tool in sorted(offer.tools.items()):
+        line = _entry_line(tool_id, tool.description, tool.planner_hint)
+        lines.append(line + _good_for(tool.good_for))
+    return "\n".join(lines)
+
+
+def _entry_line(
+    entry_id: str,
+    description: str,
+    hint: str | None,
+    capabilities: str | list[str] | None = None,
+) -> str:
+    """``- id: description Hint: … Capabilities: …``: a tool entry as the planner reads it."""
+    line = f"- {entry_id}: {description.strip() or 'no description'}"
+    if hint:
+        line += f" Hint: {hint.strip()}"
+    if capabilities:
+        line += f" Capabilities: {_text(capabilities)}"
+    return line
+
+
+def _good_for(value: str | list[str] | None) -> str:
+    return f" Good for: {_text(value)}" if value else ""
+
+
+def _workflows_section(offer: Offer) -> str:
+    lines = [
+        "Catalog workflows: when one of them already does what the goal asks, reply "
+        '{"workflow": "<name>"} without steps; it runs as written, with the goal as its topic:'
+    ]
+    for name, offered in sorted(offer.workflows.items()):
+        meta = offered.meta
+        about = " ".join(t.strip() for t in (meta.summary, meta.description) if t.strip())
+        line = _entry_line(name, about or offered.workflow.description, None)
+        steps = " -> ".join(offered.workflow.task_sequence)
+        lines.append(f"{line}{_good_for(meta.good_for)} Steps: {steps}.")
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from crewai import Agent, Crew, CrewOutput, Process, Task, TaskOutput
@@ -21,6 +21,8 @@ from pydantic import Field, ValidationError
 
 from agentic.contracts import AgentProvider, first_error
 from agentic.errors import CatalogError
+from agentic.runtime import structured
+from agentic.runtime.pytools import DEFAULT_GUARDRAIL_RETRIES, GuardrailCheck, counted_guardrail
 
 
 def provider_from(entry: Mapping[str, Any] | AgentProvider) -> AgentProvider:
@@ -108,16 +110,35 @@ class StepAgent(Agent):
                 tools.append(LoopHostedTool.wrap(tool, name=name))
         return tools
 
+    def execute_task(
+        self, task: Task, context: str | None = None, tools: list[BaseTool] | None = None
+    ) -> Any:
+        """CrewAI's ``execute_task``, with the agent's MCP tools when no tools are given.
+
+        A crew hands a task its agent's MCP tools; work delegated to a coworker (a
+        hierarchical crew's manager calling ``delegate_work_to_coworker``) runs with
+        ``tools=None``, which CrewAI 1.15 reads as the agent's ``tools`` alone, leaving its
+        MCP servers out. The servers are then listed only when work is delegated to it.
+        """
+        if tools is None and self.mcps:
+            tools = [*(self.tools or []), *self.get_mcp_tools(list(self.mcps))]
+        return super().execute_task(task, context, tools)
+
 
 def build_agent(
-    provider: AgentProvider, *, llm: Any, mcps: Mapping[str, Any] | None = None
+    provider: AgentProvider,
+    *,
+    llm: Any,
+    mcps: Mapping[str, Any] | None = None,
+    tools: Sequence[BaseTool] = (),
 ) -> StepAgent:
-    """One CrewAI agent for a provider, with its LLM and MCP servers.
+    """One CrewAI agent for a provider, with its LLM, MCP servers and Python tools.
 
     Args:
         provider: The agent provider.
         llm: The CrewAI LLM.
         mcps: MCP provider id -> CrewAI MCP server configuration, in the task's order.
+        tools: The task's Python tools (:class:`agentic.runtime.pytools.CatalogCode`).
 
     ``max_retry_limit=0``: CrewAI would otherwise re-run a failed task up to twice inside
     one attempt; agentic's coordinator owns retries (with backoff, retryable errors only).
@@ -130,6 +151,7 @@ def build_agent(
         llm=llm,
         mcps=list(mcps.values()) or None,
         mcp_ids=list(mcps),
+        tools=list(tools),
         verbose=provider.verbose,
         allow_delegation=provider.allow_delegation,
         max_retry_limit=0,
@@ -137,16 +159,49 @@ def build_agent(
 
 
 def build_task(
-    *, name: str, description: str, expected_output: str, agent: Agent, **options: Any
+    *,
+    name: str,
+    description: str,
+    expected_output: str,
+    agent: Agent,
+    guardrail: str | GuardrailCheck | None = None,
+    guardrail_max_retries: int | None = None,
+    output_schema: Mapping[str, Any] | None = None,
+    **options: Any,
 ) -> Task:
-    """One CrewAI task (``options``: ``context``, ``callback``)."""
-    return Task(
+    """One CrewAI task (``options``: ``context``, ``callback``).
+
+    ``guardrail``: a sentence (CrewAI's LLM guardrail, judged by ``agent``'s LLM) or a
+    registered callable (:meth:`agentic.runtime.pytools.CatalogCode.guardrail`); either is
+    counted (:func:`~agentic.runtime.pytools.counted_guardrail`), so that a guardrail still
+    refusing after ``guardrail_max_retries`` re-runs (unset: CrewAI's default) fails the
+    attempt as ``GuardrailFailed``.
+
+    ``output_schema``: the answer must be a JSON object matching this JSON Schema
+    (:mod:`agentic.runtime.structured`): CrewAI's ``output_json``, a schema guardrail
+    before the task's own, and a converter that never calls the model.
+    """
+    if guardrail is not None:
+        retries = guardrail_max_retries
+        if retries is None:
+            retries = DEFAULT_GUARDRAIL_RETRIES
+        options["guardrail"] = counted_guardrail(guardrail, agent.llm, retries)
+        options["guardrail_max_retries"] = retries
+    schema_guardrail = None
+    if output_schema is not None:
+        if guardrail_max_retries is not None:
+            options.setdefault("guardrail_max_retries", guardrail_max_retries)
+        options, schema_guardrail = structured.task_options(output_schema, name, options)
+    task = Task(
         name=name,
         description=description,
         expected_output=expected_output,
         agent=agent,
         **options,
     )
+    if schema_guardrail is not None:
+        schema_guardrail.bind(task)
+    return task
 
 
 def finished_task(name: str, output: str) -> Task:
@@ -163,8 +218,20 @@ def finished_task(name: str, output: str) -> Task:
     return Task(name=name, description=description, expected_output="", output=done)
 
 
-def build_crew(agents: list[BaseAgent], tasks: list[Task], *, verbose: bool) -> Crew:
-    """A sequential crew that never collects traces."""
+def build_crew(
+    agents: list[BaseAgent], tasks: list[Task], *, verbose: bool, manager: BaseAgent | None = None
+) -> Crew:
+    """A crew that never collects traces: sequential, or hierarchical under ``manager``
+    (CrewAI's ``manager_agent``: it runs every task, delegating to ``agents``)."""
+    if manager is not None:
+        return Crew(
+            agents=agents,
+            tasks=tasks,
+            process=Process.hierarchical,
+            manager_agent=manager,
+            verbose=verbose,
+            tracing=False,
+        )
     return Crew(
         agents=agents,
         tasks=tasks,

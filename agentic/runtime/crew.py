@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agentic.catalog.dag import task_mcp_providers
+from agentic.catalog.dag import task_mcp_providers, task_tools
 from agentic.contracts import (
     AgentProvider,
     Price,
@@ -34,12 +34,15 @@ from agentic.contracts import (
 )
 from agentic.errors import ConfigError, FatalStepFailure, RetryableStepFailure, StepFailure
 from agentic.graph import context
+from agentic.logs import log_context
 from agentic.runtime.agents import build_agent, build_crew, build_task, kickoff
 from agentic.runtime.artifacts import ArtifactSink, save_artifacts
 from agentic.runtime.llm import build_llm, naming_the_endpoint
 from agentic.runtime.mcp import server_configs
 from agentic.runtime.prices import price_of
+from agentic.runtime.pytools import CatalogCode
 from agentic.runtime.results import as_utc, step_error_from, usage_from, worker_info
+from agentic.runtime.structured import final_answer
 
 OnStep = Callable[[StepResult], bool | None]
 """Takes each task's StepResult; returning False stops the crew before its next task."""
@@ -98,16 +101,19 @@ class _Reporter:
         def _report(output: Any) -> None:
             if self.closed:
                 return
+            # An answer that does not match its output_schema fails the task here.
+            text, value = final_answer(output.raw, cfg.output_schema, step_id)
             artifacts = []
             if self.store is not None:
-                artifacts = save_artifacts(self.store, self.run_id, step_id, output.raw)
+                artifacts = save_artifacts(self.store, self.run_id, step_id, text)
             go_on = self.on_step(
                 StepResult(
                     run_id=self.run_id,
                     step_id=step_id,
                     attempt=self.attempts.get(step_id, 1),
                     status="succeeded",
-                    output=output.raw,
+                    output=text,
+                    output_json=value,
                     artifacts=artifacts,
                     # A fresh LLM per task: its lifetime usage is this task's usage.
                     usage=usage_from(agent.llm.get_token_usage_summary(), price),
@@ -161,6 +167,7 @@ def _build(
     tasks: dict[str, Any] = {}
     verbose = False
     seen = context(wf)
+    code = CatalogCode(env)  # this process's own tools and guardrails, by id
     for cfg in order:
         provider = wf.provider(cfg.agent_provider_id)
         verbose = verbose or provider.verbose
@@ -172,7 +179,12 @@ def _build(
             attempt=reporter.attempts.get(cfg.id, 1),
             env=env,
         )
-        agent = build_agent(provider, llm=llm, mcps=server_configs(_task_mcp_entries(wf, cfg), env))
+        agent = build_agent(
+            provider,
+            llm=llm,
+            mcps=server_configs(_task_mcp_entries(wf, cfg), env),
+            tools=code.tools(task_tools(wf, cfg)),
+        )
         options: dict[str, Any] = {}
         if wf.uses_depends_on:  # its dependencies, a repeat once (agentic.graph)
             options["context"] = [tasks[d] for d in seen[cfg.id]]
@@ -181,6 +193,9 @@ def _build(
             description=cfg.description,
             expected_output=cfg.expected_output,
             agent=agent,
+            guardrail=code.guardrail(cfg.guardrail),
+            guardrail_max_retries=cfg.guardrail_max_retries,
+            output_schema=cfg.output_schema,
             **options,
         )
         task.callback = reporter.callback(cfg, task, agent, price_of(provider))
@@ -227,13 +242,21 @@ def run_workflow_inprocess(
     reporter = _Reporter(run_id, on_step, store, env, attempts or {})
     agents, tasks, verbose = _build(wf, order, values, reporter, env)
     crew = build_crew(agents, list(tasks.values()), verbose=verbose)
-    try:
-        result = kickoff(crew, values)
-    except Exception as exc:
-        # Sequential: the failed task is the first one that did not report.
-        failed = next((t for t in order if t.id not in reporter.finished), order[-1])
-        provider = wf.provider(failed.agent_provider_id)
-        raise reporter.failed(failed, exc, tasks[failed.id], provider) from exc
-    finally:  # an interrupted kickoff's abandoned model call must not report later
-        reporter.closed = True
+    # Each record logged meanwhile carries the step that runs: the first one not reported.
+    with log_context(run_id=run_id, current_step=lambda: _running(order, reporter)):
+        try:
+            result = kickoff(crew, values)
+        except Exception as exc:
+            # Sequential: the failed task is the first one that did not report.
+            failed = next((t for t in order if t.id not in reporter.finished), order[-1])
+            provider = wf.provider(failed.agent_provider_id)
+            raise reporter.failed(failed, exc, tasks[failed.id], provider) from exc
+        finally:  # an interrupted kickoff's abandoned model call must not report later
+            reporter.closed = True
     return str(result.raw)
+
+
+def _running(order: list[TaskConfig], reporter: _Reporter) -> tuple[str, int] | None:
+    """The step the sequential crew runs now (for log records): the first not reported."""
+    step_id = next((t.id for t in order if t.id not in reporter.finished), None)
+    return None if step_id is None else (step_id, reporter.attempts.get(step_id, 1))

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agentic.contracts import AgentProvider, StepError
+from agentic.contracts import AGENT_TYPES, AgentProvider, StepError
 from agentic.errors import AgenticError, ConfigError, MissingEnvError
 from agentic.redact import mask_url
 
@@ -44,7 +44,7 @@ _BASE_URL_FIELD = {
     "anthropic": "anthropic_base_url",
     "ollama": "ollama_host",
 }
-KNOWN_TYPES = frozenset({*_PREFIX, "huggingface", "litellm", "scripted"})
+KNOWN_TYPES = AGENT_TYPES
 DEFAULT_MAX_RETRIES = 2
 """Retries of one model request when the provider sets no ``max_retries`` (the SDK's own)."""
 ANTHROPIC_DEFAULT_TIMEOUT_S = 600.0

@@ -72,8 +72,16 @@ def count_words(text: str) -> int:
 
 
 def last_observation(messages: str | list[Any]) -> str:
-    """The text after the last ``Observation:`` in the conversation (a tool's result)."""
-    texts = [messages] if isinstance(messages, str) else [message_content_text(m) for m in messages]
+    """The text after the last ``Observation:`` in the conversation (a tool's result).
+
+    System messages are skipped: CrewAI's ReAct format instructions there say
+    ``Observation: the result of the action``, which no tool answered (a task re-run after a
+    guardrail's refusal starts a conversation with no observation yet).
+    """
+    if isinstance(messages, str):
+        texts = [messages]
+    else:
+        texts = [message_content_text(m) for m in messages if _role(m) != "system"]
     for text in reversed(texts):
         at = text.rfind(_OBSERVATION)
         if at != -1:
@@ -139,6 +147,12 @@ class ScriptedLLM(BaseLLM):
         """A window no scripted conversation fills."""
         return _CONTEXT_WINDOW
 
+    def supports_function_calling(self) -> bool:
+        """No native function calling: CrewAI drives the script with its text ReAct
+        format. Said explicitly, as CrewAI's own LLMs do: some of its code (its output
+        converter) asks without checking that the method exists."""
+        return False
+
     def _maybe_fail(self) -> None:
         fail = self.script.fail
         if fail is None or self.attempt > fail.times:
@@ -175,6 +189,10 @@ class ScriptedLLM(BaseLLM):
         if self.script.repeat > 1:
             answer = "\n".join([answer] * self.script.repeat)
         return f"Thought: I now know the final answer.\nFinal Answer: {answer}"
+
+
+def _role(message: Any) -> Any:
+    return message.get("role") if isinstance(message, dict) else getattr(message, "role", None)
 
 
 def offered_tools(messages: str | list[Any]) -> list[str]:

@@ -33,6 +33,7 @@ from agentic.contracts import (
     utcnow,
 )
 from agentic.errors import AgenticError, MissingEnvError, StoreError
+from agentic.logs import in_step_context
 from agentic.materialize import interpolate, own_description
 from agentic.runtime.agents import (
     build_agent,
@@ -46,7 +47,9 @@ from agentic.runtime.artifacts import ArtifactSink, save_artifacts
 from agentic.runtime.llm import build_llm, naming_the_endpoint
 from agentic.runtime.mcp import server_configs
 from agentic.runtime.prices import price_of
+from agentic.runtime.pytools import CatalogCode
 from agentic.runtime.results import as_utc, step_error_from, usage_from, worker_info
+from agentic.runtime.structured import final_answer
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
@@ -71,14 +74,21 @@ class MiniCrew:
             env=env,
         )
         variables = {**spec.inputs, "topic": spec.topic}
+        code = CatalogCode(env)  # this process's own tools and guardrails, by id
         agent = build_agent(
-            filled(provider, variables), llm=llm, mcps=server_configs(spec.mcp_providers, env)
+            filled(provider, variables),
+            llm=llm,
+            mcps=server_configs(spec.mcp_providers, env),
+            tools=code.tools(spec.tools),
         )
         self.task = build_task(
             name=spec.step_id,
             description=own_description(spec),
             expected_output=spec.task.expected_output,
             agent=agent,
+            guardrail=code.guardrail(spec.guardrail),
+            guardrail_max_retries=spec.guardrail_max_retries,
+            output_schema=spec.task.output_schema,
             context=[finished_task(sid, text) for sid, text in spec.prior_outputs.items()],
         )
         self.crew = build_crew([agent], [self.task], verbose=provider.verbose)
@@ -110,6 +120,7 @@ def filled(provider: AgentProvider, variables: Mapping[str, str]) -> AgentProvid
     return provider.model_copy(update=texts)
 
 
+@in_step_context  # every record logged by the step carries its run, step and attempt
 def execute_step(
     spec: StepSpec,
     *,
@@ -131,13 +142,17 @@ def execute_step(
         failed one whose ``error`` says whether another attempt can help.
     """
     env = os.environ if env is None else env
-    redact.protect_entries([spec.agent_provider, *(m.resolved for m in spec.mcp_providers)], env)
+    coworkers = [member.agent_provider for member in spec.crew.coworkers] if spec.crew else []
+    redact.protect_entries(
+        [spec.agent_provider, *coworkers, *(m.resolved for m in spec.mcp_providers)], env
+    )
     started = utcnow()
     crew: MiniCrew | None = None
     try:
         spec = with_outputs_read(spec, store)
-        crew = MiniCrew(spec, env)
+        crew = _crew_for(spec, env)
         output, usage = crew.run()
+        output, output_json = final_answer(output, spec.task.output_schema, spec.step_id)
         timing = crew.timing(started)
         artifacts: list[Artifact] = []
         if store is not None:
@@ -165,6 +180,7 @@ def execute_step(
         attempt=spec.attempt,
         status="succeeded",
         output=output,
+        output_json=output_json,
         artifacts=artifacts,
         usage=usage,
         timing=timing,
@@ -172,6 +188,15 @@ def execute_step(
         reused_from=None,
         provider=_provider_id(spec),
     )
+
+
+def _crew_for(spec: StepSpec, env: Mapping[str, str]) -> MiniCrew:
+    """The step's crew: a mini-crew, or a hierarchical crew's (``spec.crew``)."""
+    if spec.crew is None:
+        return MiniCrew(spec, env)
+    from agentic.runtime.hierarchy import ManagedCrew  # built on this module's MiniCrew
+
+    return ManagedCrew(spec, env)
 
 
 def with_outputs_read(spec: StepSpec, store: object | None = None) -> StepSpec:

@@ -616,11 +616,16 @@ def test_the_kind_e2e_workflow_becomes_valid_step_jobs_with_the_deployed_setting
     )
 
     assert [s.step_id for s in specs] == ["write", "edit"]
+    sidecars = {}
     for spec in specs:
         url = f"{conf.run_store_url}/{names.spec_json(spec.run_id, spec.step_id)}"
         manifest = step_job_manifest(spec, conf, spec_url=url)
         kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
         assert manifest["metadata"]["namespace"] == "agentic"
+        pod = manifest["spec"]["template"]["spec"]
+        sidecars[spec.step_id] = [c["image"] for c in pod.get("initContainers", [])]
+    # The write step's demo MCP server runs beside it, from the image the script builds.
+    assert sidecars == {"write": [conf.k8s_image], "edit": []}
 
 
 # --- Secrets, one role each ------------------------------------------------------------------

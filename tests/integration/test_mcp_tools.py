@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -10,16 +11,20 @@ from typing import Any
 import pytest
 
 from agentic.contracts import AgentProvider, StepResult, StepSpec
+from agentic.errors import ConfigError, RetryableStepFailure
+from agentic.names import MCP_SIDECARS_ENV
 from agentic.tools.demo_mcp import FACTS
 from tests.fixtures.servers import free_port
 
 with warnings.catch_warnings():
     # Importing CrewAI emits an ImportWarning about its own package layout (crewai.rag).
     warnings.simplefilter("ignore", ImportWarning)
+    from crewai.mcp import MCPServerStdio
+
     from agentic.runtime import execute_step
     from agentic.runtime.agents import build_agent
     from agentic.runtime.llm import build_llm
-    from agentic.runtime.mcp import server_configs
+    from agentic.runtime.mcp import server_configs, sidecar_urls, wait_for_sidecar
 
 pytestmark = [
     pytest.mark.procs,
@@ -142,3 +147,37 @@ def test_an_unreachable_http_server_is_a_retryable_failure() -> None:
     result = run(entry, LOOKUP)
     assert result.status == "failed"
     assert result.error is not None and result.error.retryable
+
+
+# --- MCP servers as sidecars (docs/kubernetes.md): the pod names where each one listens ---------
+def sidecar_entry(port: int) -> dict[str, Any]:
+    """A stdio provider whose command exists only in its sidecar's image."""
+    sidecar = {"image": "registry.example.com/demo-mcp:1", "port": port}
+    return {"id": "demo", "stdio": {"command": "not-in-this-image"}, "kubernetes": sidecar}
+
+
+def test_a_step_connects_to_its_sidecar_instead_of_starting_the_command(
+    demo_mcp_http_port: int,
+) -> None:
+    urls = {"demo": f"http://127.0.0.1:{demo_mcp_http_port}/mcp"}
+    env = {MCP_SIDECARS_ENV: json.dumps(urls)}
+    result = run(sidecar_entry(demo_mcp_http_port), LOOKUP, env=env)
+    assert result.status == "succeeded", result.error
+    assert result.output == f"Fact: {FACTS['nats']}"
+    # A provider without a sidecar of its own is not redirected by the variable.
+    assert isinstance(server_configs([STDIO_DEMO], env)["demo"], MCPServerStdio)
+
+
+def test_a_sidecar_that_never_listens_fails_the_attempt_retryably_naming_it() -> None:
+    url = f"http://127.0.0.1:{free_port()}/mcp"
+    with pytest.raises(RetryableStepFailure, match=r"'demo': its sidecar did not listen on"):
+        wait_for_sidecar("demo", url, timeout_s=0.3)
+
+
+def test_the_sidecar_variable_must_name_loopback_urls() -> None:
+    assert sidecar_urls({}) == {}
+    found = sidecar_urls({MCP_SIDECARS_ENV: '{"a": "http://127.0.0.1:1/mcp"}'})
+    assert found == {"a": "http://127.0.0.1:1/mcp"}
+    for bad in ("not json", '{"a": "http://evil.example/mcp"}', '["x"]'):
+        with pytest.raises(ConfigError, match=MCP_SIDECARS_ENV):
+            sidecar_urls({MCP_SIDECARS_ENV: bad})

@@ -52,6 +52,64 @@ PLANNERS = {
         {"steps": [plan_step("never")]},
     ),
     "agent_providers/chat.yaml": planner_yaml("chat", {"steps": [plan_step("answer")]}),
+    "agent_providers/router.yaml": planner_yaml(
+        "router", {"workflow": "hidden"}, {"workflow": "briefing"}
+    ),
+    "agent_providers/toolsmith.yaml": planner_yaml(
+        "toolsmith",
+        {"steps": [plan_step("count", "counter", tools=["words"])]},
+        {"steps": [plan_step("count", "counter", tools=["word_count"])]},
+    ),
+    "agent_providers/counter.yaml": """\
+        id: counter
+        type: scripted
+        role: Counter
+        goal: Count words
+        backstory: Counts with a tool.
+        script:
+          replies:
+            - {tool: word_count, args: {text: "tide pools are full of life"}}
+            - "The text has {tool_result} words."
+    """,
+    "tools/word_count.yaml": """\
+        id: word_count
+        description: Count the words of a text.
+        python: agentic.tools.demo_python:word_count
+    """,
+    "workflows/briefing.yaml": """\
+        meta: {id: briefing, summary: A two-step brief on a subject., good_for: [briefs]}
+        workflow:
+          name: briefing
+          topic: placeholder
+          agent_providers: [alpha, beta]
+          tasks:
+            - id: gather
+              agent_provider_id: alpha
+              description: Gather {topic}
+              expected_output: notes
+            - id: brief
+              agent_provider_id: beta
+              description: Brief {topic}
+              expected_output: text
+    """,
+    "workflows/hidden.yaml": """\
+        meta: {summary: Not for goals., router_include: false}
+        workflow:
+          name: hidden
+          agent_providers: [alpha]
+          tasks: [{id: only, agent_provider_id: alpha, description: d, expected_output: e}]
+    """,
+    "workflows/needs_input.yaml": """\
+        meta: {summary: Needs an audience input.}
+        workflow:
+          name: needs_input
+          agent_providers: [alpha]
+          tasks:
+            - id: only
+              agent_provider_id: alpha
+              description: For {audience}
+              expected_output: e
+    """,
 }
 
 
@@ -271,3 +329,41 @@ def test_goal_options_without_a_goal_are_refused(env):
 
     assert result.exit_code == 2
     assert "give --goal TEXT" in result.stderr
+
+
+def test_a_goal_runs_a_catalog_workflow_its_meta_offers(env):
+    with llm_calls() as calls:
+        record = plan_run(env, "Tide pools", "router")
+
+    assert record.status == "succeeded", record.error
+    assert record.workflow is not None and record.workflow.name == "briefing"
+    assert record.workflow.topic == "Tide pools"  # the goal is the topic
+    assert record.workflow.task_sequence == ["gather", "brief"]
+    first, second = record.plan["replies"]
+    assert first["problems"] == ["unknown catalog workflow 'hidden' (offered: briefing)"]
+    assert second["problems"] == [] and record.plan["plan"]["workflow"] == "briefing"
+    prompt = planner_calls(calls, "router")[0].messages[-1]["content"]
+    assert (
+        "- briefing: A two-step brief on a subject. Good for: briefs Steps: gather -> brief."
+    ) in prompt
+    assert "- hidden:" not in prompt  # router_include: false
+    assert "- needs_input:" not in prompt  # {audience} is not an input of the run
+    assert "- flow:" not in prompt  # no meta
+    outputs = open_store(env.run_store_url).read_result(record.run_id, "brief")
+    assert outputs is not None and outputs.status == "succeeded"
+
+
+def test_a_plan_step_gets_the_python_tools_it_names(env):
+    with llm_calls() as calls:
+        record = plan_run(env, "Count words", "toolsmith")
+
+    assert record.status == "succeeded", record.error
+    first, _ = record.plan["replies"]
+    assert first["problems"] == ["step 'count': unknown Python tool 'words' (offered: word_count)"]
+    assert record.workflow is not None and record.workflow.task("count").tools == ["word_count"]
+    prompt = planner_calls(calls, "toolsmith")[0].messages[-1]["content"]
+    assert "Python tools a step may list in tools (a step gets none else):\n- word_count: " in (
+        prompt
+    )
+    result = open_store(env.run_store_url).read_result(record.run_id, "count")
+    assert result is not None and result.output == "The text has 6 words."

@@ -41,6 +41,11 @@ as on a real cluster). A ``nodeSelector`` the node's labels do not satisfy, more
 ``nvidia.com/gpu`` than the node has, or an unknown PVC leaves the pod Pending with
 PodScheduled=False, reason Unschedulable. Env that cannot be resolved (a missing non-optional
 Secret or key) leaves the container waiting in CreateContainerConfigError.
+Native sidecars (init containers with ``restartPolicy: Always``) run as local processes too:
+started in order before the main container, each waited for by its ``startupProbe``, kept
+running beside it and stopped after it, with ``initContainerStatuses`` and per-container logs
+(``?container=``); :mod:`tests.k8s_double.sidecars` says what of them is emulated. ``$(VAR)``
+in env values, ``command`` and ``args`` expands from the container's earlier variables.
 :meth:`KubeDouble.oom_kill` kills a running pod as the OOM killer would (exit 137, OOMKilled);
 :meth:`KubeDouble.silence_watches` makes open and new watches deliver nothing until resumed.
 
@@ -55,9 +60,10 @@ What it does NOT emulate (requests that need it get 400/405/422 saying so, where
 * Jobs with ``backoffLimit`` other than 0, ``parallelism``/``completions`` other than 1,
   ``restartPolicy`` other than Never, suspend, indexed completion, pod failure or success
   policies, ``ttlSecondsAfterFinished`` (finished Jobs stay until deleted);
-* more than one container, init containers, sidecars, probes, lifecycle hooks, images (a
-  container needs an explicit ``command``: there is no image entrypoint), ``$(VAR)`` expansion,
-  ``resourceFieldRef``;
+* more than one main container, init containers that run to completion, probes other than a
+  native sidecar's ``startupProbe`` (``tcpSocket``, ``httpGet``), sidecar restarts, lifecycle
+  hooks, images (a container needs an explicit ``command``, or an image the double was given
+  a local command for in ``image_commands``: its "entrypoint"), ``resourceFieldRef``;
 * securityContext (the process runs as the test's user, with a writable filesystem),
   resource limits (nothing is enforced; only the GPU count is checked for scheduling),
   tolerations and taints, affinity, priorities, preemption, more than one node;
@@ -98,6 +104,8 @@ class KubeDouble:
         base_env: env every container process starts from (default: ``PATH`` only).
         kill_grace_s: SIGTERM-to-SIGKILL grace when the double kills a pod.
         workdir: where pod logs and emptyDirs live (default: a temporary directory).
+        image_commands: image -> the local command that stands for its entrypoint, for
+            containers that name no ``command`` (an MCP server's image, say).
     """
 
     def __init__(
@@ -110,6 +118,7 @@ class KubeDouble:
         base_env: Mapping[str, str] | None = None,
         kill_grace_s: float = 2.0,
         workdir: str | Path | None = None,
+        image_commands: Mapping[str, list[str]] | None = None,
     ) -> None:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="k8s-double-"))
@@ -124,6 +133,7 @@ class KubeDouble:
             gpus=gpus,
             base_env=base_env if base_env is not None else default_base_env(),
             kill_grace_s=kill_grace_s,
+            image_commands=image_commands,
         )
         self._server = make_server(self)
         self._thread: threading.Thread | None = None
@@ -190,6 +200,10 @@ class KubeDouble:
     def add_pvc(self, claim: str, local_dir: str | Path) -> None:
         """Back the PVC ``claim`` by ``local_dir`` (for pods created from now on)."""
         self.kubelet.pvcs[claim] = Path(local_dir)
+
+    def add_image(self, image: str, command: list[str]) -> None:
+        """Run ``command`` (a local program) for containers of ``image`` that name none."""
+        self.kubelet.image_commands[image] = list(command)
 
     def oom_kill(self, namespace: str, pod: str) -> None:
         """Kill a running pod's process as the OOM killer would (exit 137, OOMKilled)."""

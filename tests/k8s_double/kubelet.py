@@ -17,9 +17,11 @@ from tests.k8s_double.podenv import (
     PodConfigError,
     Unschedulable,
     check_schedulable,
+    expand_dependent,
     mounts,
     translate,
 )
+from tests.k8s_double.sidecars import Sidecars
 from tests.k8s_double.status import condition, container_status, job_finished, pod_for_job
 
 POLL_S = 0.02
@@ -37,6 +39,7 @@ class PodRun:
     stop: threading.Event = field(default_factory=threading.Event)
     proc: subprocess.Popen | None = None
     thread: threading.Thread | None = None
+    sidecars: Sidecars | None = None
 
 
 class Kubelet:
@@ -53,6 +56,7 @@ class Kubelet:
         gpus: int,
         base_env: Mapping[str, str],
         kill_grace_s: float,
+        image_commands: Mapping[str, list[str]] | None = None,
     ) -> None:
         self.store = store
         self.workdir = workdir
@@ -62,6 +66,7 @@ class Kubelet:
         self.gpus = gpus
         self.base_env = dict(base_env)
         self.kill_grace_s = kill_grace_s
+        self.image_commands = dict(image_commands or {})
         self.runs: dict[tuple[str, str], PodRun] = {}
         self._timers: list[threading.Timer] = []
         self._lock = threading.Lock()
@@ -187,8 +192,16 @@ class Kubelet:
                 {"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()}
             ],
         )
+        run.sidecars = sidecars = Sidecars(self, run, pod)
+        blocked = sidecars.unpullable()
+        if blocked is not None:
+            return self._image_pull_failure(run, blocked, sidecars)
         if container["image"] in self.unpullable:
             return self._image_pull_failure(run, container)
+        if sidecars.containers:
+            self._waiting(run, container["name"], "PodInitializing", "")
+        if not sidecars.start():
+            return self._idle_until_stopped(run)
         try:
             argv, env, cwd = self._process_spec(pod, container, run)
         except PodConfigError as exc:
@@ -200,24 +213,32 @@ class Kubelet:
         run.stop.wait()
         self._after_stop(run)
 
-    def _image_pull_failure(self, run: PodRun, container: Obj) -> None:
-        message = (
-            f'Failed to pull image "{container["image"]}": not found (unpullable in the double)'
-        )
-        self._waiting(run, container["name"], "ErrImagePull", message)
+    def _image_pull_failure(
+        self, run: PodRun, container: Obj, sidecars: Sidecars | None = None
+    ) -> None:
+        """The image cannot be pulled; for a sidecar's, the main container waits behind it."""
+
+        def report(reason: str, message: str) -> None:
+            if sidecars is None:
+                return self._waiting(run, container["name"], reason, message)
+            sidecars.waiting(container, reason, message)
+            main = run_container_name(self.store.get("pods", run.ns, run.name))
+            self._waiting(run, main, "PodInitializing", "")
+
+        image = container["image"]
+        message = f'Failed to pull image "{image}": not found (unpullable in the double)'
+        report("ErrImagePull", message)
         if not run.stop.wait(0.2):  # the kubelet backs off and keeps reporting it
-            self._waiting(
-                run,
-                container["name"],
-                "ImagePullBackOff",
-                f'Back-off pulling image "{container["image"]}"',
-            )
+            report("ImagePullBackOff", f'Back-off pulling image "{image}"')
         self._idle_until_stopped(run)
 
     def _process_spec(self, pod: Obj, container: Obj, run: PodRun) -> tuple[list[str], dict, Path]:
-        if not container.get("command"):
+        entrypoint = container.get("command") or self.image_commands.get(container["image"])
+        if not entrypoint:
             raise PodConfigError(
-                "CreateContainerError", "the double runs only containers with an explicit command"
+                "CreateContainerError",
+                "the double runs only containers with an explicit command, or an image it "
+                "was given a command for (KubeDouble(image_commands=...))",
             )
         pod_dir = run.log_path.parent
         mapping = mounts(pod, container, self.pvcs, pod_dir)
@@ -233,7 +254,8 @@ class Kubelet:
             env["TMPDIR"] = str(tmp[0])
         # The executable is a program of this machine (the double has no images), never a path
         # inside the pod: a host interpreter under /tmp must not become the pod's /tmp volume.
-        executable, *rest = [*container["command"], *container.get("args", [])]
+        words = [expand_dependent(w, resolved) for w in [*entrypoint, *container.get("args", [])]]
+        executable, *rest = words
         argv = [executable, *(translate(a, mapping) for a in rest)]
         if container.get("workingDir"):
             cwd = Path(translate(container["workingDir"], mapping))
@@ -281,6 +303,8 @@ class Kubelet:
         }
         if message:
             state["message"] = message
+        if run.sidecars is not None:  # the pod ends once its sidecars have stopped
+            run.sidecars.stop()
         terminated = container_status(name, {"terminated": state}, ready=False)
         self._set_pod(
             run, phase="Succeeded" if code == 0 else "Failed", containerStatuses=[terminated]
@@ -301,21 +325,29 @@ class Kubelet:
             )
 
     def _kill(self, run: PodRun) -> None:
-        """SIGTERM the process group, then SIGKILL after the grace period (OOM: SIGKILL now)."""
         assert run.proc is not None
-        sig = signal.SIGKILL if run.stop_reason == "OOMKilled" else signal.SIGTERM
-        _signal_group(run.proc, sig)
+        self.kill_process(run.proc, hard=run.stop_reason == "OOMKilled")
+
+    def kill_process(self, proc: subprocess.Popen, *, hard: bool) -> None:
+        """SIGTERM the process group, then SIGKILL after the grace period (``hard``: now)."""
+        _signal_group(proc, signal.SIGKILL if hard else signal.SIGTERM)
         try:
-            run.proc.wait(timeout=self.kill_grace_s)
+            proc.wait(timeout=self.kill_grace_s)
         except subprocess.TimeoutExpired:
-            _signal_group(run.proc, signal.SIGKILL)
-            run.proc.wait()
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
 
     def _after_stop(self, run: PodRun) -> None:
         # Deadline, Job deletion or shutdown: the pod is deleted, as the real controller does.
+        if run.sidecars is not None:
+            run.sidecars.stop()
         self.store.delete("pods", run.ns, run.name)
         with self._lock:
             self.runs.pop((run.ns, run.name), None)
+
+
+def run_container_name(pod: Obj | None) -> str:
+    return pod["spec"]["containers"][0]["name"] if pod else ""
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

@@ -95,7 +95,9 @@ class EnvResolver:
         for var in container.get("env") or []:  # env wins over envFrom, as in Kubernetes
             value = self._value(var)
             if value is not None:
-                env[var["name"]] = value
+                # $(NAME) reads the variables defined before this one, as the kubelet does.
+                plain = "valueFrom" not in var
+                env[var["name"]] = expand_dependent(value, env) if plain else value
         return env
 
     def _value(self, var: Mapping[str, Any]) -> str | None:
@@ -111,6 +113,21 @@ class EnvResolver:
         raise PodConfigError(
             "CreateContainerConfigError", f"env {var['name']}: {sorted(source)} is not emulated"
         )
+
+
+def expand_dependent(value: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' dependent variables: ``$(NAME)`` becomes ``env[NAME]`` (kept as it is when
+    undefined), ``$$`` a literal ``$``; any other ``$`` stays."""
+
+    def sub(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return env.get(match.group(1), match.group(0))
+
+    return _DEPENDENT.sub(sub, value)
+
+
+_DEPENDENT = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
 def check_schedulable(pod: Obj, node_labels: Mapping[str, str], gpus: int, pvcs: Mapping) -> None:
@@ -169,6 +186,11 @@ def translate(value: str, mapping: list[tuple[str, Path]]) -> str:
 
 
 def default_base_env() -> dict[str, str]:
-    """PATH with this interpreter's bin dir first, so ``python`` and ``agentic`` resolve."""
+    """The worker image's own ENV (services/worker/Dockerfile): ``PATH`` with this
+    interpreter's bin dir first, so ``python`` and ``agentic`` resolve, and the catalog the
+    image bakes (the repository's ``config/``), where a step finds its Python tools."""
     bin_dir = str(Path(sys.executable).parent)
-    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    return {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "AGENTIC_CONFIG_DIR": str(Path(__file__).resolve().parents[2] / "config"),
+    }

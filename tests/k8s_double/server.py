@@ -20,6 +20,7 @@ import referencing
 from kubernetes_validate import utils as k8s_schemas
 
 from tests.k8s_double.objects import ApiError, Obj, now_rfc3339
+from tests.k8s_double.sidecars import check_probe, is_sidecar
 
 K8S_VERSION = "1.31.0"  # the schema version created objects are validated against
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -134,12 +135,23 @@ def _check_job(job: Obj) -> None:
             "not emulated: the double runs one pod per Job "
             "(backoffLimit: 0, parallelism and completions 1)",
         )
-    if spec["template"]["spec"].get("restartPolicy") != "Never":
+    pod = spec["template"]["spec"]
+    if pod.get("restartPolicy") != "Never":
         raise ApiError(422, "Invalid", "not emulated: restartPolicy other than Never")
-    if len(spec["template"]["spec"]["containers"]) != 1 or spec["template"]["spec"].get(
-        "initContainers"
-    ):
-        raise ApiError(422, "Invalid", "not emulated: pods with more than one container")
+    if len(pod["containers"]) != 1:
+        raise ApiError(422, "Invalid", "not emulated: pods with more than one main container")
+    for init in pod.get("initContainers") or []:
+        if not is_sidecar(init):
+            raise ApiError(
+                422,
+                "Invalid",
+                "not emulated: init containers that run to completion (only native sidecars, "
+                "restartPolicy: Always)",
+            )
+    for container in [*(pod.get("initContainers") or []), *pod["containers"]]:
+        problem = check_probe(container, sidecar=is_sidecar(container))
+        if problem is not None:
+            raise ApiError(422, "Invalid", f"not emulated: {problem}")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -298,8 +310,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "NotFound", f'pods "{name}" not found')
         if query.get("previous") in ("true", "True"):
             raise ApiError(400, "BadRequest", "not emulated by the double: previous")
-        container = pod["spec"]["containers"][0]["name"]
-        statuses = pod["status"].get("containerStatuses") or []
+        container, statuses, log = self._log_of(pod, query.get("container"))
         waiting = (
             statuses[0]["state"].get("waiting") if statuses else {"reason": "ContainerCreating"}
         )
@@ -310,13 +321,28 @@ class Handler(BaseHTTPRequestHandler):
                 f'container "{container}" in pod "{name}" is waiting '
                 f"to start: {waiting.get('reason')}",
             )
-        log = double.workdir / ns / name / "log"
         if query.get("follow") not in ("true", "True"):
             text = log.read_text(errors="replace")
             if query.get("tailLines"):
                 text = "".join(text.splitlines(keepends=True)[-int(query["tailLines"]) :])
             return self._send(200, text)
         self._follow(ns, name, log)
+
+    def _log_of(self, pod: Obj, wanted: str | None) -> tuple[str, list[Obj], Path]:
+        """The container a log request names (default: the main one), its status and log."""
+        folder = self.server.double.workdir / pod["metadata"]["namespace"] / pod["metadata"]["name"]
+        main = pod["spec"]["containers"][0]["name"]
+        if wanted in (None, "", main):
+            return main, pod["status"].get("containerStatuses") or [], folder / "log"
+        inits = [c["name"] for c in pod["spec"].get("initContainers") or []]
+        if wanted not in inits:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"container {wanted} is not valid for pod {pod['metadata']['name']}",
+            )
+        statuses = pod["status"].get("initContainerStatuses") or []
+        return wanted, [s for s in statuses if s["name"] == wanted], folder / f"log.{wanted}"
 
     def _follow(self, ns: str, name: str, log: Path) -> None:
         store, sent = self.server.double.store, 0

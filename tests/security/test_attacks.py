@@ -298,6 +298,20 @@ async def test_a_placeholder_in_an_inline_mcp_url_is_refused(stack: Stack, nc: N
     assert not stack.store().run_exists("intrusion-3")
 
 
+async def test_an_inline_mcp_sidecar_image_is_refused_naming_it(stack: Stack, nc: NATS) -> None:
+    mcp = {
+        "id": "miner",
+        "streamable_http": {"url": "http://127.0.0.1:9999/mcp"},
+        "kubernetes": {"image": "registry.invalid/miner:1", "port": 9999},
+    }
+
+    reply = await submit(nc, inline_workflow("intrusion-4", mcp_providers=[mcp]))
+
+    assert "workflow.workflow.mcp_providers[0]" in reply["error"]
+    assert "kubernetes" in reply["error"]
+    assert not stack.store().run_exists("intrusion-4")
+
+
 @pytest.mark.parametrize("signed_by", ["nobody", "an attacker's own key"])
 async def test_a_step_published_straight_onto_the_queue_runs_nothing_and_is_dead_lettered(
     stack: Stack, js: JetStreamContext, tmp_path: Path, signed_by: str

@@ -9,7 +9,6 @@ agentic's own catalog loader; one runs the imported workflow offline in process.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -17,6 +16,7 @@ from typer.testing import CliRunner
 from agentic.catalog import check_path, load_catalog, load_workflow
 from agentic.catalog.crewai_import import map_llm
 from agentic.cli import _register, app
+from tests.fixtures.crewai_project import AGENTS, TASKS, write_project
 from tests.parity import run_and_collect
 
 with warnings.catch_warnings():
@@ -31,73 +31,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::ImportWarning")
 
 _register()
 runner = CliRunner()
-
-AGENTS = """\
-researcher:
-  role: >
-    {topic} Senior Data Researcher
-  goal: >
-    Uncover cutting-edge developments in {topic}
-  backstory: >
-    You're a seasoned researcher with a knack for uncovering the latest
-    developments in {topic}.
-  llm: openai/gpt-4o-mini
-  tools: [serper_dev_tool]
-  max_iter: 5
-analyst:
-  role: Market Analyst
-  goal: Weigh the findings on {topic} as of {current_year}
-  backstory: |
-    You read between the lines.
-    And you keep it short.
-  llm: anthropic/claude-3-5-haiku-latest
-  allow_delegation: false
-reporting_analyst:
-  role: >
-    {topic} Reporting Analyst
-  goal: >
-    Create detailed reports based on {topic} data analysis and research findings
-  backstory: >
-    You're a meticulous analyst with a keen eye for detail.
-  verbose: true
-"""
-
-TASKS = """\
-research_task:
-  description: >
-    Conduct a thorough research about {topic}.
-    Make sure you find any interesting and relevant information given
-    the current year is {current_year}.
-  expected_output: >
-    A list with 10 bullet points of the most relevant information about {topic}
-  agent: researcher
-analysis_task:
-  description: Analyse the research on {topic}.
-  expected_output: Three risks and three chances.
-  agent: analyst
-  context: [research_task]
-  async_execution: true
-reporting_task:
-  description: >
-    Review the context you got and expand each topic into a full section for a report.
-  expected_output: >
-    A fully fledged report with the main topics, each with a full section of information.
-  agent: reporting_analyst
-  output_file: report.md
-"""
-
-
-def write_project(
-    root: Path, agents: str = AGENTS, tasks: str | None = TASKS, name: str = "latest_ai"
-) -> Path:
-    """A `crewai create crew` project under ``root``; returns its config folder."""
-    config = root / "src" / name / "config"
-    config.mkdir(parents=True)
-    (config / "agents.yaml").write_text(agents, encoding="utf-8")
-    if tasks is not None:
-        (config / "tasks.yaml").write_text(tasks, encoding="utf-8")
-    (root / "src" / name / "crew.py").write_text("# not read\n", encoding="utf-8")
-    return config
 
 
 def import_crewai(*args: str):
@@ -307,3 +240,15 @@ def test_bad_projects_exit_2_naming_the_file_and_the_field(tmp_path, agents, tas
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: {config}/{where}: {message}"), result.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_structured_output_is_not_carried_over_and_the_line_points_to_output_schema(tmp_path):
+    tasks = TASKS.replace("  output_file: report.md\n", "  output_json: Report\n")
+    config = write_project(tmp_path / "proj", tasks=tasks)
+
+    result = import_crewai(str(tmp_path / "proj"), "--out", str(tmp_path / "c"), "--offline")
+
+    assert result.exit_code == 0, result.output
+    (line,) = [ln for ln in result.stdout.splitlines() if "reporting_task.output_json" in ln]
+    assert line.startswith(f"{config}/tasks.yaml: reporting_task.output_json: not carried over")
+    assert "output_schema: <the class's JSON Schema>" in line

@@ -289,6 +289,12 @@ def test_no_secret_value_ever_reaches_a_manifest(monkeypatch: pytest.MonkeyPatch
             "id": "github",
             "required_env": ["GITHUB_TOKEN"],
             "stdio": {"command": "gh-mcp", "env": {"TOKEN": "${GITHUB_TOKEN}"}},
+            # On Kubernetes the server is a sidecar, with the same variable by reference.
+            "kubernetes": {
+                "image": "ghcr.io/example/gh-mcp:1",
+                "port": 8082,
+                "env": {"TOKEN": "${GITHUB_TOKEN}", "AUTH": "token ${GITHUB_TOKEN}"},
+            },
         },
     )
     s = spec(mcp_providers=[mcp])
@@ -309,6 +315,10 @@ def test_no_secret_value_ever_reaches_a_manifest(monkeypatch: pytest.MonkeyPatch
         plain = {e["name"] for e in container(manifest)["env"] if "value" in e}
         assert not plain & {"OPENAI_API_KEY", "GITHUB_TOKEN", "AGENTIC_NATS_PASSWORD"}
     assert set(secret_env(step)) == {"OPENAI_API_KEY", "GITHUB_TOKEN"}
+    [sidecar] = step["spec"]["template"]["spec"]["initContainers"]
+    by_name = {e["name"]: e for e in sidecar["env"]}
+    assert by_name["TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "GITHUB_TOKEN"
+    assert by_name["AUTH"] == {"name": "AUTH", "value": "token $(GITHUB_TOKEN)"}
     assert "envFrom" not in container(step)
     assert container(worker)["envFrom"] == [
         {"secretRef": {"name": "agentic-llm-default", "optional": True}}

@@ -1,7 +1,7 @@
 """The original tool's catalogs load in agentic and mean what they meant (docs/compatibility.md).
 
 ``tests/fixtures/origin_catalogs`` is a catalog written in that tool's format; the edge cases
-(a typo, a refused ``process``, aliases given twice) are YAML files written to ``tmp_path``.
+(a typo, a bad ``process``, aliases given twice) are YAML files written to ``tmp_path``.
 """
 
 from __future__ import annotations
@@ -69,23 +69,17 @@ def test_the_original_catalogs_load_with_one_warning_per_ignored_field_and_no_pr
     assert {(Path(w.file).name, w.field) for w in report.warnings} == {
         ("client_helper.yaml", "mcp_providers"),
         ("client_helper.yaml", "skills"),
-        ("gpt_research.yaml", "hardware"),
         ("gpt_research.yaml", "society_capable"),
         ("gpt_research.yaml", "harness_profile"),
-        ("ollama_gpu_box.yaml", "hardware"),
-        ("ollama_small_generalist.yaml", "hardware"),
         ("ollama_small_generalist.yaml", "selfcontained"),
         ("ollama_small_generalist.yaml", "general_purpose"),
         ("ollama_small_generalist.yaml", "ollama_host"),
         ("rules_checker.yaml", "provider_class"),
         ("rules_checker.yaml", "provider_options"),
         ("rules_checker.yaml", "entrypoint"),
-        ("scripted_analyst.yaml", "hardware"),
-        ("vllm_tpu.yaml", "hardware"),
+        ("rules_checker.yaml", "type"),
         ("docs_search.yaml", "match_keywords_only"),
-        ("offline_brief.yaml", "meta"),
         ("offline_brief.yaml", "workflow.providers[1].general_purpose"),
-        ("two_step.yaml", "meta"),
         ("two_step.yaml", "workflow.skills"),
         ("two_step.yaml", "workflow.rag_sources"),
         ("two_step.yaml", "workflow.providers[1].selfcontained"),
@@ -152,9 +146,8 @@ def test_agents_are_gated_by_type_when_they_name_no_variable(origin):
         "gpt_local_server",  # an OpenAI-compatible server of its own: no key
         "client_helper",  # idem
         "vllm_tpu",
-        "rules_checker",
         "scripted_analyst",
-    }
+    }  # not rules_checker: agentic has no 'deterministic' agents
     hf = origin.agent_providers["hf_llama"]
     assert missing_env(hf, {}) == ([], ["HF_TOKEN", "HUGGINGFACE_API_KEY"])
     assert is_available(hf, {"HUGGINGFACE_API_KEY": "hf_x"})
@@ -220,19 +213,22 @@ def test_num_ctx_on_another_type_is_a_warning(tmp_path):
     assert ("alpha.yaml", "num_ctx") in _warned(root)
 
 
-def test_process_sequential_is_accepted_and_hierarchical_is_refused_for_now(tmp_path):
+def test_process_is_sequential_or_hierarchical_with_a_manager(tmp_path):
     tasks = task_yaml("one") + task_yaml("two", "beta")
     root = make_catalog(tmp_path)
+    manager = "manager_provider: alpha"
     for process, expected in (
         ("sequential", []),
-        ("hierarchical", ["'hierarchical' is not supported yet"]),
-        ("parallel", ["must be one of sequential, hierarchical (got 'parallel')"]),
+        (f"hierarchical\n  {manager}", []),
+        ("hierarchical", [("workflow.manager_provider", "required when process is hierarchical")]),
+        (f"sequential\n  {manager}", [("workflow.manager_provider", "only a hierarchical crew")]),
+        ("parallel", [("workflow.process", "must be one of sequential, hierarchical")]),
     ):
         flow = workflow_yaml(tasks, extra=f"  process: {process}\n")
         make_catalog(root, {"workflows/flow.yaml": flow})
         found = [(p.field, p.message) for p in problems_of(root)]
-        assert [f for f, _ in found] == ["workflow.process"] * len(expected), found
-        assert all(e in m for e, (_, m) in zip(expected, found, strict=True))
+        assert [f for f, _ in found] == [f for f, _ in expected], found
+        assert all(e in m for (_, e), (_, m) in zip(expected, found, strict=True)), found
 
 
 @pytest.mark.parametrize(
@@ -281,7 +277,7 @@ def test_validate_prints_the_warnings_and_exits_0():
         "origin_catalogs/workflows/two_step.yaml: warning: workflow.tasks[0].rag_query: "
         "accepted and has no effect: agentic has no RAG sources catalog\n"
     ) in result.stderr
-    assert result.stderr.endswith("25 warnings\n")
+    assert result.stderr.endswith("19 warnings\n")
 
 
 def test_a_typo_in_a_task_and_in_a_legacy_list_names_the_field_as_written(tmp_path):
@@ -381,6 +377,128 @@ def test_the_vram_is_detected_when_not_declared_and_unknown_vram_hides_nothing(o
     unknown = fitting(agents, settings, backend="subprocess", detect=lambda: None)
 
     assert "ollama_gpu_box" not in detected and "ollama_small_generalist" in detected
-    assert unknown == agents
+    # Unknown VRAM hides nothing by min_vram_gb; without a GPU found, a gpu-only or a
+    # tpu-only model still cannot run here.
+    assert set(agents) - set(unknown) == {"ollama_gpu_box", "vllm_tpu"}
     assert parse_memory_total("24576\n8192\n") == 24.0
     assert parse_memory_total("[N/A]\n") is None
+
+
+def test_architectures_declared_hide_the_agents_this_machine_cannot_run(origin):
+    agents = origin.available_agent_providers(env={"OPENAI_API_KEY": "k"})
+    cpu_only = get_settings(assume_vram_gb=0, available_architectures=None)
+    tpu_box = get_settings(assume_vram_gb=0, available_architectures="cpu,tpu")
+    off = get_settings(assume_vram_gb=0, disable_hardware_filter=True)
+
+    on_cpu = fitting(agents, cpu_only, backend="inprocess")
+    on_tpu = fitting(agents, tpu_box, backend="subprocess")
+
+    assert set(agents) - set(on_cpu) == {"ollama_gpu_box", "vllm_tpu"}  # [gpu], [tpu]
+    assert "ollama_small_generalist" in on_cpu  # [cpu, gpu]: either will do
+    assert set(agents) - set(on_tpu) == {"ollama_gpu_box"}
+    assert fitting(agents, off, backend="inprocess") == agents
+    assert fitting(agents, cpu_only, backend="kubernetes") == agents  # a worker's business
+    with pytest.raises(ValueError, match="architecture"):
+        agent("a", type="openai", model="m", hardware={"architecture": ["quantum"]})
+    assert agent(
+        "a", type="openai", model="m", hardware={"architecture": "CPU, gpu"}
+    ).hardware.architecture == [
+        "cpu",
+        "gpu",
+    ]
+
+
+def test_hardware_min_vram_gb_is_min_vram_gb(tmp_path):
+    text = SCRIPTED_AGENT.format(id="alpha") + "hardware: {architecture: [gpu], min_vram_gb: 12}\n"
+    root = make_catalog(tmp_path, {"agent_providers/alpha.yaml": text})
+
+    provider = load_catalog([root], env={}).agent_providers["alpha"]
+
+    assert (provider.min_vram_gb, provider.hardware.architecture) == (12, ["gpu"])
+    both = text + "min_vram_gb: 4\n"
+    make_catalog(root, {"agent_providers/alpha.yaml": both})
+    [problem] = problems_of(root)
+    assert problem.field == "hardware.min_vram_gb"
+    assert "not both" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "message"),
+    [
+        (
+            "opneai",
+            "type",
+            "unknown type 'opneai' (types: anthropic, huggingface, litellm, "
+            "ollama, openai, scripted, vllm); did you mean 'openai'?",
+        ),
+        (
+            "gpt",
+            "type",
+            "unknown type 'gpt' (types: anthropic, huggingface, litellm, "
+            "ollama, openai, scripted, vllm)",
+        ),
+    ],
+)
+def test_an_agent_type_agentic_cannot_run_is_an_error_naming_the_types(
+    tmp_path, kind, field, message
+):
+    text = f"id: alpha\ntype: {kind}\nmodel: m\nrole: r\ngoal: g\nbackstory: b\n"
+    root = make_catalog(tmp_path, {"agent_providers/alpha.yaml": text})
+    [problem] = problems_of(root)
+
+    assert (Path(problem.file).name, problem.field, problem.message) == (
+        "alpha.yaml",
+        field,
+        message,
+    )
+
+
+def _mcp(root: Path, body: str) -> list[tuple[str | None, str]]:
+    make_catalog(root, {"mcp_providers/tools.yaml": "id: tools\n" + body})
+    return [(p.field, p.message) for p in problems_of(root)]
+
+
+def test_mcp_refs_are_one_streamable_http_server_and_its_tools(tmp_path):
+    root = make_catalog(tmp_path)
+
+    assert _mcp(root, "ref: https://mcp.example/mcp?k=${KEY}\n") == []
+    plain = load_catalog([root], env={}).mcp_providers["tools"]
+    assert (plain.streamable_http.url, plain.tools) == ("https://mcp.example/mcp?k=${KEY}", None)
+
+    refs = "refs: ['https://mcp.example/mcp#search', 'https://mcp.example/mcp#fetch']\n"
+    assert _mcp(root, refs) == []
+    picked = load_catalog([root], env={}).mcp_providers["tools"]
+    assert (picked.streamable_http.url, picked.tools) == (
+        "https://mcp.example/mcp",
+        ["search", "fetch"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "says"),
+    [
+        ("ref: notion#search\n", "ref", "CrewAI AMP reference"),
+        ("ref: 'crewai-amp:notion'\n", "ref", "CrewAI AMP reference"),
+        ("refs: [https://a.example/mcp, https://b.example/mcp]\n", "refs", "names 2 servers"),
+        ("refs: []\n", "refs", "names no server"),
+        ("refs: https://a.example/mcp\n", "refs", "must be a list"),
+        ("ref: https://a.example/mcp\nstdio: {command: x}\n", "ref", "give either"),
+    ],
+)
+def test_mcp_refs_agentic_cannot_serve_are_errors(tmp_path, body, field, says):
+    [(where, message)] = _mcp(make_catalog(tmp_path), body)
+
+    assert where == field
+    assert says in message
+
+
+def test_an_inline_mcp_ref_in_a_workflow_is_its_server(tmp_path):
+    inline = "  mcp_providers: [{id: docs, ref: 'https://docs.example/mcp#lookup'}]\n"
+    flow = workflow_yaml(task_yaml("one"), extra="").replace("  mcp_providers: [tools]\n", inline)
+    root = make_catalog(tmp_path, {"workflows/flow.yaml": flow})
+
+    assert problems_of(root) == []
+    wf = load_workflow("flow", load_catalog([root], env={}), check_env=False)
+    assert [(m.id, m.streamable_http.url, m.tools) for m in wf.mcp_providers] == [
+        ("docs", "https://docs.example/mcp", ["lookup"])
+    ]

@@ -176,7 +176,10 @@ def test_a_client_of_a_worker_backend_needs_no_provider_key_an_inprocess_run_doe
 ):
     keyed = "id: alpha\ntype: scripted\nrole: r\ngoal: g\nbackstory: b\n"
     keyed += "required_env: [ALPHA_ONLY_ON_WORKERS]\nscript: {replies: [hi]}\n"
-    make_catalog(tmp_path / "config", {"agent_providers/alpha.yaml": keyed})
+    # On kubernetes the workflow's stdio MCP server runs as a sidecar of its own image.
+    tools = "id: tools\nstdio: {command: python}\nkubernetes: {image: 'tools:1', port: 8000}\n"
+    files = {"agent_providers/alpha.yaml": keyed, "mcp_providers/tools.yaml": tools}
+    make_catalog(tmp_path / "config", files)
     monkeypatch.setenv("AGENTIC_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.delenv("ALPHA_ONLY_ON_WORKERS", raising=False)
     settings = Settings(execution_backend="inprocess")

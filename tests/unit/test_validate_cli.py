@@ -32,7 +32,9 @@ def test_the_example_catalog_is_valid_without_any_api_key():
     result = runner.invoke(app, ["validate", str(EXAMPLE_CONFIG)])
 
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == "6 agent providers, 2 MCP providers, 2 workflows: OK"
+    assert result.stdout.strip() == (
+        "6 agent providers, 2 MCP providers, 1 tool, 1 guardrail, 2 workflows: OK"
+    )
 
 
 def test_without_a_path_the_configured_catalog_roots_are_validated(tmp_path, monkeypatch):

@@ -73,13 +73,14 @@ from agentic.coordinator import (
     Terminate,
 )
 from agentic.errors import ConfigError, StepFailure
+from agentic.hierarchical import CREW_STEP
 from agentic.recording.attempts import record_failure, storable
 from agentic.recording.cancel import (
     CANCELLED_BY_INTERRUPT,
     MainThreadInterrupter,
     cancel_scope,
 )
-from agentic.recording.journal import JournalTransport, RunJournal, start_run
+from agentic.recording.journal import JournalTransport, RunJournal, dispatched_spec, start_run
 from agentic.recording.outcome import failed_attempt
 from agentic.recording.reactions import reactions
 from agentic.settings import Settings
@@ -179,6 +180,9 @@ def _kickoff(
     from agentic.runtime.crew import CrewStopped, execution_order, run_workflow_inprocess
     from agentic.runtime.results import step_error_from
 
+    if crew.crew is not None and crew.task_sequence[:1] == [CREW_STEP]:
+        _crew_step(store, recorder)  # a hierarchical crew: its one step, then the rest
+        return
     recorder.crew_order = [task.id for task in execution_order(crew)]
     recorder.crew_reached(0)
     # run.json shows the first step running (later ones: saved as the step before ends).
@@ -199,6 +203,22 @@ def _kickoff(
     finally:
         recorder.interrupter.disarm()
         recorder.release_budget(None)  # a task that was stopped: what it spent is unknown
+
+
+def _crew_step(store: RunStore, recorder: _Recorder) -> None:
+    """Run the one step of a hierarchical crew (:mod:`agentic.hierarchical`) as every
+    backend runs it, :func:`~agentic.runtime.step.execute_step` of its dispatched spec, in
+    this thread: a timeout or a cancel interrupts it as it interrupts a kickoff."""
+    from agentic.runtime.step import execute_step
+
+    recorder.crew_order = [CREW_STEP]
+    recorder.crew_reached(0)
+    recorder.journal.save()
+    try:
+        result = execute_step(recorder.spec_of(CREW_STEP), store=store)
+    finally:
+        recorder.interrupter.disarm()
+    recorder.on_step(result)
 
 
 class _Recorder(JournalTransport):
@@ -234,6 +254,11 @@ class _Recorder(JournalTransport):
     @property
     def prior_output_max_chars(self) -> int:
         return self._settings.prior_output_max_chars
+
+    def spec_of(self, step_id: str) -> StepSpec:
+        """The spec of the attempt of ``step_id`` dispatched last, as written to the store."""
+        command = self._dispatched[step_id]
+        return dispatched_spec(self._specs[step_id], command, self._settings, self._state.workflow)
 
     def attempts(self) -> dict[str, int]:
         """The attempt each dispatched step runs as (a step dispatched later: its first)."""
