@@ -18,6 +18,7 @@ from agentic.backends import EventCallback, get_backend
 from agentic.catalog import Catalog, catalog_dirs, load_catalog
 from agentic.contracts import RunRecord, RunRequest, WorkflowConfig, ended_record, utcnow
 from agentic.errors import ConfigError, PlanError
+from agentic.logs import log_context
 from agentic.preparation import (
     GoalPlanner,
     check_same_run,
@@ -107,7 +108,8 @@ def run_to_completion(
     if on_start is not None:
         on_start(record)
     try:
-        finished = backend.run(record, store, settings, on_event)
+        with log_context(run_id=record.run_id):  # what the backend logs names the run
+            finished = backend.run(record, store, settings, on_event)
     except KeyboardInterrupt:
         finished = mark_cancelled(store, record.run_id, CANCELLED_BY_USER)
     except Exception as exc:  # it could not start (no cluster, no server): not left pending

@@ -11,14 +11,14 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
-from agentic import redact
+from agentic import logs
 from agentic.errors import BusError, StoreError
 
 if TYPE_CHECKING:
+    from agentic.logs import LogFormat
     from agentic.settings import Settings
     from agentic.store import RunStore
 
@@ -124,24 +124,17 @@ async def serve(service: Service) -> int:
         async with service:
             return await service.run()
     except StoppedWhileStarting:
-        log.warning("stopped while starting")
+        log.info("stopped while starting")
         return 0
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 
 
-def configure_logging(level: str) -> None:
-    """Log lines on stderr: ``time level logger: message``, secrets masked
-    (:mod:`agentic.redact`: every credential-like variable of this process)."""
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,  # replaces the CLI's plain handler
-    )
-    redact.protect_environment()
-    redact.install_log_filter()
+def configure_logging(level: str, fmt: LogFormat = "text") -> None:
+    """Log ``fmt`` lines at ``level`` on stderr, each with the ids of its run and step and
+    secrets masked: :func:`agentic.logs.configure`, replacing the CLI's handler."""
+    logs.configure(level, fmt)
 
 
 async def persist(

@@ -184,7 +184,7 @@ def _reconnected_cb(name: str, nc: NATS) -> Any:
     async def on_reconnected() -> None:
         url = nc.connected_url
         shown = mask_url(url.geturl()) if url else "?"
-        log.warning("NATS connection %r reconnected to %s", name, shown)
+        log.info("NATS connection %r reconnected to %s", name, shown)
 
     return on_reconnected
 

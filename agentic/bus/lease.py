@@ -142,7 +142,7 @@ class Lease:
                 if holder is None:
                     return lease
                 if holder != announced:
-                    log.warning("standby: coordinator %r leads; waiting for its lease", holder)
+                    log.info("standby: coordinator %r leads; waiting for its lease", holder)
                     announced = holder
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=lease.renew_every_s)

@@ -101,14 +101,12 @@ def _exit_without_abandoned_threads(code: int | str | None) -> None:
 def _secrets_masked() -> None:
     """Mask this process's credential-like variables in everything it logs or prints.
 
-    Log records go through a handler of our own (the same ``message`` lines Python's
-    fallback handler prints), which masks them; a service command reconfigures it.
+    Log records go through the one handler of :func:`agentic.logs.configure`, at
+    ``AGENTIC_LOG_LEVEL`` in ``AGENTIC_LOG_FORMAT``; a service command reconfigures it.
+    Invalid settings fall back to the defaults here: the command reports them.
     """
-    import logging
-
-    from agentic import redact
+    from agentic import logs, redact
 
     redact.protect_environment()
     redact.mask_standard_streams()  # what CrewAI prints, past every log handler
-    logging.basicConfig(format="%(message)s", level=logging.WARNING)
-    redact.install_log_filter()
+    logs.configure_from_settings()

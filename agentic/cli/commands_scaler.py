@@ -41,5 +41,5 @@ def scaler(
         raise typer.Exit(EXIT_OK)
     from services.lifecycle import configure_logging, serve
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     raise typer.Exit(asyncio.run(serve(ScalerService(settings, pool=pool))))

@@ -39,7 +39,7 @@ def coordinator(check: bool = typer.Option(False, "--check", help=CHECK_HELP)) -
     from services.coordinator import CoordinatorService
     from services.lifecycle import configure_logging, serve
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     raise typer.Exit(_serve(lambda: serve(CoordinatorService(settings))))
 
 
@@ -63,7 +63,7 @@ def worker(
     from services.lifecycle import configure_logging, serve
     from services.worker import WorkerService
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     service = WorkerService(
         settings,
         pool=pool,

@@ -14,6 +14,7 @@ Both take events from any thread (a backend may report from its own loop) and ar
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -26,6 +27,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from agentic.cli.above import printed_above
 from agentic.contracts import (
     TERMINAL_EVENTS,
     RunEvent,
@@ -248,9 +250,15 @@ class LiveProgress:
             get_renderable=self.render,
             refresh_per_second=refresh_per_s,
             transient=False,
+            # printed_above redirects both, for every console (rich's own redirection
+            # lets another rich console, CrewAI's, write through the table).
+            redirect_stdout=False,
+            redirect_stderr=False,
         )
+        self._above = contextlib.ExitStack()
 
     def __enter__(self) -> LiveProgress:
+        self._above.enter_context(printed_above(self.console))
         self._live.start()
         return self
 
@@ -260,7 +268,10 @@ class LiveProgress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._live.stop()
+        try:
+            self._live.stop()
+        finally:
+            self._above.close()
 
     def start(self, record: RunRecord) -> None:
         """Show every step as pending."""

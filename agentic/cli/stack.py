@@ -159,7 +159,12 @@ class ServiceThread:
             log.warning("the embedded services did not stop within %gs", grace_s)
 
     def _main(self) -> None:
+        from agentic.cli.relay import warm_runtime_relayed
+
         try:
+            # Before the worker starts it: step processes must not print through the live
+            # table. From this thread: the warm runtime lives as long as the services.
+            warm_runtime_relayed()
             asyncio.run(self._serve())
         except BaseException as exc:  # reported to the starting thread, or logged
             self._error = exc
@@ -222,11 +227,12 @@ def _service_ended(done: set[asyncio.Task[Any]]) -> None:
 
 
 def quiet_services(settings: Settings) -> None:
-    """Keep the services' start and stop notices out of ``agentic run``'s output.
+    """Keep the embedded services' warnings about their own plumbing (a fetch cut short
+    while the embedded server stops, a reconnect) out of ``agentic run``'s output.
 
-    They log at WARNING, which is what an operator of ``agentic coordinator`` wants to see;
-    between the progress lines of a run they are noise. Errors still show, and a lower
-    ``AGENTIC_LOG_LEVEL`` shows everything.
+    An operator of ``agentic coordinator`` wants to see them; between the progress lines
+    of a run they are noise. Errors still show, and a lower ``AGENTIC_LOG_LEVEL`` shows
+    everything (start and stop notices are at INFO).
     """
     if logging.getLevelName(settings.log_level.upper()) == logging.WARNING:
         logging.getLogger("services").setLevel(logging.ERROR)

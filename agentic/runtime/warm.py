@@ -30,7 +30,7 @@ from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from agentic import redact
+from agentic import logs, redact
 from agentic.processes import die_with_parent
 
 PRELOAD = (
@@ -118,6 +118,9 @@ def become_step_process(env: Mapping[str, str] | None = None) -> None:
     # CrewAI prints an LLM's errors itself: keys a gateway echoes must not reach the log.
     redact.protect_environment()
     redact.mask_standard_streams()
+    # CrewAI's own records (`logging.error(...)` on the root logger) get the caller's
+    # format and the step's ids, instead of Python's bare `ERROR:root:` lines.
+    logs.configure_from_settings()
     from agentic import runtime
 
     runtime.own_scratch()

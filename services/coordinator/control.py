@@ -33,6 +33,7 @@ from agentic.contracts import (
 from agentic.contracts.events import END_TYPES
 from agentic.errors import AgenticError, ConfigError, DecodeError, StoreError, UnknownRunError
 from agentic.ids import check_id
+from agentic.logs import log_context
 from agentic.preparation import check_same_run
 from agentic.recording.cancel import mark_cancelled
 from agentic.settings import Settings
@@ -111,14 +112,14 @@ class Control:
         for marker in markers:
             self._unrestored[marker.run_id] = None
         if markers:
-            log.warning("coordinator restoring %d unfinished runs", len(markers))
+            log.info("coordinator restoring %d unfinished runs", len(markers))
             self.deps.spawn(self._restore_all())
 
     async def _restore_all(self) -> None:
         count = len(self._unrestored)
         for run_id in list(self._unrestored):
             await self.restored(run_id)
-        log.warning("coordinator resumed %d unfinished runs", count)
+        log.info("coordinator resumed %d unfinished runs", count)
 
     @property
     def restoring(self) -> int:
@@ -141,6 +142,10 @@ class Control:
 
     async def _restore_run(self, run_id: str) -> None:
         """Rebuild one unfinished run from the store and continue it."""
+        with log_context(run_id=run_id):
+            await self._restore_one(run_id)
+
+    async def _restore_one(self, run_id: str) -> None:
         try:
             record = await self._io("reading run.json", self.store.find_run, run_id)
             await self._io("indexing", self.store.index.settle, run_id, record)
@@ -199,10 +204,16 @@ class Control:
         elif driver is None:
             raise ConfigError(f"run {record.run_id!r} could not start: see its run.json")
         else:
-            await driver.start(
-                await self._io("reading results", reusable_results, self.store, record)
-            )
+            await self._start(driver, record)
         return self._accepted(record.run_id)
+
+    async def _start(self, driver: RunDriver, record: RunRecord) -> None:
+        """Start driving a run submitted to this coordinator."""
+        with log_context(run_id=record.run_id):
+            workflow = record.workflow.name if record.workflow else "?"
+            log.info("run %s started: workflow %s", record.run_id, workflow)
+            results = await self._io("reading results", reusable_results, self.store, record)
+            await driver.start(results)
 
     def _accepted(self, run_id: str) -> dict[str, Any]:
         """The reply to an accepted submit: the run, and the store it is recorded in (a
@@ -246,8 +257,7 @@ class Control:
         finally:
             self._claimed.discard(run_id)
         if driver is not None:
-            results = await self._io("reading results", reusable_results, self.store, record)
-            await driver.start(results)
+            await self._start(driver, record)
         return True
 
     async def _driver_or_fail(self, record: RunRecord) -> RunDriver | None:
@@ -311,14 +321,16 @@ class Control:
             log.warning("skipping event on %s: %s", msg.subject, exc)
             return
         self.timeline.observe(event, msg.metadata.sequence.stream)
-        await self.restored(event.run_id)
-        driver = self._runs.get(event.run_id)
-        if driver is None:
-            return
-        try:
-            await driver.on_step_event(event)
-        except Exception:  # one run's failure must not stop the others
-            log.exception("run %s: handling %s failed", event.run_id, event.type)
+        # What the run's driver logs (and the tasks it starts) names the run and the step.
+        with log_context(run_id=event.run_id, step_id=event.step_id, attempt=event.attempt):
+            await self.restored(event.run_id)
+            driver = self._runs.get(event.run_id)
+            if driver is None:
+                return
+            try:
+                await driver.on_step_event(event)
+            except Exception:  # one run's failure must not stop the others
+                log.exception("run %s: handling %s failed", event.run_id, event.type)
 
     async def on_refused(self, seq: int, reason: str) -> bool:
         """A worker refused step message ``seq``; True when it was one of this coordinator's

@@ -35,6 +35,7 @@ from agentic.coordinator import (
     RunState,
 )
 from agentic.failures import DEAD_LETTERED, REFUSED
+from agentic.logs import log_context
 from agentic.materialize import SpecFactory
 from agentic.recording.outcome import attempt_outcome, committed_success
 from agentic.recording.reactions import reactions
@@ -221,29 +222,31 @@ class RunDriver:
             timers.timeouts, step_id, lambda: self.on_timeout(step_id, attempt)
         ):
             return
-        async with self._lock:
-            current = self._step(step_id)
-            if self.finished or current is None or not is_current(current, attempt):
-                return
-            done = await self._committed_success(step_id)
-            if done is not None:  # committed just in time: the store wins
-                cost = done.usage.cost_usd
-                succeeded = self._machine.on_step_succeeded(
-                    step_id, attempt, done.output, cost_usd=cost
-                )
-                await self._execute(succeeded)
-                return
-            await self._execute(self._machine.on_timeout(step_id, attempt))
+        with log_context(run_id=self.run_id, step_id=step_id, attempt=attempt):
+            async with self._lock:
+                current = self._step(step_id)
+                if self.finished or current is None or not is_current(current, attempt):
+                    return
+                done = await self._committed_success(step_id)
+                if done is not None:  # committed just in time: the store wins
+                    cost = done.usage.cost_usd
+                    succeeded = self._machine.on_step_succeeded(
+                        step_id, attempt, done.output, cost_usd=cost
+                    )
+                    await self._execute(succeeded)
+                    return
+                await self._execute(self._machine.on_timeout(step_id, attempt))
 
     async def on_retry_due(self, step_id: str) -> None:
         """A retry's backoff has passed."""
         timers = self._timers
         if not timers.while_leading(timers.retries, step_id, lambda: self.on_retry_due(step_id)):
             return
-        async with self._lock:
-            timers.retry_done(step_id)
-            if not self.finished:
-                await self._execute(self._machine.on_retry_due(step_id))
+        with log_context(run_id=self.run_id, step_id=step_id):
+            async with self._lock:
+                timers.retry_done(step_id)
+                if not self.finished:
+                    await self._execute(self._machine.on_retry_due(step_id))
 
     async def on_dead_letter(self, spec: StepSpec, deliveries: int) -> str:
         """The attempt ``spec`` exhausted its deliveries: fail the step (and so the run).

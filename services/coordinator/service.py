@@ -127,7 +127,7 @@ class CoordinatorService(BusService):
         )
         if self._lease is None:  # stopped while on standby
             return
-        log.warning("coordinator %r leads", identity)
+        log.info("coordinator %r leads", identity)
         if self._signer is not None:
             await publish_signer(
                 self.store,
@@ -165,13 +165,13 @@ class CoordinatorService(BusService):
             asyncio.create_task(self._feed(js, names.EVENTS_STREAM, self._on_event)),
             asyncio.create_task(self._feed(js, names.ADVISORIES_STREAM, self._on_advisory)),
         ]
-        log.warning(
+        log.info(
             "coordinator ready (NATS %s, store %s)",
             mask_url(self._nc.connected_url.geturl()),
             mask_url(self.store.url),
         )
         await self._stopping.wait()
-        log.warning("coordinator stopping")
+        log.info("coordinator stopping")
         for sub in self._subscriptions:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()

@@ -124,7 +124,7 @@ class ScalerService(BusService):
 
     async def run(self) -> int:
         """Scale every poll interval (or sooner, on a new step) until stopped; returns 0."""
-        log.warning(
+        log.info(
             "scaler of pool %s ready: every %.1f s, at most %d worker Jobs",
             self.pool,
             self.settings.scaler_poll_interval_s,
@@ -141,7 +141,7 @@ class ScalerService(BusService):
             except Exception as exc:  # NATS or the API server away: the next round retries
                 log.warning("scaler round failed: %s: %s", type(exc).__name__, exc)
             await self._pause(started)
-        log.warning("scaler of pool %s stopped; running worker Jobs finish their burst", self.pool)
+        log.info("scaler of pool %s stopped; running worker Jobs finish their burst", self.pool)
         return 0
 
     async def _recheck(self, decision: ScaleDecision) -> None:
@@ -228,7 +228,7 @@ class ScalerService(BusService):
             self._refused = True
             return
         if self._refused:
-            log.warning("pool %s: consumer found, scaling again", self.pool)
+            log.info("pool %s: consumer found, scaling again", self.pool)
         self._refused = False
         if decision.create:
             log.info(

@@ -311,7 +311,7 @@ class WorkerService(BusService):
         Returns:
             0, or 1 when a slot stopped on an error (its step process cannot start).
         """
-        log.warning(
+        log.info(
             "worker ready: pool %s, %d slot(s), %s isolation%s",
             self.pool,
             self.concurrency,
@@ -343,7 +343,7 @@ class WorkerService(BusService):
             self.request_stop()
 
     async def _drain(self, slots: list[asyncio.Task[None]]) -> None:
-        log.warning("worker stopping: running steps get %.0f s", self._grace_s)
+        log.info("worker stopping: running steps get %.0f s", self._grace_s)
         pending = [task for task in slots if not task.done()]
         if pending:
             _, pending_set = await asyncio.wait(pending, timeout=self._grace_s)
@@ -375,7 +375,7 @@ class WorkerService(BusService):
                 return
             except BusError as exc:
                 if not announced:
-                    log.warning("waiting for the coordinator to create %s (%s)", consumer, exc)
+                    log.info("waiting for the coordinator to create %s (%s)", consumer, exc)
                     announced = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), CONSUMER_WAIT_S)

@@ -51,6 +51,7 @@ from agentic.bus.budget import BusLease
 from agentic.bus.claims import Claim
 from agentic.contracts import TERMINAL_STATUSES, Limits, StepError, StepResult, StepSpec, utcnow
 from agentic.errors import AgenticError
+from agentic.logs import log_context
 from agentic.recording.attempts import record_attempt
 from agentic.recording.outcome import failed_attempt
 from services.lifecycle import persist
@@ -150,6 +151,12 @@ class Slot:
         except Refused as exc:
             await refuse(msg, exc.reason)
             return
+        # What the slot logs about the step (and the recording task it starts) names it.
+        with log_context(run_id=spec.run_id, step_id=spec.step_id, attempt=spec.attempt):
+            await self._handle_admitted(msg, spec)
+
+    async def _handle_admitted(self, msg: Msg, spec: StepSpec) -> None:
+        ctx = self._ctx
         committed, run_over = await ctx.read(_what_is_stored, ctx.store, spec)
         if committed is not None:  # a duplicate delivery: say it again, run nothing
             await ctx.report(committed)
