@@ -79,6 +79,7 @@ def coordinator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> I
     env.update(
         AGENTIC_NATS_URL=cluster.settings.nats_url or "",
         AGENTIC_RUN_STORE_URL=cluster.store_url,
+        AGENTIC_LOG_LEVEL="INFO",  # "coordinator ready" is an INFO line
         CREWAI_DISABLE_TELEMETRY="true",
         **INLINE,
     )
