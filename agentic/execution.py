@@ -9,11 +9,12 @@ begins to exist.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from agentic import redact
+from agentic import redact, tracing
 from agentic.backends import EventCallback, get_backend
 from agentic.catalog import Catalog, catalog_dirs, load_catalog
 from agentic.contracts import RunRecord, RunRequest, WorkflowConfig, ended_record, utcnow
@@ -31,6 +32,8 @@ from agentic.settings import Settings
 from agentic.store import open_run_store
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
     from agentic.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -103,18 +106,21 @@ def run_to_completion(
         return failed_plan_record(store, request, settings, exc)
     backend = get_backend(record.backend)
     protect_workflow(record.workflow)
-    if not store.create_run(record):
-        return store.read_run(record.run_id)  # a concurrent submit of the same id won
-    if on_start is not None:
-        on_start(record)
-    try:
-        with log_context(run_id=record.run_id):  # what the backend logs names the run
-            finished = backend.run(record, store, settings, on_event)
-    except KeyboardInterrupt:
-        finished = mark_cancelled(store, record.run_id, CANCELLED_BY_USER)
-    except Exception as exc:  # it could not start (no cluster, no server): not left pending
-        mark_failed(store, record.run_id, f"the run could not start on {record.backend}: {exc}")
-        raise
+    with traced_run(record) as (record, span):  # the run's trace: submit to end
+        if not store.create_run(record):
+            return store.read_run(record.run_id)  # a concurrent submit of the same id won
+        if on_start is not None:
+            on_start(record)
+        try:
+            with log_context(run_id=record.run_id):  # what the backend logs names the run
+                finished = backend.run(record, store, settings, on_event)
+        except KeyboardInterrupt:
+            finished = mark_cancelled(store, record.run_id, CANCELLED_BY_USER)
+        except Exception as exc:  # it could not start (no cluster, no server): not left pending
+            reason = f"the run could not start on {record.backend}: {exc}"
+            mark_failed(store, record.run_id, reason)
+            raise
+        run_ended(span, finished)
     if finished.request.planner is not None:
         from agentic.planning import record_outcome
 
@@ -185,9 +191,37 @@ def submit_detached(
             f"--detach needs a backend that keeps running without this process "
             f"(--backend nats); {record.backend!r} runs the workflow inside it"
         )
-    if store.create_run(record):
-        backend.submit(record, store, settings)
+    with traced_run(record) as (record, _span):  # a detached run's root span: its submit
+        if store.create_run(record):
+            backend.submit(record, store, settings)
     return store.read_run(record.run_id)
+
+
+@contextlib.contextmanager
+def traced_run(record: RunRecord) -> Iterator[tuple[RunRecord, Span | None]]:
+    """The root span of a run (``run <workflow>``) around the block, child of the caller's
+    ``TRACEPARENT`` if it has one; yields the record naming the run's trace, and the span
+    (None when nothing is exported: docs/observability.md, "Traces")."""
+    attributes = {
+        "agentic.run_id": record.run_id,
+        "agentic.workflow": record.workflow_name,
+        "agentic.backend": record.backend,
+    }
+    parent = tracing.current() or tracing.from_env()
+    name = f"run {record.workflow_name}"
+    with tracing.span(name, parent=parent, attributes=attributes) as span:
+        trace = tracing.current()
+        traced = record.model_copy(update={"traceparent": str(trace) if trace else None})
+        yield traced, span
+
+
+def run_ended(span: Span | None, record: RunRecord) -> None:
+    """Put how the run ended on its root span."""
+    if span is None:
+        return
+    span.set_attribute("agentic.status", record.status)
+    if record.status != "succeeded":
+        tracing.failed(span, f"run {record.status}", record.error)
 
 
 def protect_workflow(workflow: WorkflowConfig | None) -> None:

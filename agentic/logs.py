@@ -19,7 +19,8 @@ A :class:`LogContext` lives in a context variable: :func:`log_context` sets it a
 step attempt, a worker's handling of a message or the coordinator's handling of a run's
 event, and every record logged inside (in that thread, or in a thread or task started
 from it with a copy of the context, as CrewAI starts its own) carries it. ``trace_id`` is
-empty until runs are traced; the tracer will set it through :func:`log_context`.
+the run's trace where one is current (:mod:`agentic.tracing` sets it through
+:func:`log_context`).
 """
 
 from __future__ import annotations

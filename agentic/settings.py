@@ -87,6 +87,19 @@ class Settings(BaseSettings):
         "logger ids: message`) or `json` (one object per line with `run_id`, `step_id`, "
         "`attempt` where they apply; docs/observability.md).",
     )
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port of the Prometheus `/metrics` endpoint of `agentic coordinator`, "
+        "`worker` and `scaler` (one per process; `deploy/` uses 9464); unset: no endpoint; "
+        "0: a free port, logged (docs/observability.md).",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address the metrics endpoint binds to; `0.0.0.0` where Prometheus "
+        "scrapes from another machine (`deploy/` sets it).",
+    )
     crewai_telemetry: bool = Field(
         False,
         description="Let CrewAI send telemetry. Off by default: offline it adds ~10 s per kickoff.",
@@ -269,6 +282,13 @@ class Settings(BaseSettings):
         description="How long the leader's lease outlives its last renewal (renewed every "
         "third of it): how soon a standby coordinator takes over. Set when the KV bucket "
         "AGENTIC_COORDINATOR is created.",
+    )
+
+    # --- console -------------------------------------------------------------------------
+    console_token: str | None = Field(
+        None,
+        description="Token of `agentic console` (at least 16 characters): required to serve "
+        "it on any address but loopback, then checked on every request (docs/console.md).",
     )
 
     # --- Kubernetes ------------------------------------------------------------------------

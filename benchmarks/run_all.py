@@ -26,6 +26,7 @@ FULL: dict[str, list[str]] = {
     "bench_kb": [],
     "bench_history": [],
     "bench_long_runs": [],
+    "bench_console": [],
 }
 QUICK: dict[str, list[str]] = {
     "bench_nats_cycle": ["-n", "200"],
@@ -37,6 +38,7 @@ QUICK: dict[str, list[str]] = {
     "bench_kb": ["--runs", "400"],
     "bench_history": ["--large", "2000", "--open", "500", "--s3-large", "300"],
     "bench_long_runs": ["--long", "200"],
+    "bench_console": ["--runs", "2000"],
 }
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
+from agentic import tracing
 from agentic.backends.base import StepHealth
 from agentic.backends.local.execute import forked_step
 from agentic.backends.local.launched import LauncherBackend
@@ -98,8 +99,9 @@ class SubprocessLauncher:
         fd, stderr_path = tempfile.mkstemp(prefix=f"agentic-{spec.step_id}-", suffix=".stderr")
         os.close(fd)
         try:
+            env = {**self._env, **tracing.env_carrier()}  # TRACEPARENT: the run's trace
             process = warm.step_process(
-                self._target, (spec_url, stderr_path, self._env), name=f"agentic-{spec.step_id}"
+                self._target, (spec_url, stderr_path, env), name=f"agentic-{spec.step_id}"
             )
             process.start()
         except BaseException:

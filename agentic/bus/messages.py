@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import APIError
 
-from agentic import names, redact
+from agentic import names, redact, tracing
 from agentic.bus.provision import MAX_BYTES_SETTINGS
 from agentic.bus.signing import Signer
 from agentic.contracts import RunEvent, StepSpec, decode, encode
@@ -47,6 +47,7 @@ async def publish_step(
         max_bytes: payload limit (pass ``settings.max_message_bytes``).
         timeout: how long to wait for the stream's acknowledgement (nats-py's default if None).
         signer: signs the payload (the coordinator's key): workers run only signed steps.
+            The caller's trace context goes in a ``traceparent`` header (agentic.tracing).
 
     Returns:
         The stream's acknowledgement; ``ack.duplicate`` is true when the same attempt was
@@ -63,6 +64,8 @@ async def publish_step(
     headers = {names.MSG_ID_HEADER: names.step_msg_id(spec.run_id, spec.step_id, spec.attempt)}
     if signer is not None:
         headers |= signer.headers(payload)
+    # The caller's trace context, unsigned: a worker takes it only as its span's parent id.
+    tracing.inject(headers)
     return await _publish(
         js,
         names.steps_subject(spec.pool),

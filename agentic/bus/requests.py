@@ -25,7 +25,7 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from agentic import names
+from agentic import names, tracing
 from agentic.contracts import RunRequest, encode
 from agentic.errors import BusError, MessageTooLargeError
 from agentic.ids import check_id
@@ -86,7 +86,11 @@ async def submit_run(
             run_id=request.run_id,
         )
     idempotent = request.run_id is not None
-    return await _request(nc, names.SUBMIT_SUBJECT, payload, timeout, idempotent=idempotent)
+    # The caller's trace context (its run's root span): the coordinator continues the trace.
+    headers = tracing.inject({})
+    return await _request(
+        nc, names.SUBMIT_SUBJECT, payload, timeout, idempotent=idempotent, headers=headers
+    )
 
 
 async def cancel_run(nc: NATS, run_id: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> Reply:
@@ -101,7 +105,13 @@ async def cancel_run(nc: NATS, run_id: str, *, timeout: float = DEFAULT_TIMEOUT_
 
 
 async def _request(
-    nc: NATS, subject: str, payload: bytes, timeout: float, *, idempotent: bool
+    nc: NATS,
+    subject: str,
+    payload: bytes,
+    timeout: float,
+    *,
+    idempotent: bool,
+    headers: dict[str, str] | None = None,
 ) -> Reply:
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -110,7 +120,9 @@ async def _request(
         remaining = deadline - loop.time()
         try_timeout = min(remaining, TRY_TIMEOUT_S) if idempotent else remaining
         try:
-            msg = await nc.request(subject, payload, timeout=max(try_timeout, 0.01))
+            msg = await nc.request(
+                subject, payload, timeout=max(try_timeout, 0.01), headers=headers or None
+            )
             return parse_reply(msg.data, subject)
         except nats.errors.NoRespondersError as exc:
             grace_over = loop.time() - started >= NO_RESPONDERS_GRACE_S

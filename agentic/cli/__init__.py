@@ -42,6 +42,7 @@ def _root(
 def _register() -> None:
     # Each module adds its commands to `app` on import. Keep one import per command group.
     from agentic.cli import (
+        commands_console,  # noqa: F401
         commands_credentials,  # noqa: F401
         commands_import,  # noqa: F401
         commands_inspect,  # noqa: F401
@@ -105,8 +106,9 @@ def _secrets_masked() -> None:
     ``AGENTIC_LOG_LEVEL`` in ``AGENTIC_LOG_FORMAT``; a service command reconfigures it.
     Invalid settings fall back to the defaults here: the command reports them.
     """
-    from agentic import logs, redact
+    from agentic import logs, redact, tracing
 
     redact.protect_environment()
     redact.mask_standard_streams()  # what CrewAI prints, past every log handler
     logs.configure_from_settings()
+    tracing.configure(tracing.CLI)  # services and step processes rename theirs

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from agentic import tracing
 from agentic.cli import app
 from agentic.cli._common import (
     EXIT_FAILED,
@@ -40,6 +41,7 @@ def coordinator(check: bool = typer.Option(False, "--check", help=CHECK_HELP)) -
     from services.lifecycle import configure_logging, serve
 
     configure_logging(settings.log_level, settings.log_format)
+    tracing.configure(tracing.COORDINATOR)
     raise typer.Exit(_serve(lambda: serve(CoordinatorService(settings))))
 
 
@@ -64,6 +66,7 @@ def worker(
     from services.worker import WorkerService
 
     configure_logging(settings.log_level, settings.log_format)
+    tracing.configure(tracing.WORKER)
     service = WorkerService(
         settings,
         pool=pool,

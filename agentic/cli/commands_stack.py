@@ -56,6 +56,20 @@ DataDir = Annotated[
 ]
 
 
+ConsolePort = Annotated[
+    int | None,
+    typer.Option(
+        "--console-port",
+        min=0,
+        max=65535,
+        help="Port of the web console on 127.0.0.1 (`agentic console`): default 8765, or a "
+        "free one with --port 0; 0: no console.",
+        show_default=False,
+    ),
+]
+DEFAULT_CONSOLE_PORT = 8765
+
+
 @app.command("up")
 @config_errors()
 def up(
@@ -65,6 +79,7 @@ def up(
     data_dir: DataDir = None,
     cluster: ClusterSize = 1,
     isolation: IsolationOption = None,
+    console_port: ConsolePort = None,
 ) -> None:
     """Run nats-server, a coordinator and workers here, in the foreground.
 
@@ -72,9 +87,11 @@ def up(
     first so running steps finish. Exit codes: 0 stopped on request; 1 a process of the
     stack failed.
     """
-    from agentic.cli.process_stack import ProcessStack
+    from agentic.cli.process_stack import ProcessStack, free_port
 
     settings = load_settings()
+    if console_port is None:
+        console_port = DEFAULT_CONSOLE_PORT if port else free_port()
     stack = ProcessStack(
         settings,
         workers=workers,
@@ -83,6 +100,7 @@ def up(
         data_dir=data_dir or settings.nats_data_dir or DEFAULT_DATA_DIR,
         cluster=cluster,
         isolation=isolation.value if isolation is not None else None,
+        console_port=console_port or None,
     )
     raise typer.Exit(_foreground(stack))
 
@@ -126,6 +144,7 @@ def _announce(stack: ProcessStack) -> None:
         f"run store {_shown_store(stack.settings.run_store_url)}",
         f"Your client credential: {stack.client_credential} (readable by you alone; "
         "clients of this URL use it, nobody else gets in)",
+        *([f"Console: {stack.console_url}"] if stack.console_url else []),
         "Submit runs from another terminal:",
         f"  AGENTIC_NATS_URL={stack.url} agentic run demo --backend nats",
         f"  AGENTIC_NATS_URL={stack.url} python scripts/submit_run.py demo topic=NATS",

@@ -70,6 +70,8 @@ class ProcessStack:
     secure: bool = True
     service_command: tuple[str, ...] = (sys.executable, "-m", "agentic")
     cluster: int = 1
+    console_port: int | None = None
+    console_token: str | None = None
     server: EmbeddedNats | EmbeddedCluster | None = None
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     credentials: StackCredentials | None = None
@@ -88,6 +90,8 @@ class ProcessStack:
         if self.port:
             for port in range(self.port, self.port + self.cluster):
                 _check_port_free(port)
+        if self.console_port:
+            _check_port_free(self.console_port)
         if self.secure:
             self.credentials = StackCredentials()
         config_file = self.credentials.server_conf if self.credentials else None
@@ -118,6 +122,8 @@ class ProcessStack:
                     "worker", "--concurrency", str(self.concurrency), *isolation
                 )
             self._wait_coordinator()
+            if self.console_port:
+                self._start_console(self.console_port)
         except BaseException:
             self.stop()
             raise
@@ -165,6 +171,39 @@ class ProcessStack:
             # Dies with `agentic up`, even when it is killed with SIGKILL (then SIGTERM drains).
             preexec_fn=parent_death_signal(),
         )
+
+    @property
+    def console_url(self) -> str | None:
+        """The web console's URL with its token, to open once (None: not served)."""
+        if not self.console_port:
+            return None
+        return f"http://127.0.0.1:{self.console_port}/?token={self.console_token}"
+
+    def _start_console(self, port: int, timeout_s: float = SERVICES_START_TIMEOUT_S) -> None:
+        """``agentic console`` on loopback, as this stack's client, with a token (the
+        user's ``AGENTIC_CONSOLE_TOKEN``, else a fresh one: other users of this machine
+        reach loopback too); return once it answers."""
+        import secrets
+
+        from agentic.processes import parent_death_signal
+
+        self.console_token = self.settings.console_token or secrets.token_urlsafe(24)
+        self.children["console"] = subprocess.Popen(
+            [*self.service_command, "console", "--host", "127.0.0.1", "--port", str(port)],
+            env={**self.child_env("client"), "AGENTIC_CONSOLE_TOKEN": self.console_token},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=parent_death_signal(),
+        )
+        deadline = time.monotonic() + timeout_s
+        while not _answers(f"http://127.0.0.1:{port}/healthz", self.console_token):
+            exited = self.exited()
+            if exited:
+                raise BusError(f"{exited[0]} exited at start with code {exited[1]}")
+            if time.monotonic() >= deadline:
+                raise BusError(f"the console did not answer within {timeout_s:g}s")
+            time.sleep(0.05)
 
     def _wait_coordinator(self, timeout_s: float = SERVICES_START_TIMEOUT_S) -> None:
         assert self.server is not None
@@ -239,6 +278,15 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _answers(url: str, token: str) -> bool:
+    asked = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(asked, timeout=1) as r:
+            return bool(r.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
 
 
 def has_interest(monitor_url: str, subject: str) -> bool:

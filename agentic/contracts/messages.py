@@ -412,6 +412,13 @@ class RunRecord(Frozen):
     replay_of: SafeId | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     driver: DriverInfo | None = None
+    traceparent: str | None = Field(
+        default=None,
+        pattern=r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+        description="The W3C trace context of the run's root span: every span of the run "
+        "is in its trace, across processes and coordinator restarts (docs/observability.md, "
+        '"Traces"). None when the run is not traced.',
+    )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None

@@ -27,6 +27,7 @@ import copy
 import hashlib
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,6 +50,7 @@ MAX_NAME = 63  # Job names become the pods' `job-name` label value: 63 character
 USER_ID = 10001  # the non-root user of services/*/Dockerfile
 HOME = "/home/agentic"
 CONTAINER = "agentic"
+SCRAPE_PORT = "prometheus.io/port"
 
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -279,13 +281,22 @@ def _step_metadata(spec: StepSpec) -> tuple[dict[str, str], dict[str, str]]:
     return labels, annotations
 
 
-def step_job_manifest(spec: StepSpec, settings: Settings, *, spec_url: str) -> dict[str, Any]:
+def step_job_manifest(
+    spec: StepSpec,
+    settings: Settings,
+    *,
+    spec_url: str,
+    trace_env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """The Job that runs one attempt of one step: ``agentic execute-step <spec_url>``.
 
     Args:
         spec: the attempt's StepSpec (its ``store_url`` is where the result goes).
         settings: namespace, image, service account, Secrets, PVC, TTL and pool settings.
         spec_url: where the Job reads the spec; on the PVC or in the remote store.
+        trace_env: plain ``TRACEPARENT`` and ``OTEL_*`` values
+            (:func:`agentic.tracing.job_env`: never an exporter header), so that the step
+            continues the run's trace; a name the step's Secret provides is left to it.
 
     Raises:
         ConfigError: the store cannot be reached from a pod, a scheduling hint is malformed,
@@ -297,14 +308,16 @@ def step_job_manifest(spec: StepSpec, settings: Settings, *, spec_url: str) -> d
     _store_volumes(spec_url, settings, "spec URL")  # the same volume must reach the spec
     timeout = spec.timeout_s if spec.timeout_s is not None else settings.default_step_timeout_s
     servers = sidecars(spec)
+    from_secret = {e["name"] for e in creds.env}
     plain = {
         "AGENTIC_RUN_STORE_URL": spec.store_url,
         "AGENTIC_LOG_LEVEL": settings.log_level,
         "AGENTIC_LOG_FORMAT": settings.log_format,
         **sidecar_env(servers),
+        **{k: v for k, v in (trace_env or {}).items() if k not in from_secret},
     }
     env = _env(plain, settings)
-    clash = {e["name"] for e in env} & {e["name"] for e in creds.env}
+    clash = {e["name"] for e in env} & from_secret
     if clash:
         raise ConfigError(f"step {spec.step_id!r}: {sorted(clash)} must come from the Secret")
     labels, annotations = _step_metadata(spec)
@@ -344,7 +357,13 @@ def _nats_url(settings: Settings) -> str:
     return settings.nats_url
 
 
-def worker_job_manifest(pool: str, settings: Settings, *, name: str) -> dict[str, Any]:
+def worker_job_manifest(
+    pool: str,
+    settings: Settings,
+    *,
+    name: str,
+    trace_env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """A burst worker Job for ``pool``: ``agentic worker --burst --pool <pool>``.
 
     Args:
@@ -352,6 +371,8 @@ def worker_job_manifest(pool: str, settings: Settings, *, name: str) -> dict[str
         settings: NATS URL, run store, the Kubernetes settings of step Jobs and the pool's
             entry of ``AGENTIC_K8S_POOLS``.
         name: the Job name, e.g. from :func:`worker_job_name`.
+        trace_env: plain ``OTEL_*`` values (:func:`agentic.tracing.job_env`), so that the
+            Job's steps export their spans.
 
     Raises:
         ConfigError: no NATS URL (or one with credentials in it), an unreachable store, or a
@@ -369,6 +390,11 @@ def worker_job_manifest(pool: str, settings: Settings, *, name: str) -> dict[str
         plain[f"AGENTIC_{field.upper()}"] = (
             str(value).lower() if isinstance(value, bool) else str(value)
         )
+    plain.update({k: v for k, v in (trace_env or {}).items() if k not in plain})
+    scraped = metrics_annotations(settings)
+    if scraped:  # the worker serves its metrics where the annotations say
+        plain["AGENTIC_METRICS_PORT"] = scraped[SCRAPE_PORT]
+        plain["AGENTIC_METRICS_HOST"] = settings.metrics_host
     labels = {**COMMON_LABELS, LABEL_COMPONENT: "worker", LABEL_POOL: label_value(pool)}
     pod = _pod_spec(
         args=["worker", "--burst", "--pool", pool],
@@ -379,4 +405,19 @@ def worker_job_manifest(pool: str, settings: Settings, *, name: str) -> dict[str
         store=_store_volumes(settings.run_store_url, settings, "run store"),
         creds=worker_credentials(pool, settings),
     )
-    return _job(name, settings, labels, {LABEL_POOL: pool}, pod)
+    if scraped:
+        port = {"name": "metrics", "containerPort": settings.metrics_port, "protocol": "TCP"}
+        pod["containers"][0]["ports"] = [port]
+    return _job(name, settings, labels, {LABEL_POOL: pool, **scraped}, pod)
+
+
+def metrics_annotations(settings: Settings) -> dict[str, str]:
+    """Prometheus' scrape annotations of a pod whose service serves ``/metrics`` on
+    ``AGENTIC_METRICS_PORT``; none when metrics are off (or on a free port, unknown here)."""
+    if not settings.metrics_port:
+        return {}
+    return {
+        "prometheus.io/scrape": "true",
+        SCRAPE_PORT: str(settings.metrics_port),
+        "prometheus.io/path": "/metrics",
+    }

@@ -35,6 +35,7 @@ from agentic.contracts import (
 from agentic.errors import ConfigError, FatalStepFailure, RetryableStepFailure, StepFailure
 from agentic.graph import context
 from agentic.logs import log_context
+from agentic.runtime import spans
 from agentic.runtime.agents import build_agent, build_crew, build_task, kickoff
 from agentic.runtime.artifacts import ArtifactSink, save_artifacts
 from agentic.runtime.llm import build_llm, naming_the_endpoint
@@ -106,26 +107,26 @@ class _Reporter:
             artifacts = []
             if self.store is not None:
                 artifacts = save_artifacts(self.store, self.run_id, step_id, text)
-            go_on = self.on_step(
-                StepResult(
-                    run_id=self.run_id,
-                    step_id=step_id,
-                    attempt=self.attempts.get(step_id, 1),
-                    status="succeeded",
-                    output=text,
-                    output_json=value,
-                    artifacts=artifacts,
-                    # A fresh LLM per task: its lifetime usage is this task's usage.
-                    usage=usage_from(agent.llm.get_token_usage_summary(), price),
-                    timing=Timing(
-                        started_at=as_utc(crew_task.start_time),
-                        finished_at=as_utc(crew_task.end_time) or utcnow(),
-                    ),
-                    worker=self.worker,
-                    reused_from=None,
-                    provider=cfg.agent_provider_id,
-                )
+            result = StepResult(
+                run_id=self.run_id,
+                step_id=step_id,
+                attempt=self.attempts.get(step_id, 1),
+                status="succeeded",
+                output=text,
+                output_json=value,
+                artifacts=artifacts,
+                # A fresh LLM per task: its lifetime usage is this task's usage.
+                usage=usage_from(agent.llm.get_token_usage_summary(), price),
+                timing=Timing(
+                    started_at=as_utc(crew_task.start_time),
+                    finished_at=as_utc(crew_task.end_time) or utcnow(),
+                ),
+                worker=self.worker,
+                reused_from=None,
+                provider=cfg.agent_provider_id,
             )
+            spans.task_ended(str(crew_task.id), result)
+            go_on = self.on_step(result)
             self.finished.add(step_id)
             if go_on is False:
                 self.closed = True
@@ -149,6 +150,7 @@ class _Reporter:
             worker=self.worker,
             provider=cfg.agent_provider_id,
         )
+        spans.task_ended(str(crew_task.id), result)
         self.on_step(result)
         kind = RetryableStepFailure if error.retryable else FatalStepFailure
         return kind(
@@ -242,8 +244,12 @@ def run_workflow_inprocess(
     reporter = _Reporter(run_id, on_step, store, env, attempts or {})
     agents, tasks, verbose = _build(wf, order, values, reporter, env)
     crew = build_crew(agents, list(tasks.values()), verbose=verbose)
-    # Each record logged meanwhile carries the step that runs: the first one not reported.
-    with log_context(run_id=run_id, current_step=lambda: _running(order, reporter)):
+    # Each record logged meanwhile carries the step that runs: the first one not reported;
+    # each task started gets a span (docs/observability.md, "Traces").
+    with (
+        log_context(run_id=run_id, current_step=lambda: _running(order, reporter)),
+        spans.crew(run_id, wf, reporter.attempts),
+    ):
         try:
             result = kickoff(crew, values)
         except Exception as exc:

@@ -11,6 +11,10 @@ sends ``READY`` first):
   StepResult, in the order steps finish. A thread cannot be killed: its caller forgets a
   step it stops, and kills the whole host once no other step runs in it.
 
+A StepSpec on the pipe may come after ``T`` and the 55 characters of a W3C
+``traceparent``: the context of the worker's handling of the step message, which the
+step's span continues (:func:`request`; docs/observability.md, "Traces").
+
 A failure around the step (opening the store) is a failed, retryable result, never a
 crash of the process.
 """
@@ -24,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
+from agentic import tracing
 from agentic.contracts import StepError, StepResult, StepSpec, decode, encode
 from agentic.runtime.warm import become_step_process, leave_step_process
 
@@ -32,6 +37,8 @@ if TYPE_CHECKING:
 
 READY = b"ready"
 TAG_BYTES = 8
+TRACE_MARK = b"T"
+_TRACE_END = len(TRACE_MARK) + 55  # a version-00 traceparent is 55 characters
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +54,7 @@ def step_loop(conn: Connection, env: Mapping[str, str] | None = None) -> None:
                 data = conn.recv_bytes()
             except (EOFError, OSError):
                 return  # the worker closed the pipe: nothing more to do
-            result = run_one(decode(StepSpec, data), stores)
+            result = run_one(*_read_request(data), stores)
             try:
                 conn.send_bytes(encode(result))
             except OSError:
@@ -62,8 +69,8 @@ def thread_host(conn: Connection, threads: int, env: Mapping[str, str] | None = 
     stores = _Stores()
     sending = threading.Lock()
 
-    def run(tag: bytes, spec: StepSpec) -> None:
-        answer = tag + encode(run_one(spec, stores))
+    def run(tag: bytes, spec: StepSpec, parent: tracing.TraceParent | None) -> None:
+        answer = tag + encode(run_one(spec, parent, stores))
         try:
             with sending:
                 conn.send_bytes(answer)
@@ -78,17 +85,35 @@ def thread_host(conn: Connection, threads: int, env: Mapping[str, str] | None = 
                     data = conn.recv_bytes()
                 except (EOFError, OSError):
                     return
-                pool.submit(run, data[:TAG_BYTES], decode(StepSpec, data[TAG_BYTES:]))
+                pool.submit(run, data[:TAG_BYTES], *_read_request(data[TAG_BYTES:]))
     finally:
         leave_step_process()
 
 
-def run_one(spec: StepSpec, stores: _Stores) -> StepResult:
-    """Run one attempt; a failure around the step (the store) is a failed result too."""
+def request(spec: StepSpec) -> bytes:
+    """What a worker sends its step process for one attempt: the spec, after the caller's
+    trace context when it has one."""
+    body = encode(spec)
+    parent = tracing.current()
+    return TRACE_MARK + str(parent).encode() + body if parent is not None else body
+
+
+def _read_request(data: bytes) -> tuple[StepSpec, tracing.TraceParent | None]:
+    parent = None
+    if data[: len(TRACE_MARK)] == TRACE_MARK:
+        parent = tracing.TraceParent.parse(data[len(TRACE_MARK) : _TRACE_END].decode("latin-1"))
+        data = data[_TRACE_END:]
+    return decode(StepSpec, data), parent
+
+
+def run_one(spec: StepSpec, parent: tracing.TraceParent | None, stores: _Stores) -> StepResult:
+    """Run one attempt (its span a child of ``parent``); a failure around the step (the
+    store) is a failed result too."""
     from agentic.runtime import execute_step
 
     try:
-        return execute_step(spec, store=stores.get(spec.store_url))
+        with tracing.carried(parent):
+            return execute_step(spec, store=stores.get(spec.store_url))
     except Exception as exc:  # execute_step reports step failures; this is the rest
         log.exception("step %s/%s could not run", spec.run_id, spec.step_id)
         return StepResult(

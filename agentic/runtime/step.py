@@ -35,6 +35,7 @@ from agentic.contracts import (
 from agentic.errors import AgenticError, MissingEnvError, StoreError
 from agentic.logs import in_step_context
 from agentic.materialize import interpolate, own_description
+from agentic.runtime import spans
 from agentic.runtime.agents import (
     build_agent,
     build_crew,
@@ -142,6 +143,14 @@ def execute_step(
         failed one whose ``error`` says whether another attempt can help.
     """
     env = os.environ if env is None else env
+    with spans.attempt(spec, env) as span:  # docs/observability.md, "Traces"
+        result = _run_attempt(spec, store, env)
+        spans.ended(span, result)
+    spans.settle()  # exported before the caller reports the attempt
+    return result
+
+
+def _run_attempt(spec: StepSpec, store: ArtifactSink | None, env: Mapping[str, str]) -> StepResult:
     coworkers = [member.agent_provider for member in spec.crew.coworkers] if spec.crew else []
     redact.protect_entries(
         [spec.agent_provider, *coworkers, *(m.resolved for m in spec.mcp_providers)], env

@@ -30,7 +30,7 @@ from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from agentic import logs, redact
+from agentic import logs, redact, tracing
 from agentic.processes import die_with_parent
 
 PRELOAD = (
@@ -121,6 +121,8 @@ def become_step_process(env: Mapping[str, str] | None = None) -> None:
     # CrewAI's own records (`logging.error(...)` on the root logger) get the caller's
     # format and the step's ids, instead of Python's bare `ERROR:root:` lines.
     logs.configure_from_settings()
+    # Its spans are its own: a provider (and exporter thread) made here, after the fork.
+    tracing.configure(tracing.STEP)
     from agentic import runtime
 
     runtime.own_scratch()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
 
-from agentic import names
+from agentic import names, tracing
 from agentic.bus.signing import Verifier
 from agentic.contracts import (
     CancelledData,
@@ -126,6 +126,11 @@ class Control:
         """How many unfinished runs are still waiting to be rebuilt."""
         return len(self._unrestored)
 
+    @property
+    def driving(self) -> int:
+        """How many runs this coordinator drives now."""
+        return len(self._runs)
+
     async def restored(self, run_id: str) -> None:
         """Return once ``run_id`` is rebuilt, if it was waiting to be (it is now, first)."""
         if run_id not in self._unrestored:
@@ -189,7 +194,9 @@ class Control:
             return self._accepted(record.run_id)
         # Created ``running``: the driver need not write it again, and a restart continues
         # the run even if this process dies before the run's first step is out.
-        record = record.model_copy(update={"status": "running"})
+        # Its trace: the client's, or one rooted here (docs/observability.md, "Traces").
+        trace = tracing.root(f"run {record.workflow_name}", {"agentic.run_id": record.run_id})
+        record = record.model_copy(update={"status": "running", "traceparent": trace})
         if not await self._claim(record.run_id):
             return self._accepted(record.run_id)  # a concurrent submit of the same id has it
         try:

@@ -80,6 +80,7 @@ async def handle_advisory(msg: Msg, control: Control) -> bool:
         return False
     if moved is not None:
         log.warning("dead letter %s: %s", names.dlq_subject(moved.pool), reason)
+        control.deps.metrics.dead_letter(moved.pool, "max_deliveries")
     return True
 
 
@@ -130,4 +131,5 @@ async def handle_refusal(msg: Msg, control: Control) -> bool:
         log.warning("refused step message %d not recorded: %s", refused.stream_seq, exc)
         return not isinstance(exc, BusError)
     log.warning("a worker refused step message %d: %s (%s)", refused.stream_seq, reason, detail)
+    control.deps.metrics.dead_letter(refused.consumer.removeprefix("workers-"), "refused")
     return True

@@ -30,6 +30,7 @@ from agentic.coordinator import CommitFailure, Emit, RecordFailure
 from agentic.errors import ConfigError, MessageTooLargeError
 from agentic.recording.attempts import commit_failure, record_failure
 from agentic.settings import Settings
+from services.coordinator.metrics import CoordinatorMetrics
 from services.lifecycle import persist
 
 if TYPE_CHECKING:
@@ -91,6 +92,8 @@ class Deps:
     leading: Callable[[], bool] = lambda: True
     # Builds the effects of one run (NATS by default).
     effects: Callable[[str, Deps], DriverEffects] = field(default_factory=lambda: RunEffects)
+    # What the run drivers count (docs/observability.md, "Metrics").
+    metrics: CoordinatorMetrics = field(default_factory=CoordinatorMetrics)
 
 
 async def _nothing() -> None:

@@ -13,11 +13,13 @@ snapshot, and the final ``run.json`` before the terminal event, so a client that
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
+from agentic import tracing
 from agentic.contracts import RunRecord, StepError, StepSpec, StepState, utcnow
 from agentic.coordinator import (
     CommitFailure,
@@ -149,10 +151,11 @@ class RunOutbox:
         if (command.step_id, command.attempt) in self.held:
             return  # already with a worker (see RunDriver.resume): not published again
         self._queued_at[command.step_id, command.attempt] = utcnow()
-        if announce is not None:
-            failure = await self.effects.ready(announce, spec)
-        else:
-            failure = await self.effects.dispatch(spec)
+        with _dispatch_span(self.record, spec):  # the step message carries it on
+            if announce is not None:
+                failure = await self.effects.ready(announce, spec)
+            else:
+                failure = await self.effects.dispatch(spec)
         if failure is not None:
             self.unpublishable.append((command, failure))
 
@@ -163,3 +166,19 @@ class RunOutbox:
         spec = dispatched_spec(base, command, self._deps.settings, self._factory.workflow)
         self._unwritten.append(spec)
         return spec
+
+
+def _dispatch_span(record: RunRecord, spec: StepSpec) -> contextlib.AbstractContextManager[Any]:
+    """The span of one attempt's dispatch, in its run's trace (none for a run without one:
+    docs/observability.md, "Traces")."""
+    parent = tracing.TraceParent.parse(record.traceparent)
+    if parent is None:
+        return contextlib.nullcontext()
+    attributes: dict[str, tracing.AttributeValue | None] = {
+        "agentic.run_id": spec.run_id,
+        "agentic.step_id": spec.step_id,
+        "agentic.attempt": spec.attempt,
+        "agentic.pool": spec.pool,
+    }
+    name = f"dispatch {spec.step_id}"
+    return tracing.span(name, parent=parent, kind="producer", attributes=attributes)

@@ -110,6 +110,7 @@ class RunDriver:
                 keep_outputs=False,
             )
             self._state = state
+            self._deps.metrics.run_started(self.record)
             if self.record.status != "running":
                 await self._out.save(status="running")
             steps = list(self.record.workflow.task_sequence)
@@ -289,6 +290,7 @@ class RunDriver:
         await self._execute(self._machine.on_step_started(step_id, attempt), save_now=False)
 
     async def _apply(self, current: StepState, outcome: StepResult) -> None:
+        self._deps.metrics.outcome(self.record, outcome)
         step_id = current.step_id
         if outcome.status == "succeeded":
             # Whichever attempt committed it, the step is done: the store is the truth.
@@ -350,6 +352,7 @@ class RunDriver:
         self._snapshot = None  # the machine has moved (or not: reading it again is cheap)
         if not commands:
             return
+        self._deps.metrics.transition(self.record, commands)
         self._out.unpublishable = []
         for call in reactions(commands, self._out):
             await call()

@@ -38,7 +38,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
-from agentic import names
+from agentic import names, tracing
 from agentic.bus import connect, ensure_consumer, provision, workers_consumer_config
 from agentic.bus.budget import provision_budgets
 from agentic.bus.claims import provision_claims
@@ -52,9 +52,11 @@ from services.coordinator.control import Control
 from services.coordinator.dead_letters import handle_advisory
 from services.coordinator.effects import Deps
 from services.coordinator.keys import keep_published, publish_signer
+from services.coordinator.metrics import CoordinatorMetrics
 from services.coordinator.serving import consume, respond
 from services.health import Heartbeat, heartbeat_path
 from services.lifecycle import BusService, open_run_store, persist, reads_inline
+from services.metrics import MetricsEndpoint, serve_metrics
 
 if TYPE_CHECKING:
     from agentic.store import RunStore
@@ -99,11 +101,19 @@ class CoordinatorService(BusService):
         self._signer = _signer(settings) if sign_steps else None
         self._heartbeat = Heartbeat(heartbeat_path(settings))
         self._beating: asyncio.Task[None] | None = None
+        self.metrics = CoordinatorMetrics()
+        self.metrics.leader.set_function(self._leads)
+        self.metrics.runs_running.set_function(
+            lambda: float(self._control.driving if self._control is not None else 0)
+        )
+        self.metrics_endpoint: MetricsEndpoint | None = None
 
     # --- lifecycle --------------------------------------------------------------------
 
     async def _start(self) -> None:
         settings = self.settings
+        # Served on standby too: the leader gauge says which coordinator leads.
+        self.metrics_endpoint = serve_metrics(settings, self.metrics.registry, "coordinator")
         self._store = await open_run_store(self._store, settings)
         self._beating = asyncio.create_task(self._heartbeat.run(self._stopping))
         self._nc = await connect(settings, name="agentic-coordinator", identity="coordinator")
@@ -114,6 +124,7 @@ class CoordinatorService(BusService):
             for info in provisioned.consumers.values()
             if info.config.filter_subject
         )
+        self.metrics.queues.watch(js, self._pools, asyncio.get_running_loop())
         await provision_coordinator(js, settings)
         await provision_claims(js, settings)
         await provision_budgets(js, settings)
@@ -219,7 +230,14 @@ class CoordinatorService(BusService):
         assert self._store is not None
         return self._store
 
+    def _leads(self) -> float:
+        """The leader gauge: 1 while this coordinator surely holds the lease."""
+        lease = self._lease
+        return float(lease is not None and not self._lease_lost and lease.valid())
+
     async def _close(self) -> None:
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.stop()
         self._stopping.set()  # ends the heartbeat, whose file goes with it
         if self._beating is not None:
             with contextlib.suppress(Exception):
@@ -249,6 +267,7 @@ class CoordinatorService(BusService):
             inline_reads=reads_inline(self.store),
             leading=lambda: self._lease is not None and self._lease.valid(),
             signer=self._signer,
+            metrics=self.metrics,
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -297,7 +316,10 @@ class CoordinatorService(BusService):
     async def _answer_submit(self, msg: Msg) -> None:
         control = self._control
         assert control is not None
-        await respond(msg, lambda: control.submit(msg.data))
+        # A client's trace context names the run's trace (agentic.tracing: parsed strictly,
+        # only ever a parent id).
+        with tracing.carried(tracing.from_headers(msg.headers)):
+            await respond(msg, lambda: control.submit(msg.data))
 
     async def _answer_cancel(self, msg: Msg) -> None:
         control = self._control

@@ -34,7 +34,7 @@ from typing import Any
 import nats.errors
 from nats.js.errors import NotFoundError
 
-from agentic import names
+from agentic import names, tracing
 from agentic.backends.kubernetes import api as k8s_api
 from agentic.bus import connect
 from agentic.errors import AgenticError
@@ -49,6 +49,8 @@ from agentic.k8s.scaler_rule import (
 )
 from agentic.settings import Settings
 from services.lifecycle import BusService
+from services.metrics import MetricsEndpoint, serve_metrics
+from services.scaler.metrics import ScalerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +103,15 @@ class ScalerService(BusService):
         self.created = 0
         """Worker Jobs created so far."""
         self.last_decision: ScaleDecision | None = None
+        self.metrics = ScalerMetrics(pool)
+        self.metrics_endpoint: MetricsEndpoint | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
     async def _start(self) -> None:
         from kubernetes import client
 
+        self.metrics_endpoint = serve_metrics(self.settings, self.metrics.registry, "scaler")
         if self._api_client is None:
             self._api_client = await asyncio.to_thread(k8s_api.load_api_client)
         self._batch = client.BatchV1Api(self._api_client)
@@ -121,6 +126,11 @@ class ScalerService(BusService):
         """Stop creating Jobs and let :meth:`run` return (SIGTERM does this)."""
         super().request_stop()
         self._wake.set()
+
+    async def _close(self) -> None:
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.stop()
+        await super()._close()
 
     async def run(self) -> int:
         """Scale every poll interval (or sooner, on a new step) until stopped; returns 0."""
@@ -140,6 +150,7 @@ class ScalerService(BusService):
                     await self._recheck(decision)
             except Exception as exc:  # NATS or the API server away: the next round retries
                 log.warning("scaler round failed: %s: %s", type(exc).__name__, exc)
+                self.metrics.round_failed()
             await self._pause(started)
         log.info("scaler of pool %s stopped; running worker Jobs finish their burst", self.pool)
         return 0
@@ -193,6 +204,7 @@ class ScalerService(BusService):
             activation_lag=self._activation_lag,
         )
         self._report(decision)
+        self.metrics.decided(decision)
         for _ in range(decision.create):
             if self._stopping.is_set():
                 break
@@ -242,14 +254,16 @@ class ScalerService(BusService):
         for _ in range(3):  # a name clash is a 409: take another token
             name = worker_job_name(self.pool, secrets.token_hex(5))
             try:
-                k8s_api.create_job(
-                    self._batch, worker_job_manifest(self.pool, self.settings, name=name)
+                manifest = worker_job_manifest(
+                    self.pool, self.settings, name=name, trace_env=tracing.job_env()
                 )
+                k8s_api.create_job(self._batch, manifest)
             except Exception as exc:
                 if k8s_api.api_status(exc) != 409:
                     raise
                 continue
             self.created += 1
+            self.metrics.job_created()
             return name
         raise RuntimeError("could not find a free worker Job name")
 

@@ -32,7 +32,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Protocol, TypeVar
 
-from agentic.contracts import StepResult, StepSpec, decode, encode
+from agentic.contracts import StepResult, StepSpec, decode
 from agentic.errors import AgenticError
 from agentic.processes import rss_bytes, signal_step
 from agentic.runtime import host, warm
@@ -208,7 +208,7 @@ class StepRunner:
             raise StepProcessError("the step process is not running")
         self._steps += 1
         try:
-            forked.conn.send_bytes(encode(spec))
+            forked.conn.send_bytes(host.request(spec))  # with the trace context
         except OSError as exc:
             raise await self._died(exc) from exc
 
@@ -272,7 +272,7 @@ class _Host:
         self._pending[tag] = future
         self.steps += 1
         try:
-            self.forked.conn.send_bytes(tag + encode(spec))
+            self.forked.conn.send_bytes(tag + host.request(spec))
         except OSError as exc:
             del self._pending[tag]
             raise StepProcessError(f"the step host is gone: {exc}") from exc

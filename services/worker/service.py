@@ -54,7 +54,9 @@ from agentic.redact import protect_entries
 from agentic.runtime import warm
 from agentic.settings import Settings
 from services.lifecycle import BusService, open_run_store, persist, reads_inline
+from services.metrics import MetricsEndpoint, serve_metrics
 from services.worker.gate import StepGate
+from services.worker.metrics import WorkerMetrics
 from services.worker.runner import HostedRunner, Recycling, Runner, StepRunner, ThreadHosts
 from services.worker.slot import Slot
 
@@ -85,9 +87,11 @@ class WorkerContext:
         store: RunStore,
         gate: StepGate,
         hosts: ThreadHosts | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
+        self.metrics = metrics if metrics is not None else WorkerMetrics(pool)
         self.burst = burst
         self.js = js
         self.stopping = stopping
@@ -268,9 +272,12 @@ class WorkerService(BusService):
         self._verify_steps = verify_steps
         self.isolation = isolation or settings.step_isolation
         self._hosts: ThreadHosts | None = None
+        self.metrics = WorkerMetrics(self.pool, concurrency)
+        self.metrics_endpoint: MetricsEndpoint | None = None
 
     async def _start(self) -> None:
         settings = self.settings
+        self.metrics_endpoint = serve_metrics(settings, self.metrics.registry, "worker")
         # CrewAI loads in the fork server while the worker connects. Started from the
         # event loop's thread, which lives as long as the worker: the server dies with it.
         warm.start()
@@ -298,10 +305,12 @@ class WorkerService(BusService):
             store=store,
             gate=gate,
             hosts=self._hosts,
+            metrics=self.metrics,
         )
         await ctx.find_claims()
         await ctx.find_budgets()
         self._slots = [Slot(i, ctx) for i in range(self.concurrency)]
+        self.metrics.track(lambda: sum(slot.current is not None for slot in self._slots))
         await asyncio.gather(*(slot.start() for slot in self._slots))
         await self._nc.subscribe(names.TERMINATE_SUBJECTS, cb=self._on_terminate)
 
@@ -404,6 +413,8 @@ class WorkerService(BusService):
             slot.interrupt("terminated")
 
     async def _close(self) -> None:
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.stop()
         await asyncio.gather(*(slot.close() for slot in self._slots), return_exceptions=True)
         if self._hosts is not None:
             await self._hosts.close()

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Literal
 import nats.errors
 from nats.aio.msg import Msg
 
-from agentic import failures, names
+from agentic import failures, names, tracing
 from agentic.budget import WAIT_POLL_S, waiting_note
 from agentic.bus import delivery_count, fetch_one, keep_in_progress
 from agentic.bus.budget import BusLease
@@ -151,8 +151,12 @@ class Slot:
         except Refused as exc:
             await refuse(msg, exc.reason)
             return
-        # What the slot logs about the step (and the recording task it starts) names it.
-        with log_context(run_id=spec.run_id, step_id=spec.step_id, attempt=spec.attempt):
+        # What the slot logs about the step (and the recording task it starts) names it;
+        # the message's trace context goes on to the step process (agentic.tracing).
+        with (
+            log_context(run_id=spec.run_id, step_id=spec.step_id, attempt=spec.attempt),
+            tracing.carried(tracing.from_headers(msg.headers)),
+        ):
             await self._handle_admitted(msg, spec)
 
     async def _handle_admitted(self, msg: Msg, spec: StepSpec) -> None:
@@ -366,6 +370,7 @@ class Slot:
 
     async def _decide(self, msg: Msg, spec: StepSpec, outcome: Outcome) -> None:
         ctx = self._ctx
+        ctx.metrics.ended(spec, outcome.kind, outcome.result)
         if outcome.kind in ("finished", "timed_out"):
             if outcome.kind == "timed_out":
                 log.warning(

@@ -31,6 +31,7 @@ from agentic.store import open_store
 from services.scaler import ScalerService
 from tests.e2e.k8s_cluster import NS, PVC, Cluster, cluster_settings
 from tests.factories import bus_spec, two_steps
+from tests.integration.nats_stack import sample, scrape
 from tests.k8s_double import KubeDouble, wait_for
 from tests.k8s_double.podenv import default_base_env
 from tests.parity import run_workflow
@@ -209,7 +210,9 @@ async def test_the_scaler_subtracts_running_jobs_and_never_exceeds_the_maximum(
     cluster: Cluster,
 ) -> None:
     # Workers that cannot start (unpullable image) stay running Jobs without taking work.
-    settings = cluster.settings.model_copy(update={"k8s_image": UNPULLABLE, "scaler_max_jobs": 2})
+    settings = cluster.settings.model_copy(
+        update={"k8s_image": UNPULLABLE, "scaler_max_jobs": 2, "metrics_port": 0}
+    )
     nc = await connect(settings, name="tests")
     try:
         js = nc.jetstream()
@@ -225,6 +228,8 @@ async def test_the_scaler_subtracts_running_jobs_and_never_exceeds_the_maximum(
         async with service:
             first = await service.scale_once()
             second = await service.scale_once()
+            assert service.metrics_endpoint is not None and service.metrics_endpoint.url
+            scraped = await scrape(service.metrics_endpoint.url)
         jobs = cluster.jobs(worker_selector("capped"))
     finally:
         for job in cluster.jobs(worker_selector("capped")):
@@ -234,6 +239,12 @@ async def test_the_scaler_subtracts_running_jobs_and_never_exceeds_the_maximum(
 
     assert (first.lag, first.wanted, first.create) == (5, 2, 2)
     assert (second.running, second.create) == (2, 0)
+    # What the scaler's /metrics said after the second round.
+    assert sample(scraped, "agentic_scaler_queue_lag", pool="capped") == 5
+    assert sample(scraped, "agentic_scaler_jobs_wanted", pool="capped") == 2
+    assert sample(scraped, "agentic_scaler_jobs_running", pool="capped") == 2
+    assert sample(scraped, "agentic_scaler_jobs_created_total", pool="capped") == 2
+    assert sample(scraped, "agentic_scaler_rounds_total", pool="capped", result="scaled") == 2
     assert len(jobs) == 2 and count_running(jobs) == 2
     container = jobs[0]["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["worker", "--burst", "--pool", "capped"]

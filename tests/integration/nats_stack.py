@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,12 @@ class ServiceProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.args} not ready:\n{self.log_text()[-3000:]}")
             await asyncio.sleep(0.1)
+
+    def metrics_url(self) -> str:
+        """Where the service serves ``/metrics`` (it logs it; ``AGENTIC_METRICS_PORT=0``)."""
+        found = re.search(r" metrics at (http://\S+/metrics)", self.log_text())
+        assert found, f"{self.args} serves no metrics:\n{self.log_text()[-3000:]}"
+        return found.group(1)
 
     def kill9(self) -> None:
         """SIGKILL, like a crash or an OOM kill."""
@@ -159,6 +167,33 @@ class Stack:
         from agentic.store import open_store
 
         return open_store(str(self.store_dir))
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def scrape(*urls: str) -> Samples:
+    """The samples of the ``/metrics`` endpoints at ``urls``, read over HTTP and parsed as
+    Prometheus does; a sample that several endpoints have is summed."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def fetch(url: str) -> str:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return str(response.read().decode())
+
+    samples: Samples = {}
+    for text in await asyncio.gather(*(asyncio.to_thread(fetch, url) for url in urls)):
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                key = (sample.name, frozenset(sample.labels.items()))
+                samples[key] = samples.get(key, 0.0) + sample.value
+    return samples
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels`` (0 when none)."""
+    wanted = set(labels.items())
+    return sum(v for (n, have), v in samples.items() if n == name and wanted <= have)
 
 
 async def submit(

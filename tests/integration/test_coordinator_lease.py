@@ -25,6 +25,8 @@ from tests.integration.nats_stack import (
     ServiceProcess,
     Stack,
     run_events,
+    sample,
+    scrape,
     submit,
     wait_event,
     wait_finished,
@@ -44,7 +46,9 @@ def server(tmp_path: Path) -> Iterator[EmbeddedNats]:
 
 @pytest.fixture
 def stack(server: EmbeddedNats, tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(server.url, tmp_path, coordinator_lease_s=LEASE_S, step_ack_wait_s="3")
+    stack = Stack(
+        server.url, tmp_path, coordinator_lease_s=LEASE_S, step_ack_wait_s="3", metrics_port="0"
+    )
     try:
         yield stack
     finally:
@@ -80,9 +84,13 @@ async def test_a_standby_coordinator_takes_over_a_run_when_the_leader_is_killed(
     await submit(nc, inline_request("ha-1", ["one", "two", "three"], steady))
     await wait_event(js, "ha-1", "step_started", step_id="two")
     assert "coordinator ready" not in standby.log_text()  # it served nothing so far
+    # Both serve metrics; the leader gauge says which one leads.
+    assert sample(await scrape(leader.metrics_url()), "agentic_coordinator_leader") == 1
+    assert sample(await scrape(standby.metrics_url()), "agentic_coordinator_leader") == 0
 
     leader.kill9()
     await standby.wait_ready("coordinator ready", timeout=30)
+    assert sample(await scrape(standby.metrics_url()), "agentic_coordinator_leader") == 1
     record = await wait_finished(stack.store(), "ha-1", timeout=60)
     events = await run_events(js, "ha-1")
 

@@ -28,7 +28,7 @@ from agentic.bus.auth import write_credentials
 from agentic.bus.embedded import nats_server_binary
 from agentic.k8s import jobs
 from agentic.k8s.credentials import SEED_KEY
-from agentic.k8s.jobs import step_job_manifest, worker_job_manifest
+from agentic.k8s.jobs import metrics_annotations, step_job_manifest, worker_job_manifest
 from agentic.settings import Settings
 from tests.factories import OPENAI_WRITER, step_spec
 from tests.fixtures.servers import free_port, wait_until_listening
@@ -356,6 +356,86 @@ def test_the_network_policy_admits_only_agentic_pods_to_nats(rendered, target: s
             )
     step = jobs.COMMON_LABELS["app.kubernetes.io/part-of"]
     assert step == "agentic", "step and worker Jobs must be admitted to NATS too"
+
+
+# --- metrics -----------------------------------------------------------------------------------
+def scrape_annotations(template: dict[str, Any]) -> dict[str, str]:
+    annotations = template["metadata"].get("annotations", {})
+    return {k: v for k, v in annotations.items() if k.startswith("prometheus.io/")}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_prometheus_scrapes_every_service_pod_where_it_serves_metrics(
+    rendered, target: str
+) -> None:
+    docs = rendered[target]
+    conf = settings_from(docs)
+    assert (conf.metrics_port, conf.metrics_host) == (9464, "0.0.0.0")
+    wanted = {"prometheus.io/scrape": "true", "prometheus.io/port": "9464"}
+    assert metrics_annotations(conf) == {**wanted, "prometheus.io/path": "/metrics"}
+    port = {"name": "metrics", "containerPort": 9464, "protocol": "TCP"}
+    job = worker_job_manifest("default", conf, name="agentic-worker-default-1")
+    templates = [*pod_templates(docs), ("scaler's worker Job", job["spec"]["template"])]
+    policy = one(docs, "NetworkPolicy", "agentic-metrics-ingress")["spec"]
+    [rule] = policy["ingress"]
+
+    for where, template in templates:
+        admitted = selects(policy["podSelector"], template["metadata"]["labels"])
+        if where == "StatefulSet/nats":
+            assert not scrape_annotations(template) and not admitted
+            continue
+        [c] = template["spec"]["containers"]
+        assert scrape_annotations(template) == metrics_annotations(conf), where
+        assert port in c["ports"], where
+        assert admitted, where
+    [worker] = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in worker["env"]}
+    assert (env["AGENTIC_METRICS_PORT"], env["AGENTIC_METRICS_HOST"]) == ("9464", "0.0.0.0")
+    assert rule["ports"] == [{"protocol": "TCP", "port": conf.metrics_port}]
+    monitoring = {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    assert rule["from"] == [{"namespaceSelector": monitoring}]
+    # Step Jobs serve nothing; a worker Job without metrics announces none.
+    assert not selects(policy["podSelector"], {**jobs.COMMON_LABELS, jobs.LABEL_COMPONENT: "step"})
+    quiet = worker_job_manifest(
+        "default", conf.model_copy(update={"metrics_port": None}), name="agentic-worker-default-2"
+    )
+    assert not scrape_annotations(quiet["spec"]["template"])
+    assert "ports" not in quiet["spec"]["template"]["spec"]["containers"][0]
+
+
+# Fields of a Prometheus Operator PodMonitor spec (monitoring.coreos.com/v1) this repo uses.
+POD_MONITOR_FIELDS = {"selector", "podMetricsEndpoints", "namespaceSelector", "jobLabel"}
+
+
+def test_the_prometheus_operator_component_scrapes_the_pods_the_annotations_name(
+    tmp_path,
+) -> None:
+    overlay = tmp_path / "monitored"
+    overlay.mkdir()
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": "agentic",  # as the overlays set it
+        "resources": [os.path.relpath(DEPLOY / "overlays" / "kind", overlay)],
+        "components": [os.path.relpath(DEPLOY / "components" / "prometheus-operator", overlay)],
+    }
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    docs = render(str(overlay))
+    [monitor] = objects(docs, "PodMonitor")
+    conf = settings_from(docs)
+    job = worker_job_manifest("default", conf, name="agentic-worker-default-1")
+
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["namespace"] == "agentic"
+    assert set(monitor["spec"]) <= POD_MONITOR_FIELDS
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+    for where, template in [*pod_templates(docs), ("scaler's worker Job", job["spec"]["template"])]:
+        scraped = bool(scrape_annotations(template))
+        assert selects(monitor["spec"]["selector"], template["metadata"]["labels"]) == scraped
+        if scraped:
+            ports = [p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])]
+            assert "metrics" in ports, where
 
 
 # --- services ----------------------------------------------------------------------------------

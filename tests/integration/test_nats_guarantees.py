@@ -33,6 +33,8 @@ from tests.integration.nats_stack import (
     dead_letter_of,
     process_gone,
     run_events,
+    sample,
+    scrape,
     submit,
     wait_event,
     wait_finished,
@@ -59,6 +61,7 @@ def stack(nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory) -
         max_message_bytes=str(MAX_MESSAGE_BYTES),
         retry_backoff_base_s="0.2",
         retry_jitter="0",
+        metrics_port="0",  # each service on a free port, which it logs
     )
 
     async def start() -> None:
@@ -108,6 +111,93 @@ async def test_a_submitted_run_succeeds_and_its_events_are_numbered_without_gaps
         "succeeded",
     ]  # fmt: skip
     assert events[-1].data["output"] == "write done for guarantees"
+
+
+async def test_the_coordinators_and_workers_metrics_move_as_a_run_does(
+    stack: Stack, nc: NATS, js: JetStreamContext
+) -> None:
+    # Every step's first attempt fails (and is retried), every second one runs for 0.5 s.
+    metered = {
+        **scripted_agent_data("metered", [DONE], delay_s=0.5, fail={"times": 1, "mode": "error"}),
+        "model": "metered-1",
+        "price": {"input_per_million": 1000.0, "output_per_million": 2000.0},
+    }
+    request = inline_request("metrics-1", ["one", "two"], metered, retries=1)
+    request["workflow"]["workflow"]["name"] = "metrics"
+    assert stack.coordinator is not None
+    coordinator = stack.coordinator.metrics_url()
+    workers = [worker.metrics_url() for worker in stack.workers]
+    before = await scrape(coordinator)
+    workers_before = await scrape(*workers)
+
+    await submit(nc, request)
+    await wait_event(
+        js, "metrics-1", "step_started", step_id="one", matches=lambda e: e.attempt == 2
+    )
+    during = await scrape(*workers)
+    coordinator_during = await scrape(coordinator)
+    record = await wait_finished(stack.store(), "metrics-1")
+    await wait_event(js, "metrics-1", "succeeded")  # sent once the coordinator is done with it
+    after = await scrape(coordinator)
+    workers_after = await scrape(*workers)
+
+    assert record.status == "succeeded"
+    assert sample(before, "agentic_coordinator_leader") == 1
+    assert sample(after, "agentic_coordinator_leader") == 1
+    assert sample(during, "agentic_worker_steps_in_flight", pool="default") == 1
+    running = sample(before, "agentic_runs_running")
+    assert sample(coordinator_during, "agentic_runs_running") == running + 1
+    assert sample(after, "agentic_runs_running") == running
+    assert sample(workers_after, "agentic_worker_steps_in_flight", pool="default") == 0
+    assert sample(workers_after, "agentic_worker_slots", pool="default") == 2
+
+    def moved(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    def worker_moved(name: str, **labels: str) -> float:
+        return sample(workers_after, name, **labels) - sample(workers_before, name, **labels)
+
+    run = {"workflow": "metrics"}
+    assert moved("agentic_runs_started_total", **run) == 1
+    assert moved("agentic_runs_finished_total", **run, status="succeeded") == 1
+    assert moved("agentic_runs_finished_total", **run, status="failed") == 0
+    for step in ("one", "two"):
+        labels = {**run, "step": step, "provider": "metered"}
+        assert moved("agentic_step_attempts_total", **labels) == 2
+        assert moved("agentic_step_retries_total", **run, step=step) == 1
+        for status in ("failed", "succeeded"):
+            assert moved("agentic_step_duration_seconds_count", **labels, status=status) == 1
+        # The successful attempt slept 0.5 s: it lands in the histogram's buckets above that.
+        ok = {**labels, "status": "succeeded"}
+        assert moved("agentic_step_duration_seconds_bucket", **ok, le="0.25") == 0
+        assert moved("agentic_step_duration_seconds_bucket", **ok, le="5.0") == 1
+        assert moved("agentic_step_duration_seconds_sum", **ok) >= 0.5
+    errors = {"provider": "metered", "type": "ScriptedError"}
+    assert moved("agentic_step_failures_total", **run, **errors) == 2
+    # Tokens and cost are what the attempts recorded in the store.
+    attempts = [a for s in ("one", "two") for a in stack.store().read_attempts("metrics-1", s)]
+    model = {"provider": "metered", "model": "metered-1"}
+    prompt = sum(a.usage.prompt_tokens for a in attempts)
+    assert prompt > 0
+    assert moved("agentic_tokens_total", **model, kind="prompt") == prompt
+    completion = sum(a.usage.completion_tokens for a in attempts)
+    assert moved("agentic_tokens_total", **model, kind="completion") == completion
+    cost = sum(a.usage.cost_usd or 0.0 for a in attempts)
+    assert cost > 0 and moved("agentic_cost_usd_total", **model) == pytest.approx(cost)
+
+    pool = {"pool": "default", "provider": "metered"}
+    assert worker_moved("agentic_worker_attempts_total", **pool, outcome="succeeded") == 2
+    assert worker_moved("agentic_worker_attempts_total", **pool, outcome="failed") == 2
+    assert worker_moved("agentic_worker_step_errors_total", **pool, type="ScriptedError") == 2
+    assert worker_moved("agentic_worker_step_duration_seconds_count", **pool) == 4
+    # The running step's message counts in the lag; the queue is empty once the last step
+    # is acknowledged.
+    lag = ("agentic_queue_lag", frozenset({("pool", "default")}))
+    assert coordinator_during[lag] == 1
+    deadline = time.monotonic() + 5
+    while (await scrape(coordinator))[lag] != 0:
+        assert time.monotonic() < deadline, "the queue lag stayed above 0"
+        await asyncio.sleep(0.1)
 
 
 async def test_the_same_run_id_submitted_twice_starts_one_run(
@@ -362,6 +452,10 @@ async def test_a_step_that_always_crashes_its_worker_ends_in_the_dlq_and_fails_i
     stack: Stack, nc: NATS, js: JetStreamContext
 ) -> None:
     crasher = scripted_agent_data("crasher", [DONE], fail={"times": 100, "mode": "crash"})
+    assert stack.coordinator is not None
+    coordinator = stack.coordinator.metrics_url()
+    workers = [worker.metrics_url() for worker in stack.workers]
+    before, workers_before = await scrape(coordinator), await scrape(*workers)
 
     await submit(nc, inline_request("dlq-1", ["boom"], crasher))
     record = await wait_finished(stack.store(), "dlq-1", timeout=90)
@@ -381,6 +475,24 @@ async def test_a_step_that_always_crashes_its_worker_ends_in_the_dlq_and_fails_i
     committed = stack.store().read_result("dlq-1", "boom")
     assert committed is not None and committed.error is not None
     assert committed.error.type == "DeadLettered"
+    # The metrics say so too: one dead letter (counted once the message moved), a failure
+    # of that type, and two crashed deliveries on the workers.
+    letters = {"pool": "default", "reason": "max_deliveries"}
+    counted = sample(before, "agentic_dead_letters_total", **letters)
+    deadline = time.monotonic() + 5
+    after = await scrape(coordinator)
+    while sample(after, "agentic_dead_letters_total", **letters) == counted:
+        assert time.monotonic() < deadline, "no dead letter counted"
+        await asyncio.sleep(0.1)
+        after = await scrape(coordinator)
+    assert sample(after, "agentic_dead_letters_total", **letters) == counted + 1
+    failed = {"workflow": "guarantees", "provider": "crasher", "type": "DeadLettered"}
+    failures = sample(after, "agentic_step_failures_total", **failed)
+    assert failures == sample(before, "agentic_step_failures_total", **failed) + 1
+    workers_after = await scrape(*workers)
+    crashed = {"pool": "default", "provider": "crasher", "outcome": "crashed"}
+    assert sample(workers_after, "agentic_worker_attempts_total", **crashed) == 2
+    assert sample(workers_before, "agentic_worker_attempts_total", **crashed) == 0
 
 
 async def test_a_worker_killed_mid_step_is_redelivered_and_the_result_is_committed_once(

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from agentic import tracing
 from agentic.backends.base import StepHealth
 from agentic.backends.kubernetes import api as k8s_api
 from agentic.backends.kubernetes.watch import WatchedObjects
@@ -117,7 +118,9 @@ class JobLauncher:
     def launch(self, spec: StepSpec) -> JobHandle:
         """Create the attempt's Job (or adopt the one that already has its name)."""
         spec_url = self._store.spec_url(spec.run_id, spec.step_id)
-        manifest = step_job_manifest(spec, self._settings, spec_url=spec_url)
+        # The run's trace goes on in the Job (TRACEPARENT), exported as here (OTEL_*).
+        trace_env = tracing.job_env()
+        manifest = step_job_manifest(spec, self._settings, spec_url=spec_url, trace_env=trace_env)
         jobs = self._watch(spec.run_id)
         try:
             created = k8s_api.create_job(self._batch, manifest)
@@ -259,7 +262,10 @@ class JobLauncher:
             return k8s_api.create_job(
                 self._batch,
                 step_job_manifest(
-                    spec, self._settings, spec_url=self._store.spec_url(spec.run_id, spec.step_id)
+                    spec,
+                    self._settings,
+                    spec_url=self._store.spec_url(spec.run_id, spec.step_id),
+                    trace_env=tracing.job_env(),
                 ),
             )
         annotations = existing["metadata"].get("annotations") or {}

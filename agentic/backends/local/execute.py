@@ -34,7 +34,10 @@ def execute_spec_url(spec_url: str) -> StepResult:
     except (ConfigError, DecodeError, StoreError, OSError, ValueError) as exc:
         raise SpecUnreadable(f"cannot read step spec {spec_url!r}: {exc}", cause=exc) from exc
     store = open_store(spec.store_url)
+    from agentic import tracing
     from agentic.runtime import execute_step
+
+    tracing.configure(tracing.STEP)  # a step Job's or step process's spans
 
     result = execute_step(spec, store=store)
     record_attempt(store, result)
