@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/agentic run demo --topic "durable agent workflows"
 
+# Two parts: most tests on two processes, then the `serial` ones (timing, fail-over) alone.
 test: setup
-	$(BIN)/pytest -q
+	@status=0; \
+	$(BIN)/pytest -q -n 2 -m "not serial" || status=$$?; \
+	$(BIN)/pytest -q -m serial || status=$$?; \
+	exit $$status
 
 lint: setup
 	$(BIN)/ruff check agentic services tests benchmarks scripts
