@@ -145,6 +145,11 @@ def _announce(stack: ProcessStack) -> None:
         f"Your client credential: {stack.client_credential} (readable by you alone; "
         "clients of this URL use it, nobody else gets in)",
         *([f"Console: {stack.console_url}"] if stack.console_url else []),
+        *(
+            [f"Metrics: {', '.join(f'{n} :{p}' for n, p in stack.metrics_ports.items())}"]
+            if stack.metrics_ports
+            else []
+        ),
         "Submit runs from another terminal:",
         f"  AGENTIC_NATS_URL={stack.url} agentic run demo --backend nats",
         f"  AGENTIC_NATS_URL={stack.url} python scripts/submit_run.py demo topic=NATS",

@@ -119,7 +119,7 @@ class ProcessStack:
             for i in range(1, self.workers + 1):
                 isolation = ("--isolation", self.isolation) if self.isolation else ()
                 self.children[f"worker-{i}"] = self._spawn(
-                    "worker", "--concurrency", str(self.concurrency), *isolation
+                    "worker", "--concurrency", str(self.concurrency), *isolation, name=f"worker-{i}"
                 )
             self._wait_coordinator()
             if self.console_port:
@@ -158,14 +158,30 @@ class ProcessStack:
             self._left_credentials.append(leave_client_credential(self.settings, url, seed))
         self.client_credential = self._left_credentials[0]
 
-    def _spawn(self, command: str, *args: str) -> subprocess.Popen[bytes]:
+    @property
+    def metrics_ports(self) -> dict[str, int]:
+        """Each service's ``/metrics`` port: ``AGENTIC_METRICS_PORT`` for the coordinator and
+        the next ones for the workers, in order (one environment, so one setting, serves
+        every process here); empty when the setting is unset, or 0 (each takes a free port
+        and logs it)."""
+        base = self.settings.metrics_port
+        if not base:
+            return {}
+        names = ["coordinator", *(f"worker-{i}" for i in range(1, self.workers + 1))]
+        return {name: base + offset for offset, name in enumerate(names)}
+
+    def _spawn(self, command: str, *args: str, name: str | None = None) -> subprocess.Popen[bytes]:
         from agentic.processes import parent_death_signal
 
+        env = self.child_env(command)
+        port = self.metrics_ports.get(name or command)
+        if port is not None:
+            env["AGENTIC_METRICS_PORT"] = str(port)
         # Own process groups: a Ctrl-C in the terminal reaches only `agentic up`, which then
         # stops the children in order (workers drain before the coordinator goes).
         return subprocess.Popen(
             [*self.service_command, command, *args],
-            env=self.child_env(command),
+            env=env,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             # Dies with `agentic up`, even when it is killed with SIGKILL (then SIGTERM drains).

@@ -87,7 +87,9 @@ def embedded_stack(settings: Settings) -> Iterator[Settings]:
         with EmbeddedNats.from_settings(
             settings, terminate_with_parent=True, config_file=credentials.server_conf
         ) as server:
-            local = settings.model_copy(update={"nats_url": server.url})
+            # A run's own services serve no /metrics: they live as long as one `agentic run`,
+            # and the coordinator and worker of one process could not share a port.
+            local = settings.model_copy(update={"nats_url": server.url, "metrics_port": None})
             quiet_services(settings)
             coordinator = credentials.settings_for(local, "coordinator")
             with ServiceThread(coordinator, credentials.settings_for(local, "worker")):

@@ -381,3 +381,13 @@ def test_the_dashboard_panels_have_unique_ids_and_use_the_datasource_variable() 
         if panel["type"] != "row":
             assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
             assert panel["targets"], panel["title"]
+
+
+def test_agentic_up_gives_each_service_its_own_metrics_port() -> None:
+    from agentic.cli.process_stack import ProcessStack
+
+    stack = ProcessStack(Settings(metrics_port=9464), workers=2)
+
+    assert stack.metrics_ports == {"coordinator": 9464, "worker-1": 9465, "worker-2": 9466}
+    assert ProcessStack(Settings(metrics_port=0), workers=2).metrics_ports == {}  # free ports
+    assert ProcessStack(Settings(), workers=2).metrics_ports == {}  # no endpoints
