@@ -18,7 +18,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import nats.errors
+from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 
 from agentic.contracts import (
@@ -191,13 +194,7 @@ async def submit_and_wait(
 
     # An ordered consumer of new events: a client may read the events stream, not listen to
     # its subjects directly (docs/security.md).
-    sub = await nc.jetstream().subscribe(
-        "agentic.events.>",
-        stream="AGENTIC_EVENTS",
-        cb=on_event,
-        ordered_consumer=True,
-        deliver_policy=DeliverPolicy.NEW,
-    )
+    sub = await _events_consumer(nc, on_event)
     try:
         await nc.flush()
         start = time.perf_counter()
@@ -218,6 +215,26 @@ async def submit_and_wait(
         await sub.unsubscribe()
         await nc.close()
     return ended, elapsed
+
+
+async def _events_consumer(nc: NATS, on_event: Any, patience_s: float = 30.0) -> Any:
+    """An ordered consumer of new events, asked again while JetStream does not answer: a
+    cluster that just started may still be electing the events stream's leader (the
+    consumer request then times out; seen once in a CI run of the benchmark's smoke test)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return await nc.jetstream().subscribe(
+                "agentic.events.>",
+                stream="AGENTIC_EVENTS",
+                cb=on_event,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.NEW,
+            )
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def run_events(url: str, run_id: str) -> list[RunEvent]:
