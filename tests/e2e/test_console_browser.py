@@ -17,7 +17,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import pytest
 from agentic.cli.process_stack import free_port
 from agentic.store import RunStore, open_store
 from tests.factories import write_files
+from tests.integration.nats_stack import start_agentic_up
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -102,37 +102,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         AGENTIC_EXTRA_CONFIG_DIRS=f'["{extra}"]',
     )
     port = free_port()
-    up = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agentic",
-            "up",
-            "--port",
-            "0",
-            "--data-dir",
-            str(root / "js"),
-            "--workers",
-            "1",
-            "--concurrency",
-            "3",
-            "--console-port",
-            str(port),
-        ],
-        env=env,
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+    up, announced = start_agentic_up(
+        root / "js", env, root, "--workers", "1", "--concurrency", "3", "--console-port", str(port)
     )
-    assert up.stdout is not None
-    announced = ""
-    while "Ready." not in announced:
-        line = up.stdout.readline()
-        if not line:
-            up.kill()
-            raise AssertionError(f"agentic up exited before it was ready:\n{announced}")
-        announced += line
     found = re.search(r"Console: (http://127\.0\.0\.1:(\d+)/)\?token=(\S+)", announced)
     try:
         assert found is not None, announced
