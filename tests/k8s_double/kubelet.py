@@ -19,6 +19,7 @@ from tests.k8s_double.podenv import (
     check_schedulable,
     expand_dependent,
     mounts,
+    spawn,
     translate,
 )
 from tests.k8s_double.sidecars import Sidecars
@@ -267,15 +268,7 @@ class Kubelet:
     def _run_process(self, run: PodRun, name: str, argv: list[str], env: dict, cwd: Path) -> None:
         started = now_rfc3339()
         try:
-            with run.log_path.open("ab") as log:
-                run.proc = subprocess.Popen(
-                    argv,
-                    env=env,
-                    cwd=cwd,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            run.proc = spawn(argv, env, cwd, run.log_path)
         except OSError as exc:
             return self._terminated(run, name, 128, "StartError", started, message=str(exc))
         running = {"running": {"startedAt": started}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -194,3 +195,15 @@ def default_base_env() -> dict[str, str]:
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
         "AGENTIC_CONFIG_DIR": str(Path(__file__).resolve().parents[2] / "config"),
     }
+
+
+def spawn(argv: list[str], env: dict, cwd: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """A container's process, in a session of its own, its output appended to ``log_path``.
+
+    Raises:
+        OSError: it could not start (the runtime's StartError / RunContainerError).
+    """
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tests.k8s_double.objects import Obj, now_rfc3339
-from tests.k8s_double.podenv import PodConfigError
+from tests.k8s_double.podenv import PodConfigError, spawn
 from tests.k8s_double.status import container_status
 
 if TYPE_CHECKING:
@@ -131,15 +131,7 @@ class Sidecars:
             log = self.run.log_path.parent / f"log.{container['name']}"
             started = now_rfc3339()
             try:
-                with log.open("ab") as sink:
-                    proc = subprocess.Popen(
-                        argv,
-                        env=env,
-                        cwd=cwd,
-                        stdout=sink,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
+                proc = spawn(argv, env, cwd, log)
             except OSError as exc:
                 self.waiting(container, "RunContainerError", str(exc))
                 return False
