@@ -223,19 +223,11 @@ def build_crew(
 ) -> Crew:
     """A crew that never collects traces: sequential, or hierarchical under ``manager``
     (CrewAI's ``manager_agent``: it runs every task, delegating to ``agents``)."""
-    if manager is not None:
-        return Crew(
-            agents=agents,
-            tasks=tasks,
-            process=Process.hierarchical,
-            manager_agent=manager,
-            verbose=verbose,
-            tracing=False,
-        )
     return Crew(
         agents=agents,
         tasks=tasks,
-        process=Process.sequential,
+        process=Process.sequential if manager is None else Process.hierarchical,
+        manager_agent=manager,
         verbose=verbose,
         tracing=False,
     )
