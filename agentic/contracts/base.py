@@ -19,6 +19,12 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def unset(value: object) -> bool:
+    """``exclude_if`` of a field added later: left out of every dump while it is None, so
+    records and messages without it read (and are stored, and fingerprinted) as before."""
+    return value is None
+
+
 def encode(model: BaseModel) -> bytes:
     """Canonical JSON bytes of a model (stable key order, no whitespace)."""
     return model.model_dump_json(exclude_none=False).encode()

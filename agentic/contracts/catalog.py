@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from agentic.contracts.base import Frozen
+from agentic.contracts.base import Frozen, unset
 from agentic.contracts.output_schema import OutputSchema
 from agentic.contracts.tools import GuardrailRef, ToolRef, refuse_code_fields
 from agentic.ids import SafeId
@@ -414,10 +414,6 @@ def _is_sequential(value: str) -> bool:
     return value == "sequential"
 
 
-def _is_none(value: object) -> bool:
-    return value is None
-
-
 class HierarchicalCrew(Frozen):
     """The tasks of a ``process: hierarchical`` workflow, as resolved.
 
@@ -473,7 +469,7 @@ class WorkflowBody(Frozen):
     manager_provider: SafeId | None = Field(
         default=None,
         validate_default=True,
-        exclude_if=_is_none,
+        exclude_if=unset,
         description="The agent provider that manages a hierarchical crew (CrewAI's "
         "manager_agent); required with process: hierarchical, refused without it.",
     )
@@ -538,7 +534,7 @@ class WorkflowConfig(Frozen):
     process: Process = Field(default="sequential", exclude_if=_is_sequential)
     crew: HierarchicalCrew | None = Field(
         default=None,
-        exclude_if=_is_none,
+        exclude_if=unset,
         description="The tasks of a hierarchical workflow (process: hierarchical), run by "
         "its manager as the one step `crew` that `tasks` then holds.",
     )

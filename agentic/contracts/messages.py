@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import Field, model_validator
 
 from agentic import failures
-from agentic.contracts.base import SCHEMA_VERSION, Frozen
+from agentic.contracts.base import SCHEMA_VERSION, Frozen, unset
 from agentic.contracts.catalog import Review, WorkflowConfig, WorkflowDefinition
 from agentic.contracts.output_schema import OutputSchema
 from agentic.contracts.tools import GuardrailRef, ToolRef
@@ -65,18 +65,10 @@ class TaskText(Frozen):
     expected_output: str
     output_schema: OutputSchema | None = Field(
         default=None,
+        exclude_if=unset,
         description="The task's output_schema: the answer must be a JSON object matching it "
         "(checked again here: a spec is untrusted input).",
     )
-
-    @model_serializer(mode="wrap")
-    def _schema_only_when_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """``output_schema`` is written only when set: a task without one reads (and its
-        spec is stored, and fingerprinted) as before it existed."""
-        data: dict[str, Any] = handler(self)
-        if self.output_schema is None:
-            data.pop("output_schema", None)
-        return data
 
 
 class ResolvedMCP(Frozen):
@@ -175,7 +167,7 @@ class StepSpec(Frozen):
     store_url: str
     crew: CrewSpec | None = Field(
         default=None,
-        exclude_if=lambda value: value is None,
+        exclude_if=unset,
         description="A hierarchical crew (process: hierarchical): agent_provider manages it, "
         "task and depends_on are unused; mcp_providers are its coworkers'.",
     )
@@ -187,19 +179,13 @@ class StepError(Frozen):
     retryable: bool = False
     provider_failed: bool = Field(
         default=False,
+        # Written only when true: every other error reads (and is stored) as before it
+        # existed, by readers old and new.
+        exclude_if=lambda failed: not failed,
         description="The model provider failed (429, 5xx, request timeout, refused "
         "connection) past its own retries: the step's next attempt moves down the "
         "provider's fallback chain.",
     )
-
-    @model_serializer(mode="wrap")
-    def _only_a_provider_failure(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """``provider_failed`` is written only when true: every other error reads (and is
-        stored) as before it existed, by readers old and new."""
-        data: dict[str, Any] = handler(self)
-        if not self.provider_failed:
-            data.pop("provider_failed", None)
-        return data
 
 
 class Artifact(Frozen):
@@ -277,18 +263,10 @@ class StepResult(Frozen):
     )
     output_json: dict[str, Any] | None = Field(
         default=None,
+        exclude_if=unset,
         description="The answer of a task with an output_schema, as JSON (validated against "
         "it); `output` holds the same object as JSON text. Unset otherwise.",
     )
-
-    @model_serializer(mode="wrap")
-    def _json_only_when_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """``output_json`` is written only when set: every other result reads (and is
-        stored) as before it existed, by readers old and new."""
-        data: dict[str, Any] = handler(self)
-        if self.output_json is None:
-            data.pop("output_json", None)
-        return data
 
     @classmethod
     def failed(

@@ -18,15 +18,12 @@ import json
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     ValidationError,
-    model_serializer,
     model_validator,
 )
 
@@ -38,7 +35,7 @@ from agentic.contracts import (
     WorkflowConfig,
     WorkflowMeta,
 )
-from agentic.contracts.base import all_errors
+from agentic.contracts.base import all_errors, unset
 from agentic.ids import SafeId
 
 _FENCE = re.compile(r"```(?:json)?\s*\n?(.*?)```", re.DOTALL | re.IGNORECASE)
@@ -88,6 +85,7 @@ class Plan(BaseModel):
     )
     workflow: str | None = Field(
         default=None,
+        exclude_if=unset,  # a plan of steps is recorded as before plans could choose one
         description="The name of an offered catalog workflow that already does what the goal "
         "asks: it runs as written, with the goal as its topic. Give no steps with it.",
     )
@@ -104,14 +102,6 @@ class Plan(BaseModel):
                 "iterative mode)"
             )
         return self
-
-    @model_serializer(mode="wrap")
-    def _workflow_only_when_chosen(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """A plan of steps is recorded as it was before plans could choose a workflow."""
-        data: dict[str, Any] = handler(self)
-        if self.workflow is None:
-            data.pop("workflow", None)
-        return data
 
 
 @dataclass(frozen=True)
